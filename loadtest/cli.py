@@ -1,0 +1,276 @@
+"""Command line: ``loadtest single``, ``loadtest throughput`` and ``loadtest serve``.
+
+Errors meant for the user become one line on stderr and exit code 2; Ctrl-C stops gracefully
+once (summary of what completed is written, exit 130) and at once the second time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import RunConfig
+from .errors import ConfigError, LoadtestError
+from .output import default_output_dir, render_table
+from .transport import normalize_base_url
+
+ENGINES = ("llamacpp", "transformers", "vllm", "tgi")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    v = int(text) if text.lstrip("-").isdigit() else -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def _add_launch_args(p: argparse.ArgumentParser, *, required_engine: bool) -> None:
+    g = p.add_argument_group("engine launch (see servers/README.md)")
+    if not required_engine:
+        g.add_argument("--launch", choices=ENGINES, metavar="ENGINE",
+                       help=f"start this engine first ({', '.join(ENGINES)}), run against it, then stop it")
+    g.add_argument("--threads", type=_positive_int, help="engine CPU threads (default: all cores)")
+    g.add_argument("--slots", type=_positive_int, help="llama.cpp parallel slots (default 4)")
+    g.add_argument("--ctx-size", type=_positive_int, default=2048, help="context per slot (default 2048)")
+    g.add_argument("--gpu-layers", type=int, help="llama.cpp -ngl")
+    g.add_argument("--dtype", help="transformers/vLLM dtype (e.g. float32, bfloat16)")
+    g.add_argument("--attn-implementation", help="transformers attention implementation (eager, sdpa, ...)")
+    g.add_argument("--compile", action="store_true", help="transformers: torch.compile the forward")
+    g.add_argument("--tensor-parallel-size", type=_positive_int, help="vLLM")
+    g.add_argument("--max-model-len", type=_positive_int, help="vLLM")
+    g.add_argument("--gpu-memory-utilization", type=float, help="vLLM")
+    g.add_argument("--port", type=int, help="engine port (default: a free one)")
+    g.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument passed to the engine verbatim (repeatable)")
+
+
+def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--endpoint", help="OpenAI base URL, e.g. http://127.0.0.1:8080/v1 (/v1 added to a bare host)")
+    p.add_argument("--model", help="model name to send (default: the first one /v1/models lists)")
+    p.add_argument("--api", choices=("chat", "completions"), default="chat",
+                   help="/chat/completions (default) or /completions")
+    p.add_argument("--no-stream", dest="stream", action="store_false",
+                   help="non-streaming requests (TTFT then not measured)")
+    p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"),
+                   help="bearer token (default: $OPENAI_API_KEY)")
+    p.add_argument("--dataset", default="builtin", help="builtin (default), lima, or a JSONL/JSON/Parquet file")
+    if command == "throughput":
+        p.add_argument("--concurrency", type=_positive_int, required=True, help="requests kept in flight")
+        amount = p.add_mutually_exclusive_group()
+        amount.add_argument("--num-prompts", type=_positive_int,
+                            help="measured requests (default: max(100, 4 x concurrency))")
+        amount.add_argument("--duration", type=_positive_float, help="measure for this many seconds instead")
+    else:
+        p.add_argument("--num-prompts", type=_positive_int, default=100, help="measured requests (default 100)")
+    p.add_argument("--max-tokens", type=_positive_int, default=256, help="max_tokens per request (default 256)")
+    p.add_argument("--temperature", type=float, help="sent only when given")
+    p.add_argument("--top-p", type=float, help="sent only when given")
+    p.add_argument("--ignore-eos", action="store_true", help="send ignore_eos=true (vLLM, llama.cpp accept it)")
+    p.add_argument("--extra-body", default="{}", help="JSON object merged into every request body")
+    p.add_argument("--warmup", type=_non_negative_int, default=0, help="requests sent first and left out of the statistics")
+    p.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default 0)")
+    p.add_argument("--tokenizer", help="count tokens when the server sends no usage: a local HF tokenizer dir or a "
+                                       "tiktoken encoding (cl100k_base works offline)")
+    p.add_argument("--timeout", type=_positive_float, default=600.0, help="per-request timeout in seconds (default 600)")
+    p.add_argument("--transport", choices=("fast", "httpx"), default="fast",
+                   help="HTTP client: fast (asyncio + httptools, default) or httpx")
+    p.add_argument("--no-preconnect", dest="preconnect", action="store_false",
+                   help="do not open keep-alive connections before the measured window")
+    p.add_argument("--output", type=Path, help="results directory (default results/<time>-<command>/)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_launch_args(p, required_engine=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loadtest", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"loadtest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_args(sub.add_parser("single", help="requests one at a time: per-request tokens/s, TTFT, decode rate"), "single")
+    _add_run_args(sub.add_parser("throughput", help="N requests in flight: requests/min, output tokens/s"), "throughput")
+    serve = sub.add_parser("serve", help="run the test server (sim) or start an engine and print its endpoint")
+    serve_sub = serve.add_subparsers(dest="engine", required=True, metavar="ENGINE")
+    from .sim.config import add_arguments as add_sim_arguments
+
+    add_sim_arguments(serve_sub.add_parser("sim", help="deterministic OpenAI-compatible test server"))
+    for engine in ENGINES:
+        ep = serve_sub.add_parser(engine, help=f"start {engine} and print its endpoint until Ctrl-C")
+        ep.add_argument("--model", help="model path or id (default: the embedded SmolLM2 GGUF)")
+        ep.add_argument("--log-dir", type=Path, default=Path("results") / "servers", help="where the engine log goes")
+        _add_launch_args(ep, required_engine=True)
+    return parser
+
+
+def config_from_args(ns: argparse.Namespace) -> RunConfig:
+    if not ns.endpoint and not getattr(ns, "launch", None):
+        raise ConfigError("--endpoint is required (or --launch ENGINE to start one)")
+    try:
+        extra = json.loads(ns.extra_body)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise ConfigError("--extra-body must be a JSON object")
+    throughput = ns.command == "throughput"
+    concurrency = ns.concurrency if throughput else 1
+    duration = ns.duration if throughput else None
+    num = ns.num_prompts if ns.num_prompts is not None else max(100, 4 * concurrency)
+    return RunConfig(
+        command=ns.command, base_url=normalize_base_url(ns.endpoint) if ns.endpoint else "", model=ns.model,
+        api=ns.api, stream=ns.stream, api_key=ns.api_key, dataset=ns.dataset,
+        num_prompts=None if duration else num, duration_s=duration, concurrency=concurrency, warmup=ns.warmup,
+        seed=ns.seed, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos,
+        extra_body=extra, tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport,
+        preconnect=ns.preconnect, output_dir=ns.output or default_output_dir(ns.command), quiet=ns.quiet)
+
+
+def _launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir: Path) -> Any:
+    from .launch import LaunchSpec
+
+    return LaunchSpec(engine=engine, model=model, port=ns.port, threads=ns.threads, slots=ns.slots,
+                      ctx_size=ns.ctx_size, gpu_layers=ns.gpu_layers, dtype=ns.dtype,
+                      attn_implementation=ns.attn_implementation, compile=ns.compile,
+                      tensor_parallel_size=ns.tensor_parallel_size, max_model_len=ns.max_model_len,
+                      gpu_memory_utilization=ns.gpu_memory_utilization, extra_args=list(ns.engine_arg),
+                      log_dir=log_dir)
+
+
+@contextlib.contextmanager
+def _maybe_launch(ns: argparse.Namespace, cfg: RunConfig) -> Iterator[tuple[RunConfig, Any]]:
+    if not getattr(ns, "launch", None):
+        yield cfg, None
+        return
+    from .launch import launch
+
+    assert cfg.output_dir is not None
+    with launch(_launch_spec(ns, ns.launch, cfg.model, cfg.output_dir)) as server:
+        ignore_eos = cfg.ignore_eos and "ignore_eos" in server.accepted_fields
+        if cfg.ignore_eos and not ignore_eos:
+            print(f"loadtest: {ns.launch} does not accept ignore_eos; not sending it", file=sys.stderr)
+        yield replace(cfg, base_url=server.base_url, model=server.model_name, ignore_eos=ignore_eos), server
+
+
+def _uvloop_factory() -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _run_benchmark(ns: argparse.Namespace) -> int:
+    from .prompts import load_prompts
+    from .runner import Run
+    from .tokens import load_tokenizer
+
+    cfg = config_from_args(ns)
+    prompts = load_prompts(cfg.dataset)
+    tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+    with _maybe_launch(ns, cfg) as (cfg, server):
+        def server_info() -> dict[str, Any] | None:
+            if server is None:
+                return None
+            return {**server.info, "resources": server.resources()}
+
+        assert cfg.output_dir is not None
+        run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info)
+
+        async def main() -> Any:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+
+            def on_signal() -> None:
+                if not run.stop.is_set():
+                    run.interrupted = True
+                    run.stop.set()
+                    print("\nloadtest: stopping; writing the summary of what completed (Ctrl-C again to quit now)",
+                          file=sys.stderr, flush=True)
+                elif task is not None:
+                    task.cancel()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal)
+            return await run.execute()
+
+        with asyncio.Runner(loop_factory=_uvloop_factory()) as runner:
+            try:
+                outcome = runner.run(main())
+            except asyncio.CancelledError:
+                print(f"loadtest: interrupted; records so far are in {cfg.output_dir / 'requests.jsonl'}", file=sys.stderr)
+                return 130
+    print(render_table(outcome.summary))
+    print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
+    if outcome.message:
+        print(f"loadtest: error: {outcome.message}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    if ns.engine == "sim":
+        from .sim.__main__ import announce
+        from .sim.config import config_from_args as sim_config
+        from .sim.server import run as run_sim
+
+        try:
+            run_sim(sim_config(ns), announce=announce)
+        except OSError as exc:
+            raise ConfigError(f"cannot start the test server: {exc}") from None
+        return 0
+    from .launch import launch
+
+    with launch(_launch_spec(ns, ns.engine, ns.model, ns.log_dir)) as server:
+        print(f"{ns.engine} ready at {server.base_url} (model name: {server.model_name}); Ctrl-C to stop", flush=True)
+        print(f"launch command: {server.info.get('launch_command_str') or server.info.get('launch_command')}", flush=True)
+        try:
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            signal.pause()
+        except KeyboardInterrupt:
+            print(f"\nstopping {ns.engine}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        if ns.command == "serve":
+            return _serve(ns)
+        return _run_benchmark(ns)
+    except LoadtestError as exc:
+        print(f"loadtest: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("loadtest: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Run configuration: what to run, separate from the thing that runs it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Api = Literal["chat", "completions"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    command: Literal["single", "throughput"]
+    base_url: str
+    model: str | None
+    api: Api = "chat"
+    stream: bool = True
+    api_key: str | None = None
+    dataset: str = "builtin"
+    num_prompts: int | None = 100
+    duration_s: float | None = None
+    concurrency: int = 1
+    warmup: int = 0
+    seed: int = 0
+    max_tokens: int = 256
+    temperature: float | None = None
+    top_p: float | None = None
+    ignore_eos: bool = False
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str | None = None
+    timeout_s: float = 600.0
+    transport: str = "fast"
+    preconnect: bool = True
+    output_dir: Path | None = None
+    quiet: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Every parameter, for summary.json; the API key itself is never written."""
+        d = asdict(self)
+        d["api_key"] = "(set)" if self.api_key else None
+        d["output_dir"] = str(self.output_dir) if self.output_dir else None
+        return d

@@ -1,0 +1,53 @@
+"""Every metric's definition, in words. Written into each summary.json; docs/metrics.md quotes
+each one verbatim (a test keeps the two in step)."""
+
+from __future__ import annotations
+
+DEFINITIONS: dict[str, str] = {
+    "request_start": (
+        "The moment the client begins a request: just before its bytes are written to an open "
+        "keep-alive connection, or just before a new connection is opened when none is open (then "
+        "connection set-up is inside ttft_s and e2e_s and is also reported as connect_s)."),
+    "e2e_s": "Full round trip: from request start to the arrival of the last byte of the response.",
+    "ttft_s": (
+        "Time to first token: from request start to the arrival of the first SSE chunk that carries "
+        "generated text (delta.content, reasoning_content or tool-call arguments; choices[].text for "
+        "/completions). Role-only, empty and usage-only chunks do not end it. Not measured (null) "
+        "without streaming."),
+    "ttft_content_s": (
+        "As ttft_s, but ended only by visible content (not reasoning); equal to ttft_s for "
+        "non-reasoning models."),
+    "completion_tokens": (
+        "Generated tokens of a request: the server's usage.completion_tokens (asked for with "
+        "stream_options.include_usage); without usage, the --tokenizer's count of the generated text; "
+        "as a last resort the number of content chunks (token_source 'chunks', approximate). Prompt "
+        "tokens never count. Reasoning tokens are part of completion_tokens and are not added again."),
+    "tokens_per_s": "Per request: completion_tokens / e2e_s (the whole round trip, TTFT included).",
+    "tpot_s": (
+        "Time per output token after the first chunk: (arrival of the last content chunk - arrival of "
+        "the first content chunk) / (completion_tokens - tokens in the first content chunk). Taken over "
+        "content chunks only, so a trailing usage chunk or [DONE] cannot bias it; right when chunks "
+        "carry several tokens."),
+    "decode_tokens_per_s": "Per request: 1 / tpot_s (generation rate after the first chunk).",
+    "itl_s": (
+        "Inter-token latency, one sample per token: the gap between a content chunk and the previous "
+        "content chunk is shared equally among the k tokens the later chunk carries (k from per-chunk "
+        "usage when the server sends it, else the tokenizer scaled to the request's total, else the "
+        "total spread evenly over content chunks). Empty chunks add no sample; tokens of the first "
+        "chunk have no gap. Its token-weighted mean equals tpot_s."),
+    "percentiles": (
+        "Statistics over requests (ITL: over tokens): mean, population std, min, max, and p50/p90/p95/"
+        "p99 by linear interpolation (ITL: token-weighted, inverted CDF). Failed, cancelled and warm-up "
+        "requests are excluded."),
+    "window_s": (
+        "The measured window. With --num-prompts: from the start of the first measured (non-warm-up) "
+        "request to the end of the last one. With --duration D: exactly D seconds from the start of the "
+        "first measured request; requests still in flight then are cancelled, recorded as 'cancelled', "
+        "and not counted."),
+    "requests_per_s": "Completed (successful) measured requests / window_s.",
+    "requests_per_min": "60 * requests_per_s.",
+    "output_tokens_per_s": "Sum of completion_tokens of completed measured requests / window_s.",
+    "queueing": (
+        "None on the client: the scheduler never has more requests in flight than the connection pool "
+        "has connections, so no request waits for one."),
+}

@@ -1,0 +1,128 @@
+"""Results: requests.jsonl written as each request completes, summary.json, and the console table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from tabulate import tabulate
+
+from . import __version__
+from .definitions import DEFINITIONS
+from .record import RequestRecord
+
+SCHEMA_VERSION = 1
+
+
+def default_output_dir(command: str, root: Path = Path("results")) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stamp}-{command}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{command}-{n}"
+    return path
+
+
+class RecordWriter:
+    """Appends one JSON line per finished request and flushes it, so a run cut short (Ctrl-C, a
+    crash, a dead server) keeps everything already measured."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "requests.jsonl"
+        self._fh: IO[bytes] = open(self.path, "ab")
+
+    def write(self, record: RequestRecord) -> None:
+        self._fh.write(record.to_json() + b"\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def client_info(transport: str, loop_name: str) -> dict[str, Any]:
+    return {
+        "loadtest_version": __version__,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "transport": transport,
+        "event_loop": loop_name,
+    }
+
+
+def write_summary(directory: Path, summary: dict[str, Any]) -> Path:
+    path = directory / "summary.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    tmp.replace(path)
+    return path
+
+
+def build_summary(*, command: str, config: dict[str, Any], client: dict[str, Any], result: dict[str, Any],
+                  run: dict[str, Any], server: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+        "config": config,
+        "client": client,
+        "server": server,
+        "run": run,
+        "definitions": DEFINITIONS,
+        **result,
+    }
+
+
+def _fmt(v: Any, scale: float = 1.0, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    return f"{v * scale:,.{digits}f}"
+
+
+_ROWS = [  # (metric, label, scale, digits)
+    ("tokens_per_s", "tokens/s per request (completion / e2e)", 1, 2),
+    ("ttft_s", "TTFT (ms)", 1e3, 1),
+    ("ttft_content_s", "TTFT, visible content (ms)", 1e3, 1),
+    ("tpot_s", "TPOT (ms)", 1e3, 2),
+    ("itl_s", "ITL (ms, per token)", 1e3, 2),
+    ("decode_tokens_per_s", "decode tokens/s", 1, 1),
+    ("e2e_s", "end-to-end latency (s)", 1, 3),
+]
+
+
+def render_table(summary: dict[str, Any]) -> str:
+    m = summary["metrics"]
+    counts = summary["counts"]
+    rows = []
+    for key, label, scale, digits in _ROWS:
+        s = m.get(key)
+        if not s or not s.get("count"):
+            continue
+        if key == "ttft_content_s" and m["ttft_s"].get("mean") == s.get("mean"):
+            continue  # identical unless the model reasons
+        rows.append([label] + [_fmt(s[k], scale, digits) for k in ("mean", "p50", "p90", "p99", "min", "max")])
+    table = tabulate(rows, headers=["metric", "mean", "p50", "p90", "p99", "min", "max"],
+                     tablefmt="simple", disable_numparse=True, colalign=("left",) + ("right",) * 6)
+    srcs = ", ".join(f"{k}: {v}" for k, v in summary["token_source"].items()) or "-"
+    head = [
+        f"{summary['command']}: {counts['completed']}/{counts['requests']} requests completed, "
+        f"{counts['failed']} failed" + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
+        + f"  |  concurrency {summary['config']['concurrency']}  |  window {_fmt(m['window_s'], 1, 2)} s",
+        f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
+        f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}",
+    ]
+    if summary["errors"]:
+        head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))
+    if summary["run"].get("ended") not in (None, "done", "deadline"):
+        head.append(f"run ended early: {summary['run']['ended']}")
+    return "\n".join(head) + "\n\n" + table
+

@@ -1,0 +1,46 @@
+"""Request payloads: a prompt and the run's options become the exact bytes sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .config import RunConfig
+from .prompts import Prompt
+
+PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+
+
+def request_path(cfg: RunConfig) -> str:
+    return PATHS[cfg.api]
+
+
+def base_body(cfg: RunConfig, model: str | None) -> dict[str, Any]:
+    """Fields common to every request of a run. Optional sampling fields are sent only when the
+    user set them, because engines differ in their defaults and in what they reject (422)."""
+    body: dict[str, Any] = {}
+    if model:
+        body["model"] = model
+    body["max_tokens"] = cfg.max_tokens
+    body["stream"] = cfg.stream
+    if cfg.temperature is not None:
+        body["temperature"] = cfg.temperature
+    if cfg.top_p is not None:
+        body["top_p"] = cfg.top_p
+    if cfg.ignore_eos:
+        body["ignore_eos"] = True
+    body.update(cfg.extra_body)
+    return body
+
+
+def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage: bool) -> bytes:
+    """Only the first user turn is sent."""
+    body = dict(base)
+    if api == "chat":
+        body["messages"] = [{"role": "user", "content": prompt.text}]
+    else:
+        body["prompt"] = prompt.text
+    if include_usage and body.get("stream"):
+        body["stream_options"] = {"include_usage": True}
+    return orjson.dumps(body)

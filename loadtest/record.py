@@ -1,0 +1,244 @@
+"""The per-request record: raw timestamps interpreted once, after the response is complete.
+
+Definitions live in :mod:`loadtest.definitions`; this module implements them. Times are seconds;
+``None`` means not measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from .sse import parse_stream
+from .tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
+from .transport import Exchange
+
+# Request-level failure kinds beyond the transport's (connect, timeout, disconnect, protocol).
+AUTH, NOT_FOUND, BAD_REQUEST, RATE_LIMITED, SERVER_ERROR, HTTP_ERROR = (
+    "auth", "not_found", "bad_request", "rate_limited", "server_error", "http_error")
+STREAM_ERROR, MALFORMED, CANCELLED = "stream_error", "malformed", "cancelled"
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    id: int
+    prompt_id: str
+    ok: bool
+    status: int | None
+    error_kind: str | None
+    error: str | None
+    start_s: float
+    """Request start, seconds since the run started."""
+    end_s: float | None
+    ttft_s: float | None
+    ttft_content_s: float | None
+    e2e_s: float | None
+    tpot_s: float | None
+    decode_tokens_per_s: float | None
+    tokens_per_s: float | None
+    completion_tokens: int | None
+    prompt_tokens: int | None
+    token_source: str | None
+    finish_reason: str | None
+    chunks: int
+    content_chunks: int
+    connect_s: float | None
+    warmup: bool = False
+    response_id: str | None = None
+    chunk_offsets_s: list[float] | None = None
+    """Arrival of each content chunk, seconds after the request started."""
+    chunk_tokens: list[float] | None = None
+    """Tokens attributed to each content chunk (sums to completion_tokens)."""
+    engine_timings: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+
+def _http_error_kind(status: int) -> str:
+    if status in (401, 403):
+        return AUTH
+    if status == 404:
+        return NOT_FOUND
+    if status in (400, 413, 422):
+        return BAD_REQUEST
+    if status == 429:
+        return RATE_LIMITED
+    if status >= 500:
+        return SERVER_ERROR
+    return HTTP_ERROR
+
+
+def error_message(body: bytes) -> str:
+    """The server's own words from an error body (OpenAI, FastAPI and plain shapes)."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return text[:300] or "(empty body)"
+    if isinstance(obj, dict):
+        err = obj.get("error", obj.get("detail", obj.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        if err is not None:
+            return (err if isinstance(err, str) else orjson.dumps(err).decode())[:300]
+    return text[:300]
+
+
+class _Stream:
+    """What one response said, before any derivation."""
+
+    def __init__(self) -> None:
+        self.times: list[int] = []        # content-chunk arrival stamps
+        self.texts: list[str] = []
+        self.cum_usage: list[int | None] = []
+        self.first_content_ns: int | None = None  # first visible (non-reasoning) content
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.timings: dict[str, Any] | None = None
+        self.response_id: str | None = None
+        self.error_kind: str | None = None
+        self.error: str | None = None
+        self.chunks = 0
+
+    def take(self, t_ns: int, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            self.error_kind, self.error = MALFORMED, "stream chunk is not a JSON object"
+            return
+        if obj.get("error") and not obj.get("choices"):
+            self.error_kind, self.error = STREAM_ERROR, "server sent an error event: " + error_message(orjson.dumps(obj))
+            return
+        if self.response_id is None:
+            self.response_id = obj.get("id")
+        usage = obj.get("usage")
+        if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
+            self.usage = usage
+        if isinstance(obj.get("timings"), dict):
+            self.timings = obj["timings"]
+        choices = obj.get("choices")
+        if not choices:
+            return
+        choice = choices[0]
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        delta = choice.get("delta")
+        if delta is None:  # /completions, or a non-stream body
+            delta = choice.get("message") or {}
+            text = choice.get("text") or delta.get("content") or ""
+        else:
+            text = delta.get("content") or ""
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            text += "".join((c.get("function") or {}).get("arguments") or "" for c in tool_calls)
+        if not (text or reasoning):
+            return  # role-only, empty and finish chunks carry no generated text
+        if text and self.first_content_ns is None:
+            self.first_content_ns = t_ns
+        self.times.append(t_ns)
+        self.texts.append(reasoning + text)
+        cum = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        self.cum_usage.append(cum if isinstance(cum, int) else None)
+
+
+def _chunk_tokens(s: _Stream, total: int, tokenizer: Tokenizer | None) -> list[float]:
+    """Tokens per content chunk: per-chunk cumulative usage, else the tokenizer (scaled to the
+    total), else the total spread evenly. Always sums to ``total``."""
+    n = len(s.times)
+    cums = s.cum_usage
+    if n and all(c is not None for c in cums) and cums[-1] == total:
+        diffs = [float(c - p) for c, p in zip(cums, [0, *cums[:-1]])]  # type: ignore[operator]
+        if diffs[0] >= 1 and min(diffs) >= 0:
+            return diffs
+    if tokenizer is not None:
+        counts = [tokenizer.count(t) for t in s.texts]
+        size = sum(counts)
+        if size > 0:
+            return [c * total / size for c in counts]
+    return [total / n] * n
+
+
+def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: int, stream: bool,
+                 tokenizer: Tokenizer | None, warmup: bool = False) -> RequestRecord:
+    """Interpret one Exchange. Implements every definition in docs/metrics.md."""
+    s = _Stream()
+    ok = ex.error_kind is None
+    kind, message = ex.error_kind, ex.error
+    body_pieces = ex.pieces
+    if ok and ex.status is not None and ex.status >= 400:
+        ok, kind, message = False, _http_error_kind(ex.status), f"HTTP {ex.status}: {error_message(ex.body())}"
+    elif ok:
+        is_sse = stream and ("event-stream" in ex.content_type or ex.body().lstrip().startswith(b"data:"))
+        if is_sse:
+            for ev in parse_stream(body_pieces):
+                s.chunks += 1
+                if ev.data == b"[DONE]":
+                    continue
+                try:
+                    obj = orjson.loads(ev.data)
+                except orjson.JSONDecodeError:
+                    s.error_kind, s.error = MALFORMED, f"invalid JSON in stream: {ev.data[:80]!r}"
+                    break
+                s.take(ev.t_ns, obj)
+                if s.error_kind:
+                    break
+        else:
+            try:
+                s.take(ex.t_end_ns or ex.t_start_ns, orjson.loads(ex.body()))
+            except orjson.JSONDecodeError:
+                s.error_kind, s.error = MALFORMED, f"response is not JSON: {ex.body()[:80]!r}"
+        if s.error_kind:
+            ok, kind, message = False, s.error_kind, s.error
+
+    ms = 1e9
+    e2e = (ex.t_end_ns - ex.t_start_ns) / ms if ex.t_end_ns is not None else None
+    rec = RequestRecord(
+        id=request_id, prompt_id=prompt_id, ok=ok, status=ex.status, error_kind=kind, error=message,
+        start_s=(ex.t_start_ns - run_t0_ns) / ms,
+        end_s=(ex.t_end_ns - run_t0_ns) / ms if ex.t_end_ns is not None else None,
+        ttft_s=None, ttft_content_s=None, e2e_s=e2e, tpot_s=None, decode_tokens_per_s=None,
+        tokens_per_s=None, completion_tokens=None, prompt_tokens=None, token_source=None,
+        finish_reason=s.finish_reason, chunks=s.chunks, content_chunks=len(s.times),
+        connect_s=ex.connect_s, warmup=warmup, response_id=s.response_id, engine_timings=s.timings)
+    if not ok:
+        return rec
+
+    if s.usage is not None:
+        total, rec.token_source = int(s.usage["completion_tokens"]), USAGE
+        pt = s.usage.get("prompt_tokens")
+        rec.prompt_tokens = pt if isinstance(pt, int) else None
+    elif tokenizer is not None:
+        total, rec.token_source = tokenizer.count("".join(s.texts)), TOKENIZER
+    else:
+        total, rec.token_source = len(s.times), CHUNKS
+    rec.completion_tokens = total
+    if e2e:
+        rec.tokens_per_s = total / e2e
+    if not stream or not s.times:
+        return rec
+
+    t0 = ex.t_start_ns
+    rec.ttft_s = (s.times[0] - t0) / ms
+    if s.first_content_ns is not None:
+        rec.ttft_content_s = (s.first_content_ns - t0) / ms
+    rec.chunk_offsets_s = [(t - t0) / ms for t in s.times]
+    if total > 0:
+        rec.chunk_tokens = _chunk_tokens(s, total, tokenizer)
+        after_first = total - rec.chunk_tokens[0]
+        span_s = (s.times[-1] - s.times[0]) / ms
+        if after_first > 0 and span_s > 0:
+            rec.tpot_s = span_s / after_first
+            rec.decode_tokens_per_s = after_first / span_s
+    return rec
+
+
+def cancelled_record(*, request_id: int, prompt_id: str, t_start_ns: int, run_t0_ns: int,
+                     warmup: bool, reason: str) -> RequestRecord:
+    return RequestRecord(
+        id=request_id, prompt_id=prompt_id, ok=False, status=None, error_kind=CANCELLED, error=reason,
+        start_s=(t_start_ns - run_t0_ns) / 1e9, end_s=None, ttft_s=None, ttft_content_s=None, e2e_s=None,
+        tpot_s=None, decode_tokens_per_s=None, tokens_per_s=None, completion_tokens=None,
+        prompt_tokens=None, token_source=None, finish_reason=None, chunks=0, content_chunks=0,
+        connect_s=None, warmup=warmup)

@@ -1,0 +1,272 @@
+"""One run, wired stage by stage: prompts -> payloads -> scheduler -> transport -> record ->
+metrics -> output. The only module that knows all the stages."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
+
+import orjson
+
+from .config import RunConfig
+from .errors import RunAborted
+from .loadshape import ClosedLoop
+from .metrics import compute_metrics
+from .output import RecordWriter, build_summary, client_info, write_summary
+from .payloads import base_body, build_body, request_path
+from .prompts import Prompt, sample_prompts
+from .record import AUTH, CANCELLED, NOT_FOUND, RequestRecord, build_record, cancelled_record, error_message
+from .scheduler import run_closed_loop
+from .tokens import Tokenizer
+from .transport import Transport, make_transport
+from .transport.base import CONNECT, TIMEOUT
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
+
+
+@dataclass
+class RunOutcome:
+    summary: dict[str, Any]
+    directory: Path
+    exit_code: int
+    message: str | None
+
+
+async def list_models(transport: Transport, timeout_s: float = 10.0) -> list[str] | None:
+    ex = await transport.get("/models", timeout_s)
+    if ex.error_kind or ex.status != 200:
+        return None
+    try:
+        data = orjson.loads(ex.body()).get("data") or []
+        return [m["id"] for m in data if isinstance(m, dict) and "id" in m]
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+
+
+class Run:
+    def __init__(self, cfg: RunConfig, prompts: list[Prompt], *, directory: Path,
+                 tokenizer: Tokenizer | None = None,
+                 server_info: Callable[[], dict[str, Any] | None] | None = None) -> None:
+        self.cfg = cfg
+        self.prompts = prompts
+        self.directory = directory
+        self.tokenizer = tokenizer
+        self.server_info = server_info
+        self.stop = asyncio.Event()
+        self.interrupted = False
+        self.records: list[RequestRecord] = []
+        self.include_usage = cfg.stream
+        self.stream_options_rejected = False
+        self._sequence: list[Prompt] = []
+        self._any_ok = False
+        self._early_failures: list[RequestRecord] = []
+        self._connect_streak = 0
+        self._abort: RequestRecord | None = None
+        self._abort_reason: str | None = None
+        self._t0_ns = 0
+        self._transport: Transport | None = None
+        self._writer: RecordWriter | None = None
+        self._model: str | None = cfg.model
+        self._base: dict[str, Any] = {}
+
+    # -- prompts --------------------------------------------------------------------------
+    def _prompt_at(self, i: int) -> Prompt:
+        if i >= len(self._sequence):  # duration runs: extend the same seeded order (prefix-stable)
+            n = max(2 * len(self._sequence), i + 1, len(self.prompts))
+            self._sequence = sample_prompts(self.prompts, n, self.cfg.seed)
+        return self._sequence[i]
+
+    # -- one request ----------------------------------------------------------------------
+    async def _job(self, i: int) -> None:
+        cfg, transport = self.cfg, self._transport
+        assert transport is not None
+        prompt = self._prompt_at(i)
+        warmup = i < cfg.warmup
+        path = request_path(cfg)
+        t_start = perf_counter_ns()
+        try:
+            sent_usage = self.include_usage
+            ex = await transport.post(path, build_body(prompt, self._base, api=cfg.api, include_usage=sent_usage),
+                                      cfg.timeout_s)
+            if sent_usage and ex.status in (400, 422):
+                # Many servers (TGI, Ollama, LM Studio...) reject stream_options: retry without it,
+                # and stop sending it for the run once a retry succeeds.
+                retry = await transport.post(path, build_body(prompt, self._base, api=cfg.api, include_usage=False),
+                                             cfg.timeout_s)
+                if retry.status is not None and retry.status < 400:
+                    if self.include_usage:
+                        self._note(f"server rejected stream_options ({error_message(ex.body())}); "
+                                   "sending requests without it (token counts fall back to the tokenizer)")
+                    self.include_usage = False
+                    self.stream_options_rejected = True
+                ex = retry
+        except asyncio.CancelledError:
+            self._emit(cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
+                                        run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight"))
+            raise
+        self._emit(build_record(ex, request_id=i, prompt_id=prompt.id, run_t0_ns=self._t0_ns, stream=cfg.stream,
+                                tokenizer=self.tokenizer, warmup=warmup))
+
+    def _emit(self, rec: RequestRecord) -> None:
+        assert self._writer is not None
+        self._writer.write(rec)
+        self.records.append(rec)
+        if rec.ok:
+            self._any_ok = True
+            self._connect_streak = 0
+            return
+        if rec.error_kind == CANCELLED or self._abort is not None:
+            return
+        if not self._any_ok:
+            self._early_failures.append(rec)
+            n = len(self._early_failures)
+            if n >= self._abort_threshold and len({r.error_kind for r in self._early_failures}) == 1:
+                self._abort, self._abort_reason = rec, "first_requests_failed"
+                self.stop.set()
+        self._connect_streak = self._connect_streak + 1 if rec.error_kind == CONNECT else 0
+        if self._any_ok and self._connect_streak >= 3:
+            self._abort, self._abort_reason = rec, "server_gone"
+            self.stop.set()
+
+    @property
+    def _abort_threshold(self) -> int:
+        total = (self.cfg.num_prompts or 3) + self.cfg.warmup if self.cfg.duration_s is None else 3
+        return max(1, min(3, total))
+
+    def _note(self, text: str) -> None:
+        if not self.cfg.quiet:
+            print(f"\nloadtest: {text}", file=sys.stderr, flush=True)
+
+    async def _progress(self, total: int | None) -> None:
+        tty = sys.stderr.isatty()
+        interval = 0.5 if tty else 5.0
+        t0 = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            done = sum(1 for r in self.records if not r.warmup)
+            failed = sum(1 for r in self.records if not r.warmup and not r.ok)
+            of = f"/{total}" if total else ""
+            line = f"{self.cfg.command}: {done}{of} requests, {failed} failed, {time.monotonic() - t0:.0f} s"
+            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    # -- the run --------------------------------------------------------------------------
+    async def execute(self) -> RunOutcome:
+        cfg = self.cfg
+        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        self._transport = make_transport(cfg.transport, cfg.base_url,  # type: ignore[arg-type]
+                                         max_connections=cfg.concurrency, headers=headers)
+        self._writer = RecordWriter(self.directory)
+        started_at = time.time()
+        shape = ClosedLoop(cfg.concurrency)
+        progress: asyncio.Task[None] | None = None
+        ended = "done"
+        measured_t0 = 0
+        try:
+            if self._model is None:
+                self._model = await self._discover_model()
+            self._base = base_body(cfg, self._model)
+            if cfg.preconnect:
+                await self._transport.preconnect(cfg.concurrency, min(cfg.timeout_s, 30.0))
+            if not cfg.quiet:
+                progress = asyncio.create_task(self._progress(cfg.num_prompts if cfg.duration_s is None else None))
+            self._t0_ns = perf_counter_ns()
+            if cfg.warmup:
+                ended = await run_closed_loop(shape, self._job, count=cfg.warmup, deadline_ns=None, stop=self.stop)
+            if not self.stop.is_set():
+                measured_t0 = perf_counter_ns()
+                deadline = measured_t0 + int(cfg.duration_s * 1e9) if cfg.duration_s else None
+                ended = await run_closed_loop(shape, self._job, count=cfg.num_prompts if deadline is None else None,
+                                              deadline_ns=deadline, stop=self.stop, first_index=cfg.warmup)
+        finally:
+            if progress is not None:
+                progress.cancel()
+                print("", file=sys.stderr)
+            await self._transport.aclose()
+            self._writer.close()
+
+        if self._abort is not None:
+            ended = "aborted"
+        elif self.interrupted:
+            ended = "interrupted"
+        measured = [r for r in self.records if not r.warmup]
+        window_s = self._window_s(measured, measured_t0, ended)
+        result = compute_metrics(measured, window_s=window_s)
+        run_info = {
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)),
+            "ended": ended, "model": self._model, "warmup_requests": sum(1 for r in self.records if r.warmup),
+            "stream_options_sent": self.include_usage if cfg.stream else False,
+            "stream_options_rejected": self.stream_options_rejected,
+            "connections_preopened": cfg.preconnect and cfg.transport == "fast",
+            "tokenizer": self.tokenizer.name if self.tokenizer else None,
+        }
+        summary = build_summary(command=cfg.command, config=cfg.to_json(),
+                                client=client_info(cfg.transport, type(asyncio.get_running_loop()).__module__),
+                                result=result, run=run_info,
+                                server=self.server_info() if self.server_info else None)
+        message = None
+        exit_code = EXIT_OK
+        if self._abort is not None:
+            message = await self._abort_message(self._abort)
+            exit_code = EXIT_FAILED
+        elif self.interrupted:
+            exit_code = EXIT_INTERRUPTED
+        elif measured and result["counts"]["completed"] == 0:
+            kinds = ", ".join(f"{k} x{v['count']}" for k, v in result["errors"].items())
+            message, exit_code = f"no request succeeded ({kinds})", EXIT_FAILED
+        summary["run"]["error"] = message
+        write_summary(self.directory, summary)
+        return RunOutcome(summary, self.directory, exit_code, message)
+
+    def _window_s(self, measured: list[RequestRecord], measured_t0: int, ended: str) -> float | None:
+        if ended == "deadline" and self.cfg.duration_s:
+            return self.cfg.duration_s
+        finished = [r for r in measured if r.end_s is not None]
+        if not finished:
+            return None
+        start = min(r.start_s for r in measured)
+        return max(r.end_s for r in finished) - start  # type: ignore[type-var]
+
+    async def _discover_model(self) -> str:
+        assert self._transport is not None
+        ex = await self._transport.get("/models", 10.0)
+        if ex.error_kind:
+            raise RunAborted(f"cannot reach {self.cfg.base_url}: {ex.error}")
+        if ex.status in (401, 403):
+            raise RunAborted(f"{self.cfg.base_url} refused the API key (HTTP {ex.status}): {error_message(ex.body())}; "
+                             "pass --api-key or set OPENAI_API_KEY")
+        models = await list_models(self._transport)
+        if not models:
+            raise RunAborted(f"--model not given and {self.cfg.base_url}/models lists no model (HTTP {ex.status}); pass --model")
+        return models[0]
+
+    async def _abort_message(self, rec: RequestRecord) -> str:
+        cfg = self.cfg
+        url = cfg.base_url + request_path(cfg)
+        tail = f" (partial results in {self.directory})"
+        if self._abort_reason == "server_gone":
+            done = sum(1 for r in self.records if r.ok)
+            return f"server at {cfg.base_url} stopped accepting connections after {done} completed requests: {rec.error}{tail}"
+        if rec.error_kind == CONNECT:
+            return f"cannot connect to {cfg.base_url}: {rec.error}"
+        if rec.error_kind == TIMEOUT:
+            return f"requests to {url} timed out: {rec.error}; raise --timeout if the server is just slow"
+        if rec.error_kind == AUTH:
+            return f"{url} refused the request ({rec.error}); pass --api-key or set OPENAI_API_KEY"
+        if rec.error_kind == NOT_FOUND:
+            transport = make_transport(cfg.transport, cfg.base_url, max_connections=1,  # type: ignore[arg-type]
+                                       headers={"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {})
+            try:
+                models = await list_models(transport)
+            finally:
+                await transport.aclose()
+            if models and self._model not in models:
+                return f"model {self._model!r} not found; the server offers: {', '.join(models)} (pass one with --model)"
+            return f"{url} answered 404 ({rec.error}); check --endpoint and --api"
+        n = len(self._early_failures)
+        return f"the first {n} requests all failed with {rec.error_kind}: {rec.error}"

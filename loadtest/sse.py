@@ -1,0 +1,75 @@
+"""Server-sent events, parsed after the fact from stamped body pieces.
+
+Parsing once per request (instead of per chunk as it arrives) keeps the event loop free to stamp
+other streams' bytes; the stamps were taken on arrival, so nothing is lost by waiting.
+An event's time is the arrival of the piece holding its terminating blank line: the earliest
+moment any client could know the event was complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+
+class Event(NamedTuple):
+    t_ns: int
+    data: bytes
+    event: bytes | None = None
+
+
+def _block_to_event(t_ns: int, block: bytes) -> Event | None:
+    if block.startswith(b"data: ") and b"\n" not in block:  # the common case: one data line
+        return Event(t_ns, block[6:])
+    data: list[bytes] = []
+    name: bytes | None = None
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+        elif line.startswith(b"event:"):
+            name = line[6:].strip()
+        # comments (":...") and other fields (id, retry) carry nothing we measure
+    if not data:
+        return None
+    return Event(t_ns, b"\n".join(data), name)
+
+
+def parse_events(pieces: Iterable[tuple[int, bytes]]) -> tuple[list[Event], bytes]:
+    """Split stamped body pieces into events. Returns (events, bytes left over that no blank line
+    closed). Handles ``\\n``, ``\\r\\n`` and ``\\r`` line endings, also split across pieces."""
+    events: list[Event] = []
+    buf = b""
+    for t_ns, data in pieces:
+        if buf:
+            data = buf + data
+        carry_cr = data.endswith(b"\r")  # maybe half of a \r\n split across pieces
+        if carry_cr:
+            data = data[:-1]
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n\n" in data:
+            blocks = data.split(b"\n\n")
+            buf = blocks.pop()
+            for block in blocks:
+                if block:
+                    ev = _block_to_event(t_ns, block.lstrip(b"\n"))
+                    if ev is not None:
+                        events.append(ev)
+        else:
+            buf = data
+        if carry_cr:
+            buf += b"\r"
+    return events, buf
+
+
+def parse_stream(pieces: list[tuple[int, bytes]]) -> list[Event]:
+    """Events, plus a final event left unterminated when the stream simply closed (lenient, as the
+    openai SDK is: some servers end without the blank line)."""
+    events, rest = parse_events(pieces)
+    rest = rest.strip(b"\r\n")
+    if rest:
+        ev = _block_to_event(pieces[-1][0], rest.replace(b"\r\n", b"\n"))
+        if ev is not None:
+            events.append(ev)
+    return events

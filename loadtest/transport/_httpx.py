@@ -1,0 +1,59 @@
+"""The httpx transport: the card's HTTP client, kept for TLS-heavy or proxied set-ups
+(HTTP proxies from the environment, HTTP/2 gateways) where a full client matters more than
+per-chunk cost. Same Exchange as the fast transport, stamped on each raw piece."""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter_ns
+
+import httpx
+
+from .. import __version__
+from .base import CONNECT, DISCONNECT, PROTOCOL, TIMEOUT, Exchange
+
+
+class HttpxTransport:
+    def __init__(self, base_url: str, *, max_connections: int, headers: dict[str, str]) -> None:
+        self.base_url = base_url.rstrip("/")
+        # httpx's defaults (100 connections, 5 s timeouts) would queue requests silently and cut off
+        # long generations; the pool is sized to the load and the deadline is ours (post()).
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._client = httpx.AsyncClient(
+            limits=limits, timeout=httpx.Timeout(None),
+            headers={"User-Agent": f"loadtest/{__version__}", "Accept-Encoding": "identity", **headers})
+
+    async def preconnect(self, n: int, timeout_s: float) -> None:
+        """httpx opens connections on demand; its first requests include connection set-up."""
+
+    async def _exchange(self, method: str, path: str, body: bytes | None, timeout_s: float) -> Exchange:
+        ex = Exchange(t_start_ns=perf_counter_ns())
+        try:
+            async with asyncio.timeout(timeout_s):
+                headers = {"Content-Type": "application/json"} if body is not None else None
+                async with self._client.stream(method, self.base_url + path, content=body, headers=headers) as resp:
+                    ex.status = resp.status_code
+                    ex.content_type = resp.headers.get("content-type", "")
+                    pieces = ex.pieces
+                    async for piece in resp.aiter_raw():
+                        pieces.append((perf_counter_ns(), piece))
+                    ex.t_end_ns = pieces[-1][0] if pieces else perf_counter_ns()
+        except TimeoutError:
+            ex.error_kind, ex.error = TIMEOUT, f"no complete response within {timeout_s:g} s"
+        except httpx.ConnectError as exc:
+            ex.error_kind, ex.error = CONNECT, str(exc) or "connection failed"
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            kind = DISCONNECT if ex.status is not None or "disconnect" in str(exc).lower() else PROTOCOL
+            ex.error_kind, ex.error = kind, str(exc) or type(exc).__name__
+        except httpx.HTTPError as exc:
+            ex.error_kind, ex.error = CONNECT, f"{type(exc).__name__}: {exc}"
+        return ex
+
+    async def post(self, path: str, body: bytes, timeout_s: float) -> Exchange:
+        return await self._exchange("POST", path, body, timeout_s)
+
+    async def get(self, path: str, timeout_s: float) -> Exchange:
+        return await self._exchange("GET", path, None, timeout_s)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

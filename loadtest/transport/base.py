@@ -1,0 +1,106 @@
+"""The transport interface and the transport-agnostic pieces (URL handling, error kinds)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import ConfigError
+
+TransportKind = Literal["fast", "httpx"]
+
+# Transport-level failure kinds (HTTP status failures are classified in loadtest.record).
+CONNECT = "connect"          # refused, DNS failure, unreachable, TLS handshake
+TIMEOUT = "timeout"          # the per-request --timeout elapsed
+DISCONNECT = "disconnect"    # the server closed the connection before the response was complete
+PROTOCOL = "protocol"        # the bytes were not valid HTTP/1.1
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request's raw outcome. Times are ``perf_counter_ns`` values (a monotonic clock)."""
+
+    t_start_ns: int
+    """Just before the request began: before a connection is opened when one is needed, else just
+    before the request bytes are written."""
+    status: int | None = None
+    content_type: str = ""
+    pieces: list[tuple[int, bytes]] = field(default_factory=list)
+    """Body bytes (after HTTP chunked framing is removed) with their arrival stamps."""
+    t_end_ns: int | None = None
+    """Arrival of the last byte of the response (None when it never completed)."""
+    connect_s: float | None = None
+    """Time spent opening a new connection for this request; None when a kept-alive one was reused."""
+    error_kind: str | None = None
+    error: str | None = None
+
+    def body(self) -> bytes:
+        return b"".join(p for _, p in self.pieces)
+
+
+class Transport(Protocol):
+    """A connection pool for one run. ``post`` never raises for network or HTTP failures: they are
+    returned in the Exchange, because a failed request is data."""
+
+    base_url: str
+
+    async def post(self, path: str, body: bytes, timeout_s: float) -> Exchange: ...
+
+    async def get(self, path: str, timeout_s: float) -> Exchange: ...
+
+    async def preconnect(self, n: int, timeout_s: float) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def normalize_base_url(endpoint: str) -> str:
+    """Accept what the ``openai`` SDK accepts as base_url; a bare host gets ``/v1``.
+
+    Only an empty path gets ``/v1`` appended, so bases such as ``.../openai/v1`` or ``.../api``
+    of gateways are used exactly as given.
+    """
+    raw = endpoint.strip()
+    if "://" not in raw:
+        raw = "http://" + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--endpoint {endpoint!r} is not an http(s) URL (example: http://127.0.0.1:8080/v1)")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"--endpoint {endpoint!r} has an invalid port") from None
+    path = parts.path.rstrip("/")
+    if not path:
+        path = "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def describe_os_error(exc: BaseException) -> tuple[str, str]:
+    """Map a connection-time exception to (kind, one-line message)."""
+    if isinstance(exc, socket.gaierror):
+        return CONNECT, f"DNS lookup failed: {exc.strerror or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return CONNECT, f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return CONNECT, "connection refused"
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT, "timed out while connecting"
+    if isinstance(exc, OSError):
+        return CONNECT, exc.strerror or str(exc) or type(exc).__name__
+    return CONNECT, f"{type(exc).__name__}: {exc}"
+
+
+def make_transport(kind: TransportKind, base_url: str, *, max_connections: int,
+                   headers: dict[str, str]) -> Transport:
+    if kind == "fast":
+        from ._fast import FastTransport
+
+        return FastTransport(base_url, max_connections=max_connections, headers=headers)
+    if kind == "httpx":
+        from ._httpx import HttpxTransport
+
+        return HttpxTransport(base_url, max_connections=max_connections, headers=headers)
+    raise ConfigError(f"unknown transport {kind!r} (choose fast or httpx)")

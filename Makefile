@@ -1,0 +1,47 @@
+# loadtest: the two commands a user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LOADTEST := $(VENV)/bin/loadtest
+DEMO_DIR ?= results/demo
+
+.PHONY: install test test-fast demo bench docs clean
+
+# The client's own environment (light: no engine, no torch).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Everything: unit and loopback integration tests, then real engines (llama.cpp, transformers serve).
+test: install engine-llamacpp engine-transformers
+	$(PY) -m pytest -q
+
+# Without the real engines (seconds).
+test-fast: install
+	$(PY) -m pytest -q -m "not engine"
+
+# A real benchmark on a real model: llama.cpp serving the embedded SmolLM2-135M (Q4_1 GGUF).
+demo: install engine-llamacpp
+	@echo "== loadtest single: 20 prompts, one at a time, llama.cpp + SmolLM2-135M =="
+	$(LOADTEST) single --launch llamacpp --num-prompts 20 --max-tokens 128 --output $(DEMO_DIR)/single
+	@echo
+	@echo "== loadtest throughput: 4 in flight, 40 prompts =="
+	$(LOADTEST) throughput --launch llamacpp --concurrency 4 --num-prompts 40 --max-tokens 128 --output $(DEMO_DIR)/throughput
+	@echo
+	@echo "results in $(DEMO_DIR)/single and $(DEMO_DIR)/throughput (summary.json, requests.jsonl, server log)"
+
+# The client's own overhead against the test server (see README, "Performance").
+bench: install
+	$(PY) benchmarks/client_overhead.py
+
+docs: install
+	$(PY) -m loadtest.definitions --write docs/metrics.md
+
+clean:
+	rm -rf $(VENV) .venvs build *.egg-info .pytest_cache
+
+include servers/engines.mk

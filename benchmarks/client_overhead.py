@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""How far the client's own overhead is below what it measures.
+
+The test server runs pinned to one core and the client (``loadtest throughput``) to the other.
+For each concurrency it reports the achieved token rate, the mean TTFT error (client TTFT minus
+the server's own TTFT, from request received to first content written: everything the client
+adds, network stack included) and the client's CPU seconds per 1,000 tokens, against the
+targets of issue #2.
+
+    python benchmarks/client_overhead.py                      # 1, 64, 512 with both transports
+    python benchmarks/client_overhead.py --concurrency 64 --transport fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tabulate import tabulate
+
+from loadtest.sim.process import start_sim
+
+TARGETS = {64: (0.005, None), 512: (0.050, 0.012)}  # concurrency: (mean TTFT error s, CPU s per 1k tokens)
+
+
+def run_client(base_url: str, concurrency: int, transport: str, requests: int, tokens: int, cpu: int | None,
+               out: Path) -> dict:
+    cmd = [sys.executable, "-m", "loadtest", "throughput", "--endpoint", base_url, "--model", "sim-model",
+           "--concurrency", str(concurrency), "--num-prompts", str(requests), "--max-tokens", str(tokens),
+           "--transport", transport, "--output", str(out), "--quiet"]
+    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec)
+    if proc.returncode != 0:
+        raise SystemExit(f"client failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return json.loads((out / "summary.json").read_text())
+
+
+def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
+    requests = max(args.min_requests, concurrency * args.waves)
+    pin = len(os.sched_getaffinity(0)) >= 2
+    with start_sim(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, output_tokens=args.tokens,
+                   cpu=1 if pin else None) as sim, tempfile.TemporaryDirectory() as tmp:
+        summary = run_client(sim.base_url, concurrency, transport, requests, args.tokens, 0 if pin else None,
+                             Path(tmp))
+        stats = sim.stats()
+    m, run = summary["metrics"], summary["run"]
+    server_ttft = stats["ttft_server_s"]
+    server_mean = sum(server_ttft) / len(server_ttft)
+    err = m["ttft_s"]["mean"] - server_mean
+    ttft_target, cpu_target = TARGETS.get(concurrency, (None, None))
+    verdict = []
+    if ttft_target is not None:
+        verdict.append("TTFT ok" if err < ttft_target else f"TTFT MISS (> {ttft_target * 1e3:g} ms)")
+    if cpu_target is not None:
+        cpu_ok = run["client_cpu_s_per_1k_tokens"] < cpu_target
+        verdict.append("CPU ok" if cpu_ok else f"CPU MISS (> {cpu_target})")
+    return [transport, concurrency, summary["counts"]["completed"], round(m["output_tokens_per_s"]),
+            round(m["ttft_s"]["mean"] * 1e3, 2), round(server_mean * 1e3, 2), round(err * 1e3, 2),
+            round(m["ttft_s"]["p99"] * 1e3, 2), round(m["tpot_s"]["mean"] * 1e3, 3),
+            round(run["client_cpu_s_per_1k_tokens"], 4),
+            round(run["client_cpu_s"] / m["window_s"] * 100), round(stats["lateness_ms"]["mean"], 2),
+            ", ".join(verdict) or "-"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 512])
+    p.add_argument("--transport", nargs="+", default=["fast", "httpx"], choices=["fast", "httpx"])
+    p.add_argument("--ttft-ms", type=float, default=50.0)
+    p.add_argument("--tpot-ms", type=float, default=10.0, help="10 ms: 64 streams ~6,400 tokens/s, 512 ~51,000")
+    p.add_argument("--tokens", type=int, default=128, help="completion tokens per request")
+    p.add_argument("--waves", type=int, default=4, help="requests = concurrency x waves")
+    p.add_argument("--min-requests", type=int, default=40)
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    args = p.parse_args()
+    headers = ["transport", "conc.", "done", "tok/s", "TTFT ms", "server TTFT ms", "TTFT error ms",
+               "TTFT p99 ms", "TPOT ms", "client CPU s/1k tok", "client CPU %", "server late ms", "targets"]
+    rows = []
+    for c in args.concurrency:
+        for t in args.transport:
+            rows.append(measure(c, t, args))
+            print(tabulate([rows[-1]], headers=headers), file=sys.stderr, flush=True)
+    print(tabulate(rows, headers=headers))
+    if args.json:
+        args.json.write_text(json.dumps([dict(zip(headers, r)) for r in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

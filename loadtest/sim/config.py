@@ -1,0 +1,149 @@
+"""Configuration of the simulated server: one frozen dataclass, mirrored one-to-one by CLI flags.
+
+The same ``SimConfig`` is built by ``python -m loadtest.sim``, by ``loadtest serve sim`` and by
+tests, and ``to_args`` turns it back into flags so ``SimProcess`` can hand it to a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from loadtest.errors import ConfigError
+
+_FAULT_FIELDS = ("disconnect_after_tokens", "stream_error_after_tokens", "malformed_after_tokens")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything that shapes the simulated server's replies; times in ms, counts in tokens."""
+
+    host: str = "127.0.0.1"
+    # 0 = let the OS pick a free port (the CLI defaults to 8000 instead, for humans).
+    port: int = 0
+    model: str = "sim-model"
+    api_key: str | None = None
+    ttft_ms: float = 20.0
+    tpot_ms: float = 5.0
+    # None = generate the request's max_tokens (16 when absent).
+    output_tokens: int | None = None
+    tokens_per_chunk: int = 1
+    empty_chunks: bool = False
+    role_chunk: bool = True
+    reasoning_tokens: int = 0
+    usage: bool = True
+    usage_per_chunk: bool = False
+    done: bool = True
+    reject_stream_options: bool = False
+    fail_status: int | None = None
+    fail_every: int | None = None
+    disconnect_after_tokens: int | None = None
+    stream_error_after_tokens: int | None = None
+    malformed_after_tokens: int | None = None
+    crlf: bool = False
+
+    def __post_init__(self) -> None:
+        # Fail at construction so a bad option never reaches a child process and dies there.
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"sim: port must be 0..65535, got {self.port}")
+        if not self.model:
+            raise ConfigError("sim: model name must not be empty")
+        if self.ttft_ms < 0 or self.tpot_ms < 0:
+            raise ConfigError("sim: ttft_ms and tpot_ms must be >= 0")
+        if self.output_tokens is not None and self.output_tokens < 1:
+            raise ConfigError("sim: output_tokens must be >= 1")
+        if self.tokens_per_chunk < 1:
+            raise ConfigError("sim: tokens_per_chunk must be >= 1")
+        if self.reasoning_tokens < 0:
+            raise ConfigError("sim: reasoning_tokens must be >= 0")
+        if self.fail_status is not None and not 400 <= self.fail_status <= 599:
+            raise ConfigError(f"sim: fail_status must be an HTTP error status 400..599, got {self.fail_status}")
+        if self.fail_every is not None and self.fail_every < 1:
+            raise ConfigError("sim: fail_every must be >= 1")
+        faults = [name for name in _FAULT_FIELDS if getattr(self, name) is not None]
+        for name in faults:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"sim: {name} must be >= 0")
+        if len(faults) + (self.fail_status is not None) > 1:
+            raise ConfigError("sim: choose at most one of fail_status, " + ", ".join(_FAULT_FIELDS))
+        if self.fail_every is not None and not faults and self.fail_status is None:
+            raise ConfigError("sim: fail_every needs fail_status or one of " + ", ".join(_FAULT_FIELDS))
+
+    @property
+    def fault(self) -> tuple[str, int] | None:
+        """The mid-generation fault as (kind, after_tokens), kind in disconnect/stream_error/malformed."""
+        for name in _FAULT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                return name.removesuffix("_after_tokens"), value
+        return None
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as reported by /sim/stats; the key is withheld because stats are unauthenticated."""
+        d = asdict(self)
+        d["api_key"] = None if self.api_key is None else "***"
+        return d
+
+    def to_args(self) -> list[str]:
+        """CLI flags that ``config_from_args`` turns back into an equal config."""
+        args: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if f.name in _NEGATABLE:
+                args.append(flag if value else "--no-" + flag[2:])
+            elif isinstance(value, bool):
+                if value:
+                    args.append(flag)
+            elif value is not None:
+                args += [flag, str(value)]
+        return args
+
+
+# Flags that default on and so need an explicit --no-X form.
+_NEGATABLE = ("role_chunk", "usage", "done")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the sim's flags; dests equal SimConfig field names so ``config_from_args`` is mechanical."""
+    d = SimConfig()
+    g = parser.add_argument_group("simulated server")
+    g.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
+    g.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default %(default)s)")
+    g.add_argument("--model", default=d.model, help="the one model name served (default %(default)s)")
+    g.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 endpoints")
+
+    t = parser.add_argument_group("timing (absolute schedule: token i is due at receipt + ttft + i*tpot)")
+    t.add_argument("--ttft-ms", type=float, default=d.ttft_ms, help="time to first token (default %(default)s)")
+    t.add_argument("--tpot-ms", type=float, default=d.tpot_ms, help="delay per token after the first (default %(default)s)")
+    t.add_argument("--output-tokens", type=int, default=None,
+                   help="tokens per reply, capped by max_tokens (default: the request's max_tokens, or 16)")
+
+    s = parser.add_argument_group("stream shape")
+    s.add_argument("--tokens-per-chunk", type=int, default=d.tokens_per_chunk, help="tokens per SSE content chunk")
+    s.add_argument("--empty-chunks", action="store_true", help='follow every content chunk with a {"content":""} chunk')
+    s.add_argument("--role-chunk", action=argparse.BooleanOptionalAction, default=d.role_chunk,
+                   help="send a role-only chunk immediately on receipt (chat)")
+    s.add_argument("--reasoning-tokens", type=int, default=d.reasoning_tokens,
+                   help="the first N tokens go to delta.reasoning_content (chat)")
+    s.add_argument("--usage", action=argparse.BooleanOptionalAction, default=d.usage,
+                   help="report usage (final chunk when stream_options.include_usage; non-stream body)")
+    s.add_argument("--usage-per-chunk", action="store_true", help="every content chunk carries cumulative usage")
+    s.add_argument("--done", action=argparse.BooleanOptionalAction, default=d.done, help="end streams with data: [DONE]")
+    s.add_argument("--crlf", action="store_true", help="use CRLF line endings in SSE")
+
+    f = parser.add_argument_group("failures (--fail-every N applies the chosen one to every Nth request only)")
+    f.add_argument("--reject-stream-options", action="store_true", help="answer 400 to any request with stream_options")
+    f.add_argument("--fail-status", type=int, default=None, help="answer generation requests with this HTTP status")
+    f.add_argument("--fail-every", type=int, default=None, help="only every Nth generation request fails")
+    f.add_argument("--disconnect-after-tokens", type=int, default=None, help="drop the connection after N tokens")
+    f.add_argument("--stream-error-after-tokens", type=int, default=None,
+                   help="after N tokens send an SSE error event, then end the stream")
+    f.add_argument("--malformed-after-tokens", type=int, default=None,
+                   help="after N tokens send an unparsable data line, then end the stream")
+
+
+def config_from_args(ns: argparse.Namespace) -> SimConfig:
+    """Build the config from parsed flags; raises ``ConfigError`` on an unusable combination."""
+    return SimConfig(**{f.name: getattr(ns, f.name) for f in fields(SimConfig)})

@@ -1,0 +1,160 @@
+"""What to generate for one request, and the bytes of OpenAI-shaped replies.
+
+Kept apart from the event loop so the rules (token counts, finish reasons, error shapes) read in
+one place and can be tested without sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from loadtest.sim.config import SimConfig
+
+DEFAULT_MAX_TOKENS = 16  # OpenAI's legacy completions default
+
+# OpenAI's (type, code) per status, so clients that classify by body see familiar values.
+_ERROR_KINDS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+class RequestError(Exception):
+    """A request answered with an HTTP error status and an OpenAI-shaped error body."""
+
+    def __init__(self, status: int, message: str, *, type_: str | None = None, code: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        default_type, default_code = _ERROR_KINDS.get(status, ("server_error", None))
+        self.status = status
+        self.message = message
+        self.type = type_ or default_type
+        self.code = code if code is not None else default_code
+        self.param = param
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type, "param": self.param,
+                                       "code": self.code}})
+
+
+@dataclass(slots=True)
+class Plan:
+    """The fully decided outcome of one generation request, fixed at receipt."""
+
+    chat: bool
+    stream: bool
+    include_usage: bool
+    prompt_tokens: int
+    n_tokens: int
+    reasoning_tokens: int  # the first this-many of n_tokens go to reasoning_content
+    finish_reason: str
+    fault: str | None  # disconnect / stream_error / malformed, or None
+    fault_after: int  # tokens sent before the fault; a fault at or past n_tokens never happens
+
+
+def _words(value: Any) -> int:
+    """Whitespace word count of prompt-ish JSON: strings, content parts, token-id lists."""
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 1  # a token id in a pre-tokenized prompt
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    if isinstance(value, dict):  # a content part: {"type": "text", "text": ...}
+        return _words(value.get("text"))
+    return 0
+
+
+def _positive_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RequestError(400, f"{name} must be an integer >= 1, got {value!r}", param=name)
+    return value
+
+
+def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool) -> Plan:
+    """Validate a generation request body and decide its tokens; raises ``RequestError`` to refuse it.
+
+    ``fail`` says whether this request is one chosen (by --fail-every) to get the configured failure.
+    """
+    if not isinstance(body, dict):
+        raise RequestError(400, "Request body must be a JSON object")
+    model = body.get("model")
+    if model and model != config.model:
+        raise RequestError(404, f"The model `{model}` does not exist.", code="model_not_found", param="model")
+    if config.reject_stream_options and "stream_options" in body:
+        raise RequestError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RequestError(400, "'messages' must be a non-empty array", param="messages")
+        prompt_tokens = sum(_words(m.get("content")) for m in messages if isinstance(m, dict))
+    else:
+        if "prompt" not in body:
+            raise RequestError(400, "'prompt' is a required property", param="prompt")
+        prompt_tokens = _words(body["prompt"])
+    max_tokens = _positive_int(body, "max_completion_tokens") if chat else None
+    if max_tokens is None:
+        max_tokens = _positive_int(body, "max_tokens")
+    limit = max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
+    if config.output_tokens is None or body.get("ignore_eos") is True:
+        n_tokens = limit if max_tokens is not None or config.output_tokens is None else config.output_tokens
+    else:
+        n_tokens = min(config.output_tokens, limit) if max_tokens is not None else config.output_tokens
+    finish_reason = "length" if n_tokens >= limit else "stop"
+    stream = body.get("stream") is True
+    options = body.get("stream_options")
+    include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    if fail and config.fault is not None:
+        fault, fault_after = config.fault
+    else:
+        fault, fault_after = None, 0
+    return Plan(chat=chat, stream=stream, include_usage=include_usage and config.usage,
+                prompt_tokens=prompt_tokens, n_tokens=n_tokens,
+                reasoning_tokens=min(config.reasoning_tokens, n_tokens) if chat else 0,
+                finish_reason=finish_reason, fault=fault, fault_after=fault_after)
+
+
+def token_text(start: int, end: int) -> bytes:
+    """Tokens start..end-1 as text: one space-led word per token, so a whitespace split counts exactly."""
+    if end - start == 1:
+        return b" tok%d" % start
+    return "".join([f" tok{i}" for i in range(start, end)]).encode()
+
+
+def usage_json(prompt_tokens: int, completion_tokens: int) -> bytes:
+    return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}' % (
+        prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+
+
+def completion_body(plan: Plan, head: bytes, with_usage: bool) -> bytes:
+    """The non-stream chat.completion / text_completion JSON; ``head`` holds id, object, created, model."""
+    n, r = plan.n_tokens, plan.reasoning_tokens
+    finish = plan.finish_reason.encode()
+    if plan.chat:
+        message = b'{"role":"assistant","content":"%s"' % token_text(r, n) if r < n else b'{"role":"assistant","content":""'
+        if r:
+            message += b',"reasoning_content":"%s"' % token_text(0, r)
+        choice = b'{"index":0,"message":%s},"logprobs":null,"finish_reason":"%s"}' % (message, finish)
+    else:
+        choice = b'{"index":0,"text":"%s","logprobs":null,"finish_reason":"%s"}' % (token_text(0, n), finish)
+    usage = b',"usage":' + usage_json(plan.prompt_tokens, n) if with_usage else b""
+    return head + b',"choices":[' + choice + b"]" + usage + b"}"
+
+
+def object_head(chat: bool, stream: bool, rid: int, created: int, model_json: bytes) -> bytes:
+    """The opening of every JSON object for one reply, left open for choices/usage to follow."""
+    if chat:
+        prefix, obj = b"chatcmpl", (b"chat.completion.chunk" if stream else b"chat.completion")
+    else:
+        prefix, obj = b"cmpl", b"text_completion"
+    return b'{"id":"%s-%d","object":"%s","created":%d,"model":%s' % (prefix, rid, obj, created, model_json)

@@ -1,0 +1,305 @@
+"""The simulated OpenAI-compatible server: raw asyncio protocol, httptools parsing, keep-alive.
+
+A framework (aiohttp, starlette) would cost tens of microseconds per request and per chunk, and
+the sim must stay far cheaper than the client it measures; this file is the whole HTTP layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import cast
+from time import monotonic_ns
+
+import httptools
+import orjson
+
+from loadtest.sim.config import SimConfig
+from loadtest.sim.generate import RequestError, object_head, plan_request
+from loadtest.sim.stream import Scheduler, Stats, Stream
+
+_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+            405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
+            422: b"Unprocessable Entity", 429: b"Too Many Requests", 500: b"Internal Server Error",
+            502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout"}
+
+
+class Request:
+    """One fully received HTTP request; only what routing and auth need is kept."""
+
+    __slots__ = ("method", "path", "auth", "body", "keep_alive", "recv_ns")
+
+    def __init__(self, method: bytes, path: bytes, auth: bytes | None, body: bytes, keep_alive: bool,
+                 recv_ns: int) -> None:
+        self.method = method
+        self.path = path
+        self.auth = auth
+        self.body = body
+        self.keep_alive = keep_alive
+        self.recv_ns = recv_ns
+
+
+class Connection(asyncio.Protocol):
+    """One client connection; requests are answered strictly in order, pipelined ones queue up."""
+
+    def __init__(self, sim: Sim) -> None:
+        self.sim = sim
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.auth: bytes | None = None
+        self.body_parts: list[bytes] = []
+        self.pending: deque[Request] = deque()
+        self.busy = False
+        self.closing = False
+        self.stream: Stream | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Each SSE event must leave now, not wait for Nagle to coalesce it with the next one.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sim.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            error = RequestError(400, f"Malformed HTTP request: {exc}")
+            self.pending.clear()
+            if not self.busy:
+                self.send(error.status, error.body(), keep_alive=False)
+            self.drop()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.sim.connections.discard(self)
+        if self.stream is not None:
+            self.stream.cancel()
+            self.stream = None
+        self.pending.clear()
+
+    # -- httptools callbacks ----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.auth = None
+        self.body_parts = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"authorization":
+            self.auth = value
+        elif name == b"expect" and value.lower() == b"100-continue" and not self.busy and not self.pending:
+            # curl sends this for bodies over 1 KiB and would otherwise stall a second before sending it
+            # (never mid-response: that would corrupt the reply being written).
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.body_parts.append(body)
+
+    def on_message_complete(self) -> None:
+        # Receipt time is the anchor of the whole token schedule, so take it before anything else.
+        recv_ns = monotonic_ns()
+        self.pending.append(Request(self.parser.get_method(), self.url.split(b"?", 1)[0], self.auth,
+                                    b"".join(self.body_parts), self.parser.should_keep_alive(), recv_ns))
+        self._next()
+
+    # -- responses ----------------------------------------------------------------------------------
+    def _next(self) -> None:
+        while self.pending and not self.busy and not self.closing:
+            self.sim.handle(self, self.pending.popleft())
+
+    def write(self, data: bytes) -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.write(data)
+
+    def send(self, status: int, body: bytes, keep_alive: bool) -> None:
+        """Write a whole JSON response; the caller decides when the connection is free again."""
+        head = b"HTTP/1.1 %d %b\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: %b\r\n\r\n" % (
+            status, _REASONS.get(status, b"Error"), len(body), b"keep-alive" if keep_alive else b"close")
+        self.write(head + body)
+
+    def respond(self, status: int, body: bytes, keep_alive: bool) -> None:
+        """Answer at once (not scheduled): errors, stats, models, health."""
+        self.send(status, body, keep_alive)
+        if not keep_alive:
+            self.close()
+
+    def begin(self, stream: Stream) -> None:
+        self.busy = True
+        self.stream = stream
+        stream.start()
+
+    def stream_done(self, keep_alive: bool) -> None:
+        self.busy = False
+        self.stream = None
+        if not keep_alive:
+            self.close()
+        else:
+            self._next()
+
+    def close(self) -> None:
+        """Close after what is buffered has been sent."""
+        if not self.closing and self.transport is not None:
+            self.closing = True
+            self.transport.close()
+
+    def drop(self) -> None:
+        """End the connection abruptly; data the kernel already holds still goes out, then FIN."""
+        if self.transport is None or self.transport.is_closing():
+            self.closing = True
+            return
+        self.closing = True
+        if self.transport.get_write_buffer_size():
+            self.transport.close()  # abort() would discard tokens we claim to have sent
+        else:
+            self.transport.abort()
+
+
+class Sim:
+    """Server-wide state: config-derived constants, stats, the scheduler, and routing."""
+
+    def __init__(self, config: SimConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.scheduler = Scheduler(loop, self.stats)
+        self.usage_per_chunk = config.usage_per_chunk and config.usage
+        self.connections: set[Connection] = set()
+        self.ttft_ns = round(config.ttft_ms * 1e6)
+        self.tpot_ns = round(config.tpot_ms * 1e6)
+        self.tokens_per_chunk = config.tokens_per_chunk
+        self.eol2 = b"\r\n\r\n" if config.crlf else b"\n\n"
+        self.model_json = orjson.dumps(config.model)
+        self.auth_ok = None if config.api_key is None else b"Bearer " + config.api_key.encode()
+        self.last_id = 0
+        self.valid_requests = 0
+        self.public_config = config.public_dict()
+        self.models_body = orjson.dumps({"object": "list", "data": [
+            {"id": config.model, "object": "model", "created": 0, "owned_by": "loadtest-sim"}]})
+
+    def handle(self, conn: Connection, req: Request) -> None:
+        path, method, keep = req.path, req.method, req.keep_alive
+        if path in (b"/v1/chat/completions", b"/v1/completions"):
+            if method != b"POST":
+                return self._error(conn, RequestError(405, f"Method {method.decode()} not allowed"), keep)
+            return self._generate(conn, req, chat=path == b"/v1/chat/completions")
+        if path == b"/v1/models" and method == b"GET":
+            if not self._authorized(req):
+                return self._error(conn, _unauthorized(), keep)
+            return conn.respond(200, self.models_body, keep)
+        if path == b"/health" and method == b"GET":
+            return conn.respond(200, b'{"status":"ok"}', keep)
+        if path == b"/sim/stats" and method == b"GET":
+            return conn.respond(200, orjson.dumps(self.stats.snapshot(self.public_config)), keep)
+        if path == b"/sim/reset" and method == b"POST":
+            self.stats.reset()
+            return conn.respond(200, b'{"status":"ok"}', keep)
+        if path in (b"/v1/models", b"/health", b"/sim/stats", b"/sim/reset"):
+            return self._error(conn, RequestError(405, f"Method {method.decode()} not allowed"), keep)
+        self._error(conn, RequestError(404, f"Not found: {path.decode(errors='replace')}",
+                                       code="not_found"), keep)
+
+    def _authorized(self, req: Request) -> bool:
+        return self.auth_ok is None or req.auth == self.auth_ok
+
+    @staticmethod
+    def _error(conn: Connection, error: RequestError, keep_alive: bool) -> None:
+        conn.respond(error.status, error.body(), keep_alive)
+
+    def _generate(self, conn: Connection, req: Request, chat: bool) -> None:
+        stats, config = self.stats, self.config
+        stats.received(req.recv_ns)
+        try:
+            if not self._authorized(req):
+                raise _unauthorized()
+            try:
+                body = orjson.loads(req.body)
+            except orjson.JSONDecodeError as exc:
+                raise RequestError(400, f"Could not parse request body as JSON: {exc}") from None
+            # The Nth *valid* request fails, so invalid ones do not shift which requests fail.
+            nth = self.valid_requests + 1
+            fail = config.fail_every is None or nth % config.fail_every == 0
+            plan = plan_request(config, chat, body, fail)
+            self.valid_requests = nth
+            if fail and config.fail_status is not None:
+                raise RequestError(config.fail_status, f"simulated failure (HTTP {config.fail_status})")
+        except RequestError as error:
+            stats.requests_failed += 1
+            stats.last_done_ns = monotonic_ns()
+            return conn.respond(error.status, error.body(), req.keep_alive)
+        self.last_id += 1
+        head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
+        conn.begin(Stream(self, conn, plan, req.recv_ns, head, req.keep_alive))
+
+
+def _unauthorized() -> RequestError:
+    return RequestError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed: its per-callback and per-write overhead is several times lower."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def serve(config: SimConfig, announce: Callable[[str, int], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set; ``announce(host, port)`` is called once the socket listens."""
+    loop = asyncio.get_running_loop()
+    sim = Sim(config, loop)
+    server = await loop.create_server(lambda: Connection(sim), config.host, config.port, backlog=4096,
+                                      reuse_address=True)
+    host, port = server.sockets[0].getsockname()[:2]
+    if announce is not None:
+        announce(host, port)
+    stop = stop or asyncio.Event()
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for conn in list(sim.connections):
+            conn.drop()
+        sim.scheduler.close()
+
+
+def run(config: SimConfig, *, announce: Callable[[str, int], None] | None = None,
+        exit_on_stdin_eof: bool = False) -> None:
+    """Run the server in this thread until SIGINT/SIGTERM (or stdin EOF, when asked)."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if exit_on_stdin_eof:
+        # The parent holds our stdin pipe; EOF means it exited or died, so we must not outlive it.
+        def watch() -> None:
+            try:
+                while sys.stdin.buffer.read(4096):
+                    pass
+            finally:
+                try:
+                    loop.call_soon_threadsafe(stop.set)
+                except RuntimeError:  # the loop already closed
+                    pass
+
+        threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+    try:
+        loop.run_until_complete(serve(config, announce, stop))
+    finally:
+        loop.close()

@@ -248,7 +248,8 @@ def _serve(ns: argparse.Namespace) -> int:
 
     with launch(_launch_spec(ns, ns.engine, ns.model, ns.log_dir)) as server:
         print(f"{ns.engine} ready at {server.base_url} (model name: {server.model_name}); Ctrl-C to stop", flush=True)
-        print(f"launch command: {server.info.get('launch_command_str') or server.info.get('launch_command')}", flush=True)
+        print(f"launch command: {server.info['launch_command']['shell']}", flush=True)
+        print(f"log: {server.info['log_path']}", flush=True)
         try:
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
             signal.pause()

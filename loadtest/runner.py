@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from .prompts import Prompt, sample_prompts
 from .record import AUTH, CANCELLED, NOT_FOUND, RequestRecord, build_record, cancelled_record, error_message
 from .scheduler import run_closed_loop
 from .tokens import Tokenizer
-from .transport import Transport, make_transport
+from .transport import Exchange, Transport, make_transport
 from .transport.base import CONNECT, TIMEOUT
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
@@ -74,6 +75,9 @@ class Run:
         self._writer: RecordWriter | None = None
         self._model: str | None = cfg.model
         self._base: dict[str, Any] = {}
+        # Finished exchanges wait here to be interpreted, one per event-loop turn (see _process).
+        self._pending: deque[tuple[Exchange, int, str, bool]] = deque()
+        self._pending_ready = asyncio.Event()
 
     # -- prompts --------------------------------------------------------------------------
     def _prompt_at(self, i: int) -> Prompt:
@@ -110,8 +114,32 @@ class Run:
             self._emit(cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
                                         run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight"))
             raise
-        self._emit(build_record(ex, request_id=i, prompt_id=prompt.id, run_t0_ns=self._t0_ns, stream=cfg.stream,
+        if ex.error_kind is not None or (ex.status or 0) >= 400:
+            self._interpret((ex, i, prompt.id, warmup))  # cheap, and abort detection must not lag
+            return
+        self._pending.append((ex, i, prompt.id, warmup))
+        self._pending_ready.set()
+
+    def _interpret(self, item: tuple[Exchange, int, str, bool]) -> None:
+        ex, i, prompt_id, warmup = item
+        self._emit(build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
                                 tokenizer=self.tokenizer, warmup=warmup))
+
+    async def _process(self) -> None:
+        """Interpret finished exchanges one per event-loop turn, after the job has already sent its
+        next request. When many requests finish together (fixed output lengths keep a closed loop
+        in lock-step), interpreting them back to back would hold up the arrival stamps of every
+        other stream for the whole batch; this way a stamp waits at most for one record."""
+        while True:
+            while self._pending:
+                self._interpret(self._pending.popleft())
+                await asyncio.sleep(0)
+            self._pending_ready.clear()
+            await self._pending_ready.wait()
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._interpret(self._pending.popleft())
 
     def _emit(self, rec: RequestRecord) -> None:
         assert self._writer is not None
@@ -165,6 +193,7 @@ class Run:
         started_at = time.time()
         shape = ClosedLoop(cfg.concurrency)
         progress: asyncio.Task[None] | None = None
+        processor = asyncio.create_task(self._process())
         ended = "done"
         measured_t0 = 0
         cpu_measured = None
@@ -179,14 +208,18 @@ class Run:
             self._t0_ns = perf_counter_ns()
             if cfg.warmup:
                 ended = await run_closed_loop(shape, self._job, count=cfg.warmup, deadline_ns=None, stop=self.stop)
+                self._drain()
             if not self.stop.is_set():
                 measured_t0 = perf_counter_ns()
                 cpu0 = time.process_time()
                 deadline = measured_t0 + int(cfg.duration_s * 1e9) if cfg.duration_s else None
                 ended = await run_closed_loop(shape, self._job, count=cfg.num_prompts if deadline is None else None,
                                               deadline_ns=deadline, stop=self.stop, first_index=cfg.warmup)
+                self._drain()  # interpreting the records is part of the client's cost
                 cpu_measured = time.process_time() - cpu0
         finally:
+            processor.cancel()
+            self._drain()
             if progress is not None:
                 progress.cancel()
                 print("", file=sys.stderr)

@@ -41,6 +41,11 @@ def parse_events(pieces: Iterable[tuple[int, bytes]]) -> tuple[list[Event], byte
     events: list[Event] = []
     buf = b""
     for t_ns, data in pieces:
+        # Fast path: the piece is exactly one single-line "data: ..." event (what servers write).
+        if not buf and data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2 and data.endswith(b"\n\n") \
+                and b"\r" not in data:
+            events.append(Event(t_ns, data[6:-2]))
+            continue
         if buf:
             data = buf + data
         carry_cr = data.endswith(b"\r")  # maybe half of a \r\n split across pieces

@@ -44,6 +44,7 @@ class Stats:
         self.first_recv_ns: int | None = None
         self.last_done_ns: int | None = None
         self.ttft_ns: list[int] = []
+        self.first_token_ns: dict[str, int] = {}  # response id -> CLOCK_MONOTONIC write of its first token
         self.late_sum_ns = 0
         self.late_max_ns = 0
         self.late_count = 0
@@ -69,6 +70,7 @@ class Stats:
             "first_request_recv_s": None if self.first_recv_ns is None else self.first_recv_ns / 1e9,
             "last_request_done_s": None if self.last_done_ns is None else self.last_done_ns / 1e9,
             "ttft_server_s": [t / 1e9 for t in self.ttft_ns],
+            "first_token_ns": self.first_token_ns,
             "lateness_ms": {"mean": self.late_sum_ns / n / 1e6 if n else None,
                             "max": self.late_max_ns / 1e6 if n else None, "count": n},
             "config": config,
@@ -277,6 +279,8 @@ class Stream:
             stats.requests_completed += 1
             if self.first_ns is not None:
                 stats.ttft_ns.append(self.first_ns - self.recv_ns)
+                head = self.head
+                stats.first_token_ns[head[7:head.index(b'"', 7)].decode()] = self.first_ns
         else:
             stats.requests_failed += 1
         if drop:

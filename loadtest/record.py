@@ -179,16 +179,18 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
     elif ok:
         is_sse = stream and ("event-stream" in ex.content_type or ex.body().lstrip().startswith(b"data:"))
         if is_sse:
-            for ev in parse_stream(body_pieces):
-                s.chunks += 1
-                if ev.data == b"[DONE]":
+            loads, take = orjson.loads, s.take
+            events = parse_stream(body_pieces)
+            s.chunks = len(events)
+            for t_ns, data, _ in events:
+                if data == b"[DONE]":
                     continue
                 try:
-                    obj = orjson.loads(ev.data)
+                    obj = loads(data)
                 except orjson.JSONDecodeError:
-                    s.error_kind, s.error = MALFORMED, f"invalid JSON in stream: {ev.data[:80]!r}"
+                    s.error_kind, s.error = MALFORMED, f"invalid JSON in stream: {data[:80]!r}"
                     break
-                s.take(ev.t_ns, obj)
+                take(t_ns, obj)
                 if s.error_kind:
                     break
         else:

@@ -9,18 +9,15 @@ moment any client could know the event was complete.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
 
-
-class Event(NamedTuple):
-    t_ns: int
-    data: bytes
-    event: bytes | None = None
+Event = tuple[int, bytes, "bytes | None"]
+"""(arrival stamp of the bytes completing the event, its data, its event name). A plain tuple:
+a NamedTuple costs four times as much to build, and this runs once per token."""
 
 
 def _block_to_event(t_ns: int, block: bytes) -> Event | None:
     if block.startswith(b"data: ") and b"\n" not in block:  # the common case: one data line
-        return Event(t_ns, block[6:])
+        return (t_ns, block[6:], None)
     data: list[bytes] = []
     name: bytes | None = None
     for line in block.split(b"\n"):
@@ -32,7 +29,7 @@ def _block_to_event(t_ns: int, block: bytes) -> Event | None:
         # comments (":...") and other fields (id, retry) carry nothing we measure
     if not data:
         return None
-    return Event(t_ns, b"\n".join(data), name)
+    return (t_ns, b"\n".join(data), name)
 
 
 def parse_events(pieces: Iterable[tuple[int, bytes]]) -> tuple[list[Event], bytes]:
@@ -41,11 +38,6 @@ def parse_events(pieces: Iterable[tuple[int, bytes]]) -> tuple[list[Event], byte
     events: list[Event] = []
     buf = b""
     for t_ns, data in pieces:
-        # Fast path: the piece is exactly one single-line "data: ..." event (what servers write).
-        if not buf and data.startswith(b"data: ") and data.find(b"\n") == len(data) - 2 and data.endswith(b"\n\n") \
-                and b"\r" not in data:
-            events.append(Event(t_ns, data[6:-2]))
-            continue
         if buf:
             data = buf + data
         carry_cr = data.endswith(b"\r")  # maybe half of a \r\n split across pieces
@@ -68,10 +60,38 @@ def parse_events(pieces: Iterable[tuple[int, bytes]]) -> tuple[list[Event], byte
     return events, buf
 
 
+def _parse_lf(pieces: list[tuple[int, bytes]], body: bytes) -> tuple[list[Event], bytes]:
+    """parse_events for a body without CR: split once in C, then map each event's end offset to
+    the piece that holds it with a pointer that only moves forward."""
+    events: list[Event] = []
+    blocks = body.split(b"\n\n")
+    rest = blocks.pop()
+    pos = 0
+    k = 0
+    end = len(pieces[0][1])
+    for block in blocks:
+        pos += len(block) + 2
+        while end < pos:
+            k += 1
+            end += len(pieces[k][1])
+        if not block:
+            continue
+        if block[:6] == b"data: " and b"\n" not in block:
+            events.append((pieces[k][0], block[6:], None))
+        else:
+            ev = _block_to_event(pieces[k][0], block.lstrip(b"\n"))
+            if ev is not None:
+                events.append(ev)
+    return events, rest
+
+
 def parse_stream(pieces: list[tuple[int, bytes]]) -> list[Event]:
     """Events, plus a final event left unterminated when the stream simply closed (lenient, as the
     openai SDK is: some servers end without the blank line)."""
-    events, rest = parse_events(pieces)
+    if not pieces:
+        return []
+    body = b"".join([p for _, p in pieces])
+    events, rest = _parse_lf(pieces, body) if b"\r" not in body else parse_events(pieces)
     rest = rest.strip(b"\r\n")
     if rest:
         ev = _block_to_event(pieces[-1][0], rest.replace(b"\r\n", b"\n"))

@@ -4,41 +4,41 @@ from loadtest.sse import parse_events, parse_stream
 def test_events_get_the_stamp_of_the_piece_that_completes_them():
     pieces = [(1, b"data: {\"a\":"), (2, b"1}\n"), (3, b"\ndata: [DONE]\n\n")]
     events, rest = parse_events(pieces)
-    assert [(e.t_ns, e.data) for e in events] == [(3, b'{"a":1}'), (3, b"[DONE]")]
+    assert [(e[0], e[1]) for e in events] == [(3, b'{"a":1}'), (3, b"[DONE]")]
     assert rest == b""
 
 
 def test_several_events_in_one_piece_share_its_stamp():
     events, _ = parse_events([(7, b"data: 1\n\ndata: 2\n\n"), (9, b"data: 3\n\n")])
-    assert [(e.t_ns, e.data) for e in events] == [(7, b"1"), (7, b"2"), (9, b"3")]
+    assert [(e[0], e[1]) for e in events] == [(7, b"1"), (7, b"2"), (9, b"3")]
 
 
 def test_crlf_and_cr_line_endings_even_when_split_across_pieces():
     pieces = [(1, b"data: x\r"), (2, b"\n\r\n"), (3, b"data: y\r\rdata: z\r\r")]
     # A trailing CR may be half of a CRLF: the last event is only complete at the end of the stream.
-    assert [(e.t_ns, e.data) for e in parse_events(pieces)[0]] == [(2, b"x"), (3, b"y")]
-    assert [(e.t_ns, e.data) for e in parse_stream(pieces)] == [(2, b"x"), (3, b"y"), (3, b"z")]
+    assert [(e[0], e[1]) for e in parse_events(pieces)[0]] == [(2, b"x"), (3, b"y")]
+    assert [(e[0], e[1]) for e in parse_stream(pieces)] == [(2, b"x"), (3, b"y"), (3, b"z")]
 
 
 def test_a_split_crlf_is_not_mistaken_for_an_event_end():
     events, rest = parse_events([(1, b"data: x\r"), (2, b"\ndata: more\r\n\r\n")])
-    assert [(e.t_ns, e.data) for e in events] == [(2, b"x\nmore")]
+    assert [(e[0], e[1]) for e in events] == [(2, b"x\nmore")]
 
 
 def test_multiline_data_comments_and_event_names():
     block = b": keep-alive\n\nevent: error\ndata: {\"x\":\ndata: 1}\nid: 4\n\n"
     events, _ = parse_events([(5, block)])
     assert len(events) == 1
-    assert events[0].event == b"error"
-    assert events[0].data == b'{"x":\n1}'
+    assert events[0][2] == b"error"
+    assert events[0][1] == b'{"x":\n1}'
 
 
 def test_data_without_space_after_colon():
     events, _ = parse_events([(1, b"data:[DONE]\n\n")])
-    assert events[0].data == b"[DONE]"
+    assert events[0][1] == b"[DONE]"
 
 
 def test_unterminated_final_event_is_kept_by_parse_stream():
     pieces = [(1, b"data: a\n\n"), (4, b"data: b\n")]
-    assert [(e.t_ns, e.data) for e in parse_stream(pieces)] == [(1, b"a"), (4, b"b")]
+    assert [(e[0], e[1]) for e in parse_stream(pieces)] == [(1, b"a"), (4, b"b")]
     assert parse_events(pieces)[1] == b"data: b\n"

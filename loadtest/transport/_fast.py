@@ -18,6 +18,10 @@ from .. import __version__
 from .base import DISCONNECT, PROTOCOL, TIMEOUT, Exchange, describe_os_error
 
 
+def _no_piece(piece: tuple[int, bytes]) -> None:
+    """Body bytes outside an exchange are never expected (see data_received)."""
+
+
 class _Conn(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, carrying one exchange at a time."""
 
@@ -32,6 +36,7 @@ class _Conn(asyncio.Protocol):
         self._t = 0
         self._framed = False
         self._timer: asyncio.TimerHandle | None = None
+        self._append = _no_piece
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -76,7 +81,7 @@ class _Conn(asyncio.Protocol):
         self._ex.status = self._parser.get_status_code()  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
-        self._ex.pieces.append((self._t, body))  # type: ignore[union-attr]
+        self._append((self._t, body))
 
     def on_message_complete(self) -> None:
         self._ex.t_end_ns = self._t  # type: ignore[union-attr]
@@ -86,6 +91,7 @@ class _Conn(asyncio.Protocol):
     # -- exchange lifecycle -----------------------------------------------------------------
     def begin(self, ex: Exchange, fut: asyncio.Future[None], request: bytes, timeout_s: float) -> None:
         self._ex, self._fut = ex, fut
+        self._append = ex.pieces.append
         self._parser = httptools.HttpResponseParser(self)
         self._framed = False
         self.reusable = False

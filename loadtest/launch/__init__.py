@@ -80,8 +80,13 @@ class RunningServer:
         return self._process.pid
 
     def resources(self) -> dict:
-        """The resource monitor's summary so far (also valid after stop)."""
-        return self._monitor.summary() if self._monitor else {}
+        """The resource monitor's summary so far, with a fresh sample while the engine runs (also
+        valid after stop)."""
+        if self._monitor is None:
+            return {}
+        if self._process.alive():
+            self._monitor.sample_quietly()
+        return self._monitor.summary()
 
     def alive(self) -> bool:
         return self._process.alive()

@@ -94,16 +94,24 @@ class ResourceMonitor:
         return self
 
     def stop(self) -> None:
+        """Stop sampling, after one last sample: a run shorter than the interval would otherwise
+        report only the engine's start-up footprint."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        self.sample_quietly()
+
+    def sample_quietly(self) -> None:
+        try:
+            self.sample()
+        except Exception:  # noqa: BLE001 - a monitor must never take the benchmark down
+            pass
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
-                self.sample()
-            except Exception:  # noqa: BLE001 - a monitor must never take the benchmark down
-                pass
+            self.sample_quietly()
 
     def sample(self) -> None:
         pids = process_tree(self.pid, self.pid)

@@ -1,0 +1,50 @@
+"""loadtest single and throughput end to end on real llama.cpp (xllamacpp) serving SmolLM2.
+
+Beyond plausibility, the decode rate is checked against llama.cpp's own clock (its `timings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine_checks import assert_engine_gone, assert_plausible, loadtest, require_engine
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed() -> None:
+    require_engine("llamacpp")
+
+
+def test_llamacpp_single_decode_rate_agrees_with_the_engines_clock(tmp_path: Path) -> None:
+    summary, rows, _ = loadtest(["single", "--launch", "llamacpp", "--num-prompts", "6", "--max-tokens", "64",
+                                 "--ignore-eos"], tmp_path)
+    assert_plausible(summary, rows, 6)
+    assert summary["server"]["engine"] == "llamacpp" and summary["server"]["quantisation"] == "Q4_1"
+    assert summary["server"]["model"]["sha256"] and summary["config"]["ignore_eos"] is True
+    for r in rows:
+        timings = r["engine_timings"]
+        assert r["completion_tokens"] == 64 == timings["predicted_n"]  # ignore_eos honoured, usage exact
+        # Our decode rate (after the first chunk) against llama.cpp's predicted_per_second, same request.
+        assert r["decode_tokens_per_s"] == pytest.approx(timings["predicted_per_second"], rel=0.05)
+        # TTFT covers prompt processing and the first token, plus HTTP: at least the engine's prompt_ms.
+        assert r["ttft_s"] * 1000 >= timings["prompt_ms"]
+    assert_engine_gone(summary)
+
+
+def test_llamacpp_throughput(tmp_path: Path) -> None:
+    summary, rows, _ = loadtest(["throughput", "--launch", "llamacpp", "--slots", "4", "--concurrency", "4",
+                                 "--num-prompts", "12", "--max-tokens", "48"], tmp_path)
+    assert_plausible(summary, rows, 12)
+    assert summary["server"]["slots"] == 4
+    # Closed loop at concurrency 4: never more than 4 requests overlap at any moment.
+    events = sorted([(r["start_s"], 1) for r in rows] + [(r["end_s"], -1) for r in rows])
+    level = peak = 0
+    for _, d in events:
+        level += d
+        peak = max(peak, level)
+    assert peak == 4
+    assert_engine_gone(summary)

@@ -192,6 +192,9 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     from .tokens import load_tokenizer
 
     cfg = config_from_args(ns)
+    if cfg.dataset == "lima":
+        print("loadtest: loading GAIR/lima from the Hugging Face hub (gated; retries take ~25 s when it is "
+              "unreachable)", file=sys.stderr, flush=True)
     prompts = load_prompts(cfg.dataset)
     tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
     with _maybe_launch(ns, cfg) as (cfg, server):

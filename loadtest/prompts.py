@@ -8,6 +8,7 @@ turns would measure a conversation the server never had.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -168,9 +169,17 @@ def _load_lima_rows() -> list[Any]:
     run (and 3.x runs only with ``trust_remote_code``), so when the canonical call fails
     for that reason we read the same ``train.jsonl`` as plain JSON instead.
     """
+    # The hub client logs each retry ("Retrying in 8s...") before failing; the one line below says
+    # what matters, so its chatter is silenced for the duration of the load.
+    quiet: list[logging.Logger] = []
+    levels: list[int] = []
     try:
-        import datasets
+        import datasets  # imports huggingface_hub, which sets its loggers' levels on import
 
+        quiet = [logging.getLogger(name) for name in ("huggingface_hub", "datasets", "fsspec")]
+        levels = [lg.level for lg in quiet]
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
         try:
             ds = datasets.load_dataset(LIMA_REPO, split="train")
         except Exception as e:
@@ -185,6 +194,9 @@ def _load_lima_rows() -> list[Any]:
             f"hub (CC-BY-NC-SA): accept its terms at https://huggingface.co/datasets/{LIMA_REPO}, then run "
             "`huggingface-cli login` or set HF_TOKEN; `--dataset builtin` works offline"
         ) from None
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
 
 
 # --- row parsing -----------------------------------------------------------------------------

@@ -70,6 +70,8 @@ def _add_launch_args(p: argparse.ArgumentParser, *, required_engine: bool) -> No
     g.add_argument("--max-model-len", type=_positive_int, help="vLLM")
     g.add_argument("--gpu-memory-utilization", type=float, help="vLLM")
     g.add_argument("--port", type=int, help="engine port (default: a free one)")
+    g.add_argument("--ready-timeout", type=_positive_float,
+                   help="seconds to wait for the engine to be ready (default: 60 + 30 per GB of weights; vLLM 300)")
     g.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
                    help="extra argument passed to the engine verbatim (repeatable)")
 
@@ -160,7 +162,7 @@ def _launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir
                       attn_implementation=ns.attn_implementation, compile=ns.compile,
                       tensor_parallel_size=ns.tensor_parallel_size, max_model_len=ns.max_model_len,
                       gpu_memory_utilization=ns.gpu_memory_utilization, extra_args=list(ns.engine_arg),
-                      log_dir=log_dir)
+                      log_dir=log_dir, ready_timeout_s=ns.ready_timeout)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from loadtest.tokens import load_tokenizer
@@ -166,3 +168,27 @@ def test_summary_has_the_documented_shape(cli, sim, tmp_path):
                             "tokens_per_s"}
     assert [r["prompt_id"] for r in rows] == [r["prompt_id"] for r in single(cli, s, tmp_path / "again", "--seed", "7",
                                                                               n=3, max_tokens=4)[2]]
+
+
+def test_keep_alive_pool_preconnect_and_connect_time(cli, sim, tmp_path):
+    s = sim(ttft_ms=2, tpot_ms=1)
+    code, summary, rows = single(cli, s, tmp_path / "pre", n=4, max_tokens=4)
+    assert all(r["connect_s"] is None for r in rows)  # opened before the window, then kept alive
+    assert summary["run"]["connections_preopened"] is True
+    code, summary, rows = single(cli, s, tmp_path / "cold", "--no-preconnect", n=4, max_tokens=4)
+    assert rows[0]["connect_s"] is not None and 0 < rows[0]["connect_s"] < rows[0]["ttft_s"]
+    assert all(r["connect_s"] is None for r in rows[1:])
+
+
+@pytest.mark.parametrize("transport", ["fast", "httpx"])
+def test_per_request_timeout(cli, sim, tmp_path, transport):
+    s = sim(ttft_ms=3000, tpot_ms=1)
+    t0 = time.monotonic()
+    code, summary, rows = cli(["single", "--endpoint", s.base_url, "--model", "sim-model", "--timeout", "0.3",
+                               "--transport", transport], tmp_path)
+    elapsed = time.monotonic() - t0
+    assert code == 2 and summary["run"]["ended"] == "aborted"
+    assert [r["error_kind"] for r in rows] == ["timeout"] * 3
+    assert all(r["e2e_s"] is None and r["ttft_s"] is None for r in rows)  # not measured, not 0
+    assert 3 * 0.3 <= elapsed < 3 * 0.3 + 1.5  # each request cut at its deadline, then the run stops
+    assert "timed out" in summary["run"]["error"]

@@ -69,6 +69,8 @@ class Run:
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
         self._connect_streak = 0
+        self._measured_done = 0
+        self._measured_failed = 0
         self._abort: RequestRecord | None = None
         self._abort_reason: str | None = None
         self._t0_ns = 0
@@ -107,7 +109,7 @@ class Run:
                 if retry.status is not None and retry.status < 400:
                     if self.include_usage:
                         self._note(f"server rejected stream_options ({error_message(ex.body())}); "
-                                   "sending requests without it (token counts fall back to the tokenizer)")
+                                   "sending requests without it (token counts fall back to --tokenizer, else to chunk counts)")
                     self.include_usage = False
                     self.stream_options_rejected = True
                 ex = retry
@@ -146,6 +148,9 @@ class Run:
         assert self._writer is not None
         self._writer.write(rec)
         self.records.append(rec)
+        if not rec.warmup:
+            self._measured_done += 1
+            self._measured_failed += not rec.ok
         if rec.ok:
             self._any_ok = True
             self._connect_streak = 0
@@ -178,10 +183,9 @@ class Run:
         t0 = time.monotonic()
         while True:
             await asyncio.sleep(interval)
-            done = sum(1 for r in self.records if not r.warmup)
-            failed = sum(1 for r in self.records if not r.warmup and not r.ok)
             of = f"/{total}" if total else ""
-            line = f"{self.cfg.command}: {done}{of} requests, {failed} failed, {time.monotonic() - t0:.0f} s"
+            line = (f"{self.cfg.command}: {self._measured_done}{of} requests, {self._measured_failed} failed, "
+                    f"{time.monotonic() - t0:.0f} s")
             print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     # -- the run --------------------------------------------------------------------------

@@ -56,3 +56,9 @@ def require_engine(engine: str) -> None:
         ensure_engine(engine)
     except LaunchError as exc:
         pytest.skip(str(exc))
+
+
+def alive(pids: list[int]) -> list[int]:
+    """The pids among `pids` that are still running (zombies count as gone)."""
+    table = _proc_table()
+    return [p for p in pids if p in table and table[p][2] not in ("Z", "X")]

@@ -12,24 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.errors import LaunchError
-from loadtest.launch import LaunchSpec, ensure_engine, launch
-from loadtest.launch.process import _proc_table, process_tree
+from engine_checks import alive, require_engine
+from loadtest.launch import LaunchSpec, launch
+from loadtest.launch.process import process_tree
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def installed() -> None:
-    try:
-        ensure_engine("llamacpp")
-    except LaunchError as exc:
-        pytest.skip(str(exc))
-
-
-def _alive(pids: list[int]) -> list[int]:
-    table = _proc_table()
-    return [p for p in pids if p in table and table[p][2] not in ("Z", "X")]
+    require_engine("llamacpp")
 
 
 def test_llamacpp_streams_with_usage_and_stops_clean(tmp_path: Path) -> None:
@@ -66,5 +58,5 @@ def test_llamacpp_streams_with_usage_and_stops_clean(tmp_path: Path) -> None:
         assert isinstance(info["launch_command"]["argv"], list) and info["launch_command"]["shell"]
         res = server.resources()
         assert res["rss_peak_mb"] and res["rss_peak_mb"] > 50
-    assert tree and _alive(tree) == []
+    assert tree and alive(tree) == []
     assert not server.alive()

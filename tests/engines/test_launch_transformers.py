@@ -12,24 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.errors import LaunchError
-from loadtest.launch import LaunchSpec, ensure_engine, launch
-from loadtest.launch.process import _proc_table, process_tree
+from engine_checks import alive, require_engine
+from loadtest.launch import LaunchSpec, launch
+from loadtest.launch.process import process_tree
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def installed() -> None:
-    try:
-        ensure_engine("transformers")
-    except LaunchError as exc:
-        pytest.skip(str(exc))
-
-
-def _alive(pids: list[int]) -> list[int]:
-    table = _proc_table()
-    return [p for p in pids if p in table and table[p][2] not in ("Z", "X")]
+    require_engine("transformers")
 
 
 def test_transformers_streams_and_stops_clean(tmp_path: Path) -> None:
@@ -63,4 +55,4 @@ def test_transformers_streams_and_stops_clean(tmp_path: Path) -> None:
         assert info["engine_version"].startswith("transformers ")
         assert info["dtype"] == "float32" and "dequantised from Q4_1" in info["quantisation"]
         assert info["model"]["sha256"]
-    assert tree and _alive(tree) == []
+    assert tree and alive(tree) == []

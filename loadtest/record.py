@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from .chunks import Stream, error_message
 from .sse import parse_stream
 from .tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
 from .transport import Exchange
@@ -18,7 +19,7 @@ from .transport import Exchange
 # Request-level failure kinds beyond the transport's (connect, timeout, disconnect, protocol).
 AUTH, NOT_FOUND, BAD_REQUEST, RATE_LIMITED, SERVER_ERROR, HTTP_ERROR = (
     "auth", "not_found", "bad_request", "rate_limited", "server_error", "http_error")
-STREAM_ERROR, MALFORMED, CANCELLED = "stream_error", "malformed", "cancelled"
+CANCELLED = "cancelled"
 
 
 @dataclass(slots=True)
@@ -71,86 +72,7 @@ def _http_error_kind(status: int) -> str:
     return HTTP_ERROR
 
 
-def error_message(body: bytes) -> str:
-    """The server's own words from an error body (OpenAI, FastAPI and plain shapes)."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return text[:300] or "(empty body)"
-    if isinstance(obj, dict):
-        err = obj.get("error", obj.get("detail", obj.get("message")))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        if err is not None:
-            return (err if isinstance(err, str) else orjson.dumps(err).decode())[:300]
-    return text[:300]
-
-
-class _Stream:
-    """What one response said, before any derivation."""
-
-    def __init__(self) -> None:
-        self.times: list[int] = []        # content-chunk arrival stamps
-        self.texts: list[str] = []
-        self.cum_usage: list[int | None] = []
-        self.first_content_ns: int | None = None  # first visible (non-reasoning) content
-        self.usage: dict[str, Any] | None = None
-        self.finish_reason: str | None = None
-        self.timings: dict[str, Any] | None = None
-        self.response_id: str | None = None
-        self.error_kind: str | None = None
-        self.error: str | None = None
-        self.chunks = 0
-
-    def take(self, t_ns: int, obj: Any) -> None:
-        """One parsed chunk. Ordered for the common case (a content delta) since it runs per token."""
-        if obj.__class__ is not dict:
-            self.error_kind, self.error = MALFORMED, "stream chunk is not a JSON object"
-            return
-        choices = obj.get("choices")
-        if "error" in obj and obj["error"] and not choices:
-            self.error_kind, self.error = STREAM_ERROR, "server sent an error event: " + error_message(orjson.dumps(obj))
-            return
-        if self.response_id is None:
-            self.response_id = obj.get("id")
-        usage = obj.get("usage")
-        cum = None
-        if usage:
-            cum = usage.get("completion_tokens")
-            if cum is not None:
-                self.usage = usage
-        if "timings" in obj:
-            self.timings = obj["timings"]
-        if not choices:
-            return
-        choice = choices[0]
-        finish = choice.get("finish_reason")
-        if finish:
-            self.finish_reason = finish
-        delta = choice.get("delta")
-        reasoning = ""
-        if delta is None:  # /completions, or a non-stream body
-            message = choice.get("message") or {}
-            text = choice.get("text") or message.get("content") or ""
-            reasoning = message.get("reasoning_content") or ""
-        else:
-            text = delta.get("content") or ""
-            if len(delta) > 1 or not text:  # rarer shapes: role, reasoning, tool calls
-                reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
-                tool_calls = delta.get("tool_calls")
-                if tool_calls:
-                    text += "".join((c.get("function") or {}).get("arguments") or "" for c in tool_calls)
-        if not (text or reasoning):
-            return  # role-only, empty and finish chunks carry no generated text
-        if text and self.first_content_ns is None:
-            self.first_content_ns = t_ns
-        self.times.append(t_ns)
-        self.texts.append(reasoning + text if reasoning else text)
-        self.cum_usage.append(cum if cum.__class__ is int else None)
-
-
-def _chunk_tokens(s: _Stream, total: int, tokenizer: Tokenizer | None) -> list[float]:
+def _chunk_tokens(s: Stream, total: int, tokenizer: Tokenizer | None) -> list[float]:
     """Tokens per content chunk: per-chunk cumulative usage, else the tokenizer (scaled to the
     total), else the total spread evenly. Always sums to ``total``."""
     n = len(s.times)
@@ -170,7 +92,7 @@ def _chunk_tokens(s: _Stream, total: int, tokenizer: Tokenizer | None) -> list[f
 def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: int, stream: bool,
                  tokenizer: Tokenizer | None, warmup: bool = False) -> RequestRecord:
     """Interpret one Exchange. Implements every definition in docs/metrics.md."""
-    s = _Stream()
+    s = Stream()
     ok = ex.error_kind is None
     kind, message = ex.error_kind, ex.error
     body_pieces = ex.pieces
@@ -179,25 +101,9 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
     elif ok:
         is_sse = stream and ("event-stream" in ex.content_type or ex.body().lstrip().startswith(b"data:"))
         if is_sse:
-            loads, take = orjson.loads, s.take
-            events = parse_stream(body_pieces)
-            s.chunks = len(events)
-            for t_ns, data, _ in events:
-                if data == b"[DONE]":
-                    continue
-                try:
-                    obj = loads(data)
-                except orjson.JSONDecodeError:
-                    s.error_kind, s.error = MALFORMED, f"invalid JSON in stream: {data[:80]!r}"
-                    break
-                take(t_ns, obj)
-                if s.error_kind:
-                    break
+            s.read_events(parse_stream(body_pieces))
         else:
-            try:
-                s.take(ex.t_end_ns or ex.t_start_ns, orjson.loads(ex.body()))
-            except orjson.JSONDecodeError:
-                s.error_kind, s.error = MALFORMED, f"response is not JSON: {ex.body()[:80]!r}"
+            s.read_body(ex.t_end_ns or ex.t_start_ns, ex.body())
         if s.error_kind:
             ok, kind, message = False, s.error_kind, s.error
 

@@ -23,7 +23,8 @@ from .metrics import compute_metrics
 from .output import RecordWriter, build_summary, client_info, write_summary
 from .payloads import base_body, build_body, request_path
 from .prompts import Prompt, sample_prompts
-from .record import AUTH, CANCELLED, NOT_FOUND, RequestRecord, build_record, cancelled_record, error_message
+from .chunks import error_message
+from .record import AUTH, CANCELLED, NOT_FOUND, RequestRecord, build_record, cancelled_record
 from .scheduler import run_closed_loop
 from .tokens import Tokenizer
 from .transport import Exchange, Transport, make_transport

@@ -24,9 +24,12 @@ def test_ttft_tpot_and_tokens_exact_at_concurrency_1(cli, sim, tmp_path, transpo
     assert code == 0
     m = summary["metrics"]
     assert summary["counts"] == {"requests": 5, "completed": 5, "failed": 0, "cancelled": 0}
+    # The 5 ms holds for the default transport; httpx spends ~2 ms of its own before the
+    # request is written (see README, Performance), so it gets twice the margin.
+    tol = TTFT_TOL_S if transport == "fast" else 2 * TTFT_TOL_S
     for r in rows:
         # The role chunk arrives at once; TTFT must wait for the first content.
-        assert 0.050 <= r["ttft_s"] < 0.050 + TTFT_TOL_S
+        assert 0.050 <= r["ttft_s"] < 0.050 + tol
         assert abs(r["tpot_s"] - 0.005) < TPOT_TOL_S
         assert r["completion_tokens"] == 20 and r["token_source"] == "usage"
         assert r["tokens_per_s"] == pytest.approx(20 / r["e2e_s"])

@@ -149,3 +149,19 @@ def test_transport_failure_is_kept():
     ex = Exchange(t_start_ns=0, error_kind="connect", error="connection refused")
     r = build(ex)
     assert not r.ok and r.error_kind == "connect" and r.e2e_s is None
+
+
+@pytest.mark.parametrize("bad,reason", [(b'data: {"choices": "oops"}\n\n', "unexpected chunk shape"),
+                                        (b'data: "just a string"\n\n', "unexpected chunk shape"),
+                                        (b'data: {"a":1},{"b":2}\n\n', "invalid JSON")])
+def test_chunks_of_the_wrong_shape_are_malformed_and_earlier_ones_still_count(bad, reason):
+    r = build(exchange([(10, chunk({"content": "a"})), (20, chunk({"content": "b"})), (30, bad)]))
+    assert not r.ok and r.error_kind == "malformed" and reason in r.error
+    assert r.content_chunks == 2  # what arrived before the bad chunk was read
+
+
+def test_integer_ids_and_unknown_fields_are_tolerated():
+    body = b'data: {"id": 7, "system_fingerprint": "x", "choices": [{"index": 0, "delta": {"content": "hi", ' \
+           b'"extra": [1, 2]}, "logprobs": {"content": []}}], "x_custom": {"a": null}}\n\n'
+    r = build(exchange([(10, body), (20, chunk(choices=False, usage=usage(1)))]))
+    assert r.ok and r.response_id == "7" and r.completion_tokens == 1 and r.ttft_s == pytest.approx(0.010)

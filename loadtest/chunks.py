@@ -1,0 +1,166 @@
+"""What one response said: OpenAI chunks decoded into typed structs holding only what is measured.
+
+All of a response's chunks are decoded in one msgspec call, straight into these structs (unknown
+fields are skipped in C). That costs ~0.4 us per chunk against ~1.4 us for a JSON parse into dicts
+plus Python lookups: about 8% of the client's CPU at 50,000 tokens/s. Chunks are decoded one by
+one only when the batch fails, to say which chunk was malformed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import orjson
+
+MALFORMED, STREAM_ERROR = "malformed", "stream_error"
+
+
+class _Function(msgspec.Struct):
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct):
+    function: _Function | None = None
+
+
+class Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class Choice(msgspec.Struct):
+    delta: Delta | None = None       # streamed chat
+    message: Delta | None = None     # non-streamed chat
+    text: str | None = None          # /completions
+    finish_reason: Any = None
+
+
+class Chunk(msgspec.Struct):
+    id: Any = None
+    choices: list[Choice] | None = None
+    usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None   # llama.cpp's own clock, on its last chunk
+    error: Any = None
+
+
+_ONE = msgspec.json.Decoder(Chunk)
+_BATCH = msgspec.json.Decoder(list[Chunk])
+
+
+def error_message(body: bytes) -> str:
+    """The server's own words from an error body (OpenAI, FastAPI and plain shapes)."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return text[:300] or "(empty body)"
+    if isinstance(obj, dict):
+        err = obj.get("error", obj.get("detail", obj.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        if err is not None:
+            return (err if isinstance(err, str) else orjson.dumps(err).decode())[:300]
+    return text[:300]
+
+
+def _decode_one(data: bytes) -> tuple[Chunk | None, str | None]:
+    """(chunk, None), or (None, why it is malformed)."""
+    try:
+        return _ONE.decode(data), None
+    except msgspec.ValidationError as exc:
+        return None, f"unexpected chunk shape ({exc}): {data[:80]!r}"
+    except msgspec.DecodeError:
+        return None, f"invalid JSON: {data[:80]!r}"
+
+
+class Stream:
+    """The content chunks of one response (stamps, texts, per-chunk usage) and its final facts."""
+
+    def __init__(self) -> None:
+        self.times: list[int] = []        # content-chunk arrival stamps
+        self.texts: list[str] = []
+        self.cum_usage: list[int | None] = []
+        self.first_content_ns: int | None = None  # first visible (non-reasoning) content
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.timings: dict[str, Any] | None = None
+        self.response_id: str | None = None
+        self.error_kind: str | None = None
+        self.error: str | None = None
+        self.chunks = 0
+
+    def read_events(self, events: Sequence[tuple[int, bytes, bytes | None]]) -> None:
+        """Take every SSE event of a stream; ``[DONE]`` ends nothing early (a stream may lack it)."""
+        self.chunks = len(events)
+        items = [(t, d) for t, d, _ in events if d != b"[DONE]"]
+        if not items:
+            return
+        datas = [d for _, d in items]
+        try:
+            chunks = _BATCH.decode(b"[" + b",".join(datas) + b"]")
+        except msgspec.DecodeError:
+            chunks = None
+        bad = None
+        if chunks is None or len(chunks) != len(items):
+            chunks = []
+            for _, data in items:  # find the bad one; everything before it still counts
+                chunk, bad = _decode_one(data)
+                if chunk is None:
+                    break
+                chunks.append(chunk)
+        take = self.take
+        for (t_ns, _), chunk in zip(items, chunks):
+            take(t_ns, chunk)
+            if self.error_kind:
+                return
+        if bad is not None:
+            self.error_kind, self.error = MALFORMED, bad
+
+    def read_body(self, t_ns: int, body: bytes) -> None:
+        chunk, bad = _decode_one(body)
+        if chunk is None:
+            self.error_kind, self.error = MALFORMED, bad
+        else:
+            self.take(t_ns, chunk)
+
+    def take(self, t_ns: int, c: Chunk) -> None:
+        """One decoded chunk. Runs per token: ordered for the common case, a content delta."""
+        choices = c.choices
+        if c.error and not choices:
+            self.error_kind, self.error = STREAM_ERROR, "server sent an error event: " + error_message(
+                orjson.dumps({"error": c.error}))
+            return
+        if self.response_id is None and c.id is not None:
+            self.response_id = str(c.id)
+        cum = None
+        usage = c.usage
+        if usage:
+            cum = usage.get("completion_tokens")
+            if cum is not None:
+                self.usage = usage
+        if c.timings is not None:
+            self.timings = c.timings
+        if not choices:
+            return
+        choice = choices[0]
+        if choice.finish_reason:
+            self.finish_reason = str(choice.finish_reason)
+        delta = choice.delta or choice.message
+        if delta is None:  # /completions
+            text, reasoning = choice.text or "", ""
+        else:
+            text = delta.content or choice.text or ""
+            reasoning = delta.reasoning_content or delta.reasoning or ""
+            if delta.tool_calls:
+                text += "".join(tc.function.arguments or "" for tc in delta.tool_calls if tc.function)
+        if not (text or reasoning):
+            return  # role-only, empty and finish chunks carry no generated text
+        if text and self.first_content_ns is None:
+            self.first_content_ns = t_ns
+        self.times.append(t_ns)
+        self.texts.append(reasoning + text if reasoning else text)
+        self.cum_usage.append(cum if cum.__class__ is int else None)

@@ -69,7 +69,7 @@ def normalize_base_url(endpoint: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"--endpoint {endpoint!r} is not an http(s) URL (example: http://127.0.0.1:8080/v1)")
     try:
-        parts.port
+        _ = parts.port  # urlsplit validates the port only when it is read
     except ValueError:
         raise ConfigError(f"--endpoint {endpoint!r} has an invalid port") from None
     path = parts.path.rstrip("/")

@@ -11,6 +11,7 @@ import json
 import logging
 import random
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,15 +119,21 @@ def sample_prompts(prompts: Sequence[Prompt], n: int, seed: int) -> list[Prompt]
 
 def _read_jsonl(path: Path) -> Iterator[Any]:
     """Yield one row per non-blank line; a bad line is fatal because the file is not what the user thinks it is."""
+    with _reading(path), path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{path}: line {lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """File-level failures of any text reader, as one line for the user."""
     try:
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DatasetError(f"{path}: line {lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        yield
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
@@ -135,14 +142,11 @@ def _read_jsonl(path: Path) -> Iterator[Any]:
 
 def _read_json(path: Path) -> list[Any]:
     """Accept both a bare list and the ``{"data": [...]}`` wrapper that many exporters write."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise DatasetError(f"cannot read {path}: {e.strerror or e}") from None
+    with _reading(path):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
     if isinstance(doc, dict) and isinstance(doc.get("data"), list):
         return doc["data"]
     if isinstance(doc, list):

@@ -42,7 +42,11 @@ class RunOutcome:
 
 
 async def list_models(transport: Transport, timeout_s: float = 10.0) -> list[str] | None:
-    ex = await transport.get("/models", timeout_s)
+    return models_in(await transport.get("/models", timeout_s))
+
+
+def models_in(ex: Exchange) -> list[str] | None:
+    """The model ids of a /models answer; None when it is not a usable list."""
     if ex.error_kind or ex.status != 200:
         return None
     try:
@@ -299,7 +303,7 @@ class Run:
         if ex.status in (401, 403):
             raise RunAborted(f"{self.cfg.base_url} refused the API key (HTTP {ex.status}): {error_message(ex.body())}; "
                              "pass --api-key or set OPENAI_API_KEY")
-        models = await list_models(self._transport)
+        models = models_in(ex)
         if not models:
             raise RunAborted(f"--model not given and {self.cfg.base_url}/models lists no model (HTTP {ex.status}); pass --model")
         return models[0]

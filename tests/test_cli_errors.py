@@ -114,12 +114,18 @@ def _wait_for_rows(path: Path, n: int, timeout: float = 20) -> None:
     raise AssertionError(f"fewer than {n} records in {path}")
 
 
+def _long_run_with_20_records(base_url: str, out: Path) -> subprocess.Popen[str]:
+    """A throughput run far longer than the test, once it has written 20 records."""
+    p = _start_run(["throughput", "--endpoint", base_url, "--model", "sim-model", "--concurrency", "4",
+                    "--num-prompts", "100000"], out)
+    _wait_for_rows(out / "requests.jsonl", 20)
+    return p
+
+
 def test_ctrl_c_stops_gracefully_and_keeps_what_completed(sim, tmp_path):
     s = sim(ttft_ms=5, tpot_ms=5, output_tokens=10)
     out = tmp_path / "out"
-    p = _start_run(["throughput", "--endpoint", s.base_url, "--model", "sim-model", "--concurrency", "4",
-                    "--num-prompts", "100000"], out)
-    _wait_for_rows(out / "requests.jsonl", 20)
+    p = _long_run_with_20_records(s.base_url, out)
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=20)
     assert p.returncode == 130 and "Traceback" not in stderr
@@ -134,9 +140,7 @@ def test_ctrl_c_stops_gracefully_and_keeps_what_completed(sim, tmp_path):
 def test_server_dying_mid_run(sim, tmp_path):
     s = sim(ttft_ms=5, tpot_ms=5, output_tokens=10)
     out = tmp_path / "out"
-    p = _start_run(["throughput", "--endpoint", s.base_url, "--model", "sim-model", "--concurrency", "4",
-                    "--num-prompts", "100000"], out)
-    _wait_for_rows(out / "requests.jsonl", 20)
+    p = _long_run_with_20_records(s.base_url, out)
     s.stop()
     stdout, stderr = p.communicate(timeout=30)
     assert p.returncode == 2

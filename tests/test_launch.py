@@ -387,12 +387,18 @@ FAKE_SERVER = textwrap.dedent("""\
     """)
 
 
-def test_launch_end_to_end_with_stand_in(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _install_fake_llama_server(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a stand-in `llama-server` (a tiny HTTP server) first on PATH."""
     fake = root / "bin" / "llama-server"
     fake.parent.mkdir()
     fake.write_text(FAKE_SERVER.format(python=sys.executable))
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    return fake
+
+
+def test_launch_end_to_end_with_stand_in(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _install_fake_llama_server(root, monkeypatch)
     gguf = write_gguf(root / "Mini-Q8_0.gguf")
     spec = LaunchSpec("llamacpp", model=str(gguf), log_dir=root / "logs", threads=1, slots=2)
     with launch(spec) as server:
@@ -411,11 +417,7 @@ def test_launch_end_to_end_with_stand_in(root: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_launch_stops_engine_when_body_raises(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = root / "bin" / "llama-server"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_SERVER.format(python=sys.executable))
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    _install_fake_llama_server(root, monkeypatch)
     spec = LaunchSpec("llamacpp", model=str(write_gguf(root / "m.gguf")), log_dir=root, port=free_port())
     with pytest.raises(KeyboardInterrupt):
         with launch(spec) as server:

@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from .sse import one_event_per_piece, parse_stream
+
 MALFORMED, STREAM_ERROR = "malformed", "stream_error"
 
 
@@ -93,15 +95,34 @@ class Stream:
         self.error: str | None = None
         self.chunks = 0
 
+    def read_sse(self, pieces: list[tuple[int, bytes]]) -> None:
+        """Take a streamed body: the common shape (one event per piece) skips SSE splitting."""
+        payloads = one_event_per_piece(pieces)
+        if payloads is None:
+            self.read_events(parse_stream(pieces))
+            return
+        self.chunks = len(payloads)
+        if payloads[-1] == b"[DONE]":
+            payloads.pop()
+        if not payloads:
+            return
+        try:
+            chunks = _BATCH.decode(b"[" + b",".join(payloads) + b"]")
+        except msgspec.DecodeError:
+            chunks = None
+        if chunks is None or len(chunks) != len(payloads):  # a malformed chunk, or [DONE] mid-stream
+            self.read_events(parse_stream(pieces))
+            return
+        self._take_all(pieces, chunks)
+
     def read_events(self, events: Sequence[tuple[int, bytes, bytes | None]]) -> None:
         """Take every SSE event of a stream; ``[DONE]`` ends nothing early (a stream may lack it)."""
         self.chunks = len(events)
         items = [(t, d) for t, d, _ in events if d != b"[DONE]"]
         if not items:
             return
-        datas = [d for _, d in items]
         try:
-            chunks = _BATCH.decode(b"[" + b",".join(datas) + b"]")
+            chunks = _BATCH.decode(b"[" + b",".join([d for _, d in items]) + b"]")
         except msgspec.DecodeError:
             chunks = None
         bad = None
@@ -112,13 +133,16 @@ class Stream:
                 if chunk is None:
                     break
                 chunks.append(chunk)
+        self._take_all(items, chunks)
+        if bad is not None and not self.error_kind:
+            self.error_kind, self.error = MALFORMED, bad
+
+    def _take_all(self, stamped: Sequence[tuple[int, Any]], chunks: list[Chunk]) -> None:
         take = self.take
-        for (t_ns, _), chunk in zip(items, chunks):
+        for (t_ns, _), chunk in zip(stamped, chunks):
             take(t_ns, chunk)
             if self.error_kind:
                 return
-        if bad is not None:
-            self.error_kind, self.error = MALFORMED, bad
 
     def read_body(self, t_ns: int, body: bytes) -> None:
         chunk, bad = _decode_one(body)

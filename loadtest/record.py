@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 
 from .chunks import Stream, error_message
-from .sse import parse_stream
 from .tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
 from .transport import Exchange
 
@@ -101,7 +100,7 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
     elif ok:
         is_sse = stream and ("event-stream" in ex.content_type or ex.body().lstrip().startswith(b"data:"))
         if is_sse:
-            s.read_events(parse_stream(body_pieces))
+            s.read_sse(body_pieces)
         else:
             s.read_body(ex.t_end_ns or ex.t_start_ns, ex.body())
         if s.error_kind:

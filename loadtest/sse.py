@@ -9,6 +9,7 @@ moment any client could know the event was complete.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import repeat
 
 Event = tuple[int, bytes, "bytes | None"]
 """(arrival stamp of the bytes completing the event, its data, its event name). A plain tuple:
@@ -98,3 +99,23 @@ def parse_stream(pieces: list[tuple[int, bytes]]) -> list[Event]:
         if ev is not None:
             events.append(ev)
     return events
+
+
+
+
+def one_event_per_piece(pieces: list[tuple[int, bytes]]) -> list[bytes] | None:
+    """Each piece's event data, when every piece is exactly one single-line ``data: `` event and
+    its blank line, as engines write one per token; else None (``parse_stream`` takes every other
+    shape). Event k then arrived with piece k, so no splitting or offset mapping is needed: that
+    was ~3% of the client's CPU at 50,000 tokens/s."""
+    datas = [p for _, p in pieces]
+    # Joined first: one pass over pieces scattered across the heap (they arrived interleaved with
+    # every other stream's), after which the checks below find them in the CPU cache.
+    body = b"".join(datas)
+    if (b"\r" in body or not all(map(bytes.startswith, datas, repeat(b"data: ")))
+            or not all(map(bytes.endswith, datas, repeat(b"\n\n")))):
+        return None
+    payloads = [d[6:-2] for d in datas]
+    if b"\n" in b"".join(payloads):  # a multi-line event, or several events in one piece
+        return None
+    return payloads

@@ -165,3 +165,22 @@ def test_integer_ids_and_unknown_fields_are_tolerated():
            b'"extra": [1, 2]}, "logprobs": {"content": []}}], "x_custom": {"a": null}}\n\n'
     r = build(exchange([(10, body), (20, chunk(choices=False, usage=usage(1)))]))
     assert r.ok and r.response_id == "7" and r.completion_tokens == 1 and r.ttft_s == pytest.approx(0.010)
+
+
+def test_done_mid_stream_ends_nothing():
+    r = build(exchange([(10, chunk({"content": "a"})), (15, b"data: [DONE]\n\n"), (20, chunk({"content": "b"}))]))
+    assert r.ok and r.chunks == 3 and r.content_chunks == 2 and r.completion_tokens == 2
+
+
+def test_one_event_per_piece_fast_path_reads_the_same_as_the_general_parser():
+    from loadtest.chunks import Stream
+    from loadtest.sse import one_event_per_piece, parse_stream
+    pieces = [(t * MS, b) for t, b in [(5, chunk({"role": "assistant"})), (10, chunk({"content": "a"})),
+                                       (20, chunk({"reasoning_content": "b"})), (30, chunk({}, finish="stop")),
+                                       (31, chunk(choices=False, usage=usage(3))), (32, b"data: [DONE]\n\n")]]
+    assert one_event_per_piece(pieces) is not None
+    fast, general = Stream(), Stream()
+    fast.read_sse(pieces)
+    general.read_events(parse_stream(pieces))
+    assert vars(fast) == vars(general)
+    assert fast.times == [10 * MS, 20 * MS] and fast.chunks == 6 and fast.usage["completion_tokens"] == 3

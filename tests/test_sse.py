@@ -1,4 +1,6 @@
-from loadtest.sse import parse_events, parse_stream
+import pytest
+
+from loadtest.sse import one_event_per_piece, parse_events, parse_stream
 
 
 def test_events_get_the_stamp_of_the_piece_that_completes_them():
@@ -42,3 +44,25 @@ def test_unterminated_final_event_is_kept_by_parse_stream():
     pieces = [(1, b"data: a\n\n"), (4, b"data: b\n")]
     assert [(e[0], e[1]) for e in parse_stream(pieces)] == [(1, b"a"), (4, b"b")]
     assert parse_events(pieces)[1] == b"data: b\n"
+
+
+def test_one_event_per_piece_gives_each_pieces_data():
+    pieces = [(1, b'data: {"a":1}\n\n'), (2, b"data: [DONE]\n\n")]
+    assert one_event_per_piece(pieces) == [b'{"a":1}', b"[DONE]"]
+    assert [(t, d) for t, d, _ in parse_stream(pieces)] == [(1, b'{"a":1}'), (2, b"[DONE]")]
+
+
+@pytest.mark.parametrize("pieces", [
+    [(1, b"data: 1\n\ndata: 2\n\n")],                 # two events in one piece: the first's stamp differs
+    [(1, b"data: 1\n\ndata: 2"), (2, b"\n\n")],       # an event split across pieces
+    [(1, b"data: 1"), (2, b"2\n\n")],
+    [(1, b"data: {\"x\":\n1}\n\n")],                  # raw newline: SSE makes it two lines
+    [(1, b"data: 1\ndata: 2\n\n")],                   # multi-line data
+    [(1, b"data: 1\r\n\r\n")],                        # CRLF endings
+    [(1, b"data:1\n\n")],                             # no space after the colon
+    [(1, b": ping\n\n"), (2, b"data: 1\n\n")],        # a comment
+    [(1, b"event: error\ndata: 1\n\n")],              # an event name
+    [(1, b"data: 1\n\n"), (2, b"data: 2\n")],         # unterminated last event
+])
+def test_one_event_per_piece_declines_every_other_shape(pieces):
+    assert one_event_per_piece(pieces) is None

@@ -133,7 +133,9 @@ def test_ctrl_c_stops_gracefully_and_keeps_what_completed(sim, tmp_path):
     rows = [json.loads(x) for x in (out / "requests.jsonl").read_text().splitlines()]
     assert summary["run"]["ended"] == "interrupted"
     assert summary["counts"]["completed"] == sum(r["ok"] for r in rows) >= 20
-    assert summary["counts"]["cancelled"] == 4  # the in-flight ones
+    # The in-flight ones: 4, fewer when some finished in the same event-loop turn as the Ctrl-C.
+    cancelled = summary["counts"]["cancelled"]
+    assert cancelled == sum(r["error_kind"] == "cancelled" for r in rows) and 1 <= cancelled <= 4
     assert "requests completed" in stdout  # the table of what completed
 
 

@@ -184,3 +184,9 @@ def test_one_event_per_piece_fast_path_reads_the_same_as_the_general_parser():
     general.read_events(parse_stream(pieces))
     assert vars(fast) == vars(general)
     assert fast.times == [10 * MS, 20 * MS] and fast.chunks == 6 and fast.usage["completion_tokens"] == 3
+
+
+def test_an_empty_event_stream_is_read_without_error():
+    ex = Exchange(t_start_ns=0, status=200, content_type="text/event-stream", pieces=[], t_end_ns=5 * MS)
+    r = build(ex)
+    assert r.chunks == 0 and r.content_chunks == 0 and r.ttft_s is None and r.e2e_s == pytest.approx(0.005)

@@ -63,6 +63,7 @@ def test_one_event_per_piece_gives_each_pieces_data():
     [(1, b": ping\n\n"), (2, b"data: 1\n\n")],        # a comment
     [(1, b"event: error\ndata: 1\n\n")],              # an event name
     [(1, b"data: 1\n\n"), (2, b"data: 2\n")],         # unterminated last event
+    [],                                                # no body at all
 ])
 def test_one_event_per_piece_declines_every_other_shape(pieces):
     assert one_event_per_piece(pieces) is None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from loadtest.chunks import Stream
 from loadtest.record import build_record
+from loadtest.sse import one_event_per_piece, parse_stream
 from loadtest.tokens import load_tokenizer
 from loadtest.transport import Exchange
 
@@ -173,8 +175,6 @@ def test_done_mid_stream_ends_nothing():
 
 
 def test_one_event_per_piece_fast_path_reads_the_same_as_the_general_parser():
-    from loadtest.chunks import Stream
-    from loadtest.sse import one_event_per_piece, parse_stream
     pieces = [(t * MS, b) for t, b in [(5, chunk({"role": "assistant"})), (10, chunk({"content": "a"})),
                                        (20, chunk({"reasoning_content": "b"})), (30, chunk({}, finish="stop")),
                                        (31, chunk(choices=False, usage=usage(3))), (32, b"data: [DONE]\n\n")]]

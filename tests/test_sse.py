@@ -53,7 +53,7 @@ def test_one_event_per_piece_gives_each_pieces_data():
 
 
 @pytest.mark.parametrize("pieces", [
-    [(1, b"data: 1\n\ndata: 2\n\n")],                 # two events in one piece: the first's stamp differs
+    [(1, b"data: 1\n\ndata: 2\n\n")],                 # two events in one piece
     [(1, b"data: 1\n\ndata: 2"), (2, b"\n\n")],       # an event split across pieces
     [(1, b"data: 1"), (2, b"2\n\n")],
     [(1, b"data: {\"x\":\n1}\n\n")],                  # raw newline: SSE makes it two lines

@@ -73,7 +73,10 @@ def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
             round(m["ttft_s"]["mean"] * 1e3, 2), round((m["ttft_s"]["mean"] - server_mean) * 1e3, 2),
             round(err * 1e3, 3), round(err_p99 * 1e3, 2), round(m["tpot_s"]["mean"] * 1e3, 3),
             round(run["client_cpu_s_per_1k_tokens"], 4),
-            round(run["client_cpu_s"] / m["window_s"] * 100), round(stats["lateness_ms"]["mean"], 2),
+            round(run["client_cpu_s"] / m["window_s"] * 100),
+            round(100 * run["client_cpu_system_s"] / (run["client_cpu_user_s"] + run["client_cpu_system_s"]))
+            if run.get("client_cpu_system_s") is not None else "-",
+            round(stats["lateness_ms"]["mean"], 2),
             ", ".join(verdict) or "-"]
 
 
@@ -89,7 +92,7 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     headers = ["transport", "conc.", "done", "tok/s", "TTFT ms", "TTFT - server's ms", "TTFT error ms",
-               "error p99 ms", "TPOT ms", "client CPU s/1k tok", "client CPU %", "server late ms", "targets"]
+               "error p99 ms", "TPOT ms", "client CPU s/1k tok", "client CPU %", "of it kernel %", "server late ms", "targets"]
     rows = []
     for c in args.concurrency:
         for t in args.transport:

@@ -49,7 +49,8 @@ DEFINITIONS: dict[str, str] = {
     "output_tokens_per_s": "Sum of completion_tokens of completed measured requests / window_s.",
     "client_cpu_s": (
         "CPU seconds the client process used during the measured phase (user + system), and per 1,000 "
-        "completion tokens: the client's own overhead, to compare with what it measures."),
+        "completion tokens: the client's own overhead, to compare with what it measures. "
+        "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads)."),
     "queueing": (
         "None on the client: the scheduler never has more requests in flight than the connection pool "
         "has connections, so no request waits for one."),

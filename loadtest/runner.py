@@ -16,6 +16,11 @@ from typing import Any
 
 import orjson
 
+try:
+    import resource
+except ImportError:  # Windows: the CPU split is then not measured
+    resource = None  # type: ignore[assignment]
+
 from .config import RunConfig
 from .errors import RunAborted
 from .loadshape import ClosedLoop
@@ -39,6 +44,18 @@ class RunOutcome:
     directory: Path
     exit_code: int
     message: str | None
+
+
+def _rusage() -> Any:
+    return resource.getrusage(resource.RUSAGE_SELF) if resource is not None else None
+
+
+def _cpu_split(before: Any, after: Any) -> tuple[float, float] | None:
+    """(user, system) CPU seconds between two rusage samples. The system share is mostly the
+    kernel's per-token socket reads: what no user-space speed-up can remove."""
+    if before is None or after is None:
+        return None
+    return after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
 
 
 async def list_models(transport: Transport, timeout_s: float = 10.0) -> list[str] | None:
@@ -216,6 +233,7 @@ class Run:
         ended = "done"
         measured_t0 = 0
         cpu_measured = None
+        cpu_split: tuple[float, float] | None = None
         try:
             if self._model is None:
                 self._model = await self._discover_model()
@@ -230,12 +248,13 @@ class Run:
                 self._drain()
             if not self.stop.is_set():
                 measured_t0 = perf_counter_ns()
-                cpu0 = time.process_time()
+                cpu0, rusage0 = time.process_time(), _rusage()
                 deadline = measured_t0 + int(cfg.duration_s * 1e9) if cfg.duration_s else None
                 ended = await run_closed_loop(shape, self._job, count=cfg.num_prompts if deadline is None else None,
                                               deadline_ns=deadline, stop=self.stop, first_index=cfg.warmup)
                 self._drain()  # interpreting the records is part of the client's cost
                 cpu_measured = time.process_time() - cpu0
+                cpu_split = _cpu_split(rusage0, _rusage())
         finally:
             processor.cancel()
             self._drain()
@@ -267,6 +286,8 @@ class Run:
             "client_cpu_s_per_1k_tokens": (cpu_measured / tokens * 1000
                                            if cpu_measured is not None and (tokens := result["metrics"]["completion_tokens_total"])
                                            else None),
+            "client_cpu_user_s": cpu_split[0] if cpu_split else None,
+            "client_cpu_system_s": cpu_split[1] if cpu_split else None,
         }
         summary = build_summary(command=cfg.command, config=cfg.to_json(),
                                 client=client_info(cfg.transport, type(asyncio.get_running_loop()).__module__),

@@ -165,6 +165,10 @@ def test_summary_has_the_documented_shape(cli, sim, tmp_path):
     for key in ("requests_per_min", "requests_per_s", "output_tokens_per_s", "completion_tokens_total",
                 "prompt_tokens_total"):
         assert key in summary["metrics"]
+    run = summary["run"]
+    assert run["client_cpu_s"] > 0 and run["client_cpu_s_per_1k_tokens"] > 0
+    split = run["client_cpu_user_s"] + run["client_cpu_system_s"]
+    assert split == pytest.approx(run["client_cpu_s"], rel=0.2, abs=0.01)  # two clocks of the same CPU time
     for row in rows:
         assert set(row) >= {"id", "prompt_id", "ok", "status", "error_kind", "error", "start_s", "ttft_s", "e2e_s",
                             "completion_tokens", "prompt_tokens", "token_source", "finish_reason", "chunks",

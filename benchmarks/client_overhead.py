@@ -92,7 +92,8 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     headers = ["transport", "conc.", "done", "tok/s", "TTFT ms", "TTFT - server's ms", "TTFT error ms",
-               "error p99 ms", "TPOT ms", "client CPU s/1k tok", "client CPU %", "of it kernel %", "server late ms", "targets"]
+               "error p99 ms", "TPOT ms", "client CPU s/1k tok", "client CPU %", "of it kernel %", "server late ms",
+               "targets"]
     rows = []
     for c in args.concurrency:
         for t in args.transport:

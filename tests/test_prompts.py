@@ -165,31 +165,16 @@ def test_missing_file(tmp_path: Path) -> None:
         load_prompts(str(tmp_path / "absent.jsonl"))
 
 
-def test_bad_jsonl_names_the_line(tmp_path: Path) -> None:
-    path = tmp_path / "bad.jsonl"
-    path.write_text('{"prompt": "ok"}\n\n{"prompt": broken}\n', encoding="utf-8")
-    with pytest.raises(DatasetError, match=r"bad\.jsonl: line 3: invalid JSON"):
-        load_prompts(str(path))
-
-
-def test_bad_json_names_the_position(tmp_path: Path) -> None:
-    path = tmp_path / "bad.json"
-    path.write_text('[{"prompt": "ok"},\n  oops]', encoding="utf-8")
-    with pytest.raises(DatasetError, match="invalid JSON at line 2"):
-        load_prompts(str(path))
-
-
-def test_json_wrong_top_level(tmp_path: Path) -> None:
-    path = tmp_path / "obj.json"
-    path.write_text('{"rows": []}', encoding="utf-8")
-    with pytest.raises(DatasetError, match="expected a JSON list"):
-        load_prompts(str(path))
-
-
-def test_unknown_extension(tmp_path: Path) -> None:
-    path = tmp_path / "prompts.csv"
-    path.write_text("prompt\nhello\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match=r"unsupported prompt file type '\.csv'"):
+@pytest.mark.parametrize("name,text,match", [
+    ("bad.jsonl", '{"prompt": "ok"}\n\n{"prompt": broken}\n', r"bad\.jsonl: line 3: invalid JSON"),
+    ("bad.json", '[{"prompt": "ok"},\n  oops]', "invalid JSON at line 2"),
+    ("obj.json", '{"rows": []}', "expected a JSON list"),
+    ("prompts.csv", "prompt\nhello\n", r"unsupported prompt file type '\.csv'"),
+])
+def test_bad_prompt_files_name_what_is_wrong(tmp_path: Path, name: str, text: str, match: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DatasetError, match=match):
         load_prompts(str(path))
 
 

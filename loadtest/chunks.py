@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .sse import one_event_per_piece, parse_stream
+from .sse import one_event_array, parse_stream
 
 MALFORMED, STREAM_ERROR = "malformed", "stream_error"
 
@@ -99,20 +99,18 @@ class Stream:
 
     def read_sse(self, pieces: list[tuple[int, bytes]]) -> None:
         """Take a streamed body: the common shape (one event per piece) skips SSE splitting."""
-        payloads = one_event_per_piece(pieces)
-        if payloads is None:
+        shape = one_event_array(pieces)
+        if shape is None:
             self.read_events(parse_stream(pieces))
             return
-        self.chunks = len(payloads)
-        if payloads[-1] == b"[DONE]":
-            payloads.pop()
-        if not payloads:
+        self.chunks, n_json, array = shape
+        if array is None:
             return
         try:
-            chunks = _BATCH.decode(b"[" + b",".join(payloads) + b"]")
+            chunks = _BATCH.decode(array)
         except msgspec.DecodeError:
             chunks = None
-        if chunks is None or len(chunks) != len(payloads):  # a malformed chunk, or [DONE] mid-stream
+        if chunks is None or len(chunks) != n_json:  # a malformed chunk, or [DONE] mid-stream
             self.read_events(parse_stream(pieces))
             return
         self._take_all(pieces, chunks)

@@ -8,6 +8,8 @@ import pytest
 
 from loadtest.tokens import load_tokenizer
 
+pytestmark = pytest.mark.usefixtures("hot_path")  # every test on the C and the pure-Python path
+
 TTFT_TOL_S = 0.005   # the tolerance at concurrency 1
 TPOT_TOL_S = 0.0005
 

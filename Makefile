@@ -8,8 +8,8 @@ DEMO_DIR ?= results/demo
 .PHONY: install test test-fast demo bench docs clean
 
 # The client's own environment (light: no engine, no torch). setup.py builds the C hot path
-# (loadtest/transport/_chunked.c, loadtest/_sse.c) in place; without gcc the pure-Python path runs.
-$(VENV)/.installed: pyproject.toml setup.py loadtest/transport/_chunked.c loadtest/_sse.c
+# (loadtest/csrc/) in place; without gcc the pure-Python path runs.
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard loadtest/csrc/*)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

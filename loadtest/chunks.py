@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .sse import one_event_array, parse_stream
+from .sse import one_event_array, parse_stream, stamps_of
 
 MALFORMED, STREAM_ERROR = "malformed", "stream_error"
 
@@ -97,7 +97,7 @@ class Stream:
         self.error: str | None = None
         self.chunks = 0
 
-    def read_sse(self, pieces: list[tuple[int, bytes]]) -> None:
+    def read_sse(self, pieces: Sequence[tuple[int, bytes]]) -> None:
         """Take a streamed body: the common shape (one event per piece) skips SSE splitting."""
         shape = one_event_array(pieces)
         if shape is None:
@@ -113,7 +113,7 @@ class Stream:
         if chunks is None or len(chunks) != n_json:  # a malformed chunk, or [DONE] mid-stream
             self.read_events(parse_stream(pieces))
             return
-        self._take_all(pieces, chunks)
+        self._take_all(stamps_of(pieces), chunks)
 
     def read_events(self, events: Sequence[tuple[int, bytes, bytes | None]]) -> None:
         """Take every SSE event of a stream; ``[DONE]`` ends nothing early (a stream may lack it)."""
@@ -133,13 +133,13 @@ class Stream:
                 if chunk is None:
                     break
                 chunks.append(chunk)
-        self._take_all(items, chunks)
+        self._take_all([t for t, _ in items], chunks)
         if bad is not None and not self.error_kind:
             self.error_kind, self.error = MALFORMED, bad
 
-    def _take_all(self, stamped: Sequence[tuple[int, Any]], chunks: list[Chunk]) -> None:
+    def _take_all(self, stamps: Sequence[int], chunks: list[Chunk]) -> None:
         take = self.take
-        for (t_ns, _), chunk in zip(stamped, chunks):
+        for t_ns, chunk in zip(stamps, chunks):
             take(t_ns, chunk)
             if self.error_kind:
                 return

@@ -31,12 +31,13 @@ def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     """The per-token hot path in C (the default) and its pure-Python fall-back, which must give the
     same results."""
     from loadtest import chunks, sse
-    from loadtest.transport import _fast
+    from loadtest.transport import _fast, base
 
     assert _fast._Conn is _fast.CConn and chunks.one_event_array is not sse._one_event_array, (
         "the C hot path was not built (or LOADTEST_PURE_PYTHON is set)")
     if request.param == "python":
         monkeypatch.setattr(_fast, "_Conn", _fast.PyConn)
+        monkeypatch.setattr(base, "PiecesType", list)
         monkeypatch.setattr(chunks, "one_event_array", sse._one_event_array)
     return str(request.param)
 

@@ -13,8 +13,8 @@ from time import perf_counter_ns
 import pytest
 
 from loadtest import chunks, sse
-from loadtest.transport import _fast, make_transport
-from loadtest.transport._chunked import ConnBase
+from loadtest._speedups import ConnBase, Pieces
+from loadtest.transport import _fast, base, make_transport
 
 
 def chunked(payloads: list[bytes], *, ext: bool = False, trailers: bytes = b"") -> bytes:
@@ -26,7 +26,7 @@ class Recorder(ConnBase):
     """The C base with the Python side of its contract recorded."""
 
     def __init__(self) -> None:
-        self._pieces = []
+        self._pieces = Pieces()
         self.fed: list[bytes] = []
         self.done: bool | None = None
         self.errors: list[str] = []
@@ -53,7 +53,8 @@ def decode(body: bytes, cuts: list[int]) -> Recorder:
         before = perf_counter_ns()
         n = len(conn._pieces)
         conn.data_received(part)
-        assert all(before <= t <= perf_counter_ns() for t, _ in conn._pieces[n:])  # stamped on arrival
+        assert all(before <= conn._pieces[i][0] <= perf_counter_ns()  # stamped on arrival
+                   for i in range(n, len(conn._pieces)))
     return conn
 
 
@@ -155,6 +156,8 @@ class CountingCConn(_fast.CConn):
 def path(request, monkeypatch):
     assert _fast._Conn is _fast.CConn, "the C hot path was not built (or LOADTEST_PURE_PYTHON is set)"
     monkeypatch.setattr(_fast, "_Conn", CountingCConn if request.param == "c" else _fast.PyConn)
+    if request.param == "python":
+        monkeypatch.setattr(base, "PiecesType", list)
     monkeypatch.setattr(CountingCConn, "bodies", 0)
     return request.param
 
@@ -252,3 +255,20 @@ def test_sse_fast_path_in_c_matches_python(datas):
     assert sse.one_event_array is not sse._one_event_array, "the C SSE fast path was not built"
     assert sse.one_event_array(pieces) == sse._one_event_array(pieces)
     assert chunks.one_event_array is sse.one_event_array
+
+
+def test_pieces_reads_like_the_list_it_replaces():
+    items = [(5, b"data: a\n\n"), (9, b""), (12, b"data:b\r\n\r\n"), (2**62, b"x" * 5000)]
+    pieces = Pieces()
+    for item in items:
+        pieces.append(item)
+    assert len(pieces) == 4 and bool(pieces) and not Pieces()
+    assert list(pieces) == items and pieces[-1] == items[-1] and pieces[1] == (9, b"")
+    assert pieces.body() == b"".join(p for _, p in items) and pieces.stamps() == [5, 9, 12, 2**62]
+    with pytest.raises(IndexError):
+        pieces[4]
+    with pytest.raises(TypeError):
+        pieces.append(b"no stamp")
+    # The general SSE parser (TGI writes "data:" without the space) reads it as it reads the list.
+    assert sse.parse_stream(pieces) == sse.parse_stream(items)
+    assert base.Exchange(t_start_ns=0, pieces=pieces).body() == base.Exchange(t_start_ns=0, pieces=items).body()

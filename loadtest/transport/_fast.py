@@ -1,17 +1,16 @@
 """The default transport: asyncio protocol + httptools, built for the per-chunk hot path.
 
-Per received TCP segment the work is one ``perf_counter_ns()`` and one list append per body
-piece, with no per-chunk coroutine wake-ups: that is what lets one core follow ~50,000 tokens/s
-without the stamps drifting. Status line and headers go through httptools. The body of a chunked
-response (every streamed one) is de-chunked by the small C base class in ``_chunked.c``, so a
-read costs one C call instead of two interpreted callbacks; without a C compiler at install time
-(or with ``LOADTEST_PURE_PYTHON=1``) httptools parses the body too, with the same results.
+Per received TCP segment the work is one ``perf_counter_ns()`` and one append per body piece,
+with no per-chunk coroutine wake-ups: that is what lets one core follow ~50,000 tokens/s without
+the stamps drifting. Status line and headers go through httptools. The body of a chunked response
+(every streamed one) is de-chunked by the small C base class in loadtest/csrc/chunked.c, so a
+read costs one C call instead of two interpreted callbacks; on the pure-Python path (see
+loadtest/_accel.py) httptools parses the body too, with the same results.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 from time import perf_counter_ns
 from urllib.parse import urlsplit
@@ -19,7 +18,8 @@ from urllib.parse import urlsplit
 import httptools
 
 from .. import __version__
-from .base import DISCONNECT, PROTOCOL, TIMEOUT, Exchange, describe_os_error
+from .._accel import speedups
+from .base import DISCONNECT, PROTOCOL, TIMEOUT, Exchange, StampedPieces, describe_os_error
 
 
 _MAX_HEAD = 65536  # headers larger than this are left to httptools alone
@@ -52,7 +52,7 @@ class _Protocol(asyncio.Protocol):
         self._chunked = False
         self._keep_alive = False
         self._head: bytes | None = None
-        self._pieces: list[tuple[int, bytes]] | None = None
+        self._pieces: StampedPieces | None = None
         self._body_mode = 0
         self._timer: asyncio.TimerHandle | None = None
         self._append = _no_piece
@@ -188,18 +188,14 @@ class PyConn(_Protocol):
 
 
 _Conn: type[_Protocol] = PyConn
-try:
-    from ._chunked import ConnBase
+if speedups is not None:
 
-    class CConn(ConnBase, _Protocol):  # type: ignore[misc]
-        """``data_received`` and chunked-body decoding in C (``_chunked.c``)."""
+    class CConn(speedups.ConnBase, _Protocol):  # type: ignore[misc, name-defined]
+        """``data_received`` and chunked-body decoding in C (loadtest/csrc/chunked.c)."""
 
         _accelerated = True
 
-    if not os.environ.get("LOADTEST_PURE_PYTHON"):
-        _Conn = CConn
-except ImportError:  # built without a C compiler: the pure-Python path, same results
-    pass
+    _Conn = CConn
 
 
 class FastTransport:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from .._accel import speedups
 from ..errors import ConfigError
 
 TransportKind = Literal["fast", "httpx"]
@@ -19,6 +20,24 @@ DISCONNECT = "disconnect"    # the server closed the connection before the respo
 PROTOCOL = "protocol"        # the bytes were not valid HTTP/1.1
 
 
+class StampedPieces(Protocol):
+    """A body's (t_ns, bytes) pieces: a list of tuples, or the C ``Pieces`` (loadtest/csrc/pieces.c)
+    with the same interface and the bytes in one buffer."""
+
+    def append(self, piece: tuple[int, bytes], /) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> tuple[int, bytes]: ...
+
+
+PiecesType: type = speedups.Pieces if speedups is not None else list
+
+
+def new_pieces() -> StampedPieces:
+    return PiecesType()  # type: ignore[no-any-return]
+
+
 @dataclass(slots=True)
 class Exchange:
     """One request's raw outcome. Times are ``perf_counter_ns`` values (a monotonic clock)."""
@@ -28,7 +47,7 @@ class Exchange:
     before the request bytes are written."""
     status: int | None = None
     content_type: str = ""
-    pieces: list[tuple[int, bytes]] = field(default_factory=list)
+    pieces: StampedPieces = field(default_factory=new_pieces)
     """Body bytes (after HTTP chunked framing is removed) with their arrival stamps."""
     t_end_ns: int | None = None
     """Arrival of the last byte of the response (None when it never completed)."""
@@ -38,7 +57,8 @@ class Exchange:
     error: str | None = None
 
     def body(self) -> bytes:
-        return b"".join(p for _, p in self.pieces)
+        pieces = self.pieces
+        return b"".join(p for _, p in pieces) if type(pieces) is list else pieces.body()  # type: ignore[attr-defined]
 
 
 class Transport(Protocol):

@@ -1,4 +1,4 @@
-/* The per-read hot path of the fast transport, in C: stamp, then de-chunk a chunked HTTP body.
+/* ConnBase: the per-read hot path of the fast transport: stamp, then de-chunk a chunked HTTP body.
  *
  * At 512 streams every token is its own TCP read. In Python each read costs two interpreted calls
  * (data_received, then httptools' on_body) and a parser object round trip; here it costs one C call.
@@ -11,10 +11,9 @@
  *   _feed(data)               called outside body mode, after the stamp is stored in _t
  *   _body_done(extra: bool)   the terminating chunk and trailers were read; extra: bytes followed
  *   _body_error(message)      the chunked framing was invalid
- * and, set by Python: _pieces (list receiving (t_ns, bytes) tuples), _body_mode (0/1).
+ * and, set by Python: _pieces (the Pieces receiving the body), _body_mode (0/1).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "speedups.h"
 #include <structmember.h>
 
 enum {
@@ -66,33 +65,14 @@ fail(ConnBase *self, const char *message)
     return r;
 }
 
-/* Append (stamp, data[start:start+n]) to the pieces list; the whole object is reused when it is
- * exactly one chunk's data, the common case (one token per chunk per read). */
 static int
-emit(ConnBase *self, PyObject *data, const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssize_t n,
-     PyObject **stamp)
+emit(ConnBase *self, const char *bytes, Py_ssize_t n)
 {
-    PyObject *slice;
-    if (start == 0 && n == len && PyBytes_CheckExact(data)) {
-        slice = Py_NewRef(data);
-    } else {
-        slice = PyBytes_FromStringAndSize(buf + start, n);
-        if (slice == NULL)
-            return -1;
-    }
-    if (*stamp == NULL && (*stamp = PyLong_FromLongLong(self->t_ns)) == NULL) {
-        Py_DECREF(slice);
+    if (self->pieces == NULL || !Py_IS_TYPE(self->pieces, lt_pieces_type)) {
+        PyErr_SetString(PyExc_TypeError, "_pieces is not a Pieces");
         return -1;
     }
-    PyObject *item = PyTuple_Pack(2, *stamp, slice);
-    Py_DECREF(slice);
-    if (item == NULL)
-        return -1;
-    int rc = self->pieces != NULL && PyList_CheckExact(self->pieces) ? PyList_Append(self->pieces, item) : -1;
-    if (rc < 0 && !PyErr_Occurred())
-        PyErr_SetString(PyExc_RuntimeError, "_pieces is not a list");
-    Py_DECREF(item);
-    return rc;
+    return lt_pieces_add((Pieces *)self->pieces, self->t_ns, bytes, n);
 }
 
 static int
@@ -113,7 +93,7 @@ decode(ConnBase *self, PyObject *data)
         return NULL;
     const char *buf = (const char *)view.buf;
     Py_ssize_t len = view.len, i = 0;
-    PyObject *stamp = NULL, *result = NULL;
+    PyObject *result = NULL;
     const char *error = NULL;
 
     while (i < len && error == NULL) {
@@ -151,7 +131,7 @@ decode(ConnBase *self, PyObject *data)
             Py_ssize_t n = len - i;
             if ((unsigned long long)n > self->remaining)
                 n = (Py_ssize_t)self->remaining;
-            if (emit(self, data, buf, len, i, n, &stamp) < 0)
+            if (emit(self, buf + i, n) < 0)
                 goto done;
             i += n;
             self->remaining -= (unsigned long long)n;
@@ -194,7 +174,6 @@ decode(ConnBase *self, PyObject *data)
     }
     result = error != NULL ? fail(self, error) : Py_NewRef(Py_None);
 done:
-    Py_XDECREF(stamp);
     PyBuffer_Release(&view);
     return result;
 }
@@ -253,7 +232,7 @@ static PyMethodDef methods[] = {
 
 static PyMemberDef members[] = {
     {"_t", T_LONGLONG, offsetof(ConnBase, t_ns), 0, "perf_counter_ns() stamp of the latest read"},
-    {"_pieces", T_OBJECT, offsetof(ConnBase, pieces), 0, "list receiving (t_ns, bytes) body pieces"},
+    {"_pieces", T_OBJECT, offsetof(ConnBase, pieces), 0, "the Pieces receiving the body"},
     {"_body_mode", T_INT, offsetof(ConnBase, body_mode), 0, "1 while a chunked body is decoded here"},
     {NULL}
 };
@@ -269,41 +248,25 @@ static PyType_Slot slots[] = {
 };
 
 static PyType_Spec spec = {
-    "loadtest.transport._chunked.ConnBase",
+    "loadtest._speedups.ConnBase",
     sizeof(ConnBase),
     0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     slots,
 };
 
-static int
-exec_module(PyObject *m)
+int
+lt_chunked_init(void)
 {
     if ((str_feed = PyUnicode_InternFromString("_feed")) == NULL ||
         (str_body_done = PyUnicode_InternFromString("_body_done")) == NULL ||
         (str_body_error = PyUnicode_InternFromString("_body_error")) == NULL)
         return -1;
-    PyObject *type = PyType_FromModuleAndSpec(m, &spec, NULL);
-    if (type == NULL)
-        return -1;
-    int rc = PyModule_AddObjectRef(m, "ConnBase", type);
-    Py_DECREF(type);
-    return rc;
+    return 0;
 }
 
-static PyModuleDef_Slot module_slots[] = {
-    {Py_mod_exec, exec_module},
-    {0, NULL}
-};
-
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "loadtest.transport._chunked",
-    "Stamping and chunked-body decoding for the fast transport's per-read hot path.",
-    0, NULL, module_slots, NULL, NULL, NULL
-};
-
-PyMODINIT_FUNC
-PyInit__chunked(void)
+PyObject *
+lt_conn_type_new(PyObject *module)
 {
-    return PyModuleDef_Init(&module);
+    return PyType_FromModuleAndSpec(module, &spec, NULL);
 }

@@ -114,9 +114,10 @@ HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding
 EVENTS = [b'data: {"choices":[{"delta":{"content":"t%d"}}]}\n\n' % i for i in range(4)] + [b"data: [DONE]\n\n"]
 
 
-async def _serve_script(responses: list[list[bytes]]) -> tuple[asyncio.Server, list[int]]:
-    """A loopback server answering each request on a connection with the next scripted response,
-    written in the given pieces with a pause between them (so each is its own read)."""
+def _exchanges(responses: list[list[bytes]]) -> tuple[list[base.Exchange], int]:
+    """POST once per scripted response, all on one keep-alive connection of the fast transport, to a
+    loopback server that writes each response in the given pieces with a pause between them (so
+    each is its own read). Returns the exchanges and how many connections the server saw."""
     connections: list[int] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -132,8 +133,17 @@ async def _serve_script(responses: list[list[bytes]]) -> tuple[asyncio.Server, l
                 await asyncio.sleep(0.002)
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, connections
+    async def go() -> list[base.Exchange]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        t = make_transport("fast", f"http://127.0.0.1:{port}/v1", max_connections=1, headers={})
+        try:
+            return [await t.post("/chat/completions", b"{}", 5.0) for _ in responses]
+        finally:
+            await t.aclose()
+            server.close()
+
+    return asyncio.run(go()), len(connections)
 
 
 def _split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -174,25 +184,12 @@ SPLITS = {
 
 @pytest.mark.parametrize("name", SPLITS)
 def test_streamed_response_reads_the_same_on_both_paths(path, name):
-    async def go():
-        server, connections = await _serve_script([_split(RESPONSE, SPLITS[name]), [RESPONSE]])
-        port = server.sockets[0].getsockname()[1]
-        t = make_transport("fast", f"http://127.0.0.1:{port}/v1", max_connections=1, headers={})
-        try:
-            first = await t.post("/chat/completions", b"{}", 5.0)
-            second = await t.post("/chat/completions", b"{}", 5.0)  # on the same kept-alive connection
-        finally:
-            await t.aclose()
-            server.close()
-        return first, second, connections
-
-    first, second, connections = asyncio.run(go())
+    (first, second), connections = _exchanges([_split(RESPONSE, SPLITS[name]), [RESPONSE]])
     for ex in (first, second):
         assert ex.error_kind is None and ex.status == 200 and ex.content_type == "text/event-stream"
         assert ex.body() == b"".join(EVENTS)
         assert ex.t_start_ns <= ex.pieces[0][0] <= ex.pieces[-1][0] <= ex.t_end_ns
-    assert len(connections) == 1
-    assert second.connect_s is None
+    assert connections == 1 and second.connect_s is None  # the second reused the kept-alive connection
     assert CountingCConn.bodies == (2 if path == "c" else 0)
 
 
@@ -201,17 +198,7 @@ def test_streamed_response_reads_the_same_on_both_paths(path, name):
     ([HEAD + b"5\r\nhel"], "disconnect"),  # the server closes mid-chunk
 ])
 def test_broken_bodies_fail_the_same_on_both_paths(path, script, kind):
-    async def go():
-        server, _ = await _serve_script([script])
-        port = server.sockets[0].getsockname()[1]
-        t = make_transport("fast", f"http://127.0.0.1:{port}/v1", max_connections=1, headers={})
-        try:
-            return await t.post("/chat/completions", b"{}", 5.0)
-        finally:
-            await t.aclose()
-            server.close()
-
-    ex = asyncio.run(go())
+    (ex,), _ = _exchanges([script])
     assert ex.error_kind == kind and ex.status == 200
     assert CountingCConn.bodies == (1 if path == "c" else 0)
 
@@ -219,18 +206,7 @@ def test_broken_bodies_fail_the_same_on_both_paths(path, script, kind):
 def test_content_length_bodies_stay_with_httptools(path):
     body = b'{"choices":[{"message":{"content":"hi"}}]}'
     response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-    async def go():
-        server, _ = await _serve_script([_split(response, [len(response) - 10])])
-        port = server.sockets[0].getsockname()[1]
-        t = make_transport("fast", f"http://127.0.0.1:{port}/v1", max_connections=1, headers={})
-        try:
-            return await t.post("/chat/completions", b"{}", 5.0)
-        finally:
-            await t.aclose()
-            server.close()
-
-    ex = asyncio.run(go())
+    (ex,), _ = _exchanges([_split(response, [len(response) - 10])])
     assert ex.error_kind is None and ex.body() == body and len(ex.pieces) == 2
     assert CountingCConn.bodies == 0
 

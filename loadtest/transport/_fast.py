@@ -25,10 +25,6 @@ from .base import DISCONNECT, PROTOCOL, TIMEOUT, Exchange, StampedPieces, descri
 _MAX_HEAD = 65536  # headers larger than this are left to httptools alone
 
 
-def _no_piece(piece: tuple[int, bytes]) -> None:
-    """Body bytes outside an exchange are never expected (see _feed)."""
-
-
 class _Protocol(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, carrying one exchange at a time.
 
@@ -55,7 +51,6 @@ class _Protocol(asyncio.Protocol):
         self._pieces: StampedPieces | None = None
         self._body_mode = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._append = _no_piece
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -132,7 +127,7 @@ class _Protocol(asyncio.Protocol):
         self._ex.status = self._parser.get_status_code()  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
-        self._append((self._t, body))
+        self._pieces.append((self._t, body))  # type: ignore[union-attr]  # _feed admits no bytes outside an exchange
 
     def on_message_complete(self) -> None:
         self._ex.t_end_ns = self._t  # type: ignore[union-attr]
@@ -142,7 +137,6 @@ class _Protocol(asyncio.Protocol):
     # -- exchange lifecycle -----------------------------------------------------------------
     def begin(self, ex: Exchange, fut: asyncio.Future[None], request: bytes, timeout_s: float) -> None:
         self._ex, self._fut = ex, fut
-        self._append = ex.pieces.append
         self._pieces = ex.pieces
         self._parser = httptools.HttpResponseParser(self)
         self._framed = self._chunked = False

@@ -19,6 +19,16 @@ def single(run_cli, sim, tmp_path, *extra: str, n: int = 5, max_tokens: int = 20
                     "--max-tokens", str(max_tokens), *extra], tmp_path)
 
 
+def server_ttfts(sim, rows) -> list[float]:
+    """What the server itself took to the first token of each row's request (receipt to write).
+    Requests one at a time complete in order, so the server's list lines up with the rows. The
+    client's tolerance is counted from this, not from the nominal TTFT: a server that woke late in
+    this shared VM is not the client's error."""
+    ttfts = sim.stats()["ttft_server_s"]
+    assert len(ttfts) == len(rows)
+    return ttfts
+
+
 @pytest.mark.parametrize("transport", ["fast", "httpx"])
 def test_ttft_tpot_and_tokens_exact_at_concurrency_1(cli, sim, tmp_path, transport):
     s = sim(ttft_ms=50, tpot_ms=5, role_chunk=True)
@@ -29,9 +39,9 @@ def test_ttft_tpot_and_tokens_exact_at_concurrency_1(cli, sim, tmp_path, transpo
     # The issue's 5 ms holds for the default transport; httpx spends ~2 ms of its own before the
     # request is written (see README, Performance), so it gets twice the margin.
     tol = TTFT_TOL_S if transport == "fast" else 2 * TTFT_TOL_S
-    for r in rows:
+    for r, server_ttft in zip(rows, server_ttfts(s, rows)):
         # The role chunk arrives at once; TTFT must wait for the first content.
-        assert 0.050 <= r["ttft_s"] < 0.050 + tol
+        assert 0.050 <= server_ttft <= r["ttft_s"] < max(0.050, server_ttft) + tol
         assert abs(r["tpot_s"] - 0.005) < TPOT_TOL_S
         assert r["completion_tokens"] == 20 and r["token_source"] == "usage"
         assert r["tokens_per_s"] == pytest.approx(20 / r["e2e_s"])
@@ -45,10 +55,10 @@ def test_multi_token_chunks_keep_tpot_and_itl_per_token(cli, sim, tmp_path):
     s = sim(ttft_ms=30, tpot_ms=4, tokens_per_chunk=4, usage_per_chunk=True)
     code, summary, rows = single(cli, s, tmp_path, max_tokens=24)
     assert code == 0
-    for r in rows:
+    for r, server_ttft in zip(rows, server_ttfts(s, rows)):
         assert r["content_chunks"] == 6 and r["chunk_tokens"] == [4, 4, 4, 4, 4, 4]
         # The first chunk is written when its 4th token is due: 30 + 3 * 4 ms.
-        assert 0.042 <= r["ttft_s"] < 0.042 + TTFT_TOL_S
+        assert 0.042 <= server_ttft <= r["ttft_s"] < max(0.042, server_ttft) + TTFT_TOL_S
         assert abs(r["tpot_s"] - 0.004) < TPOT_TOL_S
     itl = summary["metrics"]["itl_s"]
     assert itl["count"] == 5 * 5 and itl["weight"] == 5 * 20

@@ -21,7 +21,7 @@ from typing import Any
 from . import __version__
 from .config import RunConfig
 from .errors import ConfigError, LoadtestError
-from .output import default_output_dir, render_table
+from .output import default_output_dir, render_rows, render_table
 from .transport import normalize_base_url
 
 ENGINES = ("llamacpp", "transformers", "vllm", "tgi")
@@ -129,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         ep.add_argument("--model", help="model path or id (default: the embedded SmolLM2 GGUF)")
         ep.add_argument("--log-dir", type=Path, default=Path("results") / "servers", help="where the engine log goes")
         _add_launch_args(ep, required_engine=True)
+    engine = sub.add_parser("engine", help="install engines into their own environments, or list them")
+    engine_sub = engine.add_subparsers(dest="action", required=True, metavar="ACTION")
+    inst = engine_sub.add_parser("install", help="create ENGINE's own virtualenv (llamacpp, transformers, vllm)")
+    inst.add_argument("engines", nargs="+", metavar="ENGINE", choices=("llamacpp", "transformers", "vllm"))
+    inst.add_argument("--dir", type=Path, help="where the environments go (default: $LOADTEST_HOME/engines, else "
+                                               "the per-user data directory)")
+    inst.add_argument("--force", action="store_true", help="reinstall even if already installed")
+    engine_sub.add_parser("list", help="which engines are installed, where, and which version")
     return parser
 
 
@@ -263,12 +271,25 @@ def _serve(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _engine(ns: argparse.Namespace) -> int:
+    from .launch.install import engine_table, install
+
+    if ns.action == "install":
+        for name in ns.engines:
+            install(name, ns.dir, force=ns.force)
+        return 0
+    print(render_rows(engine_table(), ["engine", "status", "version", "where"]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:
         if ns.command == "serve":
             return _serve(ns)
+        if ns.command == "engine":
+            return _engine(ns)
         return _run_benchmark(ns)
     except LoadtestError as exc:
         print(f"loadtest: error: {exc}", file=sys.stderr)

@@ -99,6 +99,11 @@ _ROWS = [  # (metric, label, scale, digits)
 ]
 
 
+def render_rows(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain console table (no number parsing: values are shown exactly as given)."""
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
 def render_table(summary: dict[str, Any]) -> str:
     m = summary["metrics"]
     counts = summary["counts"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import resources
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,9 +19,10 @@ from typing import Any
 
 from loadtest.errors import DatasetError
 
-#: Where the builtin set lives: in the repository, next to the package, not inside it
-#: (``datasets/`` is data with its own README and license note, not code).
-BUILTIN_PATH = Path(__file__).resolve().parents[1] / "datasets" / "builtin.jsonl"
+#: The builtin set, read through importlib.resources so it is found in a wheel as in a checkout:
+#: ``datasets/builtin.jsonl`` is kept (and documented) in the repository, ``loadtest/_data`` links
+#: to it, and a built wheel carries a copy.
+BUILTIN_PATH = Path(str(resources.files("loadtest._data") / "builtin.jsonl"))
 
 LIMA_REPO = "GAIR/lima"
 _LIMA_JSONL = f"hf://datasets/{LIMA_REPO}/train.jsonl"
@@ -58,8 +60,8 @@ def load_prompts(source: str = "builtin", *, builtin_path: Path | None = None) -
         path = builtin_path if builtin_path is not None else BUILTIN_PATH
         if not path.is_file():
             raise DatasetError(
-                f"builtin prompt set not found at {path} (it ships in the repository's datasets/ folder; "
-                "run from a source checkout or pass a prompt file)"
+                f"builtin prompt set not found at {path}: this loadtest installation is incomplete "
+                "(reinstall it), or pass a prompt file with --dataset"
             )
         return _prompts_from_rows(_read_jsonl(path), str(path), default_prefix="builtin")
     if source == "lima":

@@ -32,7 +32,7 @@ if command -v llama-server >/dev/null; then
     --host "$HOST" --port "$PORT" -a "$ALIAS" "$@"
 fi
 [ -x "$PY" ] || { echo "engine llamacpp is not installed: run \`make engine-llamacpp\`" >&2; exit 1; }
-exec "$PY" servers/xllamacpp_server.py --model "$MODEL" --host "$HOST" --port "$PORT" \
+exec "$PY" loadtest/launch/scripts/xllamacpp_server.py --model "$MODEL" --host "$HOST" --port "$PORT" \
   --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --alias "$ALIAS" "$@"
 
 # Third option, not installed by default (compiles ~8 min): llama-cpp-python's server. It serves one

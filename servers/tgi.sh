@@ -6,7 +6,7 @@
 #
 # MODEL: a hub id (from the HF cache, mounted at /data) or a local HF directory (mounted at /model).
 # For the embedded SmolLM2, export it first: servers/transformers.sh does, or
-#   .venvs/transformers/bin/python servers/transformers_export.py SmolLM2.gguf .models/smollm2-hf
+#   .venvs/transformers/bin/python loadtest/launch/scripts/transformers_export.py SmolLM2.gguf .models/smollm2-hf
 # Clients send "model": "tgi". OpenAI Messages API at /v1/chat/completions (TGI >= 1.4).
 set -euo pipefail
 

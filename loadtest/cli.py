@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         ep.add_argument("--model", help="model path or id (default: the embedded SmolLM2 GGUF)")
         ep.add_argument("--log-dir", type=Path, default=Path("results") / "servers", help="where the engine log goes")
         _add_launch_args(ep, required_engine=True)
+    from . import matrix, memory
+    from .report import command as report
+
+    report.add_arguments(sub.add_parser("report", help="compare saved runs: tables, plots, an HTML page"))
+    matrix.add_arguments(sub.add_parser("matrix", help="every engine x model: launch, single + throughput, report"))
+    memory.add_arguments(sub.add_parser("memory", help="memory needed to serve a model, per precision"))
     return parser
 
 
@@ -269,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if ns.command == "serve":
             return _serve(ns)
+        if ns.command in ("report", "matrix", "memory"):
+            from . import matrix, memory
+            from .report import command as report
+
+            return {"report": report, "matrix": matrix, "memory": memory}[ns.command].run(ns)
         return _run_benchmark(ns)
     except LoadtestError as exc:
         print(f"loadtest: error: {exc}", file=sys.stderr)

@@ -64,7 +64,7 @@ def make_report(paths: list[Path], *, by: list[str], fmt: str, output: Path | No
     if fmt == "html":
         from .html import render_html
 
-        text = render_html(runs, tables, title=title)
+        text = render_html(runs, tables, title=title, by=by)
     else:
         text = render_text(tables, fmt)
     if plots is not None:

@@ -110,6 +110,7 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
                    help="do not open keep-alive connections before the measured window")
     p.add_argument("--output", type=Path, help="results directory (default results/<time>-<command>/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--wandb", metavar="PROJECT", help="also log the run to Weights & Biases (needs wandb)")
     _add_launch_args(p, required_engine=False)
 
 
@@ -241,6 +242,11 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
     if outcome.message:
         print(f"loadtest: error: {outcome.message}", file=sys.stderr)
+    if ns.wandb:
+        from .report.load import load_run
+        from .report.wandb_sink import log_runs
+
+        log_runs([load_run(outcome.directory)], ns.wandb)
     return outcome.exit_code
 
 

@@ -97,6 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ready-timeout", type=float, help="seconds to wait for each engine to be ready")
     p.add_argument("--output", type=Path, required=True, help="matrix directory (resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--wandb", metavar="PROJECT", help="also log every run to Weights & Biases (needs wandb)")
 
 
 def _loop_factory() -> Any:
@@ -194,4 +195,9 @@ def run(ns: argparse.Namespace) -> int:
     make_report([out], by=["engine", "model"], fmt="markdown", output=report, plots=None, title="loadtest matrix")
     print(make_report([out], by=["engine", "model"], fmt="table", output=None, plots=None), end="")
     print(f"\nreport: {report}", file=sys.stderr)
+    if ns.wandb:
+        from .report.load import load_runs
+        from .report.wandb_sink import log_runs
+
+        log_runs(load_runs([out]), ns.wandb)
     return 0 if failures == 0 else 2

@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     p.add_argument("--output", type=Path, help="write the report to this file instead of stdout")
     p.add_argument("--plots", type=Path, metavar="DIR", help="also save the plots here (needs loadtest[report])")
+    p.add_argument("--slo-ttft-ms", type=_non_negative, help="draw this TTFT objective on the latency plot")
+    p.add_argument("--slo-e2e-s", type=_non_negative, help="draw this end-to-end objective on the latency plot")
     p.add_argument("--cost-per-hour", type=_non_negative, metavar="USD", help="the server's price per hour (a GPU's)")
     p.add_argument("--price-per-1m-input", type=_non_negative, metavar="USD", help="hosted API price per 1M input tokens")
     p.add_argument("--price-per-1m-output", type=_non_negative, metavar="USD",
@@ -53,7 +55,8 @@ def prices_from_args(ns: argparse.Namespace) -> Prices | None:
 
 
 def make_report(paths: list[Path], *, by: list[str], fmt: str, output: Path | None, plots: Path | None,
-                prices: Prices | None = None, title: str = "loadtest report") -> str:
+                prices: Prices | None = None, title: str = "loadtest report",
+                slos: dict[str, float | None] | None = None) -> str:
     """Build the report in `fmt`; write it to `output` when given. Returns the text."""
     from .build import build_report
     from .load import find_failures, load_runs
@@ -64,13 +67,13 @@ def make_report(paths: list[Path], *, by: list[str], fmt: str, output: Path | No
     if fmt == "html":
         from .html import render_html
 
-        text = render_html(runs, tables, title=title, by=by)
+        text = render_html(runs, tables, title=title, by=by, slos=slos)
     else:
         text = render_text(tables, fmt)
     if plots is not None:
         from .plots import save_plots
 
-        for path in save_plots(runs, plots, by):
+        for path in save_plots(runs, plots, by, slos):
             print(f"plot: {path}", file=sys.stderr)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,9 @@ def run(ns: argparse.Namespace) -> int:
     if ns.format == "html" and ns.output is None:
         raise ConfigError("--format html needs --output FILE")
     text = make_report(list(ns.runs), by=by, fmt=ns.format, output=ns.output, plots=ns.plots,
-                       prices=prices_from_args(ns))
+                       prices=prices_from_args(ns),
+                       slos={"slo_ttft_s": ns.slo_ttft_ms / 1e3 if ns.slo_ttft_ms is not None else None,
+                             "slo_e2e_s": ns.slo_e2e_s})
     if ns.wandb:
         from .load import load_runs
         from .wandb_sink import log_runs

@@ -63,13 +63,13 @@ def table_html(t: Table) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>\n{notes}")
 
 
-def _plots_html(runs: Sequence[SavedRun], by: Sequence[str]) -> str:
+def _plots_html(runs: Sequence[SavedRun], by: Sequence[str], slos: dict[str, float | None] | None) -> str:
     try:
         from .plots import figures, svg
     except ImportError:  # pragma: no cover - plots.py itself imports nothing optional at module level
         return ""
     try:
-        figs = figures(runs, by)
+        figs = figures(runs, by, slos)
     except Exception as exc:  # noqa: BLE001 - a missing matplotlib must not cost the tables
         return f'<h2 id="plots">Plots</h2><p class="note">no plots: {_e(exc)}</p>'
     parts = [f'<figure data-plot="{_e(name)}">{svg(fig)}</figure>' for name, fig in figs.items()]
@@ -77,7 +77,7 @@ def _plots_html(runs: Sequence[SavedRun], by: Sequence[str]) -> str:
 
 
 def render_html(runs: Sequence[SavedRun], tables: Sequence[Table], *, title: str = "loadtest report",
-                by: Sequence[str] = ("engine", "model")) -> str:
+                by: Sequence[str] = ("engine", "model"), slos: dict[str, float | None] | None = None) -> str:
     configs = run_configs(runs)
     runs_html = "".join(
         f"<details><summary>{_e(c['run'])}: {_e(c['command'])}, {_e(c['engine'])}, {_e(c['model'])}</summary>"
@@ -94,7 +94,7 @@ def render_html(runs: Sequence[SavedRun], tables: Sequence[Table], *, title: str
 <h1>{_e(title)}</h1>
 <p class="note">{len(runs)} runs; generated {_e(generated)} by loadtest {_e(__version__)}</p>
 {"".join(table_html(t) for t in tables)}
-{_plots_html(runs, by)}
+{_plots_html(runs, by, slos)}
 <h2 id="runs">Run configurations</h2>
 {runs_html}
 <h2 id="definitions">Definitions</h2>

@@ -202,20 +202,23 @@ PLOTS: dict[str, Callable[..., Any]] = {
 }
 
 
-def figures(runs: Sequence[SavedRun], by: Sequence[str] = ("engine", "model")) -> dict[str, Any]:
-    """Every plot that has data, by name."""
+def figures(runs: Sequence[SavedRun], by: Sequence[str] = ("engine", "model"),
+            slos: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """Every plot that has data, by name. `slos`: slo_ttft_s / slo_e2e_s lines on the latency plot."""
     out = {}
     for name, make in PLOTS.items():
-        fig = make(runs, by) if name == "tokens_per_s" else make(runs)
+        fig = make(runs, by) if name == "tokens_per_s" else make(runs, **(slos or {})) \
+            if name == "latency_throughput" else make(runs)
         if fig is not None:
             out[name] = fig
     return out
 
 
-def save_plots(runs: Sequence[SavedRun], directory: Path, by: Sequence[str] = ("engine", "model")) -> list[Path]:
+def save_plots(runs: Sequence[SavedRun], directory: Path, by: Sequence[str] = ("engine", "model"),
+               slos: dict[str, float | None] | None = None) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, fig in figures(runs, by).items():
+    for name, fig in figures(runs, by, slos).items():
         path = directory / f"{name}.png"
         fig.savefig(path, dpi=110)
         paths.append(path)

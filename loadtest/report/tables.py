@@ -215,7 +215,9 @@ def pivot_table(groups: Sequence[Group], by: Sequence[str], *, command: str, sta
             bold.add((i, best[1]))
         rows.append(row)
     columns = [Column(by[1], f"{by[1]} \\ {by[0]}")] + [Column(c, c, fmt) for c in cols]
-    return Table(title, columns, rows, bold=bold, name=name)
+    notes = ["a cell with several values: runs whose settings differ (see the runs table)"] \
+        if any(isinstance(r[c], str) for r in rows for c in cols) else []
+    return Table(title, columns, rows, bold=bold, name=name, notes=notes)
 
 
 def method_table(groups: Sequence[Group]) -> Table | None:

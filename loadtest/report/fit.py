@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-MIN_REQUESTS = 3
+MIN_REQUESTS = 8  # fewer points give intervals wider than the estimate
 BOOTSTRAP = 200
 SEED = 0
 
@@ -59,7 +59,7 @@ def huber_line(x: np.ndarray, y: np.ndarray, k: float = 1.345, iterations: int =
 
 
 def fit_records(records: list[dict[str, Any]]) -> Fit | None:
-    """The fit over successful requests; None with fewer than 3 or when every request produced the
+    """The fit over successful requests; None with fewer than MIN_REQUESTS or when every request produced the
     same number of tokens (no slope to find)."""
     pts = [(r["completion_tokens"], r["e2e_s"]) for r in records
            if r.get("ok") and isinstance(r.get("completion_tokens"), (int, float))

@@ -78,9 +78,22 @@ class SavedRun:
 
     @property
     def model(self) -> str:
+        """What the user asked for (`smollm2`, a file's or directory's name), not the path an engine
+        happened to load (transformers serves an exported copy): the same model must get the same
+        name on every engine for the tables to line up."""
         server = self.summary.get("server")
-        name = dig(server, "model_name") or dig(self.summary, "run", "model") or dig(self.summary, "config", "model")
-        return str(name or self.extra.get("model") or MISSING)
+        requested = dig(server, "model", "requested")
+        if not requested and str(dig(server, "model", "source", default="")).startswith("PyPI wheel"):
+            requested = "smollm2"  # the embedded model, launched without --model
+        name = (requested or dig(server, "model_name") or dig(self.summary, "run", "model")
+                or dig(self.summary, "config", "model") or self.extra.get("model"))
+        if not name:
+            return MISSING
+        name = str(name)
+        if "/" in name and (name.startswith(("/", ".")) or Path(name).exists()):
+            path = Path(name)
+            name = path.stem if path.suffix.lower() == ".gguf" else path.name
+        return name
 
     @property
     def variant(self) -> str:

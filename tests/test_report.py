@@ -49,7 +49,8 @@ def test_values_come_from_the_runs() -> None:
     assert [c.key for c in pivot.columns] == ["model", "llamacpp", "transformers"]
     assert pivot.bold == {(0, "llamacpp")}  # the faster server (TPOT 5 ms against 10 ms)
     assert tables["requests_per_min"].bold == {(0, "llamacpp")}
-    assert [r["variant"] for r in tables["method"].rows] == ["quantisation=Q4_1", "dtype=float32, attn_implementation=sdpa"]
+    assert [r["variant"] for r in tables["method"].rows] == [
+        "quantisation=Q4_1", "dtype=float32, attn_implementation=sdpa"]
 
 
 def test_runs_whose_settings_differ_are_not_merged(capsys: pytest.CaptureFixture[str]) -> None:

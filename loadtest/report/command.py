@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slo-ttft-ms", type=_non_negative, help="draw this TTFT objective on the latency plot")
     p.add_argument("--slo-e2e-s", type=_non_negative, help="draw this end-to-end objective on the latency plot")
     p.add_argument("--cost-per-hour", type=_non_negative, metavar="USD", help="the server's price per hour (a GPU's)")
-    p.add_argument("--price-per-1m-input", type=_non_negative, metavar="USD", help="hosted API price per 1M input tokens")
+    p.add_argument("--price-per-1m-input", type=_non_negative, metavar="USD",
+                   help="hosted API price per 1M input tokens")
     p.add_argument("--price-per-1m-output", type=_non_negative, metavar="USD",
                    help="hosted API price per 1M output tokens")
     p.add_argument("--wandb", metavar="PROJECT", help="also log the runs to Weights & Biases (needs wandb)")

@@ -166,7 +166,8 @@ def load_run(path: Path, root: Path | None = None) -> SavedRun:
         raise ConfigError(f"{path / 'summary.json'}: cannot read it ({exc})") from None
     if not isinstance(summary, dict):
         raise ConfigError(f"{path / 'summary.json'}: not a run summary")
-    label = str(path.relative_to(root)) if root is not None and path != root and path.is_relative_to(root) else path.name
+    nested = root is not None and path != root and path.is_relative_to(root)
+    label = str(path.relative_to(root)) if nested else path.name  # type: ignore[arg-type]
     return SavedRun(path=path, summary=summary, label=label)
 
 

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LOADTEST := $(VENV)/bin/loadtest
 DEMO_DIR ?= results/demo
 
-.PHONY: install test test-fast demo bench docs clean
+.PHONY: install test test-fast demo bench docs clean chromium
 
 # The client's own environment (light: no engine, no torch). setup.py builds the C hot path
 # (loadtest/csrc/) in place; without gcc the pure-Python path runs.
@@ -18,12 +18,16 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard loadtest/csrc/*)
 install: $(VENV)/.installed
 
 # Everything: unit and loopback integration tests, then real engines (llama.cpp, transformers serve).
-test: install engine-llamacpp engine-transformers
+test: install engine-llamacpp engine-transformers chromium
 	$(PY) -m pytest -q
 
 # Without the real engines (seconds).
 test-fast: install
 	$(PY) -m pytest -q -m "not engine"
+
+# Headless Chromium (Debian's package) for the test that opens `loadtest report --format html`.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 # A real benchmark on a real model: llama.cpp serving the embedded SmolLM2-135M (Q4_1 GGUF).
 demo: install engine-llamacpp

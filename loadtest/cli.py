@@ -110,6 +110,7 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
                    help="do not open keep-alive connections before the measured window")
     p.add_argument("--output", type=Path, help="results directory (default results/<time>-<command>/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--wandb", metavar="PROJECT", help="also log the run to Weights & Biases (needs wandb)")
     _add_launch_args(p, required_engine=False)
 
 
@@ -137,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                "the per-user data directory)")
     inst.add_argument("--force", action="store_true", help="reinstall even if already installed")
     engine_sub.add_parser("list", help="which engines are installed, where, and which version")
+    from . import matrix, memory
+    from .report import command as report
+
+    report.add_arguments(sub.add_parser("report", help="compare saved runs: tables, plots, an HTML page"))
+    matrix.add_arguments(sub.add_parser("matrix", help="every engine x model: launch, single + throughput, report"))
+    memory.add_arguments(sub.add_parser("memory", help="memory needed to serve a model, per precision"))
     return parser
 
 
@@ -243,6 +250,11 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
     if outcome.message:
         print(f"loadtest: error: {outcome.message}", file=sys.stderr)
+    if ns.wandb:
+        from .report.load import load_run
+        from .report.wandb_sink import log_runs
+
+        log_runs([load_run(outcome.directory)], ns.wandb)
     return outcome.exit_code
 
 
@@ -290,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(ns)
         if ns.command == "engine":
             return _engine(ns)
+        if ns.command in ("report", "matrix", "memory"):
+            from . import matrix, memory
+            from .report import command as report
+
+            return {"report": report, "matrix": matrix, "memory": memory}[ns.command].run(ns)
         return _run_benchmark(ns)
     except LoadtestError as exc:
         print(f"loadtest: error: {exc}", file=sys.stderr)

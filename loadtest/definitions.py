@@ -47,6 +47,15 @@ DEFINITIONS: dict[str, str] = {
     "requests_per_s": "Completed (successful) measured requests / window_s.",
     "requests_per_min": "60 * requests_per_s.",
     "output_tokens_per_s": "Sum of completion_tokens of completed measured requests / window_s.",
+    "steady_state_fit": (
+        "loadtest report, per run: a Huber (robust) regression of each completed request's e2e_s on its "
+        "completion_tokens; decode rate = 1 / slope (tokens/s), overhead = intercept (s: prefill, queueing, "
+        "network); 95% intervals from 200 bootstrap resamples of the requests (seed 0). Needs 8 requests "
+        "whose output lengths differ."),
+    "cost": (
+        "loadtest report: with --cost-per-hour P, $ per 1M output tokens = P / (output_tokens_per_s x 3600) "
+        "x 1e6 and $ per 1,000 requests = P / (requests_per_min x 60) x 1000; with API prices, each "
+        "request's prompt and completion tokens at the given $ per 1M."),
     "client_cpu_s": (
         "CPU seconds the client process used during the measured phase (user + system), and per 1,000 "
         "completion tokens: the client's own overhead, to compare with what it measures. "

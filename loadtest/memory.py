@@ -182,10 +182,10 @@ def resolve(model: str) -> ModelSize:
     if count is not None and count > 0:
         return ModelSize(model, count, "count")
     if model.lower() == "smollm2":
+        from .launch.envs import all_pythons
         from .launch.models import find_embedded_gguf
-        from .launch.engines import venv_python
 
-        gguf, _ = find_embedded_gguf([venv_python("llamacpp"), venv_python("transformers")])
+        gguf, _ = find_embedded_gguf(all_pythons())
         return _from_gguf(gguf, "smollm2")
     raise ConfigError(f"{model!r} is not a parameter count (7b, 135m), a config.json, a model directory "
                       "or a GGUF file")

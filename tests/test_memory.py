@@ -57,12 +57,12 @@ def test_kv_cache_is_exact() -> None:
 
 def test_tied_embeddings_and_gguf_agree() -> None:
     """SmolLM2-135M: counting its config.json (tied embeddings, GQA) gives exactly the tensors of its GGUF."""
-    from loadtest.launch.engines import venv_python
+    from loadtest.launch.envs import all_pythons
     from loadtest.launch.models import find_embedded_gguf
 
     config_count, _ = count_config(__import__("json").loads((FIXTURES / "smollm2-135m" / "config.json").read_text()))
     try:
-        gguf, _ = find_embedded_gguf([venv_python("llamacpp"), venv_python("transformers")])
+        gguf, _ = find_embedded_gguf(all_pythons())
     except LaunchError:
         pytest.skip("the embedded SmolLM2 GGUF is not installed (make engine-llamacpp)")
     size = resolve(str(gguf))

@@ -215,10 +215,12 @@ class FastTransport:
 
     async def _connect(self, timeout_s: float) -> _Protocol:
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(_Conn, self._host, self._port, ssl=self._ssl,
-                                   server_hostname=self._host if self._tls else None),
-            timeout_s)
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns the connection
+        # and swallows a cancellation that arrives as the connect completes, so a stopped run's
+        # request went on to wait its full --timeout (tests/test_faults.py reproduces it).
+        async with asyncio.timeout(timeout_s):
+            _, conn = await loop.create_connection(_Conn, self._host, self._port, ssl=self._ssl,
+                                                   server_hostname=self._host if self._tls else None)
         self._open.add(conn)
         return conn
 

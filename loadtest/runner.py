@@ -35,7 +35,7 @@ from .record import AUTH, CANCELLED, NOT_FOUND, RequestRecord, build_record, can
 from .scheduler import run_closed_loop
 from .tokens import Tokenizer
 from .transport import Exchange, Transport, make_transport
-from .transport.base import CONNECT, TIMEOUT
+from .transport.base import CONNECT, TIMEOUT, response_limits
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -253,6 +253,7 @@ class Run:
         headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
         self._transport = make_transport(cfg.transport, cfg.base_url,  # type: ignore[arg-type]
                                          max_connections=cfg.concurrency, headers=headers)
+        self._transport.limits = response_limits(cfg.max_tokens)
         plan = resuming.plan_resume(self.directory, cfg) if self.resume else resuming.start(self.directory, cfg)
         self._writer = RecordWriter(self.directory)
         started_at = time.time()

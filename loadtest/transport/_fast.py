@@ -19,7 +19,8 @@ import httptools
 
 from .. import __version__
 from .._accel import speedups
-from .base import DISCONNECT, PROTOCOL, TIMEOUT, Exchange, StampedPieces, describe_os_error
+from .base import (DISCONNECT, PROTOCOL, RUNAWAY, RUNAWAY_CHECK_S, TIMEOUT, Exchange, StampedPieces,
+                   describe_os_error)
 
 
 _MAX_HEAD = 65536  # headers larger than this are left to httptools alone
@@ -51,6 +52,7 @@ class _Protocol(asyncio.Protocol):
         self._pieces: StampedPieces | None = None
         self._body_mode = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._seen_n = self._seen_bytes = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,6 +144,7 @@ class _Protocol(asyncio.Protocol):
         self._framed = self._chunked = False
         self._head = b"" if self._accelerated else None
         self._body_mode = 0
+        self._seen_n = self._seen_bytes = 0
         self.reusable = False
         self.bytes_seen = False
         self._timer = fut.get_loop().call_later(timeout_s, self._on_timeout, timeout_s)
@@ -150,6 +153,23 @@ class _Protocol(asyncio.Protocol):
     def _on_timeout(self, timeout_s: float) -> None:
         self._fail(TIMEOUT, f"no complete response within {timeout_s:g} s")
         self.abort()
+
+    def check_size(self, max_pieces: int, max_bytes: int) -> None:
+        """Cut a response that outgrew its limits (called from FastTransport's watchdog)."""
+        pieces = self._pieces
+        if pieces is None:
+            return
+        n = len(pieces)
+        if type(pieces) is list:  # pure-Python path: add up only the pieces since the last check
+            self._seen_bytes += sum(len(b) for _, b in pieces[self._seen_n:])
+            self._seen_n = n
+            size = self._seen_bytes
+        else:
+            size = pieces.nbytes()  # type: ignore[attr-defined]
+        if n > max_pieces or size > max_bytes:
+            self._fail(RUNAWAY, f"response cut off after {n} body pieces, {size:,} bytes (limit {max_pieces} pieces, "
+                                f"{max_bytes:,} bytes for this max_tokens): the server does not stop")
+            self.abort()
 
     def abort(self) -> None:
         self.closed = True
@@ -207,6 +227,9 @@ class FastTransport:
         self._max = max_connections
         self._idle: list[_Protocol] = []
         self._open: set[_Protocol] = set()
+        self.limits: tuple[int, int] | None = None
+        """(max pieces, max bytes) per response; see base.response_limits."""
+        self._watchdog: asyncio.TimerHandle | None = None
         host_header = parts.netloc.rsplit("@", 1)[-1]
         lines = [f"Host: {host_header}", f"User-Agent: loadtest/{__version__}",
                  "Accept: text/event-stream, application/json", "Accept-Encoding: identity"]
@@ -239,9 +262,19 @@ class FastTransport:
             return start + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
         return start + b"\r\n"
 
+    def _watch(self) -> None:
+        """Every RUNAWAY_CHECK_S: cut responses past their limits (no per-chunk check)."""
+        assert self.limits is not None
+        max_pieces, max_bytes = self.limits
+        for conn in list(self._open):
+            conn.check_size(max_pieces, max_bytes)
+        self._watchdog = asyncio.get_running_loop().call_later(RUNAWAY_CHECK_S, self._watch)
+
     async def _exchange(self, method: bytes, path: str, body: bytes, timeout_s: float) -> Exchange:
         request = self._request_bytes(method, path, body)
         loop = asyncio.get_running_loop()
+        if self._watchdog is None and self.limits is not None:
+            self._watchdog = loop.call_later(RUNAWAY_CHECK_S, self._watch)
         ex = Exchange(t_start_ns=perf_counter_ns())
         for attempt in (0, 1):
             conn = None
@@ -288,6 +321,8 @@ class FastTransport:
         return await self._exchange(b"GET", path, b"", timeout_s)
 
     async def aclose(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for conn in list(self._open):
             if conn.transport is not None:
                 conn.transport.close()

@@ -2,10 +2,10 @@
 
 A run writes its config to ``config.json`` before the first request, so a crashed run can be
 checked too. Resuming needs the same options (output-only ones aside); the prompts already done
-(a row that is not ``cancelled``) are skipped in the same seeded order, so request ids stay the
-positions in that order and the file keeps exactly one row per request. Rows of requests that were
-cancelled (and a last line a crash cut short) are dropped before the run continues: those
-requests run again.
+(a row that is not ``cancelled`` or ``connect``) are skipped in the same seeded order, so request
+ids stay the positions in that order and the file keeps exactly one row per request. Rows of
+requests that never reached a server (cancelled by the stop, or refused: the server was gone) and a
+last line a crash cut short are dropped before the run continues: those requests run again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from .config import RunConfig
 from .errors import ConfigError
 
 CONFIG_FILE = "config.json"
+# Requests that never reached a server (refused, cancelled by the stop): they are sent again.
+_REDONE = ("cancelled", "connect")
 # Options that say where or how loudly results go, not what is measured.
 _NOT_COMPARED = ("output_dir", "quiet")
 
@@ -77,7 +79,7 @@ def plan_resume(directory: Path, cfg: RunConfig) -> ResumePlan:
             row = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue  # a line a crash cut short
-        if row.get("error_kind") == "cancelled":
+        if row.get("error_kind") in _REDONE:
             continue
         kept.append(line)
         done.add(row["id"])

@@ -20,7 +20,7 @@ import httptools
 from .. import __version__
 from .._accel import speedups
 from .base import (DISCONNECT, PROTOCOL, RUNAWAY, RUNAWAY_CHECK_S, TIMEOUT, Exchange, StampedPieces,
-                   describe_os_error)
+                   describe_os_error, runaway_message)
 
 
 _MAX_HEAD = 65536  # headers larger than this are left to httptools alone
@@ -166,9 +166,9 @@ class _Protocol(asyncio.Protocol):
             size = self._seen_bytes
         else:
             size = pieces.nbytes()  # type: ignore[attr-defined]
-        if n > max_pieces or size > max_bytes:
-            self._fail(RUNAWAY, f"response cut off after {n} body pieces, {size:,} bytes (limit {max_pieces} pieces, "
-                                f"{max_bytes:,} bytes for this max_tokens): the server does not stop")
+        message = runaway_message(n, size, (max_pieces, max_bytes))
+        if message is not None:
+            self._fail(RUNAWAY, message)
             self.abort()
 
     def abort(self) -> None:
@@ -300,6 +300,13 @@ class FastTransport:
                 conn.abort()
                 self._open.discard(conn)
                 raise
+            if self.limits is not None and ex.error_kind is None:
+                # What arrived between two watchdog checks (a 10 MB chunk) is judged once, here.
+                pieces = ex.pieces
+                size = sum(len(b) for _, b in pieces) if type(pieces) is list else pieces.nbytes()  # type: ignore[attr-defined]
+                message = runaway_message(len(pieces), size, self.limits)
+                if message is not None:
+                    ex.error_kind, ex.error = RUNAWAY, message
             if conn.reusable and not conn.closed:
                 self._idle.append(conn)
             else:

@@ -10,7 +10,7 @@ from time import perf_counter_ns
 import httpx
 
 from .. import __version__
-from .base import CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange
+from .base import CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, runaway_message
 
 
 class HttpxTransport:
@@ -36,15 +36,12 @@ class HttpxTransport:
                     ex.status = resp.status_code
                     ex.content_type = resp.headers.get("content-type", "")
                     pieces = ex.pieces
-                    max_pieces, max_bytes = self.limits or (0, 0)
                     size = 0
                     async for piece in resp.aiter_raw():
                         pieces.append((perf_counter_ns(), piece))
                         size += len(piece)  # httpx is not the per-token path; a check per piece is fine
-                        if self.limits and (len(pieces) > max_pieces or size > max_bytes):
-                            ex.error_kind, ex.error = RUNAWAY, (
-                                f"response cut off after {len(pieces)} body pieces, {size:,} bytes (limit {max_pieces} "
-                                f"pieces, {max_bytes:,} bytes for this max_tokens): the server does not stop")
+                        if self.limits and (message := runaway_message(len(pieces), size, self.limits)):
+                            ex.error_kind, ex.error = RUNAWAY, message
                             return ex
                     ex.t_end_ns = pieces[-1][0] if pieces else perf_counter_ns()
         except TimeoutError:

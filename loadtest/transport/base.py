@@ -34,6 +34,15 @@ def response_limits(max_tokens: int) -> tuple[int, int]:
 RUNAWAY_CHECK_S = 0.2
 
 
+def runaway_message(pieces: int, size: int, limits: tuple[int, int]) -> str | None:
+    """The one-line cause when a response is past ``limits`` (see response_limits), else None."""
+    max_pieces, max_bytes = limits
+    if pieces <= max_pieces and size <= max_bytes:
+        return None
+    return (f"response cut off after {pieces} body pieces, {size:,} bytes (limit {max_pieces} pieces, "
+            f"{max_bytes:,} bytes for this max_tokens): the server does not stop")
+
+
 class StampedPieces(Protocol):
     """A body's (t_ns, bytes) pieces: a list of tuples, or the C ``Pieces`` (loadtest/csrc/pieces.c)
     with the same interface and the bytes in one buffer."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import sys
 import time
 from collections import deque
@@ -93,7 +94,9 @@ class Run:
         self._span_end: float | None = None
         self.include_usage = cfg.stream
         self.stream_options_rejected = False
-        self._sequence: list[Prompt] = []
+        self._passes: dict[int, list[Prompt]] = {}
+        self._next_pass = 0
+        self._rng = random.Random(cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
         self._connect_streak = 0
@@ -112,10 +115,21 @@ class Run:
 
     # -- prompts --------------------------------------------------------------------------
     def _prompt_at(self, i: int) -> Prompt:
-        if i >= len(self._sequence):  # duration runs: extend the same seeded order (prefix-stable)
-            n = max(2 * len(self._sequence), i + 1, len(self.prompts))
-            self._sequence = sample_prompts(self.prompts, n, self.cfg.seed)
-        return self._sequence[i]
+        """Position ``i`` of sample_prompts' seeded order, one pass (permutation) at a time: a long
+        --duration run holds two passes, not a list that grows with every request."""
+        n = len(self.prompts)
+        k = i // n
+        perm = self._passes.get(k)
+        if perm is None:
+            if k < self._next_pass:  # an old pass asked for again: rebuild it from the start
+                return sample_prompts(self.prompts, (k + 1) * n, self.cfg.seed)[i]
+            while self._next_pass <= k:
+                perm = list(self.prompts)
+                self._rng.shuffle(perm)  # the same draws sample_prompts makes
+                self._passes[self._next_pass] = perm
+                self._passes.pop(self._next_pass - 2, None)
+                self._next_pass += 1
+        return perm[i % n]  # type: ignore[index]
 
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int) -> None:

@@ -33,7 +33,8 @@ from .payloads import base_body, build_body, request_path
 from .prompts import Prompt, sample_prompts
 from .chunks import error_message
 from .record import AUTH, CANCELLED, NOT_FOUND, RequestRecord, build_record, cancelled_record
-from .scheduler import run_closed_loop
+from .scheduler import run_closed_loop, until_stopped
+from .gctimer import collect_garbage
 from .tokens import Tokenizer
 from .transport import Exchange, Transport, make_transport
 from .transport.base import CONNECT, TIMEOUT, response_limits
@@ -237,31 +238,6 @@ class Run:
             print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     # -- the run --------------------------------------------------------------------------
-    async def _unless_stopped(self, coro: Any) -> Any:
-        """Await ``coro`` unless the run is stopped first (Ctrl-C during model discovery or while
-        connections open): then it is cancelled at once and None returned."""
-        task = asyncio.ensure_future(coro)
-        stopper = asyncio.ensure_future(self.stop.wait())
-        try:
-            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                return None
-        return task.result()
-
-    async def _collect_garbage(self) -> None:
-        """The cyclic GC, bounded: young generations once a second, everything every 30 s, from a
-        timer rather than per allocation count (see execute). Records are no longer kept, so each
-        pass scans only what the last second allocated."""
-        n = 0
-        while True:
-            await asyncio.sleep(1.0)
-            n += 1
-            gc.collect(2 if n % 30 == 0 else 1)
-
     async def execute(self) -> RunOutcome:
         cfg = self.cfg
         headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
@@ -274,16 +250,12 @@ class Run:
         shape = ClosedLoop(cfg.concurrency)
         progress: asyncio.Task[None] | None = None
         processor = asyncio.create_task(self._process())
-        # Every arriving piece allocates objects, so the automatic cyclic GC would run every few
-        # hundred pieces: ~6-10% of the client's CPU at 512 streams, in pauses that land on arrival
-        # stamps. Records and exchanges hold no reference cycles, so automatic collection is off
-        # for the run (start-up objects frozen out of its view) and a timer collects instead
-        # (_collect_garbage), which keeps memory bounded on long runs.
+        # Automatic cyclic GC off for the run, a timer collects instead (see gctimer.py).
         gc.collect()
         gc.freeze()
         gc_was_enabled = gc.isenabled()
         gc.disable()
-        collector = asyncio.create_task(self._collect_garbage())
+        collector = asyncio.create_task(collect_garbage())
         ended = "done"
         measured_t0 = 0
         duration_s = plan.remaining_s if plan.remaining_s is not None else cfg.duration_s
@@ -291,11 +263,11 @@ class Run:
         cpu_split: tuple[float, float] | None = None
         try:
             if self._model is None:
-                self._model = await self._unless_stopped(self._discover_model())
+                self._model = await until_stopped(self.stop, self._discover_model())
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
                 if cfg.preconnect:
-                    await self._unless_stopped(self._transport.preconnect(cfg.concurrency, min(cfg.timeout_s, 30.0)))
+                    await until_stopped(self.stop, self._transport.preconnect(cfg.concurrency, min(cfg.timeout_s, 30.0)))
             if not cfg.quiet and not self.stop.is_set():
                 total = len(plan.todo) if plan.todo is not None else cfg.num_prompts
                 progress = asyncio.create_task(self._progress(total if cfg.duration_s is None else None))

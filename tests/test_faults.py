@@ -29,7 +29,8 @@ TIMEOUT_S = 2.0
 
 def run_main(args: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, float, str]:
     t0 = time.monotonic()
-    code = main([*args, "--output", str(out), "--quiet", "--timeout", str(TIMEOUT_S)])
+    # The command, then the defaults of these tests, then the test's own options (which win).
+    code = main([args[0], "--timeout", str(TIMEOUT_S), *args[1:], "--output", str(out), "--quiet"])
     took = time.monotonic() - t0
     err = capsys.readouterr().err
     assert "Traceback" not in err, err
@@ -198,27 +199,35 @@ def test_duration_deadline_cancels_requests_that_never_get_an_answer(tmp_path, c
 
 
 def test_duration_deadline_cancels_connects_to_a_full_backlog(tmp_path, capsys):
-    """A listener that never accepts and whose backlog is full: connects hang in SYN retries."""
-    with serve(b_never_answer, backlog=0) as server:
-        server.stop()  # nothing accepts any more
-        fillers = []
-        for _ in range(4):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", server.port))
-            except BlockingIOError:
-                pass
-            fillers.append(s)
-        listener = socket.socket()
+    """A listener that never accepts and whose backlog is full: connects hang in SYN retries,
+    preconnect included; the deadline still ends the run at once."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
         try:
-            got, took, err = run_main(["throughput", "--endpoint", server.base_url, "--model", "m", "--concurrency", "2",
-                                       "--duration", "1", "--timeout", "30"], tmp_path / "out", capsys)
-        finally:
-            for s in fillers:
-                s.close()
-            listener.close()
-    assert took < 4, took
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    try:
+        endpoint = ["--endpoint", f"http://127.0.0.1:{port}/v1", "--model", "m", "--concurrency", "2", "--duration", "1"]
+        # Without preconnect the window starts at once; its connects are cancelled at the deadline.
+        got, took, err = run_main(["throughput", *endpoint, "--no-preconnect", "--timeout", "30"], tmp_path / "np", capsys)
+        assert took < 3 and got == 2, (took, err)
+        summary, rows = check_files(tmp_path / "np")
+        assert rows and all(r["error_kind"] == "cancelled" for r in rows)
+        # Preconnect waits min(--timeout, 30 s) for connections that never come, then the window runs.
+        got, took, err = run_main(["throughput", *endpoint], tmp_path / "pre", capsys)
+        assert took < TIMEOUT_S + 1 + 2 and got == 2, (took, err)
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
 
 
 def test_cancelling_requests_as_their_connects_complete_is_never_swallowed():

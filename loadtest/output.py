@@ -160,5 +160,8 @@ def render_table(summary: dict[str, Any]) -> str:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))
     if summary["run"].get("ended") not in (None, "done", "deadline"):
         head.append(f"run ended early: {summary['run']['ended']}")
+    if summary["run"].get("resumed"):
+        spans = ", ".join(f"{p['window_s']:.1f} s" if p["window_s"] is not None else "-" for p in summary["run"]["pieces"])
+        head.append(f"resumed run: {len(summary['run']['pieces'])} pieces ({spans}), statistics over all of them")
     return "\n".join(head) + "\n\n" + table
 

@@ -349,7 +349,7 @@ class Run:
             exit_code = EXIT_FAILED
         elif self.interrupted:
             exit_code = EXIT_INTERRUPTED
-        elif counts["requests"] and counts["completed"] == 0 and not result["errors"]:
+        elif duration_s and counts["requests"] and counts["completed"] == 0 and not result["errors"]:
             message, exit_code = (f"no request completed within --duration {duration_s:g} s ({counts['cancelled']} "
                                   "cancelled at the deadline): nothing was measured; use a longer --duration"), EXIT_FAILED
         elif counts["requests"] and counts["completed"] == 0:

@@ -463,3 +463,22 @@ def test_no_secret_reaches_the_results_or_the_console(sim, tmp_path):
         for secret in ("URLKEY-42", *secrets.values()):
             assert secret not in text
     assert "http://***@" in (out / "summary.json").read_text() and "http://***@" in bad.stderr
+
+
+def test_resume_after_a_crash_drops_the_cut_line_and_runs_the_rest(sim, tmp_path, capsys):
+    s = sim(ttft_ms=1, tpot_ms=1)
+    out = tmp_path / "out"
+    args = ["single", "--endpoint", s.base_url, "--model", "sim-model", "--max-tokens", "4", "--num-prompts", "10"]
+    assert main([*args, "--output", str(out), "--quiet"]) == 0
+    first = (out / "requests.jsonl").read_bytes().splitlines(keepends=True)
+    # A crash: no summary, four whole rows and half of the fifth.
+    (out / "summary.json").unlink()
+    (out / "requests.jsonl").write_bytes(b"".join(first[:4]) + first[4][:40])
+    assert main([*args, "--resume", str(out), "--quiet"]) == 0
+    summary, rows = check_files(out)
+    assert sorted(r["id"] for r in rows) == list(range(10)) and summary["counts"]["completed"] == 10
+    assert [r["prompt_id"] for r in sorted(rows, key=lambda r: r["id"])] == [
+        json.loads(line)["prompt_id"] for line in first]  # the same seeded order
+    assert summary["run"]["resumed"] and [p["ended"] for p in summary["run"]["pieces"]] == ["crashed", "done"]
+    assert main([*args, "--resume", str(out), "--quiet"]) == 2
+    assert "every request of that run is already done" in capsys.readouterr().err

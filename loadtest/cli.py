@@ -155,12 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     if not ns.endpoint and not getattr(ns, "launch", None):
         raise ConfigError("--endpoint is required (or --launch ENGINE to start one)")
     try:
-        extra = json.loads(ns.extra_body)
-    except json.JSONDecodeError as exc:
+        extra = json.loads(ns.extra_body, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
         raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
     if not isinstance(extra, dict):
         raise ConfigError("--extra-body must be a JSON object")

@@ -371,6 +371,7 @@ BAD_INPUT = [
     ("duration-inf", lambda d: ["--duration", "inf"], "must be a finite number"),
     ("temperature-nan", lambda d: ["--temperature", "nan"], "must be a finite number"),
     ("top-p-inf", lambda d: ["--top-p=-inf"], "must be a finite number"),
+    ("extra-body-nan", lambda d: ["--extra-body", '{"temperature": NaN}'], "NaN is not a number JSON allows"),
     ("missing-required-option", lambda d: ["--concurrency"], "expected one argument"),
 ]
 
@@ -482,3 +483,8 @@ def test_resume_after_a_crash_drops_the_cut_line_and_runs_the_rest(sim, tmp_path
     assert summary["run"]["resumed"] and [p["ended"] for p in summary["run"]["pieces"]] == ["crashed", "done"]
     assert main([*args, "--resume", str(out), "--quiet"]) == 2
     assert "every request of that run is already done" in capsys.readouterr().err
+
+
+def test_sim_rejects_non_finite_timings():
+    proc = _cli(["serve", "sim", "--port", "0", "--tpot-ms", "inf"])
+    assert proc.returncode == 2 and "must be finite numbers" in _one_error_line(proc)

@@ -488,3 +488,27 @@ def test_resume_after_a_crash_drops_the_cut_line_and_runs_the_rest(sim, tmp_path
 def test_sim_rejects_non_finite_timings():
     proc = _cli(["serve", "sim", "--port", "0", "--tpot-ms", "inf"])
     assert proc.returncode == 2 and "must be finite numbers" in _one_error_line(proc)
+
+
+def test_interrupted_duration_run_resumes_for_what_is_left(sim, tmp_path):
+    s = sim(ttft_ms=5, tpot_ms=5, output_tokens=4)
+    out = tmp_path / "out"
+    args = ["throughput", "--endpoint", s.base_url, "--model", "sim-model", "--concurrency", "2", "--duration", "3",
+            "--max-tokens", "4"]
+    proc = _start(args, out)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    first = json.loads((out / "summary.json").read_text())["run"]["pieces"][0]
+    assert first["ended"] == "interrupted" and 0 < first["window_s"] < 3
+    resumed = _cli([*args, "--resume", str(out), "--quiet"])
+    assert resumed.returncode == 0, resumed.stderr
+    summary, rows = check_files(out)
+    pieces = summary["run"]["pieces"]
+    assert [p["ended"] for p in pieces] == ["interrupted", "deadline"]
+    assert pieces[1]["window_s"] == pytest.approx(3 - first["window_s"])
+    assert summary["metrics"]["window_s"] == pytest.approx(3.0)
+    # The first piece's cancelled rows were dropped on resume; only the deadline's in-flight ones remain.
+    assert summary["counts"]["cancelled"] <= 2 and summary["counts"]["completed"] == sum(r["ok"] for r in rows)
+    assert "resumed run: 2 pieces" in resumed.stdout

@@ -16,7 +16,7 @@ from . import __version__
 from .definitions import DEFINITIONS
 from .errors import ConfigError
 from .record import RequestRecord
-from .redact import redact
+from .redact import redact, redact_tree
 
 SCHEMA_VERSION = 1
 
@@ -111,7 +111,7 @@ def build_summary(*, command: str, config: dict[str, Any], client: dict[str, Any
         "command": command,
         "config": config,
         "client": client,
-        "server": server,
+        "server": redact_tree(server),  # an --engine-arg may carry a key
         "run": run,
         "definitions": DEFINITIONS,
         **result,

@@ -512,3 +512,15 @@ def test_interrupted_duration_run_resumes_for_what_is_left(sim, tmp_path):
     # The first piece's cancelled rows were dropped on resume; only the deadline's in-flight ones remain.
     assert summary["counts"]["cancelled"] <= 2 and summary["counts"]["completed"] == sum(r["ok"] for r in rows)
     assert "resumed run: 2 pieces" in resumed.stdout
+
+
+def test_redaction_of_urls_and_secret_flags():
+    from loadtest.redact import redact, redact_tree
+
+    assert redact("cannot connect to https://u:sk-1@h:8/v1: refused") == "cannot connect to https://***@h:8/v1: refused"
+    assert redact("llama-server --api-key sk-1 --hf-token=hf_2 -m x.gguf") == (
+        "llama-server --api-key *** --hf-token=*** -m x.gguf")
+    assert redact("mail a@b.c about --max-tokens 5") == "mail a@b.c about --max-tokens 5"
+    tree = {"argv": ["vllm", "--api-key", "sk-1", "--port", "8"], "shell": "vllm --api-key sk-1", "n": 3}
+    assert redact_tree(tree) == {"argv": ["vllm", "--api-key", "***", "--port", "8"], "shell": "vllm --api-key ***",
+                                 "n": 3}

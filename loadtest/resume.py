@@ -24,8 +24,9 @@ from .errors import ConfigError
 CONFIG_FILE = "config.json"
 # Requests that never reached a server (refused, cancelled by the stop): they are sent again.
 _REDONE = ("cancelled", "connect")
-# Options that say where or how loudly results go, not what is measured.
-_NOT_COMPARED = ("output_dir", "quiet")
+# Options that say where results go or how loudly, not what is measured; and the endpoint, which
+# changes when the server is restarted on another port (--launch always picks a free one).
+_NOT_COMPARED = ("output_dir", "quiet", "base_url")
 
 
 @dataclass

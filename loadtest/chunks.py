@@ -10,6 +10,8 @@ decode.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,20 +57,36 @@ _ONE = msgspec.json.Decoder(Chunk)
 _BATCH = msgspec.json.Decoder(list[Chunk])
 
 
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.I | re.S)
+_TAGS = re.compile(rb"<(script|style)[^>]*>.*?</\1\s*>|<[^>]*>", re.I | re.S)
+_MAX_MESSAGE = 200
+
+
+def _one_line(text: str) -> str:
+    """Whitespace collapsed and cut to one short line: an error page must not flood the console."""
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE - 3] + "..."
+
+
 def error_message(body: bytes) -> str:
-    """The server's own words from an error body (OpenAI, FastAPI and plain shapes)."""
-    text = body.decode("utf-8", "replace").strip()
+    """The server's own words from an error body (OpenAI, FastAPI and plain shapes), as one line;
+    for an HTML page (a proxy's 502...) its title, else its first text."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return text[:300] or "(empty body)"
+        head = body[:65536]
+        if b"<" in head[:512] and (b"<html" in head.lower() or b"<!doctype" in head.lower() or b"<title" in head.lower()):
+            m = _TITLE.search(head)
+            page = m.group(1) if m and m.group(1).strip() else _TAGS.sub(b" ", head)
+            return "HTML page: " + (_one_line(html.unescape(page.decode("utf-8", "replace"))) or "(no text)")
+        return _one_line(head.decode("utf-8", "replace")) or "(empty body)"
     if isinstance(obj, dict):
         err = obj.get("error", obj.get("detail", obj.get("message")))
         if isinstance(err, dict):
             err = err.get("message", err)
         if err is not None:
-            return (err if isinstance(err, str) else orjson.dumps(err).decode())[:300]
-    return text[:300]
+            return _one_line(err if isinstance(err, str) else orjson.dumps(err).decode())
+    return _one_line(body[:65536].decode("utf-8", "replace"))
 
 
 def _decode_one(data: bytes) -> tuple[Chunk | None, str | None]:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -21,7 +22,8 @@ from typing import Any
 from . import __version__
 from .config import RunConfig
 from .errors import ConfigError, LoadtestError
-from .output import default_output_dir, render_rows, render_table
+from .output import default_output_dir, prepare_output_dir, render_rows, render_table
+from .redact import redact
 from .transport import normalize_base_url
 
 ENGINES = ("llamacpp", "transformers", "vllm", "tgi")
@@ -44,14 +46,30 @@ def _non_negative_int(text: str) -> int:
     return v
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
+    """A float that is a real number: nan and inf would be sent as null or overflow timers."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = _finite_float(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
     return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the one line that matters plus where to look, not a screen
+    of usage first."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"loadtest: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_launch_args(p: argparse.ArgumentParser, *, required_engine: bool) -> None:
@@ -68,7 +86,7 @@ def _add_launch_args(p: argparse.ArgumentParser, *, required_engine: bool) -> No
     g.add_argument("--compile", action="store_true", help="transformers: torch.compile the forward")
     g.add_argument("--tensor-parallel-size", type=_positive_int, help="vLLM")
     g.add_argument("--max-model-len", type=_positive_int, help="vLLM")
-    g.add_argument("--gpu-memory-utilization", type=float, help="vLLM")
+    g.add_argument("--gpu-memory-utilization", type=_finite_float, help="vLLM")
     g.add_argument("--port", type=int, help="engine port (default: a free one)")
     g.add_argument("--ready-timeout", type=_positive_float,
                    help="seconds to wait for the engine to be ready (default: 60 + 30 per GB of weights; vLLM 300)")
@@ -95,8 +113,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     else:
         p.add_argument("--num-prompts", type=_positive_int, default=100, help="measured requests (default 100)")
     p.add_argument("--max-tokens", type=_positive_int, default=256, help="max_tokens per request (default 256)")
-    p.add_argument("--temperature", type=float, help="sent only when given")
-    p.add_argument("--top-p", type=float, help="sent only when given")
+    p.add_argument("--temperature", type=_finite_float, help="sent only when given")
+    p.add_argument("--top-p", type=_finite_float, help="sent only when given")
     p.add_argument("--ignore-eos", action="store_true", help="send ignore_eos=true (vLLM, llama.cpp accept it)")
     p.add_argument("--extra-body", default="{}", help="JSON object merged into every request body")
     p.add_argument("--warmup", type=_non_negative_int, default=0, help="requests sent first and left out of the statistics")
@@ -109,14 +127,19 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--no-preconnect", dest="preconnect", action="store_false",
                    help="do not open keep-alive connections before the measured window")
     p.add_argument("--output", type=Path, help="results directory (default results/<time>-<command>/)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--wandb", metavar="PROJECT", help="also log the run to Weights & Biases (needs wandb)")
     _add_launch_args(p, required_engine=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loadtest", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="loadtest", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"loadtest {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_args(sub.add_parser("single", help="requests one at a time: per-request tokens/s, TTFT, decode rate"), "single")
     _add_run_args(sub.add_parser("throughput", help="N requests in flight: requests/min, output tokens/s"), "throughput")
@@ -147,12 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
     if not ns.endpoint and not getattr(ns, "launch", None):
         raise ConfigError("--endpoint is required (or --launch ENGINE to start one)")
     try:
-        extra = json.loads(ns.extra_body)
-    except json.JSONDecodeError as exc:
+        extra = json.loads(ns.extra_body, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
         raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
     if not isinstance(extra, dict):
         raise ConfigError("--extra-body must be a JSON object")
@@ -166,7 +193,7 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
         num_prompts=None if duration else num, duration_s=duration, concurrency=concurrency, warmup=ns.warmup,
         seed=ns.seed, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos,
         extra_body=extra, tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport,
-        preconnect=ns.preconnect, output_dir=ns.output or default_output_dir(ns.command), quiet=ns.quiet)
+        preconnect=ns.preconnect, output_dir=ns.resume or ns.output or default_output_dir(ns.command), quiet=ns.quiet)
 
 
 def _launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir: Path) -> Any:
@@ -209,6 +236,10 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     from .tokens import load_tokenizer
 
     cfg = config_from_args(ns)
+    if ns.resume is not None and ns.output is not None and ns.output != ns.resume:
+        raise ConfigError("--resume DIR continues the run in DIR; leave out --output (or give the same directory)")
+    assert cfg.output_dir is not None
+    prepare_output_dir(cfg.output_dir, overwrite=ns.overwrite, resume=ns.resume is not None)
     if cfg.dataset == "lima":
         print("loadtest: loading GAIR/lima from the Hugging Face hub (gated; retries take ~25 s when it is "
               "unreachable)", file=sys.stderr, flush=True)
@@ -221,23 +252,28 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
             return {**server.info, "resources": server.resources()}
 
         assert cfg.output_dir is not None
-        run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info)
+        run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
+                  resume=ns.resume is not None)
+        terminated = False
 
         async def main() -> Any:
             loop = asyncio.get_running_loop()
             task = asyncio.current_task()
 
-            def on_signal() -> None:
+            def on_signal(sig: signal.Signals) -> None:
+                nonlocal terminated
                 if not run.stop.is_set():
                     run.interrupted = True
+                    terminated = sig == signal.SIGTERM
                     run.stop.set()
-                    print("\nloadtest: stopping; writing the summary of what completed (Ctrl-C again to quit now)",
+                    hint = "" if terminated else " (Ctrl-C again to quit now)"
+                    print(f"\nloadtest: stopping ({sig.name}); writing the summary of what completed{hint}",
                           file=sys.stderr, flush=True)
                 elif task is not None:
                     task.cancel()
 
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal)
+                loop.add_signal_handler(sig, on_signal, sig)
             return await run.execute()
 
         with asyncio.Runner(loop_factory=_uvloop_factory()) as runner:
@@ -245,16 +281,18 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
                 outcome = runner.run(main())
             except asyncio.CancelledError:
                 print(f"loadtest: interrupted; records so far are in {cfg.output_dir / 'requests.jsonl'}", file=sys.stderr)
-                return 130
+                return 143 if terminated else 130
     print(render_table(outcome.summary))
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
     if outcome.message:
-        print(f"loadtest: error: {outcome.message}", file=sys.stderr)
+        print(f"loadtest: error: {redact(outcome.message)}", file=sys.stderr)
     if ns.wandb:
         from .report.load import load_run
         from .report.wandb_sink import log_runs
 
         log_runs([load_run(outcome.directory)], ns.wandb)
+    if terminated and outcome.exit_code == 130:
+        return 143  # 128 + SIGTERM, as a process killed by it would report
     return outcome.exit_code
 
 
@@ -297,6 +335,7 @@ def _engine(ns: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
+    debug = getattr(ns, "debug", False)
     try:
         if ns.command == "serve":
             return _serve(ns)
@@ -309,11 +348,21 @@ def main(argv: list[str] | None = None) -> int:
             return {"report": report, "matrix": matrix, "memory": memory}[ns.command].run(ns)
         return _run_benchmark(ns)
     except LoadtestError as exc:
-        print(f"loadtest: error: {exc}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"loadtest: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("loadtest: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, or an OS failure nothing above expected: still one line
+        if debug:
+            raise
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"loadtest: error: {type(exc).__name__}: {redact(text)}{where} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

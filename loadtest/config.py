@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .redact import redact
+
 Api = Literal["chat", "completions"]
 
 
@@ -39,5 +41,6 @@ class RunConfig:
         """Every parameter, for summary.json; the API key itself is never written."""
         d = asdict(self)
         d["api_key"] = "(set)" if self.api_key else None
+        d["base_url"] = redact(self.base_url)
         d["output_dir"] = str(self.output_dir) if self.output_dir else None
         return d

@@ -129,6 +129,7 @@ def _done(ns: argparse.Namespace, pair_dir: Path) -> bool:
 def run_pair(ns: argparse.Namespace, variant: EngineVariant, model: str, pair_dir: Path, prompts: list[Any]) -> str:
     """Launch, run single then throughput into pair_dir, stop. Returns a one-line result."""
     from .launch import LaunchSpec, launch
+    from .output import prepare_output_dir
     from .runner import Run
 
     spec = LaunchSpec(engine=variant.engine, model=model, threads=ns.threads,
@@ -139,9 +140,7 @@ def run_pair(ns: argparse.Namespace, variant: EngineVariant, model: str, pair_di
     with launch(spec) as server:
         for cfg in _configs(ns, server.base_url, server.model_name, pair_dir):
             assert cfg.output_dir is not None
-            partial = cfg.output_dir / "requests.jsonl"
-            if partial.exists():
-                partial.unlink()  # an interrupted earlier attempt: start this run afresh
+            prepare_output_dir(cfg.output_dir, overwrite=True)  # an interrupted earlier attempt: start afresh
             run = Run(cfg, prompts, directory=cfg.output_dir,
                       server_info=lambda: {**server.info, "resources": server.resources()})
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:

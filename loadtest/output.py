@@ -14,7 +14,9 @@ from tabulate import tabulate
 
 from . import __version__
 from .definitions import DEFINITIONS
+from .errors import ConfigError
 from .record import RequestRecord
+from .redact import redact, redact_tree
 
 SCHEMA_VERSION = 1
 
@@ -29,6 +31,36 @@ def default_output_dir(command: str, root: Path = Path("results")) -> Path:
     return path
 
 
+RUN_FILES = ("requests.jsonl", "summary.json", "summary.json.tmp")
+
+
+def prepare_output_dir(directory: Path, *, overwrite: bool = False, resume: bool = False) -> None:
+    """Make ``directory`` ready for a run, or raise ConfigError (one line) before anything starts.
+
+    A directory that already holds a run is never appended to silently (two runs' rows under one
+    summary): it is refused unless ``overwrite`` (its run files are removed first) or ``resume``.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--output {directory} is a file, not a directory")
+    held = [name for name in RUN_FILES[:2] if (directory / name).exists()]
+    if resume:
+        if not (directory / "requests.jsonl").is_file():
+            raise ConfigError(f"--resume {directory}: no requests.jsonl there to resume from")
+    elif held:
+        if not overwrite:
+            raise ConfigError(f"--output {directory} already holds a run ({', '.join(held)}); "
+                              "pass --overwrite to replace it or --resume DIR to continue it")
+        for name in RUN_FILES:
+            (directory / name).unlink(missing_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".loadtest-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--output {directory} is not a writable directory: {exc.strerror or exc}") from None
+
+
 class RecordWriter:
     """Appends one JSON line per finished request and flushes it, so a run cut short (Ctrl-C, a
     crash, a dead server) keeps everything already measured."""
@@ -38,10 +70,14 @@ class RecordWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "requests.jsonl"
         self._fh: IO[bytes] = open(self.path, "ab")
+        self.count = 0
 
     def write(self, record: RequestRecord) -> None:
+        if record.error is not None:  # failed requests only: a message may quote a URL
+            record.error = redact(record.error)
         self._fh.write(record.to_json() + b"\n")
         self._fh.flush()
+        self.count += 1
 
     def close(self) -> None:
         self._fh.close()
@@ -75,7 +111,7 @@ def build_summary(*, command: str, config: dict[str, Any], client: dict[str, Any
         "command": command,
         "config": config,
         "client": client,
-        "server": server,
+        "server": redact_tree(server),  # an --engine-arg may carry a key
         "run": run,
         "definitions": DEFINITIONS,
         **result,
@@ -129,5 +165,8 @@ def render_table(summary: dict[str, Any]) -> str:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))
     if summary["run"].get("ended") not in (None, "done", "deadline"):
         head.append(f"run ended early: {summary['run']['ended']}")
+    if summary["run"].get("resumed"):
+        spans = ", ".join(f"{p['window_s']:.1f} s" if p["window_s"] is not None else "-" for p in summary["run"]["pieces"])
+        head.append(f"resumed run: {len(summary['run']['pieces'])} pieces ({spans}), statistics over all of them")
     return "\n".join(head) + "\n\n" + table
 

@@ -11,6 +11,7 @@ import json
 import logging
 from importlib import resources
 import random
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -233,6 +234,9 @@ def _prompts_from_rows(
         prompts.append(Prompt(id=pid, text=text))
     if not prompts:
         raise DatasetError(f"{where}: no usable prompts in {total} rows ({_SCHEMA_HINT})")
+    if len(prompts) < total:  # said once, so a dump with many unusable rows is not sampled unknowingly
+        print(f"loadtest: {where}: skipped {total - len(prompts)} of {total} rows without a usable first user turn",
+              file=sys.stderr)
     return prompts
 
 

@@ -52,6 +52,11 @@ class RequestRecord:
     chunk_tokens: list[float] | None = None
     """Tokens attributed to each content chunk (sums to completion_tokens)."""
     engine_timings: dict[str, Any] | None = None
+    bytes_received: int | None = None
+    """Response body bytes that arrived (also when the request failed)."""
+    partial_tokens: int | None = None
+    """Failed requests: tokens that arrived before the failure (usage, else --tokenizer, else content
+    chunks), so a runaway or cut-off server is told apart from a silent one."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
@@ -105,6 +110,8 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
             s.read_body(ex.t_end_ns or ex.t_start_ns, ex.body())
         if s.error_kind:
             ok, kind, message = False, s.error_kind, s.error
+    elif stream and len(body_pieces):  # failed mid-response: keep what did arrive
+        s.read_sse(body_pieces)
 
     ms = 1e9
     e2e = (ex.t_end_ns - ex.t_start_ns) / ms if ex.t_end_ns is not None else None
@@ -116,7 +123,12 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         tokens_per_s=None, completion_tokens=None, prompt_tokens=None, token_source=None,
         finish_reason=s.finish_reason, chunks=s.chunks, content_chunks=len(s.times),
         connect_s=ex.connect_s, warmup=warmup, response_id=s.response_id, engine_timings=s.timings)
+    if len(body_pieces):
+        rec.bytes_received = len(ex.body()) if type(body_pieces) is list else body_pieces.nbytes()  # type: ignore[attr-defined]
     if not ok:
+        if s.times:
+            rec.partial_tokens = (int(s.usage["completion_tokens"]) if s.usage is not None else
+                                  tokenizer.count("".join(s.texts)) if tokenizer is not None else len(s.times))
         return rec
 
     if s.usage is not None:

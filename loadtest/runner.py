@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import sys
 import time
 from collections import deque
@@ -24,16 +25,19 @@ except ImportError:  # Windows: the CPU split is then not measured
 from .config import RunConfig
 from .errors import RunAborted
 from .loadshape import ClosedLoop
-from .metrics import compute_metrics
+from .metrics import compute_metrics, load_columns
 from .output import RecordWriter, build_summary, client_info, write_summary
+from .redact import redact
+from . import resume as resuming
 from .payloads import base_body, build_body, request_path
 from .prompts import Prompt, sample_prompts
 from .chunks import error_message
 from .record import AUTH, CANCELLED, NOT_FOUND, RequestRecord, build_record, cancelled_record
-from .scheduler import run_closed_loop
+from .scheduler import run_closed_loop, until_stopped
+from .gctimer import collect_garbage
 from .tokens import Tokenizer
 from .transport import Exchange, Transport, make_transport
-from .transport.base import CONNECT, TIMEOUT
+from .transport.base import CONNECT, TIMEOUT, response_limits
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -76,7 +80,7 @@ def models_in(ex: Exchange) -> list[str] | None:
 class Run:
     def __init__(self, cfg: RunConfig, prompts: list[Prompt], *, directory: Path,
                  tokenizer: Tokenizer | None = None,
-                 server_info: Callable[[], dict[str, Any] | None] | None = None) -> None:
+                 server_info: Callable[[], dict[str, Any] | None] | None = None, resume: bool = False) -> None:
         self.cfg = cfg
         self.prompts = prompts
         self.directory = directory
@@ -84,10 +88,16 @@ class Run:
         self.server_info = server_info
         self.stop = asyncio.Event()
         self.interrupted = False
-        self.records: list[RequestRecord] = []
+        self.resume = resume
+        self._ok_count = 0
+        self._warmup_count = 0
+        self._span_start: float | None = None  # this run's measured first start and last end (_window_s)
+        self._span_end: float | None = None
         self.include_usage = cfg.stream
         self.stream_options_rejected = False
-        self._sequence: list[Prompt] = []
+        self._passes: dict[int, list[Prompt]] = {}
+        self._next_pass = 0
+        self._rng = random.Random(cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
         self._connect_streak = 0
@@ -106,10 +116,21 @@ class Run:
 
     # -- prompts --------------------------------------------------------------------------
     def _prompt_at(self, i: int) -> Prompt:
-        if i >= len(self._sequence):  # duration runs: extend the same seeded order (prefix-stable)
-            n = max(2 * len(self._sequence), i + 1, len(self.prompts))
-            self._sequence = sample_prompts(self.prompts, n, self.cfg.seed)
-        return self._sequence[i]
+        """Position ``i`` of sample_prompts' seeded order, one pass (permutation) at a time: a long
+        --duration run holds two passes, not a list that grows with every request."""
+        n = len(self.prompts)
+        k = i // n
+        perm = self._passes.get(k)
+        if perm is None:
+            if k < self._next_pass:  # an old pass asked for again: rebuild it from the start
+                return sample_prompts(self.prompts, (k + 1) * n, self.cfg.seed)[i]
+            while self._next_pass <= k:
+                perm = list(self.prompts)
+                self._rng.shuffle(perm)  # the same draws sample_prompts makes
+                self._passes[self._next_pass] = perm
+                self._passes.pop(self._next_pass - 2, None)
+                self._next_pass += 1
+        return perm[i % n]  # type: ignore[index]
 
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int) -> None:
@@ -169,11 +190,17 @@ class Run:
     def _emit(self, rec: RequestRecord) -> None:
         assert self._writer is not None
         self._writer.write(rec)
-        self.records.append(rec)
         if not rec.warmup:
             self._measured_done += 1
             self._measured_failed += not rec.ok
+            if self._span_start is None or rec.start_s < self._span_start:
+                self._span_start = rec.start_s
+            if rec.end_s is not None and (self._span_end is None or rec.end_s > self._span_end):
+                self._span_end = rec.end_s
+        else:
+            self._warmup_count += 1
         if rec.ok:
+            self._ok_count += 1
             self._any_ok = True
             self._connect_streak = 0
             return
@@ -216,47 +243,60 @@ class Run:
         headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
         self._transport = make_transport(cfg.transport, cfg.base_url,  # type: ignore[arg-type]
                                          max_connections=cfg.concurrency, headers=headers)
+        self._transport.limits = response_limits(cfg.max_tokens)
+        plan = resuming.plan_resume(self.directory, cfg) if self.resume else resuming.start(self.directory, cfg)
         self._writer = RecordWriter(self.directory)
         started_at = time.time()
         shape = ClosedLoop(cfg.concurrency)
         progress: asyncio.Task[None] | None = None
         processor = asyncio.create_task(self._process())
-        # Every arriving piece allocates objects, so the cyclic GC would run every few hundred pieces
-        # and rescan the growing list of records: ~6-10% of the client's CPU at 512 streams, in
-        # pauses that land on arrival stamps. Records and exchanges hold no reference cycles, so
-        # the collector is paused for the run (start-up objects frozen out of its view) and the
-        # little cyclic garbage asyncio makes is collected when the run ends.
+        # Automatic cyclic GC off for the run, a timer collects instead (see gctimer.py).
         gc.collect()
         gc.freeze()
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        collector = asyncio.create_task(collect_garbage())
         ended = "done"
         measured_t0 = 0
+        duration_s = plan.remaining_s if plan.remaining_s is not None else cfg.duration_s
         cpu_measured = None
         cpu_split: tuple[float, float] | None = None
         try:
             if self._model is None:
-                self._model = await self._discover_model()
-            self._base = base_body(cfg, self._model)
-            if cfg.preconnect:
-                await self._transport.preconnect(cfg.concurrency, min(cfg.timeout_s, 30.0))
-            if not cfg.quiet:
-                progress = asyncio.create_task(self._progress(cfg.num_prompts if cfg.duration_s is None else None))
+                self._model = await until_stopped(self.stop, self._discover_model())
+            if not self.stop.is_set():
+                self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
+                if cfg.preconnect:
+                    await until_stopped(self.stop, self._transport.preconnect(cfg.concurrency, min(cfg.timeout_s, 30.0)))
+            if not cfg.quiet and not self.stop.is_set():
+                total = len(plan.todo) if plan.todo is not None else cfg.num_prompts
+                progress = asyncio.create_task(self._progress(total if cfg.duration_s is None else None))
             self._t0_ns = perf_counter_ns()
-            if cfg.warmup:
+            if cfg.warmup and not self.resume and not self.stop.is_set():
                 ended = await run_closed_loop(shape, self._job, count=cfg.warmup, deadline_ns=None, stop=self.stop)
                 self._drain()
             if not self.stop.is_set():
                 measured_t0 = perf_counter_ns()
                 cpu0, rusage0 = time.process_time(), _rusage()
-                deadline = measured_t0 + int(cfg.duration_s * 1e9) if cfg.duration_s else None
-                ended = await run_closed_loop(shape, self._job, count=cfg.num_prompts if deadline is None else None,
-                                              deadline_ns=deadline, stop=self.stop, first_index=cfg.warmup)
+                deadline = measured_t0 + int(duration_s * 1e9) if duration_s else None
+                if plan.todo is not None:  # resumed: only the prompts not done yet, by their own ids
+                    todo = plan.todo
+                    ended = await run_closed_loop(shape, lambda k: self._job(todo[k]), count=len(todo),
+                                                  deadline_ns=None, stop=self.stop)
+                else:
+                    ended = await run_closed_loop(shape, self._job, count=cfg.num_prompts if deadline is None else None,
+                                                  deadline_ns=deadline, stop=self.stop, first_index=plan.next_index)
                 self._drain()  # interpreting the records is part of the client's cost
                 cpu_measured = time.process_time() - cpu0
                 cpu_split = _cpu_split(rusage0, _rusage())
+        except BaseException:
+            if not self.resume and self._writer.count == 0:
+                self._writer.close()
+                resuming.remove_empty_run(self.directory)  # a failed start leaves no empty run behind
+            raise
         finally:
             processor.cancel()
+            collector.cancel()
             self._drain()
             if progress is not None:
                 progress.cancel()
@@ -271,12 +311,20 @@ class Run:
             ended = "aborted"
         elif self.interrupted:
             ended = "interrupted"
-        measured = [r for r in self.records if not r.warmup]
-        window_s = self._window_s(measured, measured_t0, ended)
-        result = compute_metrics(measured, window_s=window_s)
+        window_s = duration_s if ended == "deadline" and duration_s else self._window_s()
+        piece = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)), "ended": ended,
+                 "window_s": window_s, "requests": self._measured_done}
+        pieces = [*plan.pieces, piece]
+        if plan.pieces:
+            windows = [p["window_s"] for p in pieces if p["window_s"] is not None]
+            window_s = sum(windows) if windows else None
+        # The statistics come from the records file in one streaming pass (bounded memory; a
+        # post-run pass that rewrites the file composes with it).
+        result = compute_metrics(load_columns(self._writer.path), window_s=window_s)
         run_info = {
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)),
-            "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": sum(1 for r in self.records if r.warmup),
+            "started_at": pieces[0]["started_at"],
+            "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": self._warmup_count,
+            "resumed": bool(plan.pieces), "pieces": pieces,
             "stream_options_sent": self.include_usage if cfg.stream else False,
             "stream_options_rejected": self.stream_options_rejected,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",
@@ -295,26 +343,27 @@ class Run:
                                 server=self.server_info() if self.server_info else None)
         message = None
         exit_code = EXIT_OK
+        counts = result["counts"]
         if self._abort is not None:
             message = await self._abort_message(self._abort)
             exit_code = EXIT_FAILED
         elif self.interrupted:
             exit_code = EXIT_INTERRUPTED
-        elif measured and result["counts"]["completed"] == 0:
+        elif duration_s and counts["requests"] and counts["completed"] == 0 and not result["errors"]:
+            message, exit_code = (f"no request completed within --duration {duration_s:g} s ({counts['cancelled']} "
+                                  "cancelled at the deadline): nothing was measured; use a longer --duration"), EXIT_FAILED
+        elif counts["requests"] and counts["completed"] == 0:
             kinds = ", ".join(f"{k} x{v['count']}" for k, v in result["errors"].items())
             message, exit_code = f"no request succeeded ({kinds})", EXIT_FAILED
-        summary["run"]["error"] = message
+        summary["run"]["error"] = redact(message) if message else None
         write_summary(self.directory, summary)
         return RunOutcome(summary, self.directory, exit_code, message)
 
-    def _window_s(self, measured: list[RequestRecord], measured_t0: int, ended: str) -> float | None:
-        if ended == "deadline" and self.cfg.duration_s:
-            return self.cfg.duration_s
-        finished = [r for r in measured if r.end_s is not None]
-        if not finished:
+    def _window_s(self) -> float | None:
+        """First measured start to last measured end of this run (None when nothing finished)."""
+        if self._span_end is None or self._span_start is None:
             return None
-        start = min(r.start_s for r in measured)
-        return max(r.end_s for r in finished) - start  # type: ignore[type-var]
+        return self._span_end - self._span_start
 
     async def _discover_model(self) -> str:
         assert self._transport is not None
@@ -334,7 +383,7 @@ class Run:
         url = cfg.base_url + request_path(cfg)
         tail = f" (partial results in {self.directory})"
         if self._abort_reason == "server_gone":
-            done = sum(1 for r in self.records if r.ok)
+            done = self._ok_count
             return f"server at {cfg.base_url} stopped accepting connections after {done} completed requests: {rec.error}{tail}"
         if rec.error_kind == CONNECT:
             return f"cannot connect to {cfg.base_url}: {rec.error}"

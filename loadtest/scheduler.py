@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
+from typing import TypeVar
 
 from .loadshape import ClosedLoop
+
+T = TypeVar("T")
 
 
 async def run_closed_loop(shape: ClosedLoop, job: Callable[[int], Awaitable[None]], *,
@@ -52,3 +55,18 @@ async def run_closed_loop(shape: ClosedLoop, job: Callable[[int], Awaitable[None
         all_done.result()  # re-raise a job's exception: a bug, not a failed request
         return "stopped" if stop.is_set() else "done"
     return "stopped" if stop.is_set() else "deadline"
+
+
+async def until_stopped(stop: asyncio.Event, coro: Awaitable[T]) -> T | None:
+    """Await ``coro`` unless ``stop`` is set first (Ctrl-C during model discovery or while
+    connections open): then it is cancelled at once and None returned."""
+    task = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task.result() if not task.cancelled() else None

@@ -79,6 +79,12 @@ body(Pieces *self, PyObject *unused)
 }
 
 static PyObject *
+nbytes(Pieces *self, PyObject *unused)
+{
+    return PyLong_FromSsize_t(self->len);
+}
+
+static PyObject *
 stamps(Pieces *self, PyObject *unused)
 {
     PyObject *list = PyList_New(self->n);
@@ -133,6 +139,7 @@ static PyMethodDef methods[] = {
     {"append", (PyCFunction)append, METH_O, "Add a (t_ns, bytes) piece."},
     {"body", (PyCFunction)body, METH_NOARGS, "All pieces' bytes, joined."},
     {"stamps", (PyCFunction)stamps, METH_NOARGS, "Each piece's t_ns, as a list."},
+    {"nbytes", (PyCFunction)nbytes, METH_NOARGS, "Total bytes of all pieces (the runaway check reads it)."},
     {NULL}
 };
 

@@ -7,6 +7,7 @@ tests, and ``to_args`` turns it back into flags so ``SimProcess`` can hand it to
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -49,6 +50,8 @@ class SimConfig:
             raise ConfigError(f"sim: port must be 0..65535, got {self.port}")
         if not self.model:
             raise ConfigError("sim: model name must not be empty")
+        if not (math.isfinite(self.ttft_ms) and math.isfinite(self.tpot_ms)):
+            raise ConfigError("sim: ttft_ms and tpot_ms must be finite numbers")
         if self.ttft_ms < 0 or self.tpot_ms < 0:
             raise ConfigError("sim: ttft_ms and tpot_ms must be >= 0")
         if self.output_tokens is not None and self.output_tokens < 1:

@@ -19,7 +19,8 @@ import httptools
 
 from .. import __version__
 from .._accel import speedups
-from .base import DISCONNECT, PROTOCOL, TIMEOUT, Exchange, StampedPieces, describe_os_error
+from .base import (DISCONNECT, PROTOCOL, RUNAWAY, RUNAWAY_CHECK_S, TIMEOUT, Exchange, StampedPieces,
+                   describe_os_error, runaway_message)
 
 
 _MAX_HEAD = 65536  # headers larger than this are left to httptools alone
@@ -51,6 +52,7 @@ class _Protocol(asyncio.Protocol):
         self._pieces: StampedPieces | None = None
         self._body_mode = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._seen_n = self._seen_bytes = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,6 +144,7 @@ class _Protocol(asyncio.Protocol):
         self._framed = self._chunked = False
         self._head = b"" if self._accelerated else None
         self._body_mode = 0
+        self._seen_n = self._seen_bytes = 0
         self.reusable = False
         self.bytes_seen = False
         self._timer = fut.get_loop().call_later(timeout_s, self._on_timeout, timeout_s)
@@ -150,6 +153,23 @@ class _Protocol(asyncio.Protocol):
     def _on_timeout(self, timeout_s: float) -> None:
         self._fail(TIMEOUT, f"no complete response within {timeout_s:g} s")
         self.abort()
+
+    def check_size(self, max_pieces: int, max_bytes: int) -> None:
+        """Cut a response that outgrew its limits (called from FastTransport's watchdog)."""
+        pieces = self._pieces
+        if pieces is None:
+            return
+        n = len(pieces)
+        if type(pieces) is list:  # pure-Python path: add up only the pieces since the last check
+            self._seen_bytes += sum(len(b) for _, b in pieces[self._seen_n:])
+            self._seen_n = n
+            size = self._seen_bytes
+        else:
+            size = pieces.nbytes()  # type: ignore[attr-defined]
+        message = runaway_message(n, size, (max_pieces, max_bytes))
+        if message is not None:
+            self._fail(RUNAWAY, message)
+            self.abort()
 
     def abort(self) -> None:
         self.closed = True
@@ -207,6 +227,9 @@ class FastTransport:
         self._max = max_connections
         self._idle: list[_Protocol] = []
         self._open: set[_Protocol] = set()
+        self.limits: tuple[int, int] | None = None
+        """(max pieces, max bytes) per response; see base.response_limits."""
+        self._watchdog: asyncio.TimerHandle | None = None
         host_header = parts.netloc.rsplit("@", 1)[-1]
         lines = [f"Host: {host_header}", f"User-Agent: loadtest/{__version__}",
                  "Accept: text/event-stream, application/json", "Accept-Encoding: identity"]
@@ -215,10 +238,12 @@ class FastTransport:
 
     async def _connect(self, timeout_s: float) -> _Protocol:
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(_Conn, self._host, self._port, ssl=self._ssl,
-                                   server_hostname=self._host if self._tls else None),
-            timeout_s)
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns the connection
+        # and swallows a cancellation that arrives as the connect completes, so a stopped run's
+        # request went on to wait its full --timeout (tests/test_faults.py reproduces it).
+        async with asyncio.timeout(timeout_s):
+            _, conn = await loop.create_connection(_Conn, self._host, self._port, ssl=self._ssl,
+                                                   server_hostname=self._host if self._tls else None)
         self._open.add(conn)
         return conn
 
@@ -237,9 +262,19 @@ class FastTransport:
             return start + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
         return start + b"\r\n"
 
+    def _watch(self) -> None:
+        """Every RUNAWAY_CHECK_S: cut responses past their limits (no per-chunk check)."""
+        assert self.limits is not None
+        max_pieces, max_bytes = self.limits
+        for conn in list(self._open):
+            conn.check_size(max_pieces, max_bytes)
+        self._watchdog = asyncio.get_running_loop().call_later(RUNAWAY_CHECK_S, self._watch)
+
     async def _exchange(self, method: bytes, path: str, body: bytes, timeout_s: float) -> Exchange:
         request = self._request_bytes(method, path, body)
         loop = asyncio.get_running_loop()
+        if self._watchdog is None and self.limits is not None:
+            self._watchdog = loop.call_later(RUNAWAY_CHECK_S, self._watch)
         ex = Exchange(t_start_ns=perf_counter_ns())
         for attempt in (0, 1):
             conn = None
@@ -265,6 +300,13 @@ class FastTransport:
                 conn.abort()
                 self._open.discard(conn)
                 raise
+            if self.limits is not None and ex.error_kind is None:
+                # What arrived between two watchdog checks (a 10 MB chunk) is judged once, here.
+                pieces = ex.pieces
+                size = sum(len(b) for _, b in pieces) if type(pieces) is list else pieces.nbytes()  # type: ignore[attr-defined]
+                message = runaway_message(len(pieces), size, self.limits)
+                if message is not None:
+                    ex.error_kind, ex.error = RUNAWAY, message
             if conn.reusable and not conn.closed:
                 self._idle.append(conn)
             else:
@@ -286,6 +328,8 @@ class FastTransport:
         return await self._exchange(b"GET", path, b"", timeout_s)
 
     async def aclose(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for conn in list(self._open):
             if conn.transport is not None:
                 conn.transport.close()

@@ -10,12 +10,13 @@ from time import perf_counter_ns
 import httpx
 
 from .. import __version__
-from .base import CONNECT, DISCONNECT, PROTOCOL, TIMEOUT, Exchange
+from .base import CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, runaway_message
 
 
 class HttpxTransport:
     def __init__(self, base_url: str, *, max_connections: int, headers: dict[str, str]) -> None:
         self.base_url = base_url.rstrip("/")
+        self.limits: tuple[int, int] | None = None  # see base.response_limits
         # httpx's defaults (100 connections, 5 s timeouts) would queue requests silently and cut off
         # long generations; the pool is sized to the load and the deadline is ours (post()).
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -35,8 +36,13 @@ class HttpxTransport:
                     ex.status = resp.status_code
                     ex.content_type = resp.headers.get("content-type", "")
                     pieces = ex.pieces
+                    size = 0
                     async for piece in resp.aiter_raw():
                         pieces.append((perf_counter_ns(), piece))
+                        size += len(piece)  # httpx is not the per-token path; a check per piece is fine
+                        if self.limits and (message := runaway_message(len(pieces), size, self.limits)):
+                            ex.error_kind, ex.error = RUNAWAY, message
+                            return ex
                     ex.t_end_ns = pieces[-1][0] if pieces else perf_counter_ns()
         except TimeoutError:
             ex.error_kind, ex.error = TIMEOUT, f"no complete response within {timeout_s:g} s"

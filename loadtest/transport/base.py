@@ -18,6 +18,29 @@ CONNECT = "connect"          # refused, DNS failure, unreachable, TLS handshake
 TIMEOUT = "timeout"          # the per-request --timeout elapsed
 DISCONNECT = "disconnect"    # the server closed the connection before the response was complete
 PROTOCOL = "protocol"        # the bytes were not valid HTTP/1.1
+RUNAWAY = "runaway"          # the response outgrew its hard limit (see response_limits)
+
+
+def response_limits(max_tokens: int) -> tuple[int, int]:
+    """(pieces, bytes) past which a response is cut off as ``runaway``: a stream that ignores
+    max_tokens (or a multi-megabyte chunk) would otherwise run until --timeout and hold its body
+    in memory. Generous: 4 body pieces per requested token + 64, and 8 KiB per allowed piece
+    (logprobs and engine timings make events of a few KiB). Checked from the event loop every
+    0.2 s, never per chunk, so a response may pass a limit by what arrives in 0.2 s."""
+    pieces = 4 * max_tokens + 64
+    return pieces, 8192 * pieces
+
+
+RUNAWAY_CHECK_S = 0.2
+
+
+def runaway_message(pieces: int, size: int, limits: tuple[int, int]) -> str | None:
+    """The one-line cause when a response is past ``limits`` (see response_limits), else None."""
+    max_pieces, max_bytes = limits
+    if pieces <= max_pieces and size <= max_bytes:
+        return None
+    return (f"response cut off after {pieces} body pieces, {size:,} bytes (limit {max_pieces} pieces, "
+            f"{max_bytes:,} bytes for this max_tokens): the server does not stop")
 
 
 class StampedPieces(Protocol):
@@ -66,6 +89,7 @@ class Transport(Protocol):
     returned in the Exchange, because a failed request is data."""
 
     base_url: str
+    limits: tuple[int, int] | None
 
     async def post(self, path: str, body: bytes, timeout_s: float) -> Exchange: ...
 

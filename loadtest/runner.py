@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import random
 import sys
 import time
 from collections import deque
@@ -15,29 +14,29 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
-import orjson
-
 try:
     import resource
 except ImportError:  # Windows: the CPU split is then not measured
     resource = None  # type: ignore[assignment]
 
 from .config import RunConfig
-from .errors import RunAborted
 from .loadshape import ClosedLoop
 from .metrics import compute_metrics, load_columns
 from .output import RecordWriter, build_summary, client_info, write_summary
 from .redact import redact
 from . import resume as resuming
 from .payloads import base_body, build_body, request_path
-from .prompts import Prompt, sample_prompts
+from .prompts import Prompt
+from .order import PromptOrder
+from .aborts import abort_message
+from .discovery import discover_model
 from .chunks import error_message
-from .record import AUTH, CANCELLED, NOT_FOUND, RequestRecord, build_record, cancelled_record
+from .record import CANCELLED, RequestRecord, build_record, cancelled_record
 from .scheduler import run_closed_loop, until_stopped
 from .gctimer import collect_garbage
 from .tokens import Tokenizer
 from .transport import Exchange, Transport, make_transport
-from .transport.base import CONNECT, TIMEOUT, response_limits
+from .transport.base import CONNECT, response_limits
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -62,21 +61,6 @@ def _cpu_split(before: Any, after: Any) -> tuple[float, float] | None:
     return after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
 
 
-async def list_models(transport: Transport, timeout_s: float = 10.0) -> list[str] | None:
-    return models_in(await transport.get("/models", timeout_s))
-
-
-def models_in(ex: Exchange) -> list[str] | None:
-    """The model ids of a /models answer; None when it is not a usable list."""
-    if ex.error_kind or ex.status != 200:
-        return None
-    try:
-        data = orjson.loads(ex.body()).get("data") or []
-        return [m["id"] for m in data if isinstance(m, dict) and "id" in m]
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-
-
 class Run:
     def __init__(self, cfg: RunConfig, prompts: list[Prompt], *, directory: Path,
                  tokenizer: Tokenizer | None = None,
@@ -95,9 +79,7 @@ class Run:
         self._span_end: float | None = None
         self.include_usage = cfg.stream
         self.stream_options_rejected = False
-        self._passes: dict[int, list[Prompt]] = {}
-        self._next_pass = 0
-        self._rng = random.Random(cfg.seed)
+        self._order = PromptOrder(prompts, cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
         self._connect_streak = 0
@@ -114,29 +96,11 @@ class Run:
         self._pending: deque[tuple[Exchange, int, str, bool]] = deque()
         self._pending_ready = asyncio.Event()
 
-    # -- prompts --------------------------------------------------------------------------
-    def _prompt_at(self, i: int) -> Prompt:
-        """Position ``i`` of sample_prompts' seeded order, one pass (permutation) at a time: a long
-        --duration run holds two passes, not a list that grows with every request."""
-        n = len(self.prompts)
-        k = i // n
-        perm = self._passes.get(k)
-        if perm is None:
-            if k < self._next_pass:  # an old pass asked for again: rebuild it from the start
-                return sample_prompts(self.prompts, (k + 1) * n, self.cfg.seed)[i]
-            while self._next_pass <= k:
-                perm = list(self.prompts)
-                self._rng.shuffle(perm)  # the same draws sample_prompts makes
-                self._passes[self._next_pass] = perm
-                self._passes.pop(self._next_pass - 2, None)
-                self._next_pass += 1
-        return perm[i % n]  # type: ignore[index]
-
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int) -> None:
         cfg, transport = self.cfg, self._transport
         assert transport is not None
-        prompt = self._prompt_at(i)
+        prompt = self._order[i]
         warmup = i < cfg.warmup
         path = request_path(cfg)
         t_start = perf_counter_ns()
@@ -263,7 +227,7 @@ class Run:
         cpu_split: tuple[float, float] | None = None
         try:
             if self._model is None:
-                self._model = await until_stopped(self.stop, self._discover_model())
+                self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url))
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
                 if cfg.preconnect:
@@ -345,7 +309,9 @@ class Run:
         exit_code = EXIT_OK
         counts = result["counts"]
         if self._abort is not None:
-            message = await self._abort_message(self._abort)
+            message = await abort_message(cfg, self._abort, reason=self._abort_reason, ok_count=self._ok_count,
+                                          model=self._model, directory=self.directory,
+                                          failures=len(self._early_failures))
             exit_code = EXIT_FAILED
         elif self.interrupted:
             exit_code = EXIT_INTERRUPTED
@@ -364,42 +330,3 @@ class Run:
         if self._span_end is None or self._span_start is None:
             return None
         return self._span_end - self._span_start
-
-    async def _discover_model(self) -> str:
-        assert self._transport is not None
-        ex = await self._transport.get("/models", 10.0)
-        if ex.error_kind:
-            raise RunAborted(f"cannot reach {self.cfg.base_url}: {ex.error}")
-        if ex.status in (401, 403):
-            raise RunAborted(f"{self.cfg.base_url} refused the API key (HTTP {ex.status}): {error_message(ex.body())}; "
-                             "pass --api-key or set OPENAI_API_KEY")
-        models = models_in(ex)
-        if not models:
-            raise RunAborted(f"--model not given and {self.cfg.base_url}/models lists no model (HTTP {ex.status}); pass --model")
-        return models[0]
-
-    async def _abort_message(self, rec: RequestRecord) -> str:
-        cfg = self.cfg
-        url = cfg.base_url + request_path(cfg)
-        tail = f" (partial results in {self.directory})"
-        if self._abort_reason == "server_gone":
-            done = self._ok_count
-            return f"server at {cfg.base_url} stopped accepting connections after {done} completed requests: {rec.error}{tail}"
-        if rec.error_kind == CONNECT:
-            return f"cannot connect to {cfg.base_url}: {rec.error}"
-        if rec.error_kind == TIMEOUT:
-            return f"requests to {url} timed out: {rec.error}; raise --timeout if the server is just slow"
-        if rec.error_kind == AUTH:
-            return f"{url} refused the request ({rec.error}); pass --api-key or set OPENAI_API_KEY"
-        if rec.error_kind == NOT_FOUND:
-            transport = make_transport(cfg.transport, cfg.base_url, max_connections=1,  # type: ignore[arg-type]
-                                       headers={"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {})
-            try:
-                models = await list_models(transport)
-            finally:
-                await transport.aclose()
-            if models and self._model not in models:
-                return f"model {self._model!r} not found; the server offers: {', '.join(models)} (pass one with --model)"
-            return f"{url} answered 404 ({rec.error}); check --endpoint and --api"
-        n = len(self._early_failures)
-        return f"the first {n} requests all failed with {rec.error_kind}: {rec.error}"

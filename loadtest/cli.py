@@ -164,9 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                "the per-user data directory)")
     inst.add_argument("--force", action="store_true", help="reinstall even if already installed")
     engine_sub.add_parser("list", help="which engines are installed, where, and which version")
-    from . import matrix, memory
+    from . import matrix, memory, tokens_sweep
     from .report import command as report
 
+    tokens = sub.add_parser("tokens", help="prefill/decode sweep: prompt processing and generation tokens/s by length")
+    tokens_sweep.add_arguments(tokens)
+    _add_launch_args(tokens, required_engine=False)
+    tokens.set_defaults(slots=1, ctx_size=None)  # one request at a time; the context fits the longest scenario
     report.add_arguments(sub.add_parser("report", help="compare saved runs: tables, plots, an HTML page"))
     matrix.add_arguments(sub.add_parser("matrix", help="every engine x model: launch, single + throughput, report"))
     memory.add_arguments(sub.add_parser("memory", help="memory needed to serve a model, per precision"))
@@ -351,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(ns)
         if ns.command == "engine":
             return _engine(ns)
+        if ns.command == "tokens":
+            from . import tokens_sweep
+
+            return tokens_sweep.run(ns, _maybe_launch)
         if ns.command in ("report", "matrix", "memory"):
             from . import matrix, memory
             from .report import command as report

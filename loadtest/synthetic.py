@@ -46,7 +46,7 @@ class SyntheticSpec:
 
 @dataclass
 class SyntheticPlan:
-    """The prompts, what the server should count for each (by prompt id), and how they were made."""
+    """The prompts, the length requested for each (by prompt id), and how they were made."""
 
     prompts: list[Prompt]
     expected: dict[str, int]
@@ -99,8 +99,8 @@ def choose_counter(base_url: str, model: str | None, headers: dict[str, str], to
 
 
 def word_pool(counter: Counter) -> list[str]:
-    """Distinct lowercase words of the builtin prompts that are one token each (with a leading
-    space, as they appear after the first word), in a fixed order."""
+    """Distinct lowercase words of the builtin prompts that are one token each with a leading space
+    (the form every word of a prompt takes), in a fixed order."""
     text = " ".join(p.text for p in load_prompts("builtin", builtin_path=BUILTIN_PATH))
     seen: dict[str, None] = {}
     for w in re.findall(r"[a-z]+", text.lower()):
@@ -130,7 +130,7 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
     """Tokens the server adds to a prompt (chat template, BOS): usage.prompt_tokens of one short
     request minus the prompt's own count. (None, why) when the server does not say."""
     rng = random.Random(f"probe-{seed}")
-    text = " ".join(rng.choice(pool) for _ in range(PROBE_TOKENS))
+    text = "".join(" " + rng.choice(pool) for _ in range(PROBE_TOKENS))
     body: dict[str, Any] = {"max_tokens": 1, "stream": False}
     if model:
         body["model"] = model
@@ -157,18 +157,21 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
 
 
 def _exact(words: list[str], n: int, counter: Counter, rng: random.Random, pool: list[str]) -> tuple[str, int]:
-    """Join ``words`` and trim or extend the tail until the whole text counts ``n`` tokens."""
+    """Join ``words`` and trim or extend the tail until the whole text counts ``n`` tokens. Every word
+    is space-led (the pool's words are one token in that form), the first one too."""
     words = list(words)
-    text = " ".join(words)
+    text = " " + " ".join(words)
     c = counter.count(text)
     for _ in range(64):
         if c == n or not words:
             break
         if c > n and len(words) > 1:
             words.pop()
+        elif c > n:
+            words = [rng.choice(pool)]
         else:
             words.append(rng.choice(pool))
-        text = " ".join(words)
+        text = " " + " ".join(words)
         c = counter.count(text)
     return text, c
 
@@ -203,7 +206,7 @@ def build_prompts(spec: SyntheticSpec, count: int, counter: Counter, pool: list[
         text, got = _exact(words[:max(content, 1)], content, counter, rng, pool)
         pid = f"syn-{spec.seed}-{i}"
         prompts.append(Prompt(id=pid, text=text))
-        expected[pid] = got + (overhead or 0)
+        expected[pid] = want  # what the server should count: compared with its usage after the run
     info = {"dataset": DATASET, "prompt_tokens": spec.prompt_tokens, "prompt_tokens_stddev": spec.stddev,
             "shared_prefix_tokens": k, "seed": spec.seed, "prompts": count, "tokenizer": counter.name,
             "word_pool": len(pool), "template_overhead_tokens": overhead,

@@ -145,6 +145,8 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
                 if models:
                     body["model"] = models[0]["id"]
             r = client.post(base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions"), json=body)
+    except httpx.TimeoutException:
+        return None, f"the probe request took over {timeout_s:g} s"
     except httpx.HTTPError as exc:
         raise RunAborted(f"synthetic prompts: the probe request to {base_url} failed: {type(exc).__name__}: {exc}") from None
     if r.status_code >= 400:

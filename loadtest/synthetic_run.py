@@ -17,6 +17,7 @@ from .output import write_summary
 from .synthetic import DATASET, SyntheticPlan, SyntheticSpec, check_records, prepare, warnings
 
 DEFAULT_DURATION_PROMPTS = 1000
+PROBE_TIMEOUT_S = 120.0  # the overhead probe (8 prompt tokens, 1 generated), apart from --timeout
 
 
 def add_arguments(p: Any) -> None:
@@ -50,7 +51,7 @@ def plan_for(cfg: RunConfig) -> SyntheticPlan:
     count = (cfg.num_prompts or DEFAULT_DURATION_PROMPTS) + cfg.warmup
     spec = SyntheticSpec(cfg.prompt_tokens, cfg.prompt_tokens_stddev, cfg.shared_prefix_tokens, cfg.seed)
     return prepare(spec, count, base_url=cfg.base_url, model=cfg.model, api=cfg.api, api_key=cfg.api_key,
-                   tokenizer=cfg.tokenizer, timeout_s=min(cfg.timeout_s, 120.0))
+                   tokenizer=cfg.tokenizer, timeout_s=PROBE_TIMEOUT_S)
 
 
 def annotate(directory: Path, summary: dict[str, Any], plan: SyntheticPlan | None, cfg: RunConfig,

@@ -163,7 +163,11 @@ class Sweep:
                       prompt_tokens=sc["prompt_tokens"], timeout_s=sc["timeout_s"], output_dir=out,
                       seed=self.cfg.seed + len(self.results))
         prepare_output_dir(out, overwrite=True)
-        plan = plan_for(cfg)
+        try:
+            plan = plan_for(cfg)
+        except RunAborted as exc:
+            sc.update(status="failed", reason=str(exc))
+            return
         run = Run(cfg, plan.prompts, directory=out, server_info=self._server_info)
 
         async def main() -> Any:

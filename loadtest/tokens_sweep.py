@@ -29,9 +29,8 @@ import orjson
 from .config import RunConfig
 from .errors import ConfigError, RunAborted
 from .output import default_output_dir, prepare_output_dir, render_rows
-from .runner import Run
+from .redact import redact_tree
 from .synthetic import root_url
-from .synthetic_run import annotate, plan_for
 from .transport import normalize_base_url
 
 # Expected minimum speeds (tokens/s) by size, from the Spare Cores LLM benchmark.
@@ -156,6 +155,9 @@ class Sweep:
     def _measure(self, sc: dict[str, Any]) -> None:
         """One scenario as an ordinary single run in its own directory; stops at its first failure."""
         from dataclasses import replace
+
+        from .runner import Run  # the run stages, imported when a sweep runs (not for --help)
+        from .synthetic_run import annotate, plan_for
 
         out = self.directory / sc["test"]
         warmup, self.warmup_left = self.warmup_left, 0
@@ -295,20 +297,26 @@ def run(ns: Any, launcher: Callable[[Any, RunConfig], contextlib.AbstractContext
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     with launcher(ns, cfg) as (cfg, server):
         sweep = Sweep(ns, cfg, directory, server)
-        code = sweep.execute()
+        try:
+            code = sweep.execute()
+        except KeyboardInterrupt:  # what was measured is kept, and tokens.json says where it stopped
+            code = 130
+            for r in sweep.results:
+                if r["status"] is None:
+                    r.update(status="interrupted", reason="Ctrl-C")
         doc = {"schema_version": SCHEMA_VERSION, "command": "tokens", "started_at": started,
                "config": {**cfg.to_json(), "prompt_tokens": ns.prompt_tokens, "gen_tokens": ns.gen_tokens,
                           "repeat": ns.repeat, "timeout_scale": ns.timeout_scale, "warmup": ns.warmup,
                           "tg_prompt_tokens": TG_PROMPT_TOKENS},
                "expected_tokens_per_s": {"pp": EXPECTED_PP, "tg": EXPECTED_TG},
                "model_load_s": sweep.load_s, "context_tokens": sweep.n_ctx,
-               "server": sweep._server_info(), "scenarios": sweep.results}
+               "server": redact_tree(sweep._server_info()), "scenarios": sweep.results}
     tmp = directory / "tokens.json.tmp"
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     tmp.replace(directory / "tokens.json")
     print(table(sweep.results))
     print(f"\nresults: {directory}/tokens.json (one run directory per scenario)")
-    if code:
+    if code == 2:
         failed = next(r for r in sweep.results if r["status"] == "failed")
         print(f"loadtest: error: the smallest size {failed['test']} failed: {failed['reason']}", file=sys.stderr)
     return code

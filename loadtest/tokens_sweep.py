@@ -161,7 +161,10 @@ class Sweep:
 
         out = self.directory / sc["test"]
         warmup, self.warmup_left = self.warmup_left, 0
-        cfg = replace(self.cfg, num_prompts=self.ns.repeat, warmup=warmup, max_tokens=sc["gen_tokens"],
+        extra = dict(self.cfg.extra_body)
+        if self.cfg.ignore_eos and self.server is not None and "min_tokens" in self.server.accepted_fields:
+            extra["min_tokens"] = sc["gen_tokens"]  # vLLM: the length forced a second way
+        cfg = replace(self.cfg, num_prompts=self.ns.repeat, warmup=warmup, max_tokens=sc["gen_tokens"], extra_body=extra,
                       prompt_tokens=sc["prompt_tokens"], timeout_s=sc["timeout_s"], output_dir=out,
                       seed=self.cfg.seed + len(self.results))
         prepare_output_dir(out, overwrite=True)

@@ -49,6 +49,7 @@ class SimConfig:
     template_tokens: int = 0
     prefill_tokens_per_s: float | None = None
     n_ctx: int | None = None
+    timings: bool = False
 
     def __post_init__(self) -> None:
         # Fail at construction so a bad option never reaches a child process and dies there.
@@ -170,6 +171,8 @@ def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
                    help="prompt processing speed: the first token is delayed by prompt tokens / this")
     p.add_argument("--n-ctx", type=int, default=None,
                    help="context size: served by GET /props; prompt + max_tokens beyond it is refused (400)")
+    p.add_argument("--timings", action="store_true",
+                   help="llama.cpp-style timings (prompt_per_second, predicted_per_second) on the usage chunk")
 
 
 def config_from_args(ns: argparse.Namespace) -> SimConfig:

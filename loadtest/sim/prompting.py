@@ -71,6 +71,20 @@ class Prompting:
         """Delay of the whole reply schedule: prompt processing at --prefill-tokens-per-s."""
         return round(prompt_tokens * self.prefill_ns_per_token)
 
+    def timings(self, plan: Any, sent: int) -> bytes:
+        """With --timings, llama.cpp's own figures on the usage chunk, from the sim's schedule: the
+        prompt phase is prefill plus --ttft-ms, generation --tpot-ms per token after the first."""
+        c = self.config
+        if not c.timings:
+            return b""
+        prompt_ms = plan.prompt_tokens * self.prefill_ns_per_token / 1e6 + c.ttft_ms
+        predicted_ms = max(sent - 1, 0) * c.tpot_ms
+        return b',"timings":' + orjson.dumps({
+            "prompt_n": plan.prompt_tokens, "prompt_ms": prompt_ms,
+            "prompt_per_second": plan.prompt_tokens / prompt_ms * 1000 if prompt_ms else None,
+            "predicted_n": sent, "predicted_ms": predicted_ms,
+            "predicted_per_second": (sent - 1) / predicted_ms * 1000 if predicted_ms else None})
+
     def handle(self, conn: Connection, req: Request) -> None:
         keep = req.keep_alive
         if req.path == b"/props" and req.method == b"GET" and self.config.n_ctx is not None:

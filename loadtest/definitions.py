@@ -81,6 +81,10 @@ DEFINITIONS: dict[str, str] = {
         "summary.prompts: of the completed measured requests with usage.prompt_tokens (usage_checked), how "
         "many the server counted exactly as requested (usage_exact) or not (usage_mismatched), and "
         "usage.prompt_tokens - requested over the mismatched ones (usage_mismatch_tokens_mean/min/max)."),
+    "prompt_tokens_cached_mean": (
+        "summary.prompts: mean prompt tokens the engine took from its prefix cache instead of processing, by "
+        "its own timings.cache_n (llama.cpp); null when the engine does not say. 0 with unique prefixes on "
+        "/completions; with a chat template, its fixed leading tokens are shared by every prompt."),
     "completions_short": (
         "summary.prompts (synthetic prompts, or --ignore-eos): completed measured requests whose "
         "completion_tokens came back below max_tokens, of completions_checked, and the shortest."),

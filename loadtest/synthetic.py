@@ -252,6 +252,9 @@ def check_records(rows: list[dict[str, Any]], expected: dict[str, int] | None, *
                    usage_mismatch_tokens_max=max(diffs) if diffs else None)
     short = [r["completion_tokens"] for r in done if r.get("completion_tokens") is not None
              and r["completion_tokens"] < max_tokens]
+    cached = [t["cache_n"] for r in done if isinstance(t := r.get("engine_timings"), dict)
+              and isinstance(t.get("cache_n"), int)]
+    out["prompt_tokens_cached_mean"] = sum(cached) / len(cached) if cached else None
     out.update(completions_checked=len(done), completions_short=len(short),
                completions_short_min_tokens=min(short) if short else None)
     return out

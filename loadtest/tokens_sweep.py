@@ -166,7 +166,7 @@ class Sweep:
             extra["min_tokens"] = sc["gen_tokens"]  # vLLM: the length forced a second way
         cfg = replace(self.cfg, num_prompts=self.ns.repeat, warmup=warmup, max_tokens=sc["gen_tokens"], extra_body=extra,
                       prompt_tokens=sc["prompt_tokens"], timeout_s=sc["timeout_s"], output_dir=out,
-                      seed=self.cfg.seed + len(self.results))
+                      seed=self.cfg.seed + len(self.results) - 1)  # scenario i: --seed + i
         prepare_output_dir(out, overwrite=True)
         try:
             plan = plan_for(cfg)

@@ -45,6 +45,7 @@ def test_sweep_measures_exact_lengths_and_the_configured_rates(sim: Any, tmp_pat
         assert len(measured) == 3 and all(r["prompt_tokens"] == n for r in measured)  # exact, as the server counts
         summary = json.loads((d / "summary.json").read_text())
         assert summary["prompts"]["usage_exact"] == 3 and summary["config"]["prompt_tokens"] == n
+        assert summary["prompts"]["prompt_tokens_cached_mean"] is None  # the sim's timings carry no cache_n
         # prompt tokens / TTFT: the server's first token is due 2 ms + n / 20000 tokens/s after receipt;
         # the client's TTFT adds only loopback and its own stamping (a few ms at most on a busy machine).
         implied_ttft = n / s[test]["tokens_per_s_mean"]

@@ -38,6 +38,7 @@ def test_tokens_sweep_on_llamacpp(tmp_path: Path) -> None:
         assert [r["prompt_tokens"] for r in rows if not r["warmup"]] == [n, n]  # exact, by llama.cpp's usage
         summary = json.loads((tmp_path / f"pp{n}" / "summary.json").read_text())
         assert summary["prompts"]["verified_by_server_tokenize"] is True and summary["server"]["engine"] == "llamacpp"
+        assert summary["prompts"]["prompt_tokens_cached_mean"] == 0  # unique prefixes: nothing from the cache
         assert s[f"pp{n}"]["engine_tokens_per_s_mean"] > 0
     for n in (16, 128):
         rows = [json.loads(x) for x in (tmp_path / f"tg{n}" / "requests.jsonl").read_text().splitlines()]

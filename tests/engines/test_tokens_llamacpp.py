@@ -46,3 +46,19 @@ def test_tokens_sweep_on_llamacpp(tmp_path: Path) -> None:
         # Our generation rate against llama.cpp's predicted_per_second, same requests.
         assert s[f"tg{n}"]["tokens_per_s_mean"] == pytest.approx(s[f"tg{n}"]["engine_tokens_per_s_mean"], rel=0.05)
     assert_engine_gone({"server": doc["server"]})
+
+
+def test_synthetic_prompts_through_the_chat_template_are_exact(tmp_path: Path) -> None:
+    # SmolLM2's chat template adds 30 tokens (its default system prompt and the turn markers): probed,
+    # compensated, and llama.cpp's usage then shows exactly the length asked for.
+    proc = subprocess.run([sys.executable, "-m", "loadtest", "single", "--launch", "llamacpp", "--dataset", "synthetic",
+                           "--prompt-tokens", "64", "--num-prompts", "4", "--max-tokens", "4",
+                           "--output", str(tmp_path), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    p = summary["prompts"]
+    assert p["verified_by_server_tokenize"] is True and p["template_compensated"] is True
+    assert p["template_overhead_tokens"] > 0 and p["usage_exact"] == 4 and p["usage_mismatched"] == 0
+    rows = [json.loads(x) for x in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert [r["prompt_tokens"] for r in rows] == [64] * 4
+    assert_engine_gone(summary)

@@ -112,3 +112,16 @@ def test_an_existing_sweep_is_not_overwritten(sim: Any, tmp_path: Path, capsys: 
     assert main(["tokens", "--endpoint", server.base_url, "--output", str(tmp_path), "--quiet", *args]) == 2
     assert "already holds a sweep" in capsys.readouterr().err
     assert sweep(server, tmp_path, *args, "--overwrite")[0] == 0
+
+
+def test_a_failed_larger_size_skips_the_ones_above_it(sim: Any, tmp_path: Path) -> None:
+    # The 4th generation request fails (HTTP 500): probe pp16, pp16, probe pp128, then pp128 itself.
+    server = sim(ttft_ms=1, tpot_ms=0.2, fail_status=500, fail_every=4)
+    code, doc = sweep(server, tmp_path, "--prompt-tokens", "16,128,512,1024", "--gen-tokens", "16",
+                      "--repeat", "1", "--warmup", "0")
+    s = by_test(doc)
+    assert code == 0 and s["pp16"]["status"] == "ok"
+    assert s["pp128"]["status"] == "failed" and "server_error" in s["pp128"]["reason"]
+    assert s["pp512"]["status"] == s["pp1024"]["status"] == "skipped"
+    assert s["pp512"]["reason"] == s["pp1024"]["reason"] == "pp128 failed"
+    assert s["tg16"]["status"] == "ok"  # the other kind still runs

@@ -262,7 +262,7 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
             return {**server.info, "resources": server.resources()}
 
         assert cfg.output_dir is not None
-        plan = synthetic_run.plan_for(cfg) if synthetic else None  # counted with the server's tokenizer
+        plan = synthetic_run.plan_for(cfg, server) if synthetic else None  # counted with the server's tokenizer
         prompts = plan.prompts if plan else prompts
         run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
                   resume=ns.resume is not None)

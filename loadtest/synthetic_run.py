@@ -4,6 +4,7 @@ A driver-level helper, so the prompt stage itself never reaches down to the outp
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -45,13 +46,22 @@ def configure(cfg: RunConfig, ns: Any) -> RunConfig:
                    shared_prefix_tokens=ns.shared_prefix_tokens)
 
 
-def plan_for(cfg: RunConfig) -> SyntheticPlan:
+def launched_tokenizer(server: Any) -> str | None:
+    """The launched model's own tokenizer, for engines without /tokenize (transformers serves an
+    exported Hugging Face directory): used when the `tokenizers` package is installed."""
+    served = ((getattr(server, "info", None) or {}).get("model") or {}).get("served_path")
+    if served and (Path(served) / "tokenizer.json").is_file() and importlib.util.find_spec("tokenizers"):
+        return str(served)
+    return None
+
+
+def plan_for(cfg: RunConfig, server: Any = None) -> SyntheticPlan:
     """The run's prompts (one per request, so none repeats) counted with the server's tokenizer."""
     assert cfg.prompt_tokens is not None
     count = (cfg.num_prompts or DEFAULT_DURATION_PROMPTS) + cfg.warmup
     spec = SyntheticSpec(cfg.prompt_tokens, cfg.prompt_tokens_stddev, cfg.shared_prefix_tokens, cfg.seed)
     return prepare(spec, count, base_url=cfg.base_url, model=cfg.model, api=cfg.api, api_key=cfg.api_key,
-                   tokenizer=cfg.tokenizer, timeout_s=PROBE_TIMEOUT_S)
+                   tokenizer=cfg.tokenizer or launched_tokenizer(server), timeout_s=PROBE_TIMEOUT_S)
 
 
 def annotate(directory: Path, summary: dict[str, Any], plan: SyntheticPlan | None, cfg: RunConfig,

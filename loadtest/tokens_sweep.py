@@ -103,6 +103,15 @@ def context_limit(base_url: str, headers: dict[str, str]) -> int | None:
     return None
 
 
+def _loop_factory() -> Any:
+    """uvloop where installed, as for the other commands."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -169,7 +178,7 @@ class Sweep:
                       seed=self.cfg.seed + len(self.results) - 1)  # scenario i: --seed + i
         prepare_output_dir(out, overwrite=True)
         try:
-            plan = plan_for(cfg)
+            plan = plan_for(cfg, self.server)
         except RunAborted as exc:
             sc.update(status="failed", reason=str(exc))
             return
@@ -189,7 +198,8 @@ class Sweep:
                 watcher.cancel()
 
         try:
-            outcome = asyncio.run(main())
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                outcome = runner.run(main())
         except RunAborted as exc:
             sc.update(status="failed", reason=str(exc))
             return
@@ -205,8 +215,10 @@ class Sweep:
         sc["engine_tokens_per_s_mean"], sc["engine_tokens_per_s_sd"] = _mean_sd(engine)
         if counts["completed"] < self.ns.repeat or not ours:
             kinds = ", ".join(f"{k} x{v['count']}" for k, v in outcome.summary["errors"].items()) or "nothing measured"
+            hint = ("; the server may refuse ignore_eos: try --no-ignore-eos"
+                    if "bad_request" in outcome.summary["errors"] and cfg.ignore_eos else "")
             sc.update(status="failed", reason=f"{counts['completed']}/{self.ns.repeat} completed ({kinds}; "
-                                              f"timeout {sc['timeout_s']:.1f} s)")
+                                              f"timeout {sc['timeout_s']:.1f} s{hint})")
         else:
             sc["status"] = "ok"
 

@@ -127,3 +127,27 @@ def test_bad_options_are_one_line(args: list[str], text: str, tmp_path: Path, ca
     err = capsys.readouterr().err
     assert code == 2 and text in err and len(err.strip().splitlines()) == 1
     assert json  # noqa: B018
+
+
+def test_a_hugging_face_tokenizer_counts_exactly(sim: Any, cli: Any, tmp_path: Path) -> None:
+    """A local tokenizer directory (`--tokenizer DIR`, or the launched model's exported directory): a
+    small byte-level BPE trained here stands in for a model's, on both sides."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from loadtest.prompts import load_prompts
+    from loadtest.synthetic_run import launched_tokenizer
+
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=1500, initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([p.text for p in load_prompts("builtin")] * 3, trainer)
+    directory = tmp_path / "tok"
+    directory.mkdir()
+    tok.save(str(directory / "tokenizer.json"))
+    server = sim(prompt_tokenizer=str(directory), ttft_ms=1, tpot_ms=0.1, template_tokens=4)
+    code, summary, rows = _run(cli, server, tmp_path / "run", "--prompt-tokens", "80", "--num-prompts", "6",
+                               "--tokenizer", str(directory))
+    assert code == 0 and [r["prompt_tokens"] for r in rows] == [80] * 6
+    assert summary["prompts"]["tokenizer"] == f"hf:{directory / 'tokenizer.json'}"
+    launched = type("Server", (), {"info": {"model": {"served_path": str(directory)}}})()
+    assert launched_tokenizer(launched) == str(directory)

@@ -42,12 +42,13 @@ SCHEMA_VERSION = 1
 
 
 def _sizes(text: str) -> list[int]:
+    """argparse type: '16,128,512' -> [16, 128, 512] (sorted, unique)."""
     try:
         sizes = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError:
-        raise ConfigError(f"expected comma-separated token counts, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts, got {text!r}") from None
     if not sizes or sizes[0] < 1:
-        raise ConfigError(f"token counts must be >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"token counts must be >= 1, got {text!r}")
     return sizes
 
 

@@ -125,3 +125,25 @@ def test_a_failed_larger_size_skips_the_ones_above_it(sim: Any, tmp_path: Path) 
     assert s["pp512"]["status"] == s["pp1024"]["status"] == "skipped"
     assert s["pp512"]["reason"] == s["pp1024"]["reason"] == "pp128 failed"
     assert s["tg16"]["status"] == "ok"  # the other kind still runs
+
+
+@pytest.mark.parametrize("args, text", [
+    ([], "--endpoint is required"),
+    (["--endpoint", "http://127.0.0.1:9/v1", "--prompt-tokens", "16,x"], "expected comma-separated token counts"),
+    (["--endpoint", "http://127.0.0.1:9/v1", "--gen-tokens", "0"], "token counts must be >= 1"),
+    (["--endpoint", "http://127.0.0.1:9/v1", "--repeat", "0"], "--repeat must be >= 1"),
+])
+def test_bad_options_are_one_line(args: list[str], text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(["tokens", *args, "--output", str(tmp_path / "o")])
+    except SystemExit as exc:  # argparse's own errors (one line, see cli._Parser)
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and text in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unreachable_endpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["tokens", "--endpoint", "http://127.0.0.1:9/v1", "--prompt-tokens", "16", "--gen-tokens", "16",
+                 "--output", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "smallest size pp16 failed" in err and len(err.strip().splitlines()) == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import httpx
@@ -237,26 +238,40 @@ def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None
     return plan
 
 
-def check_records(rows: list[dict[str, Any]], expected: dict[str, int] | None, *, max_tokens: int) -> dict[str, Any]:
+def check_records(rows: Iterable[dict[str, Any]], expected: dict[str, int] | None, *, max_tokens: int) -> dict[str, Any]:
     """Measured, completed requests against what was asked: the server's usage.prompt_tokens against
-    the count each prompt was built for, and completions shorter than max_tokens."""
-    done = [r for r in rows if r.get("ok") and not r.get("warmup")]
+    the length requested for each prompt, the engine's cached prompt tokens, and completions shorter
+    than max_tokens. One streaming pass: only running totals are kept, however long the run."""
+    checked = done = mismatched = diff_sum = short = cached_n = cached_sum = 0
+    diff_min: int | None = None
+    diff_max: int | None = None
+    short_min: int | None = None
+    for r in rows:
+        if not r.get("ok") or r.get("warmup"):
+            continue
+        done += 1
+        got = r.get("prompt_tokens")
+        if expected is not None and got is not None and r.get("prompt_id") in expected:
+            checked += 1
+            diff = got - expected[r["prompt_id"]]
+            if diff:
+                mismatched, diff_sum = mismatched + 1, diff_sum + diff
+                diff_min = diff if diff_min is None else min(diff_min, diff)
+                diff_max = diff if diff_max is None else max(diff_max, diff)
+        n = r.get("completion_tokens")
+        if n is not None and n < max_tokens:
+            short += 1
+            short_min = n if short_min is None else min(short_min, n)
+        timings = r.get("engine_timings")
+        if isinstance(timings, dict) and isinstance(timings.get("cache_n"), int):
+            cached_n, cached_sum = cached_n + 1, cached_sum + timings["cache_n"]
     out: dict[str, Any] = {}
     if expected is not None:
-        pairs = [(r["prompt_tokens"], expected[r["prompt_id"]]) for r in done
-                 if r.get("prompt_tokens") is not None and r.get("prompt_id") in expected]
-        diffs = [got - want for got, want in pairs if got != want]
-        out.update(usage_checked=len(pairs), usage_exact=len(pairs) - len(diffs), usage_mismatched=len(diffs),
-                   usage_mismatch_tokens_mean=sum(diffs) / len(diffs) if diffs else None,
-                   usage_mismatch_tokens_min=min(diffs) if diffs else None,
-                   usage_mismatch_tokens_max=max(diffs) if diffs else None)
-    short = [r["completion_tokens"] for r in done if r.get("completion_tokens") is not None
-             and r["completion_tokens"] < max_tokens]
-    cached = [t["cache_n"] for r in done if isinstance(t := r.get("engine_timings"), dict)
-              and isinstance(t.get("cache_n"), int)]
-    out["prompt_tokens_cached_mean"] = sum(cached) / len(cached) if cached else None
-    out.update(completions_checked=len(done), completions_short=len(short),
-               completions_short_min_tokens=min(short) if short else None)
+        out.update(usage_checked=checked, usage_exact=checked - mismatched, usage_mismatched=mismatched,
+                   usage_mismatch_tokens_mean=diff_sum / mismatched if mismatched else None,
+                   usage_mismatch_tokens_min=diff_min, usage_mismatch_tokens_max=diff_max)
+    out["prompt_tokens_cached_mean"] = cached_sum / cached_n if cached_n else None
+    out.update(completions_checked=done, completions_short=short, completions_short_min_tokens=short_min)
     return out
 
 

@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from dataclasses import replace
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -64,13 +65,21 @@ def plan_for(cfg: RunConfig, server: Any = None) -> SyntheticPlan:
                    tokenizer=cfg.tokenizer or launched_tokenizer(server), timeout_s=PROBE_TIMEOUT_S)
 
 
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    """requests.jsonl one line at a time (a long run's file is never held in memory)."""
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                yield orjson.loads(line)
+
+
 def annotate(directory: Path, summary: dict[str, Any], plan: SyntheticPlan | None, cfg: RunConfig,
              *, quiet: bool = False) -> dict[str, Any]:
     """Add ``prompts`` (how the prompts were made and how exactly the server saw them) to the
     summary, in memory and in summary.json; say what did not match on stderr."""
-    path = directory / "requests.jsonl"
-    rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()] if path.exists() else []
-    check = check_records(rows, plan.expected if plan else None, max_tokens=cfg.max_tokens)
+    check = check_records(_rows(directory / "requests.jsonl"), plan.expected if plan else None, max_tokens=cfg.max_tokens)
     summary["prompts"] = {**(plan.info if plan else {}), **check}
     write_summary(directory, summary)
     if not quiet:

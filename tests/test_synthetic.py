@@ -151,3 +151,13 @@ def test_a_hugging_face_tokenizer_counts_exactly(sim: Any, cli: Any, tmp_path: P
     assert summary["prompts"]["tokenizer"] == f"hf:{directory / 'tokenizer.json'}"
     launched = type("Server", (), {"info": {"model": {"served_path": str(directory)}}})()
     assert launched_tokenizer(launched) == str(directory)
+
+
+def test_throughput_with_a_duration(sim: Any, cli: Any, tmp_path: Path) -> None:
+    server = sim(prompt_tokenizer="cl100k_base", serve_tokenize=True, ttft_ms=2, tpot_ms=1)
+    code, summary, rows = cli(["throughput", "--endpoint", server.base_url, "--concurrency", "4", "--duration", "1",
+                               "--dataset", "synthetic", "--prompt-tokens", "48", "--max-tokens", "8"], tmp_path)
+    done = [r for r in rows if r["ok"]]
+    assert code == 0 and len(done) > 20 and all(r["prompt_tokens"] == 48 for r in done)
+    assert summary["prompts"]["prompts"] == 1000 and summary["prompts"]["usage_exact"] == len(done)
+    assert len({r["prompt_id"] for r in done}) == len(done)  # no prompt sent twice

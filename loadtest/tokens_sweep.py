@@ -242,6 +242,9 @@ class Sweep:
                       file=sys.stderr, flush=True)
             first, attempted = not attempted, True
             self._measure(sc)
+            if not self.ns.quiet:
+                said = f"{sc['tokens_per_s_mean']:,.1f} tokens/s" if sc["status"] == "ok" else f"failed: {sc['reason']}"
+                print(f"loadtest tokens: {sc['test']}: {said}", file=sys.stderr, flush=True)
             if sc["status"] != "ok":
                 if first:
                     return False

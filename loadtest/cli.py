@@ -103,7 +103,7 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
                    help="non-streaming requests (TTFT then not measured)")
     p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"),
                    help="bearer token (default: $OPENAI_API_KEY)")
-    p.add_argument("--dataset", default="builtin", help="builtin (default), lima, or a JSONL/JSON/Parquet file")
+    p.add_argument("--dataset", default="builtin", help="builtin (default), lima, synthetic (--prompt-tokens), or a JSONL/JSON/Parquet file")
     if command == "throughput":
         p.add_argument("--concurrency", type=_positive_int, required=True, help="requests kept in flight")
         amount = p.add_mutually_exclusive_group()
@@ -134,6 +134,9 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--wandb", metavar="PROJECT", help="also log the run to Weights & Biases (needs wandb)")
     _add_launch_args(p, required_engine=False)
+    from .synthetic_run import add_arguments as add_synthetic_arguments
+
+    add_synthetic_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,9 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                "the per-user data directory)")
     inst.add_argument("--force", action="store_true", help="reinstall even if already installed")
     engine_sub.add_parser("list", help="which engines are installed, where, and which version")
-    from . import matrix, memory
+    from . import matrix, memory, tokens_sweep
     from .report import command as report
 
+    tokens = sub.add_parser("tokens", help="prefill/decode sweep: prompt processing and generation tokens/s by length")
+    tokens_sweep.add_arguments(tokens)
+    _add_launch_args(tokens, required_engine=False)
+    tokens.set_defaults(slots=1, ctx_size=None)  # one request at a time; the context fits the longest scenario
     report.add_arguments(sub.add_parser("report", help="compare saved runs: tables, plots, an HTML page"))
     matrix.add_arguments(sub.add_parser("matrix", help="every engine x model: launch, single + throughput, report"))
     memory.add_arguments(sub.add_parser("memory", help="memory needed to serve a model, per precision"))
@@ -235,7 +242,9 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     from .runner import Run
     from .tokens import load_tokenizer
 
-    cfg = config_from_args(ns)
+    from . import synthetic_run
+
+    cfg = synthetic_run.configure(config_from_args(ns), ns)
     if ns.resume is not None and ns.output is not None and ns.output != ns.resume:
         raise ConfigError("--resume DIR continues the run in DIR; leave out --output (or give the same directory)")
     assert cfg.output_dir is not None
@@ -243,7 +252,8 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     if cfg.dataset == "lima":
         print("loadtest: loading GAIR/lima from the Hugging Face hub (gated; retries take ~25 s when it is "
               "unreachable)", file=sys.stderr, flush=True)
-    prompts = load_prompts(cfg.dataset)
+    synthetic = cfg.dataset == synthetic_run.DATASET
+    prompts = [] if synthetic else load_prompts(cfg.dataset)
     tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
     with _maybe_launch(ns, cfg) as (cfg, server):
         def server_info() -> dict[str, Any] | None:
@@ -252,6 +262,8 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
             return {**server.info, "resources": server.resources()}
 
         assert cfg.output_dir is not None
+        plan = synthetic_run.plan_for(cfg, server) if synthetic else None  # counted with the server's tokenizer
+        prompts = plan.prompts if plan else prompts
         run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
                   resume=ns.resume is not None)
         terminated = False
@@ -282,6 +294,8 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
             except asyncio.CancelledError:
                 print(f"loadtest: interrupted; records so far are in {cfg.output_dir / 'requests.jsonl'}", file=sys.stderr)
                 return 143 if terminated else 130
+    if synthetic or cfg.ignore_eos:
+        synthetic_run.annotate(outcome.directory, outcome.summary, plan, cfg, quiet=cfg.quiet)
     print(render_table(outcome.summary))
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
     if outcome.message:
@@ -341,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(ns)
         if ns.command == "engine":
             return _engine(ns)
+        if ns.command == "tokens":
+            from . import tokens_sweep
+
+            return tokens_sweep.run(ns, _maybe_launch)
         if ns.command in ("report", "matrix", "memory"):
             from . import matrix, memory
             from .report import command as report

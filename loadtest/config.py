@@ -36,6 +36,10 @@ class RunConfig:
     preconnect: bool = True
     output_dir: Path | None = None
     quiet: bool = False
+    # --dataset synthetic (loadtest/synthetic.py)
+    prompt_tokens: int | None = None
+    prompt_tokens_stddev: float = 0.0
+    shared_prefix_tokens: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""

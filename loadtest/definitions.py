@@ -63,6 +63,47 @@ DEFINITIONS: dict[str, str] = {
     "queueing": (
         "None on the client: the scheduler never has more requests in flight than the connection pool "
         "has connections, so no request waits for one."),
+    "synthetic_prompts": (
+        "--dataset synthetic --prompt-tokens N: each prompt is seeded, space-led common words that are one "
+        "token each, counted whole and trimmed or extended until it is N tokens (normal, seeded +- "
+        "--prompt-tokens-stddev), counted by the server's own /tokenize when it has one (summary.prompts."
+        "verified_by_server_tokenize), else --tokenizer, else tiktoken cl100k_base (summary.prompts.tokenizer). "
+        "Any two prompts differ from their first token, or share exactly --shared-prefix-tokens K leading "
+        "tokens and differ at the next (while there are no more prompts than one-token words, "
+        "summary.prompts.word_pool)."),
+    "template_overhead_tokens": (
+        "Tokens the server adds to every prompt (chat template, BOS): usage.prompt_tokens of one probe request "
+        "(8 prompt tokens, max_tokens 1, before the run) minus the prompt's own count. When known and the "
+        "request is long enough, every prompt is shortened by it so the server processes N tokens "
+        "(template_compensated); prompts_too_short_to_compensate counts those that could not be. Null when "
+        "the server reports no usage (template_overhead_unknown_because says why)."),
+    "usage_mismatch": (
+        "summary.prompts: of the completed measured requests with usage.prompt_tokens (usage_checked), how "
+        "many the server counted exactly as requested (usage_exact) or not (usage_mismatched), and "
+        "usage.prompt_tokens - requested over the mismatched ones (usage_mismatch_tokens_mean/min/max)."),
+    "prompt_tokens_cached_mean": (
+        "summary.prompts: mean prompt tokens the engine took from its prefix cache instead of processing, by "
+        "its own timings.cache_n (llama.cpp); null when the engine does not say. 0 with unique prefixes on "
+        "/completions; with a chat template, its fixed leading tokens are shared by every prompt."),
+    "completions_short": (
+        "summary.prompts (synthetic prompts, or --ignore-eos): completed measured requests whose "
+        "completion_tokens came back below max_tokens, of completions_checked, and the shortest."),
+    "prompt_processing_tokens_per_s": (
+        "loadtest tokens, scenario ppN: per request, the server's usage.prompt_tokens (else N) / ttft_s of a "
+        "1-token generation (e2e_s when no content chunk came); mean and sample sd over --repeat requests. "
+        "engine_tokens_per_s: the engine's own timings.prompt_per_second (llama.cpp) of the same requests."),
+    "text_generation_tokens_per_s": (
+        "loadtest tokens, scenario tgN: per request, decode_tokens_per_s of N forced tokens (ignore_eos) after "
+        "a 16-token prompt; mean and sample sd over --repeat requests. engine_tokens_per_s: the engine's own "
+        "timings.predicted_per_second (llama.cpp)."),
+    "scenario_timeout_s": (
+        "loadtest tokens: per request of a scenario, size / the expected minimum speed of the largest table "
+        "size <= it (pp 16:2 128:10 512:25 1024:50 4096:250 16384:1000; tg 16:1 128:5 512:25 1024:50 "
+        "4096:250 tokens/s) x --timeout-scale, plus model file size / 250 MB/s when the command launched the "
+        "server. A scenario fails at its first failed request. A failed smallest size stops the sweep; a "
+        "failed larger size, or a mean speed at which the next size would exceed its timeout, skips the "
+        "larger sizes of that kind; prompt + generated tokens beyond the server's context (llama.cpp /props "
+        "n_ctx, vLLM max_model_len) are skipped. Each skip carries its reason."),
 }
 
 

@@ -22,6 +22,8 @@ SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("max_tokens", ("config", "max_tokens"), "all"),
     ("concurrency", ("config", "concurrency"), "command"),
     ("dataset", ("config", "dataset"), "all"),
+    ("prompt_tokens", ("config", "prompt_tokens"), "all"),
+    ("shared_prefix_tokens", ("config", "shared_prefix_tokens"), "all"),
     ("seed", ("config", "seed"), "all"),
     ("api", ("config", "api"), "all"),
     ("stream", ("config", "stream"), "all"),

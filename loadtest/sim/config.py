@@ -43,6 +43,13 @@ class SimConfig:
     stream_error_after_tokens: int | None = None
     malformed_after_tokens: int | None = None
     crlf: bool = False
+    # Prompt side (loadtest/sim/prompting.py): exact prompt counts, /tokenize, /props, slow prefill.
+    prompt_tokenizer: str | None = None
+    serve_tokenize: bool = False
+    template_tokens: int = 0
+    prefill_tokens_per_s: float | None = None
+    n_ctx: int | None = None
+    timings: bool = False
 
     def __post_init__(self) -> None:
         # Fail at construction so a bad option never reaches a child process and dies there.
@@ -64,6 +71,11 @@ class SimConfig:
             raise ConfigError(f"sim: fail_status must be an HTTP error status 400..599, got {self.fail_status}")
         if self.fail_every is not None and self.fail_every < 1:
             raise ConfigError("sim: fail_every must be >= 1")
+        if self.template_tokens < 0 or (self.n_ctx is not None and self.n_ctx < 1):
+            raise ConfigError("sim: template_tokens must be >= 0 and n_ctx >= 1")
+        if self.prefill_tokens_per_s is not None and not (math.isfinite(self.prefill_tokens_per_s)
+                                                          and self.prefill_tokens_per_s > 0):
+            raise ConfigError("sim: prefill_tokens_per_s must be a finite number > 0")
         faults = [name for name in _FAULT_FIELDS if getattr(self, name) is not None]
         for name in faults:
             if getattr(self, name) < 0:
@@ -145,6 +157,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="after N tokens send an SSE error event, then end the stream")
     f.add_argument("--malformed-after-tokens", type=int, default=None,
                    help="after N tokens send an unparsable data line, then end the stream")
+    _add_prompt_arguments(parser)
+
+
+def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    p = parser.add_argument_group("prompt side")
+    p.add_argument("--prompt-tokenizer", default=None,
+                   help="count prompt tokens with this tokenizer (as loadtest --tokenizer) instead of whitespace words")
+    p.add_argument("--serve-tokenize", action="store_true",
+                   help="serve llama.cpp-style POST /tokenize {content} -> {tokens} with the prompt tokenizer")
+    p.add_argument("--template-tokens", type=int, default=0, help="chat requests: tokens a chat template adds")
+    p.add_argument("--prefill-tokens-per-s", type=float, default=None,
+                   help="prompt processing speed: the first token is delayed by prompt tokens / this")
+    p.add_argument("--n-ctx", type=int, default=None,
+                   help="context size: served by GET /props; prompt + max_tokens beyond it is refused (400)")
+    p.add_argument("--timings", action="store_true",
+                   help="llama.cpp-style timings (prompt_per_second, predicted_per_second) on the usage chunk")
 
 
 def config_from_args(ns: argparse.Namespace) -> SimConfig:

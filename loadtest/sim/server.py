@@ -22,6 +22,7 @@ import orjson
 
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
+from loadtest.sim.prompting import PATHS as PROMPT_PATHS, Prompting
 from loadtest.sim.stream import Scheduler, Stats, Stream
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
@@ -185,6 +186,7 @@ class Sim:
         self.model_json = orjson.dumps(config.model)
         self.auth_ok = None if config.api_key is None else b"Bearer " + config.api_key.encode()
         self.last_id = 0
+        self.prompting = Prompting(config)
         self.valid_requests = 0
         self.public_config = config.public_dict()
         self.models_body = orjson.dumps({"object": "list", "data": [
@@ -207,6 +209,8 @@ class Sim:
         if path == b"/sim/reset" and method == b"POST":
             self.stats.reset()
             return conn.respond(200, b'{"status":"ok"}', keep)
+        if path in PROMPT_PATHS:
+            return self.prompting.handle(conn, req)
         if path in (b"/v1/models", b"/health", b"/sim/stats", b"/sim/reset"):
             return self._error(conn, RequestError(405, f"Method {method.decode()} not allowed"), keep)
         self._error(conn, RequestError(404, f"Not found: {path.decode(errors='replace')}",
@@ -233,6 +237,7 @@ class Sim:
             nth = self.valid_requests + 1
             fail = config.fail_every is None or nth % config.fail_every == 0
             plan = plan_request(config, chat, body, fail)
+            plan.prompt_tokens = self.prompting.prompt_tokens(chat, body, plan.prompt_tokens)
             self.valid_requests = nth
             if fail and config.fail_status is not None:
                 raise RequestError(config.fail_status, f"simulated failure (HTTP {config.fail_status})")
@@ -242,7 +247,8 @@ class Sim:
             return conn.respond(error.status, error.body(), req.keep_alive)
         self.last_id += 1
         head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
-        conn.begin(Stream(self, conn, plan, req.recv_ns, head, req.keep_alive))
+        recv_ns = req.recv_ns + self.prompting.prefill_ns(plan.prompt_tokens)  # slow prefill shifts the schedule
+        conn.begin(Stream(self, conn, plan, recv_ns, head, req.keep_alive))
 
 
 def _unauthorized() -> RequestError:

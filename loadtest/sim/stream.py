@@ -230,7 +230,8 @@ class Stream:
             choice = b'{"index":0,"text":"","logprobs":null,"finish_reason":"%b"}' % finish
         out.append(self._frame(self.head + b',"choices":[' + choice + b"]" + usage + b"}"))
         if plan.include_usage:
-            out.append(self._frame(self.head + b',"choices":[]' + self._usage() + b"}"))
+            out.append(self._frame(self.head + b',"choices":[]' + self._usage() + sim.prompting.timings(plan, self.sent)
+                                   + b"}"))
         if sim.config.done:
             out.append(self._frame(b"[DONE]"))
         out.append(END_OF_BODY)

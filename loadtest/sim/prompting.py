@@ -1,0 +1,105 @@
+"""Prompt-side behaviour of the test server, kept apart from the HTTP layer: how prompt tokens are
+counted (whitespace words by default, or a real tokenizer so a client building prompts of exact
+length can be checked token for token), a llama.cpp-style ``/tokenize`` and ``/props``, a chat
+template's extra tokens, a context limit, and a prompt-processing speed that delays the first token
+(so a sweep's timeout and skip rules can be tested on a slow server on purpose)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from loadtest.sim.config import SimConfig
+from loadtest.sim.generate import RequestError, _words
+
+if TYPE_CHECKING:
+    from loadtest.sim.server import Connection, Request
+
+PATHS = (b"/tokenize", b"/props")
+
+
+class Prompting:
+    """Built once per server from its config."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self._tok: Any = None
+        if config.prompt_tokenizer:
+            from loadtest.tokens import load_tokenizer
+
+            self._tok = load_tokenizer(config.prompt_tokenizer)
+        self.prefill_ns_per_token = (1e9 / config.prefill_tokens_per_s) if config.prefill_tokens_per_s else 0.0
+
+    def ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` (words: each word's position stands in for its id)."""
+        if self._tok is None:
+            return list(range(len(text.split())))
+        enc = getattr(self._tok, "_enc", None)
+        if enc is not None:
+            return list(enc.encode(text, disallowed_special=()))
+        return list(range(self._tok.count(text)))
+
+    def count(self, value: Any) -> int:
+        if self._tok is None:
+            return _words(value)
+        if isinstance(value, str):
+            return self._tok.count(value)
+        if isinstance(value, list):
+            return sum(self.count(v) for v in value)
+        if isinstance(value, dict):
+            return self.count(value.get("text"))
+        return 0
+
+    def prompt_tokens(self, chat: bool, body: dict[str, Any], words: int) -> int:
+        """The prompt tokens the server reports in usage (and refuses beyond --n-ctx)."""
+        n = words
+        if self._tok is not None:
+            n = (sum(self.count(m.get("content")) for m in body["messages"] if isinstance(m, dict)) if chat
+                 else self.count(body.get("prompt")))
+        if chat:
+            n += self.config.template_tokens
+        limit = self.config.n_ctx
+        if limit is not None:
+            wanted = n + (body.get("max_tokens") or 0)
+            if wanted > limit:
+                raise RequestError(400, f"the request exceeds the available context size ({wanted} > {limit} tokens)",
+                                   code="exceed_context_size_error")
+        return n
+
+    def prefill_ns(self, prompt_tokens: int) -> int:
+        """Delay of the whole reply schedule: prompt processing at --prefill-tokens-per-s."""
+        return round(prompt_tokens * self.prefill_ns_per_token)
+
+    def timings(self, plan: Any, sent: int) -> bytes:
+        """With --timings, llama.cpp's own figures on the usage chunk, from the sim's schedule: the
+        prompt phase is prefill plus --ttft-ms, generation --tpot-ms per token after the first."""
+        c = self.config
+        if not c.timings:
+            return b""
+        prompt_ms = plan.prompt_tokens * self.prefill_ns_per_token / 1e6 + c.ttft_ms
+        predicted_ms = max(sent - 1, 0) * c.tpot_ms
+        return b',"timings":' + orjson.dumps({
+            "prompt_n": plan.prompt_tokens, "prompt_ms": prompt_ms,
+            "prompt_per_second": plan.prompt_tokens / prompt_ms * 1000 if prompt_ms else None,
+            "predicted_n": sent, "predicted_ms": predicted_ms,
+            "predicted_per_second": (sent - 1) / predicted_ms * 1000 if predicted_ms else None})
+
+    def handle(self, conn: Connection, req: Request) -> None:
+        keep = req.keep_alive
+        if req.path == b"/props" and req.method == b"GET" and self.config.n_ctx is not None:
+            body = {"default_generation_settings": {"n_ctx": self.config.n_ctx}, "n_ctx": self.config.n_ctx}
+            return conn.respond(200, orjson.dumps(body), keep)
+        if req.path == b"/tokenize" and req.method == b"POST" and self.config.serve_tokenize:
+            try:
+                doc = orjson.loads(req.body)
+                text = doc.get("content", doc.get("prompt"))
+                if not isinstance(text, str):
+                    raise ValueError
+            except (orjson.JSONDecodeError, ValueError, AttributeError):
+                error = RequestError(400, "'content' must be a string")
+                return conn.respond(error.status, error.body(), keep)
+            ids = self.ids(text)
+            return conn.respond(200, orjson.dumps({"tokens": ids, "count": len(ids)}), keep)
+        error = RequestError(404, f"Not found: {req.path.decode(errors='replace')}", code="not_found")
+        conn.respond(error.status, error.body(), keep)

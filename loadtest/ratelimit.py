@@ -1,0 +1,50 @@
+"""Client-side request and token budgets (``--rpm-limit``, ``--tpm-limit``), so a run stays under
+a provider's limits instead of measuring its 429s.
+
+aiolimiter rather than asyncio-throttle: a token budget needs a *weighted* acquire (a request
+costs its estimated tokens), which aiolimiter's ``acquire(amount)`` gives and asyncio-throttle
+does not; one leaky-bucket mechanism then serves both limits. The bucket holds one second's
+worth (at least one request, or one request's tokens), not a minute's: a minute-sized bucket
+would let the first minute run at twice the limit, so the achieved rate would overshoot any run
+shorter than a few minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+
+from aiolimiter import AsyncLimiter
+
+
+def _bucket(per_minute: float, smallest: float) -> AsyncLimiter:
+    """A leaky bucket draining ``per_minute``/60 per second, holding max(1 s worth, ``smallest``)."""
+    capacity = max(per_minute / 60.0, smallest)
+    return AsyncLimiter(capacity, capacity * 60.0 / per_minute)
+
+
+class ClientLimits:
+    """Both budgets; ``acquire`` waits until a request may go and says how long it waited."""
+
+    def __init__(self, rpm: float | None, tpm: float | None, *, max_request_tokens: int = 1) -> None:
+        self._rpm = _bucket(rpm, 1.0) if rpm else None
+        self._tpm = _bucket(tpm, min(float(max_request_tokens), tpm)) if tpm else None
+        self.enabled = bool(rpm or tpm)
+
+    async def acquire(self, tokens: int) -> float:
+        """Seconds waited for capacity (0.0 when none was needed)."""
+        if not self.enabled:
+            return 0.0
+        t0 = perf_counter()
+        if self._rpm is not None:
+            await self._rpm.acquire(1)
+        if self._tpm is not None:
+            await self._tpm.acquire(min(float(tokens), self._tpm.max_rate))
+        return perf_counter() - t0
+
+
+async def sleep(seconds: float) -> float:
+    """Sleep and return the time really slept (the retry wait reported is measured, not assumed)."""
+    t0 = perf_counter()
+    await asyncio.sleep(seconds)
+    return perf_counter() - t0

@@ -149,11 +149,17 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         total, rec.token_source = int(s.usage["completion_tokens"]), USAGE
         pt = s.usage.get("prompt_tokens")
         rec.prompt_tokens = pt if isinstance(pt, int) else None
+        details = s.usage.get("completion_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+            rec.reasoning_tokens = details["reasoning_tokens"]
     elif tokenizer is not None:
         total, rec.token_source = tokenizer.count("".join(s.texts)), TOKENIZER
     else:
         total, rec.token_source = len(s.times), CHUNKS
     rec.completion_tokens = total
+    if rec.reasoning_tokens is None and s.reasoning_texts:  # streamed reasoning, no usage details
+        rec.reasoning_tokens = (min(total, tokenizer.count("".join(s.reasoning_texts))) if tokenizer is not None
+                                else round(total * len(s.reasoning_texts) / len(s.texts)))
     if e2e:
         rec.tokens_per_s = total / e2e
     if not stream or not s.times:

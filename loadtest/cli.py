@@ -164,12 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                "the per-user data directory)")
     inst.add_argument("--force", action="store_true", help="reinstall even if already installed")
     engine_sub.add_parser("list", help="which engines are installed, where, and which version")
-    from . import matrix, memory
+    from . import matrix, memory, models_command
     from .report import command as report
 
     report.add_arguments(sub.add_parser("report", help="compare saved runs: tables, plots, an HTML page"))
     matrix.add_arguments(sub.add_parser("matrix", help="every engine x model: launch, single + throughput, report"))
     memory.add_arguments(sub.add_parser("memory", help="memory needed to serve a model, per precision"))
+    models_command.add_arguments(sub.add_parser("models", help="list the models an endpoint serves (its /models)"))
     return parser
 
 
@@ -347,11 +348,11 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(ns)
         if ns.command == "engine":
             return _engine(ns)
-        if ns.command in ("report", "matrix", "memory"):
-            from . import matrix, memory
+        if ns.command in ("report", "matrix", "memory", "models"):
+            from . import matrix, memory, models_command
             from .report import command as report
 
-            return {"report": report, "matrix": matrix, "memory": memory}[ns.command].run(ns)
+            return {"report": report, "matrix": matrix, "memory": memory, "models": models_command}[ns.command].run(ns)
         return _run_benchmark(ns)
     except LoadtestError as exc:
         if debug:

@@ -120,7 +120,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--warmup", type=_non_negative_int, default=0, help="requests sent first and left out of the statistics")
     p.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default 0)")
     p.add_argument("--tokenizer", help="count tokens when the server sends no usage: a local HF tokenizer dir or a "
-                                       "tiktoken encoding (cl100k_base works offline)")
+                                       "tiktoken encoding (cl100k_base works offline), or 'model': the --model's "
+                                       "encoding (o200k_base for GPT-4o and later, else cl100k_base)")
     p.add_argument("--timeout", type=_positive_float, default=600.0, help="per-request timeout in seconds (default 600)")
     p.add_argument("--transport", choices=("fast", "httpx", "openai"), default="fast",
                    help="HTTP client: fast (asyncio + httptools, default), httpx, or openai (the official SDK)")
@@ -251,7 +252,7 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
         print("loadtest: loading GAIR/lima from the Hugging Face hub (gated; retries take ~25 s when it is "
               "unreachable)", file=sys.stderr, flush=True)
     prompts = load_prompts(cfg.dataset)
-    tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+    tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
     with _maybe_launch(ns, cfg) as (cfg, server):
         def server_info() -> dict[str, Any] | None:
             if server is None:

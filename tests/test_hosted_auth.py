@@ -115,3 +115,25 @@ def test_unset_api_key_env_is_one_line(sim, tmp_path):
     proc = _cli(["single", "--endpoint", "http://127.0.0.1:9/v1", "--api-key-env", "SURELY_NOT_SET_12",
                  "--output", str(tmp_path / "o")])
     assert proc.returncode == 2 and "SURELY_NOT_SET_12" in _one_error_line(proc)
+
+
+def test_model_encodings_and_the_offline_fallback_is_named(monkeypatch, tmp_path):
+    from loadtest.tokens import encoding_for_model, estimator_for, load_tokenizer
+
+    assert encoding_for_model("gpt-4o-mini") == "o200k_base" and encoding_for_model("o3") == "o200k_base"
+    assert encoding_for_model("azure/gpt-5") == "o200k_base" and encoding_for_model("gpt-4-turbo") == "cl100k_base"
+    assert encoding_for_model("gpt-3.5-turbo") == "cl100k_base" and encoding_for_model(None) == "cl100k_base"
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty cache: o200k_base is not available offline
+    tok = estimator_for("gpt-4o")
+    assert tok.name.startswith("tiktoken:cl100k_base (approximate: o200k_base not available offline")
+    assert tok.count("hello world") == 2
+    assert load_tokenizer("model", "gpt-4").name == "tiktoken:cl100k_base"
+
+
+def test_tokenizer_model_names_the_fallback_in_the_summary(cli, sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty"))
+    s = sim(ttft_ms=1, tpot_ms=1, usage=False, model="gpt-4o")
+    code, summary, rows = cli(["single", "--endpoint", s.base_url, "--model", "gpt-4o", "--tokenizer", "model",
+                               "--num-prompts", "2", "--max-tokens", "5"], tmp_path / "o")
+    assert code == 0 and all(r["token_source"] == "tokenizer" and r["completion_tokens"] == 10 for r in rows)
+    assert "approximate: o200k_base not available offline" in summary["run"]["tokenizer"]

@@ -10,7 +10,7 @@ from email.utils import formatdate
 
 import pytest
 
-from loadtest.auth import build_auth, hosted_options, is_azure_url
+from loadtest.auth import build_auth, is_azure_url
 from loadtest.cli import build_parser, config_from_args
 from loadtest.config import RunConfig
 from loadtest.retry import RetryPolicy, parse_duration, parse_retry_after, provider_delay_s

@@ -41,3 +41,11 @@ def test_models_command_lists_and_fails_in_one_line(sim, capsys):
     assert err.count("\n") == 0 and "refused the key (HTTP 401" in err and "nope-1234" not in err
     assert main(["models", "--endpoint", s.base_url, "--api-key", "sk-models-99", "--json"]) == 0
     assert '"object":"list"' in capsys.readouterr().out
+
+
+def test_openai_sdk_transport_without_a_key(cli, sim, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    s = sim(ttft_ms=2, tpot_ms=1)
+    code, summary, _ = cli(["single", "--endpoint", s.base_url, "--transport", "openai", "--num-prompts", "2",
+                            "--max-tokens", "3"], tmp_path)  # the model comes from /models, through the SDK's client
+    assert code == 0 and summary["counts"]["completed"] == 2 and summary["run"]["model"] == "sim-model"

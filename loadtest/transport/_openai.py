@@ -54,11 +54,11 @@ class OpenAITransport:
                                                      max_keepalive_connections=max_connections),
                                  timeout=httpx.Timeout(None), verify=ssl_context if ssl_context is not None else True)
         self._http, self._headers, self._query = http, dict(headers), dict(parse_qsl(query))
-        custom = dict(headers)
-        if "Authorization" not in custom and "authorization" not in custom:
-            custom["Authorization"] = openai.Omit()  # type: ignore[assignment]  # no key: send none
+        # No key (a local server, or Azure's api-key header): the SDK must send no Authorization.
+        keyless = not any(k.lower() == "authorization" for k in headers)
+        self._options: Any = {"headers": {"Authorization": openai.Omit()}} if keyless else {}
         self._client = AsyncOpenAI(api_key="unused", base_url=self.base_url, max_retries=0, http_client=http,
-                                   default_headers=custom, default_query=dict(parse_qsl(query)) or None)
+                                   default_headers=dict(headers), default_query=dict(parse_qsl(query)) or None)
         self._kinds = _kinds()
 
     async def preconnect(self, n: int, timeout_s: float) -> None:
@@ -71,14 +71,14 @@ class OpenAITransport:
         try:
             async with asyncio.timeout(timeout_s):
                 if not stream:
-                    raw = await self._client.post(path, cast_to=httpx.Response, content=body)
+                    raw = await self._client.post(path, cast_to=httpx.Response, content=body, options=self._options)
                     ex.status, ex.content_type = raw.status_code, raw.headers.get("content-type", "")
                     _keep_headers(ex, raw.headers)
                     data = raw.content
                     ex.t_end_ns = perf_counter_ns()
                     ex.pieces.append((ex.t_end_ns, data))
                     return ex
-                events = await self._client.post(path, cast_to=plain, content=body, stream=True,
+                events = await self._client.post(path, cast_to=plain, content=body, stream=True, options=self._options,
                                                  stream_cls=AsyncStream[chunk])  # type: ignore[valid-type]
                 ex.status, ex.content_type = events.response.status_code, "text/event-stream"
                 _keep_headers(ex, events.response.headers)

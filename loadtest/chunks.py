@@ -59,6 +59,7 @@ class Chunk(msgspec.Struct, gc=False):
     output: list[Any] | None = None
     status: str | None = None
     incomplete_details: dict[str, Any] | None = None
+    message: Any = None                      # an `error` event's own message
 
 
 _ONE = msgspec.json.Decoder(Chunk)
@@ -244,7 +245,7 @@ def take_response_event(s: Stream, t_ns: int, c: Chunk) -> None:
             s.add_text(t_ns, "", c.delta, None)
         return
     if kind in ("error", "response.failed"):
-        detail = c.error or (c.response or {}).get("error") or {"message": kind}
+        detail = c.error or (c.response or {}).get("error") or {"message": c.message or kind}
         s.error_kind, s.error = STREAM_ERROR, "server sent an error event: " + error_message(orjson.dumps({"error": detail}))
         return
     response = c.response if c.response is not None else (

@@ -155,3 +155,25 @@ def test_hosted_preset_runs_with_its_key(cli, sim, tmp_path):
     code, summary, rows = run(cli, s, tmp_path, "--api-key", "sk-sim", n=3)
     assert code == 0 and summary["counts"]["completed"] == 3
     assert summary["run"]["max_completion_tokens_sent"] and all(r["reasoning_tokens"] == 8 for r in rows)
+
+
+def test_responses_api_events_split_across_reads_and_an_error_event():
+    """Responses API event shapes straight through the parser (no server can send these faults on
+    demand): a delta split across two reads, usage from response.completed; an error event fails it."""
+    from loadtest.chunks import Stream
+    from loadtest.sse import parse_stream
+
+    body = (b'event: response.created\ndata: {"type":"response.created","response":{"id":"resp_9","status":"in_progress"}}\n\n'
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":" a"}\n\n'
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":" b"}\n\n'
+            b'event: response.completed\ndata: {"type":"response.completed","response":{"id":"resp_9","status":"completed",'
+            b'"usage":{"input_tokens":3,"output_tokens":7,"output_tokens_details":{"reasoning_tokens":5}}}}\n\n')
+    cut = body.index(b'" b"') + 2
+    s = Stream()
+    s.read_events(parse_stream([(1, body[:cut]), (2, body[cut:])]))
+    assert s.texts == [" a", " b"] and s.times == [1, 2] and s.first_content_ns == 1
+    assert s.usage == {"completion_tokens": 7, "prompt_tokens": 3, "completion_tokens_details": {"reasoning_tokens": 5}}
+    assert s.finish_reason == "stop" and s.response_id == "resp_9" and s.error_kind is None
+    bad = Stream()
+    bad.read_events(parse_stream([(1, body[:cut] + b'"}\n\nevent: error\ndata: {"type":"error","code":"server_error","message":"overloaded"}\n\n')]))
+    assert bad.error_kind == "stream_error" and "overloaded" in (bad.error or "")

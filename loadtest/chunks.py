@@ -55,7 +55,6 @@ class Chunk(msgspec.Struct, gc=False):
     type: str | None = None
     delta: Any = None
     response: dict[str, Any] | None = None
-    object: str | None = None
     output: list[Any] | None = None
     status: str | None = None
     incomplete_details: dict[str, Any] | None = None
@@ -181,10 +180,10 @@ class Stream:
 
     def take(self, t_ns: int, c: Chunk) -> None:
         """One decoded chunk. Runs per token: ordered for the common case, a content delta."""
-        if c.type is not None or c.object == "response":
+        choices = c.choices
+        if (c.type is not None and choices is None) or c.output is not None:
             take_response_event(self, t_ns, c)
             return
-        choices = c.choices
         if c.error and not choices:
             self.error_kind, self.error = STREAM_ERROR, "server sent an error event: " + error_message(
                 orjson.dumps({"error": c.error}))
@@ -250,7 +249,7 @@ def take_response_event(s: Stream, t_ns: int, c: Chunk) -> None:
         return
     response = c.response if c.response is not None else (
         {"id": c.id, "status": c.status, "usage": c.usage, "output": c.output, "incomplete_details": c.incomplete_details}
-        if c.object == "response" else None)
+        if c.output is not None else None)
     if response is None:
         return
     if s.response_id is None and response.get("id") is not None:
@@ -263,7 +262,7 @@ def take_response_event(s: Stream, t_ns: int, c: Chunk) -> None:
     if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
         s.usage = {"completion_tokens": usage["output_tokens"], "prompt_tokens": usage.get("input_tokens"),
                    "completion_tokens_details": usage.get("output_tokens_details")}
-    if c.object == "response":  # a non-streamed response: its text arrives whole, now
+    if c.output is not None:  # a non-streamed response: its text arrives whole, now
         text = "".join(part.get("text") or "" for item in (response.get("output") or []) if isinstance(item, dict)
                        and item.get("type") == "message" for part in (item.get("content") or []) if isinstance(part, dict))
         if text:

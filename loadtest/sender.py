@@ -46,6 +46,7 @@ class Sender:
         self.retry_wait_s_total = 0.0
         self.limit_wait_s_total = 0.0
         self._bases: tuple[int, dict[str, Any]] | None = None
+        self.provider_limits: dict[str, str] = {}  # the latest x-ratelimit-limit-* the provider stated
 
     def estimate_tokens(self, prompt: Prompt) -> int:
         """What a provider charges a request against its token limit: prompt + max tokens."""
@@ -72,6 +73,8 @@ class Sender:
             body = build_body(prompt, self._base(base), api=cfg.api, include_usage=usage)
             ex = await post(self.path, body, cfg.timeout_s)
             info.attempts += 1
+            if ex.limit_headers:
+                self._note_limits(ex.limit_headers)
             status = ex.status or 0
             if ex.error_kind is None and status in (400, 422):
                 message = error_message(ex.body())
@@ -101,6 +104,11 @@ class Sender:
         ex.attempt_info = info
         return ex
 
+    def _note_limits(self, headers: dict[str, str]) -> None:
+        for name, value in headers.items():
+            if name.startswith("x-ratelimit-limit-"):
+                self.provider_limits[name.removeprefix("x-ratelimit-limit-")] = value
+
     def run_info(self) -> dict[str, Any]:
         """The run-level facts summary.json's ``run`` block gets from the sender."""
         return {
@@ -110,4 +118,5 @@ class Sender:
             "rate_limited_total": self.rate_limited_total,
             "retry_wait_s_total": self.retry_wait_s_total,
             "limit_wait_s_total": self.limit_wait_s_total if self.limits.enabled else None,
+            "provider_limits": self.provider_limits or None,  # e.g. {"requests": "500", "tokens": "30000"}
         }

@@ -71,6 +71,7 @@ def test_server_rpm_limit_answers_429_with_headers_and_the_run_says_the_limit_wa
     waited = [r["retry_wait_s"] for r in rows if r["rate_limited"]]
     assert waited and max(waited) <= 4.5  # the sim's computed waits (~2 s each), not a blind backoff
     assert summary["metrics"]["limited_by"] == "provider" and summary["metrics"]["wait_share"] > 0.5
+    assert summary["run"]["provider_limits"] == {"requests": "30"}  # as its x-ratelimit-limit-requests said
 
 
 # -- client-side budgets ----------------------------------------------------------------------------

@@ -178,3 +178,15 @@ def test_responses_api_events_split_across_reads_and_an_error_event():
     bad = Stream()
     bad.read_events(parse_stream([(1, body[:cut] + b'"}\n\nevent: error\ndata: {"type":"error","code":"server_error","message":"overloaded"}\n\n')]))
     assert bad.error_kind == "stream_error" and "overloaded" in (bad.error or "")
+
+
+def test_a_provider_that_only_rate_limits_stops_the_run_with_advice(sim, tmp_path, capsys):
+    from loadtest.cli import main
+
+    s = sim(ttft_ms=1, tpot_ms=1, rate_limit_every=1, retry_after_s=0.01)
+    code = main(["single", "--endpoint", s.base_url, "--model", "sim-model", "--max-retries", "2", "--num-prompts", "5",
+                 "--output", str(tmp_path / "o"), "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and "rate limited" in err[0] and "--rpm-limit" in err[0]
+    rows = [json.loads(line) for line in (tmp_path / "o" / "requests.jsonl").read_text().splitlines()]
+    assert all(r["attempts"] == 3 and r["rate_limited"] == 3 and r["error_kind"] == "rate_limited" for r in rows)

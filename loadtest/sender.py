@@ -42,9 +42,6 @@ class Sender:
         self.policy = RetryPolicy(max_retries=cfg.max_retries, seed=cfg.seed)
         self.limits = ClientLimits(cfg.rpm_limit, cfg.tpm_limit, max_request_tokens=cfg.max_tokens + 1)
         self._count = (tokenizer or estimator_for(cfg.model)).count if cfg.tpm_limit else None
-        self.rate_limited_total = 0
-        self.retry_wait_s_total = 0.0
-        self.limit_wait_s_total = 0.0
         self._bases: tuple[int, dict[str, Any]] | None = None
         self.provider_limits: dict[str, str] = {}  # the latest x-ratelimit-limit-* the provider stated
 
@@ -69,8 +66,8 @@ class Sender:
             if self.limits.enabled:
                 waited = await self.limits.acquire(tokens)
                 info.limit_wait_s = (info.limit_wait_s or 0.0) + waited
-                self.limit_wait_s_total += waited
-            body = build_body(prompt, self._base(base), api=cfg.api, include_usage=usage)
+            used = self._base(base)
+            body = build_body(prompt, used, api=cfg.api, include_usage=usage)
             ex = await post(self.path, body, cfg.timeout_s)
             info.attempts += 1
             if ex.limit_headers:
@@ -78,9 +75,10 @@ class Sender:
             status = ex.status or 0
             if ex.error_kind is None and status in (400, 422):
                 message = error_message(ex.body())
-                if not self.max_completion_tokens and rejects_max_tokens(message) and "max_tokens" in base:
-                    self.max_completion_tokens = True
-                    self.note(f"server rejected max_tokens ({message}); sending max_completion_tokens for the run")
+                if "max_tokens" in used and rejects_max_tokens(message):  # (requests in flight at the switch too)
+                    if not self.max_completion_tokens:
+                        self.max_completion_tokens = True
+                        self.note(f"server rejected max_tokens ({message}); sending max_completion_tokens for the run")
                     continue
                 if usage and not fell_back:
                     # Many servers (TGI, Ollama, LM Studio...) reject stream_options: retry without it,
@@ -89,11 +87,9 @@ class Sender:
                     continue
             if self.policy.rate_limited(ex):
                 info.rate_limited += 1
-                self.rate_limited_total += 1
                 if info.rate_limited <= self.policy.max_retries:
                     waited = await sleep(self.policy.delay_s(ex, info.rate_limited))
                     info.retry_wait_s += waited
-                    self.retry_wait_s_total += waited
                     continue
             break
         if fell_back and ex.status is not None and ex.status < 400 and self.include_usage:
@@ -110,13 +106,11 @@ class Sender:
                 self.provider_limits[name.removeprefix("x-ratelimit-limit-")] = value
 
     def run_info(self) -> dict[str, Any]:
-        """The run-level facts summary.json's ``run`` block gets from the sender."""
+        """The run-level facts summary.json's ``run`` block gets from the sender. (Wait and 429
+        totals are in ``metrics``/``counts``, summed from the measured records, warm-up excluded.)"""
         return {
             "stream_options_sent": self.include_usage if self.cfg.stream else False,
             "stream_options_rejected": self.stream_options_rejected,
             "max_completion_tokens_sent": self.max_completion_tokens,
-            "rate_limited_total": self.rate_limited_total,
-            "retry_wait_s_total": self.retry_wait_s_total,
-            "limit_wait_s_total": self.limit_wait_s_total if self.limits.enabled else None,
             "provider_limits": self.provider_limits or None,  # e.g. {"requests": "500", "tokens": "30000"}
         }

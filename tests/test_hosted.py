@@ -107,6 +107,10 @@ def test_max_tokens_rejected_falls_back_to_max_completion_tokens_once(cli, sim, 
     assert [r["attempts"] for r in rows] == [2, 1, 1, 1]
     assert all(r["completion_tokens"] == 8 for r in rows)
     assert summary["run"]["max_completion_tokens_sent"] is True
+    # At concurrency, every request in flight at the switch adapts too; stream_options stays on.
+    code, summary, rows = run(cli, s, tmp_path, "--concurrency", "4", n=12, command="throughput", name="conc")
+    assert code == 0 and summary["counts"]["completed"] == 12 and summary["run"]["stream_options_sent"] is True
+    assert all(r["token_source"] == "usage" for r in rows) and sum(r["attempts"] for r in rows) <= 12 + 4
 
 
 def test_responses_api_streaming_and_not(cli, sim, tmp_path):

@@ -58,9 +58,10 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The hosted-API options of a run command, in one group."""
-    g = p.add_argument_group("hosted APIs (auth, Azure, rate limits, retries)")
+def add_arguments(p: argparse.ArgumentParser, *, limits: bool = True) -> None:
+    """The hosted-API options of a run command, in one group (``limits``: with the retry and
+    budget options, which only a run has)."""
+    g = p.add_argument_group("hosted APIs (auth, Azure" + (", rate limits, retries)" if limits else ")"))
     g.add_argument("--api-key-env", metavar="NAME", help="read the API key from this environment variable")
     g.add_argument("--header", dest="headers", action="append", type=parse_header, default=[], metavar="'K: V'",
                    help="extra request header (repeatable); values of auth-like names are redacted")
@@ -69,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-version", help=f"Azure api-version query (default: the URL's, else {AZURE_API_VERSION} "
                                          "for a deployment URL)")
     g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (self-signed gateways)")
+    if not limits:
+        p.set_defaults(max_retries=0, rpm_limit=None, tpm_limit=None)
+        return
     g.add_argument("--max-retries", type=int, default=5, metavar="N",
                    help="retries of a rate-limited request (429, or 503 with Retry-After); default 5")
     g.add_argument("--no-retry", dest="max_retries", action="store_const", const=0,

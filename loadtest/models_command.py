@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", choices=("fast", "httpx"), default="fast", help="HTTP client (default fast)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30)")
     p.add_argument("--json", action="store_true", help="print the raw /models answer")
-    add_hosted_arguments(p)
+    add_hosted_arguments(p, limits=False)
 
 
 async def _fetch(cfg: RunConfig, timeout_s: float) -> tuple[list[dict[str, object]], bytes]:

@@ -194,3 +194,17 @@ def test_a_provider_that_only_rate_limits_stops_the_run_with_advice(sim, tmp_pat
     assert code == 2 and len(err) == 1 and "rate limited" in err[0] and "--rpm-limit" in err[0]
     rows = [json.loads(line) for line in (tmp_path / "o" / "requests.jsonl").read_text().splitlines()]
     assert all(r["attempts"] == 3 and r["rate_limited"] == 3 and r["error_kind"] == "rate_limited" for r in rows)
+
+
+def test_sim_hosted_flag_fills_what_other_flags_leave_at_default():
+    import argparse
+
+    from loadtest.sim.config import HOSTED, add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--hosted", "--rpm-limit", "60", "--api-key", "mine"]))
+    assert cfg.rpm_limit == 60 and cfg.api_key == "mine" and cfg.tpm_limit == HOSTED["tpm_limit"]
+    assert cfg.sse_comments and cfg.empty_choices_chunks and cfg.reject_max_tokens and cfg.reasoning_tokens == 8
+    assert config_from_args(parser.parse_args(["--hosted"])).api_key == "sk-sim"
+    assert config_from_args(parser.parse_args(cfg.to_args())) == cfg  # round-trips without --hosted

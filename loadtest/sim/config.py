@@ -164,11 +164,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h = parser.add_argument_group("hosted API (--hosted: key sk-sim unless --api-key, 600 RPM, 200k TPM, "
                                   "SSE comments, choices:[] chunks, max_tokens rejected, 8 reasoning tokens)")
     h.add_argument("--hosted", action="store_true", help="behave like a hosted API (the mix above)")
-    h.add_argument("--rpm-limit", type=int, default=None, help="answer 429 past N requests per minute")
-    h.add_argument("--tpm-limit", type=int, default=None,
+    h.add_argument("--rpm-limit", type=int, default=None, metavar="N", help="answer 429 past N requests per minute")
+    h.add_argument("--tpm-limit", type=int, default=None, metavar="N",
                    help="answer 429 past N tokens per minute (prompt words + max tokens)")
-    h.add_argument("--rate-limit-every", type=int, default=None, help="answer 429 to every Nth generation request")
-    h.add_argument("--retry-after-s", type=float, default=None,
+    h.add_argument("--rate-limit-every", type=int, default=None, metavar="N", help="answer 429 to every Nth generation request")
+    h.add_argument("--retry-after-s", type=float, default=None, metavar="S",
                    help="Retry-After sent with a 429 (default: the time until the limit allows; 1 s for --rate-limit-every)")
     h.add_argument("--sse-comments", action="store_true", help="send ': keep-alive' / ': PROCESSING' comment lines")
     h.add_argument("--empty-choices-chunks", action="store_true",

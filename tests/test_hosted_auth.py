@@ -137,3 +137,14 @@ def test_tokenizer_model_names_the_fallback_in_the_summary(cli, sim, tmp_path, m
                                "--num-prompts", "2", "--max-tokens", "5"], tmp_path / "o")
     assert code == 0 and all(r["token_source"] == "tokenizer" and r["completion_tokens"] == 10 for r in rows)
     assert "approximate: o200k_base not available offline" in summary["run"]["tokenizer"]
+
+
+def test_registered_secrets_are_masked_longest_first():
+    from loadtest.redact import add_secret, is_secret_name, redact
+
+    add_secret("Bearer tok-ABCDEF-777")
+    assert redact("sent Authorization: Bearer tok-ABCDEF-777") == "sent Authorization: ***"
+    assert redact("the provider echoed tok-ABCDEF-777 back") == "the provider echoed *** back"
+    add_secret("ab")  # too short to mask safely: ordinary words would vanish
+    assert redact("about") == "about"
+    assert is_secret_name("X-Api-Key") and is_secret_name("Authorization") and not is_secret_name("X-Title")

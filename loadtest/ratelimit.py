@@ -51,7 +51,11 @@ class ClientLimits:
 
 
 async def sleep(seconds: float) -> float:
-    """Sleep and return the time really slept (the retry wait reported is measured, not assumed)."""
+    """Sleep at least ``seconds`` and return the time really slept (the retry wait reported is
+    measured, not assumed). At least: uvloop's timers have millisecond granularity and a cached
+    loop clock, so a bare sleep can end ~0.5 ms early, and a retry must not beat Retry-After."""
     t0 = perf_counter()
-    await asyncio.sleep(seconds)
+    end = t0 + seconds
+    while (left := end - perf_counter()) > 0:
+        await asyncio.sleep(left)
     return perf_counter() - t0

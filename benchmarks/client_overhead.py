@@ -83,7 +83,8 @@ def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 512])
-    p.add_argument("--transport", nargs="+", default=["fast", "httpx"], choices=["fast", "httpx"])
+    p.add_argument("--transport", nargs="+", default=["fast", "httpx"], choices=["fast", "httpx", "openai"],
+                   help="openai: the official SDK (--transport openai), to compare its overhead and accuracy")
     p.add_argument("--ttft-ms", type=float, default=50.0)
     p.add_argument("--tpot-ms", type=float, default=10.0, help="10 ms: 64 streams ~6,400 tokens/s, 512 ~51,000")
     p.add_argument("--tokens", type=int, default=128, help="completion tokens per request")

@@ -7,8 +7,8 @@ from pathlib import Path
 from .config import RunConfig
 from .discovery import list_models
 from .payloads import request_path
-from .record import AUTH, NOT_FOUND, RequestRecord
-from .transport import make_transport
+from .record import AUTH, NOT_FOUND, RATE_LIMITED, RequestRecord
+from .auth import auth_hint, open_transport
 from .transport.base import CONNECT, TIMEOUT
 
 
@@ -23,10 +23,9 @@ async def abort_message(cfg: RunConfig, rec: RequestRecord, *, reason: str | Non
     if rec.error_kind == TIMEOUT:
         return f"requests to {url} timed out: {rec.error}; raise --timeout if the server is just slow"
     if rec.error_kind == AUTH:
-        return f"{url} refused the request ({rec.error}); pass --api-key or set OPENAI_API_KEY"
+        return f"{url} refused the request ({rec.error}); {auth_hint(cfg)}"
     if rec.error_kind == NOT_FOUND:
-        transport = make_transport(cfg.transport, cfg.base_url, max_connections=1,  # type: ignore[arg-type]
-                                   headers={"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {})
+        transport = open_transport(cfg, 1)
         try:
             models = await list_models(transport)
         finally:
@@ -34,4 +33,7 @@ async def abort_message(cfg: RunConfig, rec: RequestRecord, *, reason: str | Non
         if models and model not in models:
             return f"model {model!r} not found; the server offers: {', '.join(models)} (pass one with --model)"
         return f"{url} answered 404 ({rec.error}); check --endpoint and --api"
+    if rec.error_kind == RATE_LIMITED:
+        return (f"the first {failures} requests were all rate limited ({rec.error}) after {cfg.max_retries} retries "
+                "each; lower --concurrency, or set --rpm-limit / --tpm-limit under the provider's limits")
     return f"the first {failures} requests all failed with {rec.error_kind}: {rec.error}"

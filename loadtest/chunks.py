@@ -51,6 +51,14 @@ class Chunk(msgspec.Struct, gc=False):
     usage: dict[str, Any] | None = None
     timings: dict[str, Any] | None = None   # llama.cpp's own clock, on its last chunk
     error: Any = None
+    # The Responses API (--api responses): typed events, and the response object itself.
+    type: str | None = None
+    delta: Any = None
+    response: dict[str, Any] | None = None
+    output: list[Any] | None = None
+    status: str | None = None
+    incomplete_details: dict[str, Any] | None = None
+    message: Any = None                      # an `error` event's own message
 
 
 _ONE = msgspec.json.Decoder(Chunk)
@@ -114,6 +122,7 @@ class Stream:
         self.error_kind: str | None = None
         self.error: str | None = None
         self.chunks = 0
+        self.reasoning_texts: list[str] = []  # streamed reasoning (reasoning_content / reasoning)
 
     def read_sse(self, pieces: Sequence[tuple[int, bytes]]) -> None:
         """Take a streamed body: the common shape (one event per piece) skips SSE splitting."""
@@ -172,6 +181,9 @@ class Stream:
     def take(self, t_ns: int, c: Chunk) -> None:
         """One decoded chunk. Runs per token: ordered for the common case, a content delta."""
         choices = c.choices
+        if (c.type is not None and choices is None) or c.output is not None:
+            take_response_event(self, t_ns, c)
+            return
         if c.error and not choices:
             self.error_kind, self.error = STREAM_ERROR, "server sent an error event: " + error_message(
                 orjson.dumps({"error": c.error}))
@@ -201,8 +213,57 @@ class Stream:
                 text += "".join(tc.function.arguments or "" for tc in delta.tool_calls if tc.function)
         if not (text or reasoning):
             return  # role-only, empty and finish chunks carry no generated text
+        self.add_text(t_ns, text, reasoning, cum if cum.__class__ is int else None)
+
+    def add_text(self, t_ns: int, text: str, reasoning: str, cum: int | None) -> None:
         if text and self.first_content_ns is None:
             self.first_content_ns = t_ns
         self.times.append(t_ns)
-        self.texts.append(reasoning + text if reasoning else text)
-        self.cum_usage.append(cum if cum.__class__ is int else None)
+        if reasoning:
+            self.reasoning_texts.append(reasoning)
+            self.texts.append(reasoning + text)
+        else:
+            self.texts.append(text)
+        self.cum_usage.append(cum)
+
+
+_FINISH = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def take_response_event(s: Stream, t_ns: int, c: Chunk) -> None:
+    """One Responses API event (``response.output_text.delta``, ``response.completed``...) or a
+    non-streamed response object. Usage is mapped to chat's names (completion_tokens...), so one
+    record serves both APIs. Reasoning is hidden by the API; its tokens come from usage only."""
+    kind = c.type or ""
+    if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+        if isinstance(c.delta, str) and c.delta:
+            s.add_text(t_ns, c.delta, "", None)
+        return
+    if kind in ("response.reasoning_text.delta", "response.reasoning_summary_text.delta"):
+        if isinstance(c.delta, str) and c.delta:
+            s.add_text(t_ns, "", c.delta, None)
+        return
+    if kind in ("error", "response.failed"):
+        detail = c.error or (c.response or {}).get("error") or {"message": c.message or kind}
+        s.error_kind, s.error = STREAM_ERROR, "server sent an error event: " + error_message(orjson.dumps({"error": detail}))
+        return
+    response = c.response if c.response is not None else (
+        {"id": c.id, "status": c.status, "usage": c.usage, "output": c.output, "incomplete_details": c.incomplete_details}
+        if c.output is not None else None)
+    if response is None:
+        return
+    if s.response_id is None and response.get("id") is not None:
+        s.response_id = str(response["id"])
+    status = response.get("status")
+    if status in ("completed", "incomplete"):
+        reason = (response.get("incomplete_details") or {}).get("reason")
+        s.finish_reason = "stop" if status == "completed" else _FINISH.get(reason, reason or "incomplete")
+    usage = response.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
+        s.usage = {"completion_tokens": usage["output_tokens"], "prompt_tokens": usage.get("input_tokens"),
+                   "completion_tokens_details": usage.get("output_tokens_details")}
+    if c.output is not None:  # a non-streamed response: its text arrives whole, now
+        text = "".join(part.get("text") or "" for item in (response.get("output") or []) if isinstance(item, dict)
+                       and item.get("type") == "message" for part in (item.get("content") or []) if isinstance(part, dict))
+        if text:
+            s.add_text(t_ns, text, "", None)

@@ -97,8 +97,8 @@ def _add_launch_args(p: argparse.ArgumentParser, *, required_engine: bool) -> No
 def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--endpoint", help="OpenAI base URL, e.g. http://127.0.0.1:8080/v1 (/v1 added to a bare host)")
     p.add_argument("--model", help="model name to send (default: the first one /v1/models lists)")
-    p.add_argument("--api", choices=("chat", "completions"), default="chat",
-                   help="/chat/completions (default) or /completions")
+    p.add_argument("--api", choices=("chat", "completions", "responses"), default="chat",
+                   help="/chat/completions (default), /completions or /responses (the Responses API)")
     p.add_argument("--no-stream", dest="stream", action="store_false",
                    help="non-streaming requests (TTFT then not measured)")
     p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"),
@@ -120,10 +120,11 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--warmup", type=_non_negative_int, default=0, help="requests sent first and left out of the statistics")
     p.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default 0)")
     p.add_argument("--tokenizer", help="count tokens when the server sends no usage: a local HF tokenizer dir or a "
-                                       "tiktoken encoding (cl100k_base works offline)")
+                                       "tiktoken encoding (cl100k_base works offline), or 'model': the --model's "
+                                       "encoding (o200k_base for GPT-4o and later, else cl100k_base)")
     p.add_argument("--timeout", type=_positive_float, default=600.0, help="per-request timeout in seconds (default 600)")
-    p.add_argument("--transport", choices=("fast", "httpx"), default="fast",
-                   help="HTTP client: fast (asyncio + httptools, default) or httpx")
+    p.add_argument("--transport", choices=("fast", "httpx", "openai"), default="fast",
+                   help="HTTP client: fast (asyncio + httptools, default), httpx, or openai (the official SDK)")
     p.add_argument("--no-preconnect", dest="preconnect", action="store_false",
                    help="do not open keep-alive connections before the measured window")
     p.add_argument("--output", type=Path, help="results directory (default results/<time>-<command>/)")
@@ -137,6 +138,10 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     from .synthetic_run import add_arguments as add_synthetic_arguments
 
     add_synthetic_arguments(p)
+
+    from .auth import add_arguments as add_hosted_arguments
+
+    add_hosted_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "the per-user data directory)")
     inst.add_argument("--force", action="store_true", help="reinstall even if already installed")
     engine_sub.add_parser("list", help="which engines are installed, where, and which version")
-    from . import matrix, memory, tokens_sweep
+    from . import matrix, memory, models_command, tokens_sweep
     from .report import command as report
 
     tokens = sub.add_parser("tokens", help="prefill/decode sweep: prompt processing and generation tokens/s by length")
@@ -174,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_arguments(sub.add_parser("report", help="compare saved runs: tables, plots, an HTML page"))
     matrix.add_arguments(sub.add_parser("matrix", help="every engine x model: launch, single + throughput, report"))
     memory.add_arguments(sub.add_parser("memory", help="memory needed to serve a model, per precision"))
+    models_command.add_arguments(sub.add_parser("models", help="list the models an endpoint serves (its /models)"))
     return parser
 
 
@@ -194,13 +200,16 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     concurrency = ns.concurrency if throughput else 1
     duration = ns.duration if throughput else None
     num = ns.num_prompts if ns.num_prompts is not None else max(100, 4 * concurrency)
-    return RunConfig(
+    from .auth import hosted_options
+
+    fields: dict[str, Any] = dict(
         command=ns.command, base_url=normalize_base_url(ns.endpoint) if ns.endpoint else "", model=ns.model,
         api=ns.api, stream=ns.stream, api_key=ns.api_key, dataset=ns.dataset,
         num_prompts=None if duration else num, duration_s=duration, concurrency=concurrency, warmup=ns.warmup,
         seed=ns.seed, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos,
         extra_body=extra, tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport,
         preconnect=ns.preconnect, output_dir=ns.resume or ns.output or default_output_dir(ns.command), quiet=ns.quiet)
+    return RunConfig(**{**fields, **hosted_options(ns)})  # key, headers, Azure, retries, limits
 
 
 def _launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir: Path) -> Any:
@@ -254,7 +263,7 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
               "unreachable)", file=sys.stderr, flush=True)
     synthetic = cfg.dataset == synthetic_run.DATASET
     prompts = [] if synthetic else load_prompts(cfg.dataset)
-    tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+    tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
     with _maybe_launch(ns, cfg) as (cfg, server):
         def server_info() -> dict[str, Any] | None:
             if server is None:
@@ -359,11 +368,11 @@ def main(argv: list[str] | None = None) -> int:
             from . import tokens_sweep
 
             return tokens_sweep.run(ns, _maybe_launch)
-        if ns.command in ("report", "matrix", "memory"):
-            from . import matrix, memory
+        if ns.command in ("report", "matrix", "memory", "models"):
+            from . import matrix, memory, models_command
             from .report import command as report
 
-            return {"report": report, "matrix": matrix, "memory": memory}[ns.command].run(ns)
+            return {"report": report, "matrix": matrix, "memory": memory, "models": models_command}[ns.command].run(ns)
         return _run_benchmark(ns)
     except LoadtestError as exc:
         if debug:

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .redact import redact
+from .redact import is_secret_name, redact
 
-Api = Literal["chat", "completions"]
+Api = Literal["chat", "completions", "responses"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,20 @@ class RunConfig:
     prompt_tokens_stddev: float = 0.0
     shared_prefix_tokens: int = 0
 
+    # Hosted APIs (loadtest/auth.py, retry.py, ratelimit.py, sender.py).
+    headers: tuple[tuple[str, str], ...] = ()
+    azure: bool = False
+    api_version: str | None = None
+    insecure: bool = False
+    max_retries: int = 5
+    rpm_limit: float | None = None
+    tpm_limit: float | None = None
+
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""
         d = asdict(self)
         d["api_key"] = "(set)" if self.api_key else None
         d["base_url"] = redact(self.base_url)
         d["output_dir"] = str(self.output_dir) if self.output_dir else None
+        d["headers"] = [[k, "***" if is_secret_name(k) else redact(v)] for k, v in self.headers]
         return d

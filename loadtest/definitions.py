@@ -60,6 +60,35 @@ DEFINITIONS: dict[str, str] = {
         "CPU seconds the client process used during the measured phase (user + system), and per 1,000 "
         "completion tokens: the client's own overhead, to compare with what it measures. "
         "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads)."),
+    "attempts": (
+        "Per request: HTTP requests sent for it: 1, plus one per retry after a rate-limited answer, plus "
+        "one per compatibility retry (stream_options or max_tokens rejected once). Latency fields are those "
+        "of the last attempt, the one recorded."),
+    "rate_limited": (
+        "Per request: answers of 429 (or 503 with Retry-After) it met, retried or, past --max-retries, "
+        "recorded as a rate_limited failure. counts.rate_limited sums them over measured requests: "
+        "rate-limited attempts, counted apart from failed requests."),
+    "retry_wait_s": (
+        "Per request: seconds slept before retries after rate-limited answers (the provider's "
+        "retry-after-ms, else Retry-After, else x-ratelimit-reset-requests/tokens, else capped exponential "
+        "backoff with seeded jitter). Never inside e2e_s, ttft_s or any latency; retry_wait_s_total sums it."),
+    "limit_wait_s": (
+        "Per request: seconds waited for the client-side --rpm-limit/--tpm-limit budget before its attempts "
+        "(null when no limit is set); a request's tokens are estimated as prompt tokens (tiktoken) + max "
+        "tokens, as providers count them. Outside every latency; limit_wait_s_total sums it."),
+    "wait_share": (
+        "(retry_wait_s_total + limit_wait_s_total) / (that + the sum of e2e_s of measured requests): the "
+        "share of request time spent waiting. Above 0.5, limited_by says what set the pace: 'provider' "
+        "(its rate limit was measured, not its speed) or 'client_limit' (the --rpm-limit/--tpm-limit set)."),
+    "reasoning_tokens": (
+        "Per request: of completion_tokens, those spent reasoning: usage.completion_tokens_details."
+        "reasoning_tokens (Responses API: output_tokens_details); without it, the --tokenizer's count of the "
+        "streamed reasoning_content/reasoning, else completion_tokens x reasoning chunks / content chunks. "
+        "null when the server reports none and streams no reasoning."),
+    "visible_tokens_per_s": (
+        "visible_tokens_total / window_s, with visible = completion_tokens - reasoning_tokens over completed "
+        "requests that report reasoning tokens; reasoning_tokens_per_s likewise. Time to the first visible "
+        "token is ttft_content_s."),
     "queueing": (
         "None on the client: the scheduler never has more requests in flight than the connection pool "
         "has connections, so no request waits for one."),

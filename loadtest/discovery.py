@@ -33,7 +33,7 @@ async def discover_model(transport: Transport, base_url: str, timeout_s: float =
         raise RunAborted(f"cannot reach {base_url}: {ex.error}")
     if ex.status in (401, 403):
         raise RunAborted(f"{base_url} refused the API key (HTTP {ex.status}): {error_message(ex.body())}; "
-                         "pass --api-key or set OPENAI_API_KEY")
+                         "pass --api-key, --api-key-env NAME or set OPENAI_API_KEY")
     models = models_in(ex)
     if not models:
         raise RunAborted(f"--model not given and {base_url}/models lists no model (HTTP {ex.status}); pass --model")

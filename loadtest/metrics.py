@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from .hosted_metrics import HostedTotals
 from .record import CANCELLED, RequestRecord
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max", "std")
@@ -73,6 +74,7 @@ class Columns:
         self.errors: dict[str, dict[str, Any]] = {}
         self.start_min: float | None = None
         self.end_max: float | None = None
+        self.hosted = HostedTotals()
 
     def add_itl(self, offsets: Sequence[float] | None, tokens: Sequence[float] | None) -> None:
         if not offsets or not tokens or len(offsets) < 2:
@@ -105,6 +107,7 @@ class Columns:
             self.start_min = start
         if end is not None and (self.end_max is None or end > self.end_max):
             self.end_max = end
+        self.hosted.add(row)
         if not row.ok:
             kind = row.error_kind
             if kind == CANCELLED:
@@ -154,6 +157,11 @@ class _Row(msgspec.Struct, gc=False):
     token_source: str | None = None
     chunk_offsets_s: list[float] | None = None
     chunk_tokens: list[float] | None = None
+    attempts: int = 1
+    rate_limited: int = 0
+    retry_wait_s: float = 0.0
+    limit_wait_s: float | None = None
+    reasoning_tokens: int | None = None
 
 
 _BATCH_ROWS = msgspec.json.Decoder(list[_Row])
@@ -205,10 +213,11 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
         "completion_tokens_total": cols.completion_total,
         "prompt_tokens_total": cols.prompt_total,
     })
+    metrics.update(cols.hosted.metrics(window_s))
     failed = cols.requests - cols.completed - cols.cancelled
     return {
         "counts": {"requests": cols.requests, "completed": cols.completed, "failed": failed,
-                   "cancelled": cols.cancelled},
+                   "cancelled": cols.cancelled, "rate_limited": cols.hosted.rate_limited},
         "metrics": metrics,
         "token_source": dict(cols.token_source),
         "errors": cols.errors,

@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 from . import __version__
 from .definitions import DEFINITIONS
+from .hosted_metrics import console_lines
 from .errors import ConfigError
 from .record import RequestRecord
 from .redact import redact, redact_tree
@@ -161,6 +162,7 @@ def render_table(summary: dict[str, Any]) -> str:
         f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
         f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}",
     ]
+    head += console_lines(summary)
     if summary["errors"]:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))
     if summary["run"].get("ended") not in (None, "done", "deadline"):

@@ -9,7 +9,7 @@ import orjson
 from .config import RunConfig
 from .prompts import Prompt
 
-PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
 
 
 def request_path(cfg: RunConfig) -> str:
@@ -22,7 +22,8 @@ def base_body(cfg: RunConfig, model: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if model:
         body["model"] = model
-    body["max_tokens"] = cfg.max_tokens
+    # The Responses API names the output cap max_output_tokens (max_tokens is rejected there).
+    body["max_output_tokens" if cfg.api == "responses" else "max_tokens"] = cfg.max_tokens
     body["stream"] = cfg.stream
     if cfg.temperature is not None:
         body["temperature"] = cfg.temperature
@@ -39,6 +40,9 @@ def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage:
     body = dict(base)
     if api == "chat":
         body["messages"] = [{"role": "user", "content": prompt.text}]
+    elif api == "responses":
+        body["input"] = prompt.text  # usage always comes in response.completed: no stream_options
+        return orjson.dumps(body)
     else:
         body["prompt"] = prompt.text
     if include_usage and body.get("stream"):

@@ -57,6 +57,17 @@ class RequestRecord:
     partial_tokens: int | None = None
     """Failed requests: tokens that arrived before the failure (usage, else --tokenizer, else content
     chunks), so a runaway or cut-off server is told apart from a silent one."""
+    attempts: int = 1
+    """Requests sent for this one: 1 + retries after rate limiting + compatibility retries."""
+    rate_limited: int = 0
+    """Answers of 429 (or 503 with Retry-After) this request met, retried or (past --max-retries) not."""
+    retry_wait_s: float = 0.0
+    """Seconds waited before retries (never inside the latency, which is the recorded attempt's)."""
+    limit_wait_s: float | None = None
+    """Seconds waited for the client-side --rpm-limit/--tpm-limit budget (None: no limit set)."""
+    reasoning_tokens: int | None = None
+    """Of completion_tokens, those the model spent reasoning (usage's *_tokens_details.reasoning_tokens,
+    else counted from streamed reasoning text)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
@@ -123,6 +134,9 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         tokens_per_s=None, completion_tokens=None, prompt_tokens=None, token_source=None,
         finish_reason=s.finish_reason, chunks=s.chunks, content_chunks=len(s.times),
         connect_s=ex.connect_s, warmup=warmup, response_id=s.response_id, engine_timings=s.timings)
+    if (info := ex.attempt_info) is not None:
+        rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
+            info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
     if len(body_pieces):
         rec.bytes_received = len(ex.body()) if type(body_pieces) is list else body_pieces.nbytes()  # type: ignore[attr-defined]
     if not ok:
@@ -135,11 +149,17 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         total, rec.token_source = int(s.usage["completion_tokens"]), USAGE
         pt = s.usage.get("prompt_tokens")
         rec.prompt_tokens = pt if isinstance(pt, int) else None
+        details = s.usage.get("completion_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+            rec.reasoning_tokens = details["reasoning_tokens"]
     elif tokenizer is not None:
         total, rec.token_source = tokenizer.count("".join(s.texts)), TOKENIZER
     else:
         total, rec.token_source = len(s.times), CHUNKS
     rec.completion_tokens = total
+    if rec.reasoning_tokens is None and s.reasoning_texts:  # streamed reasoning, no usage details
+        rec.reasoning_tokens = (min(total, tokenizer.count("".join(s.reasoning_texts))) if tokenizer is not None
+                                else round(total * len(s.reasoning_texts) / len(s.texts)))
     if e2e:
         rec.tokens_per_s = total / e2e
     if not stream or not s.times:

@@ -1,7 +1,9 @@
-"""Secrets never leave the process: credentials in URLs (``scheme://user:KEY@host``) and the values
-of secret-looking command-line flags (``--api-key X``, ``--hf-token=X``) are replaced by ``***``
-wherever they are written (summary.json, requests.jsonl error texts, the console). Applied at
-those output boundaries only."""
+"""Secrets never leave the process: credentials in URLs (``scheme://user:KEY@host``), the values
+of secret-looking command-line flags (``--api-key X``, ``--hf-token=X``) and every secret the run
+was given (the API key, wherever it came from, and the values of secret-looking ``--header``s,
+registered with :func:`add_secret`) are replaced by ``***`` wherever they are written
+(summary.json, requests.jsonl error texts, the console). Applied at those output boundaries only:
+the one redaction module."""
 
 from __future__ import annotations
 
@@ -14,8 +16,33 @@ _SECRET_FLAG = re.compile(rf"(?i)^{_FLAG}$")
 _FLAG_VALUE = re.compile(rf"(?i)(?<!\S)({_FLAG})([= ])(?!\*\*\*)('[^']*'|\"[^\"]*\"|\S+)")
 
 
+_SECRET_NAME = re.compile(r"(?i)(authorization|api[-_]?key|token|secret|password|passwd|cookie)")
+_SECRETS: list[str] = []  # longest first, so "Bearer KEY" is masked whole before KEY alone
+_MIN_SECRET = 4  # shorter values would mask ordinary words
+
+
+def is_secret_name(name: str) -> bool:
+    """A header or flag name whose value is a credential (Authorization, api-key, X-Api-Key...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def add_secret(value: str | None) -> None:
+    """Register a secret value (and, for ``Bearer X``, X alone): every later redact() masks it.
+    A provider may echo part of a key in its error text, so the value is masked wherever it occurs."""
+    if not value:
+        return
+    value = value.strip()
+    for v in (value, value.split(" ", 1)[-1].strip()):
+        if len(v) >= _MIN_SECRET and v not in _SECRETS:
+            _SECRETS.append(v)
+    _SECRETS.sort(key=len, reverse=True)
+
+
 def redact(text: str) -> str:
-    """``text`` with URL credentials and secret flag values replaced by ``***``."""
+    """``text`` with registered secrets, URL credentials and secret flag values replaced by ``***``."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "***")
     if "@" in text:
         text = _URL_CREDENTIALS.sub(r"\1***@", text)
     if "-" in text:

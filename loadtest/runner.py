@@ -25,17 +25,18 @@ from .metrics import compute_metrics, load_columns
 from .output import RecordWriter, build_summary, client_info, write_summary
 from .redact import redact
 from . import resume as resuming
-from .payloads import base_body, build_body, request_path
+from .payloads import base_body
 from .prompts import Prompt
 from .order import PromptOrder
 from .aborts import abort_message
 from .discovery import discover_model
-from .chunks import error_message
 from .record import CANCELLED, RequestRecord, build_record, cancelled_record
 from .scheduler import run_closed_loop, until_stopped
 from .gctimer import collect_garbage
 from .tokens import Tokenizer
-from .transport import Exchange, Transport, make_transport
+from .transport import Exchange, Transport
+from .auth import open_transport
+from .sender import Sender
 from .transport.base import CONNECT, response_limits
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
@@ -77,8 +78,7 @@ class Run:
         self._warmup_count = 0
         self._span_start: float | None = None  # this run's measured first start and last end (_window_s)
         self._span_end: float | None = None
-        self.include_usage = cfg.stream
-        self.stream_options_rejected = False
+        self._sender: Sender = None  # type: ignore[assignment]  # made with the transport (execute)
         self._order = PromptOrder(prompts, cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
@@ -98,28 +98,12 @@ class Run:
 
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int) -> None:
-        cfg, transport = self.cfg, self._transport
-        assert transport is not None
+        cfg = self.cfg
         prompt = self._order[i]
         warmup = i < cfg.warmup
-        path = request_path(cfg)
         t_start = perf_counter_ns()
         try:
-            sent_usage = self.include_usage
-            ex = await transport.post(path, build_body(prompt, self._base, api=cfg.api, include_usage=sent_usage),
-                                      cfg.timeout_s)
-            if sent_usage and ex.status in (400, 422):
-                # Many servers (TGI, Ollama, LM Studio...) reject stream_options: retry without it,
-                # and stop sending it for the run once a retry succeeds.
-                retry = await transport.post(path, build_body(prompt, self._base, api=cfg.api, include_usage=False),
-                                             cfg.timeout_s)
-                if retry.status is not None and retry.status < 400:
-                    if self.include_usage:
-                        self._note(f"server rejected stream_options ({error_message(ex.body())}); "
-                                   "sending requests without it (token counts fall back to --tokenizer, else to chunk counts)")
-                    self.include_usage = False
-                    self.stream_options_rejected = True
-                ex = retry
+            ex = await self._sender.send(prompt, self._base)  # budgets, 429 retries, dialect fallbacks
         except asyncio.CancelledError:
             self._emit(cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
                                         run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight"))
@@ -204,10 +188,9 @@ class Run:
     # -- the run --------------------------------------------------------------------------
     async def execute(self) -> RunOutcome:
         cfg = self.cfg
-        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-        self._transport = make_transport(cfg.transport, cfg.base_url,  # type: ignore[arg-type]
-                                         max_connections=cfg.concurrency, headers=headers)
+        self._transport = open_transport(cfg, cfg.concurrency)
         self._transport.limits = response_limits(cfg.max_tokens)
+        self._sender = Sender(cfg, self._transport, note=self._note, tokenizer=self.tokenizer)
         plan = resuming.plan_resume(self.directory, cfg) if self.resume else resuming.start(self.directory, cfg)
         self._writer = RecordWriter(self.directory)
         started_at = time.time()
@@ -289,8 +272,7 @@ class Run:
             "started_at": pieces[0]["started_at"],
             "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": self._warmup_count,
             "resumed": bool(plan.pieces), "pieces": pieces,
-            "stream_options_sent": self.include_usage if cfg.stream else False,
-            "stream_options_rejected": self.stream_options_rejected,
+            **self._sender.run_info(),
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",
             "tokenizer": self.tokenizer.name if self.tokenizer else None,
             # The client's own cost over the measured phase: known overhead, not a guess.

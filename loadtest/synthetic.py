@@ -217,14 +217,13 @@ def build_prompts(spec: SyntheticSpec, count: int, counter: Counter, pool: list[
     return SyntheticPlan(prompts=prompts, expected=expected, info=info)
 
 
-def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None, api: str, api_key: str | None,
+def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None, api: str, headers: dict[str, str],
             tokenizer: str | None, timeout_s: float = 60.0) -> SyntheticPlan:
     """Choose the counter, build the word pool, probe the server's overhead, build the prompts."""
     if spec.prompt_tokens < 1:
         raise ConfigError("--prompt-tokens must be >= 1")
     if spec.shared_prefix_tokens >= spec.prompt_tokens:
         raise ConfigError("--shared-prefix-tokens must be smaller than --prompt-tokens")
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     counter, on_server = choose_counter(base_url, model, headers, tokenizer)
     try:
         pool = word_pool(counter)

@@ -16,6 +16,7 @@ import orjson
 from .config import RunConfig
 from .errors import ConfigError
 from .output import write_summary
+from .auth import build_auth
 from .synthetic import DATASET, SyntheticPlan, SyntheticSpec, check_records, prepare, warnings
 
 DEFAULT_DURATION_PROMPTS = 1000
@@ -61,7 +62,7 @@ def plan_for(cfg: RunConfig, server: Any = None) -> SyntheticPlan:
     assert cfg.prompt_tokens is not None
     count = (cfg.num_prompts or DEFAULT_DURATION_PROMPTS) + cfg.warmup
     spec = SyntheticSpec(cfg.prompt_tokens, cfg.prompt_tokens_stddev, cfg.shared_prefix_tokens, cfg.seed)
-    return prepare(spec, count, base_url=cfg.base_url, model=cfg.model, api=cfg.api, api_key=cfg.api_key,
+    return prepare(spec, count, base_url=cfg.base_url, model=cfg.model, api=cfg.api, headers=build_auth(cfg).headers,
                    tokenizer=cfg.tokenizer or launched_tokenizer(server), timeout_s=PROBE_TIMEOUT_S)
 
 

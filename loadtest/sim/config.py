@@ -51,6 +51,16 @@ class SimConfig:
     n_ctx: int | None = None
     timings: bool = False
 
+    # Hosted-API behaviour (sim/limits.py, sim/responses.py); --hosted sets a realistic mix.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    rate_limit_every: int | None = None
+    retry_after_s: float | None = None
+    sse_comments: bool = False
+    empty_choices_chunks: bool = False
+    data_no_space: bool = False
+    reject_max_tokens: bool = False
+
     def __post_init__(self) -> None:
         # Fail at construction so a bad option never reaches a child process and dies there.
         if not 0 <= self.port <= 65535:
@@ -82,6 +92,11 @@ class SimConfig:
                 raise ConfigError(f"sim: {name} must be >= 0")
         if len(faults) + (self.fail_status is not None) > 1:
             raise ConfigError("sim: choose at most one of fail_status, " + ", ".join(_FAULT_FIELDS))
+        for name in ("rpm_limit", "tpm_limit", "rate_limit_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"sim: {name} must be >= 1")
+        if self.retry_after_s is not None and not (math.isfinite(self.retry_after_s) and self.retry_after_s >= 0):
+            raise ConfigError("sim: retry_after_s must be a finite number >= 0")
         if self.fail_every is not None and not faults and self.fail_status is None:
             raise ConfigError("sim: fail_every needs fail_status or one of " + ", ".join(_FAULT_FIELDS))
 
@@ -175,6 +190,35 @@ def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
                    help="llama.cpp-style timings (prompt_per_second, predicted_per_second) on the usage chunk")
 
 
+    h = parser.add_argument_group("hosted API (--hosted: key sk-sim unless --api-key, 600 RPM, 200k TPM, "
+                                  "SSE comments, choices:[] chunks, max_tokens rejected, 8 reasoning tokens)")
+    h.add_argument("--hosted", action="store_true", help="behave like a hosted API (the mix above)")
+    h.add_argument("--rpm-limit", type=int, default=None, metavar="N", help="answer 429 past N requests per minute")
+    h.add_argument("--tpm-limit", type=int, default=None, metavar="N",
+                   help="answer 429 past N tokens per minute (prompt words + max tokens)")
+    h.add_argument("--rate-limit-every", type=int, default=None, metavar="N", help="answer 429 to every Nth generation request")
+    h.add_argument("--retry-after-s", type=float, default=None, metavar="S",
+                   help="Retry-After sent with a 429 (default: the time until the limit allows; 1 s for --rate-limit-every)")
+    h.add_argument("--sse-comments", action="store_true", help="send ': keep-alive' / ': PROCESSING' comment lines")
+    h.add_argument("--empty-choices-chunks", action="store_true",
+                   help='open each stream with a "choices": [] chunk (as Azure does)')
+    h.add_argument("--data-no-space", action="store_true", help="write 'data:{...}' without the space")
+    h.add_argument("--reject-max-tokens", action="store_true",
+                   help="answer 400 to max_tokens (chat): only max_completion_tokens is accepted, as o-series models")
+
+
+HOSTED = {"rpm_limit": 600, "tpm_limit": 200_000, "sse_comments": True, "empty_choices_chunks": True,
+          "reject_max_tokens": True, "reasoning_tokens": 8}
+
+
 def config_from_args(ns: argparse.Namespace) -> SimConfig:
-    """Build the config from parsed flags; raises ``ConfigError`` on an unusable combination."""
-    return SimConfig(**{f.name: getattr(ns, f.name) for f in fields(SimConfig)})
+    """Build the config from parsed flags; raises ``ConfigError`` on an unusable combination.
+    ``--hosted`` fills in what the other flags leave at their defaults."""
+    values = {f.name: getattr(ns, f.name) for f in fields(SimConfig)}
+    if getattr(ns, "hosted", False):
+        default = SimConfig()
+        for name, value in HOSTED.items():
+            if values[name] == getattr(default, name):
+                values[name] = value
+        values["api_key"] = values["api_key"] or "sk-sim"
+    return SimConfig(**values)

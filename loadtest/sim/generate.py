@@ -38,6 +38,7 @@ class RequestError(Exception):
         self.type = type_ or default_type
         self.code = code if code is not None else default_code
         self.param = param
+        self.headers: dict[str, str] = {}  # extra response headers (429: retry-after, x-ratelimit-*)
 
     def body(self) -> bytes:
         return orjson.dumps({"error": {"message": self.message, "type": self.type, "param": self.param,
@@ -131,9 +132,11 @@ def token_text(start: int, end: int) -> bytes:
     return "".join([f" tok{i}" for i in range(start, end)]).encode()
 
 
-def usage_json(prompt_tokens: int, completion_tokens: int) -> bytes:
-    return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}' % (
-        prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+def usage_json(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> bytes:
+    """OpenAI's usage; reasoning tokens (part of completion_tokens) in completion_tokens_details."""
+    details = b',"completion_tokens_details":{"reasoning_tokens":%d}' % reasoning_tokens if reasoning_tokens else b""
+    return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%b}' % (
+        prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, details)
 
 
 def completion_body(plan: Plan, head: bytes, with_usage: bool) -> bytes:
@@ -147,7 +150,7 @@ def completion_body(plan: Plan, head: bytes, with_usage: bool) -> bytes:
         choice = b'{"index":0,"message":%s},"logprobs":null,"finish_reason":"%s"}' % (message, finish)
     else:
         choice = b'{"index":0,"text":"%s","logprobs":null,"finish_reason":"%s"}' % (token_text(0, n), finish)
-    usage = b',"usage":' + usage_json(plan.prompt_tokens, n) if with_usage else b""
+    usage = b',"usage":' + usage_json(plan.prompt_tokens, n, r) if with_usage else b""
     return head + b',"choices":[' + choice + b"]" + usage + b"}"
 
 

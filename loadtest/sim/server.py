@@ -23,6 +23,8 @@ import orjson
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS, Prompting
+from loadtest.sim.limits import ServerLimits
+from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
 from loadtest.sim.stream import Scheduler, Stats, Stream
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
@@ -34,12 +36,13 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbid
 class Request:
     """One fully received HTTP request; only what routing and auth need is kept."""
 
-    __slots__ = ("method", "path", "auth", "body", "keep_alive", "recv_ns")
+    __slots__ = ("method", "path", "auth", "body", "keep_alive", "recv_ns", "query")
 
     def __init__(self, method: bytes, path: bytes, auth: bytes | None, body: bytes, keep_alive: bool,
-                 recv_ns: int) -> None:
+                 recv_ns: int, query: bytes = b"") -> None:
         self.method = method
         self.path = path
+        self.query = query
         self.auth = auth
         self.body = body
         self.keep_alive = keep_alive
@@ -103,6 +106,8 @@ class Connection(asyncio.Protocol):
         name = name.lower()
         if name == b"authorization":
             self.auth = value
+        elif name == b"api-key":  # Azure OpenAI's header
+            self.auth = b"Bearer " + value
         elif name == b"expect" and value.lower() == b"100-continue" and not self.busy and not self.pending:
             # curl sends this for bodies over 1 KiB and would otherwise stall a second before sending it
             # (never mid-response: that would corrupt the reply being written).
@@ -114,8 +119,9 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         # Receipt time is the anchor of the whole token schedule, so take it before anything else.
         recv_ns = monotonic_ns()
-        self.pending.append(Request(self.parser.get_method(), self.url.split(b"?", 1)[0], self.auth,
-                                    b"".join(self.body_parts), self.parser.should_keep_alive(), recv_ns))
+        path, _, query = self.url.partition(b"?")
+        self.pending.append(Request(self.parser.get_method(), path, self.auth,
+                                    b"".join(self.body_parts), self.parser.should_keep_alive(), recv_ns, query))
         self._next()
 
     # -- responses ----------------------------------------------------------------------------------
@@ -127,15 +133,16 @@ class Connection(asyncio.Protocol):
         if not self.closing and self.transport is not None:
             self.transport.write(data)
 
-    def send(self, status: int, body: bytes, keep_alive: bool) -> None:
+    def send(self, status: int, body: bytes, keep_alive: bool, headers: dict[str, str] | None = None) -> None:
         """Write a whole JSON response; the caller decides when the connection is free again."""
-        head = b"HTTP/1.1 %d %b\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: %b\r\n\r\n" % (
-            status, _REASONS.get(status, b"Error"), len(body), b"keep-alive" if keep_alive else b"close")
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() if headers else b""
+        head = b"HTTP/1.1 %d %b\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%bConnection: %b\r\n\r\n" % (
+            status, _REASONS.get(status, b"Error"), len(body), extra, b"keep-alive" if keep_alive else b"close")
         self.write(head + body)
 
-    def respond(self, status: int, body: bytes, keep_alive: bool) -> None:
+    def respond(self, status: int, body: bytes, keep_alive: bool, headers: dict[str, str] | None = None) -> None:
         """Answer at once (not scheduled): errors, stats, models, health."""
-        self.send(status, body, keep_alive)
+        self.send(status, body, keep_alive, headers)
         if not keep_alive:
             self.close()
 
@@ -189,15 +196,22 @@ class Sim:
         self.prompting = Prompting(config)
         self.valid_requests = 0
         self.public_config = config.public_dict()
+        self.limits = ServerLimits(config) if config.rpm_limit or config.tpm_limit or config.rate_limit_every else None
+        self.data_prefix = b"data:" if config.data_no_space else b"data: "
         self.models_body = orjson.dumps({"object": "list", "data": [
             {"id": config.model, "object": "model", "created": 0, "owned_by": "loadtest-sim"}]})
 
     def handle(self, conn: Connection, req: Request) -> None:
         path, method, keep = req.path, req.method, req.keep_alive
-        if path in (b"/v1/chat/completions", b"/v1/completions"):
+        if path.startswith(b"/openai/"):  # Azure OpenAI: a deployment URL with api-version, or /openai/v1
+            try:
+                path = azure_path(path, req.query, self.config.model)
+            except RequestError as error:
+                return self._error(conn, error, keep)
+        if path in (b"/v1/chat/completions", b"/v1/completions", b"/v1/responses"):
             if method != b"POST":
                 return self._error(conn, RequestError(405, f"Method {method.decode()} not allowed"), keep)
-            return self._generate(conn, req, chat=path == b"/v1/chat/completions")
+            return self._generate(conn, req, chat=path == b"/v1/chat/completions", responses=path == b"/v1/responses")
         if path == b"/v1/models" and method == b"GET":
             if not self._authorized(req):
                 return self._error(conn, _unauthorized(), keep)
@@ -221,9 +235,9 @@ class Sim:
 
     @staticmethod
     def _error(conn: Connection, error: RequestError, keep_alive: bool) -> None:
-        conn.respond(error.status, error.body(), keep_alive)
+        conn.respond(error.status, error.body(), keep_alive, error.headers)
 
-    def _generate(self, conn: Connection, req: Request, chat: bool) -> None:
+    def _generate(self, conn: Connection, req: Request, chat: bool, responses: bool = False) -> None:
         stats, config = self.stats, self.config
         stats.received(req.recv_ns)
         try:
@@ -236,16 +250,27 @@ class Sim:
             # The Nth *valid* request fails, so invalid ones do not shift which requests fail.
             nth = self.valid_requests + 1
             fail = config.fail_every is None or nth % config.fail_every == 0
-            plan = plan_request(config, chat, body, fail)
+            plan = plan_responses(config, body, fail) if responses else plan_request(config, chat, body, fail)
             plan.prompt_tokens = self.prompting.prompt_tokens(chat, body, plan.prompt_tokens)
+            if config.reject_max_tokens and chat and isinstance(body.get("max_tokens"), int):
+                raise RequestError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                        "Use 'max_completion_tokens' instead.", param="max_tokens",
+                                   code="unsupported_parameter")
+            if self.limits is not None and (refusal := self.limits.admit(plan.prompt_tokens + requested_tokens(body, plan))):
+                stats.rate_limited += 1
+                raise refusal
             self.valid_requests = nth
             if fail and config.fail_status is not None:
                 raise RequestError(config.fail_status, f"simulated failure (HTTP {config.fail_status})")
         except RequestError as error:
             stats.requests_failed += 1
             stats.last_done_ns = monotonic_ns()
-            return conn.respond(error.status, error.body(), req.keep_alive)
+            return conn.respond(error.status, error.body(), req.keep_alive, error.headers)
         self.last_id += 1
+        if responses:
+            head = b'{"id":"resp_%d","object":"response","created_at":%d,"model":%b' % (
+                self.last_id, int(time.time()), self.model_json)
+            return conn.begin(ResponsesStream(self, conn, plan, req.recv_ns, head, req.keep_alive))
         head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
         recv_ns = req.recv_ns + self.prompting.prefill_ns(plan.prompt_tokens)  # slow prefill shifts the schedule
         conn.begin(Stream(self, conn, plan, recv_ns, head, req.keep_alive))

@@ -38,6 +38,7 @@ class Stats:
         self.requests_completed = 0
         self.requests_failed = 0
         self.requests_aborted = 0
+        self.rate_limited = 0
         self.tokens_sent = 0
         self.events_sent = 0
         self.wakeups = 0
@@ -62,6 +63,7 @@ class Stats:
             "requests_completed": self.requests_completed,
             "requests_failed": self.requests_failed,
             "requests_aborted": self.requests_aborted,
+            "rate_limited": self.rate_limited,
             "tokens_sent": self.tokens_sent,
             "events_sent": self.events_sent,
             "scheduler_wakeups": self.wakeups,
@@ -150,6 +152,10 @@ class Stream:
             plan.fault = None
         if plan.stream:
             out = SSE_HEADERS + (b"Connection: keep-alive\r\n\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
+            if sim.config.sse_comments:
+                out += self._comment(b"keep-alive")
+            if plan.chat and sim.config.empty_choices_chunks:  # Azure's prompt-filter chunk
+                out += self._frame(self.head + b',"choices":[],"prompt_filter_results":[{"prompt_index":0}]}')
             if plan.chat and sim.config.role_chunk:
                 out += self._frame(self.head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
                                                b'"logprobs":null,"finish_reason":null}]}')
@@ -173,11 +179,17 @@ class Stream:
     def _frame(self, data: bytes) -> bytes:
         """One SSE event as one HTTP chunk."""
         self.sim.stats.events_sent += 1
-        event = b"data: " + data + self.sim.eol2
+        event = self.sim.data_prefix + data + self.sim.eol2
+        return b"%x\r\n%b\r\n" % (len(event), event)
+
+    def _comment(self, text: bytes) -> bytes:
+        """An SSE comment line (keep-alives, ': PROCESSING') as one HTTP chunk: carries no event."""
+        event = b": " + text + self.sim.eol2
         return b"%x\r\n%b\r\n" % (len(event), event)
 
     def _usage(self) -> bytes:
-        return b',"usage":' + usage_json(self.plan.prompt_tokens, self.sent)
+        return b',"usage":' + usage_json(self.plan.prompt_tokens, self.sent,
+                                         min(self.sent, self.plan.reasoning_tokens))
 
     def step(self) -> None:
         now = monotonic_ns()
@@ -191,7 +203,7 @@ class Stream:
         if not plan.stream:
             self._finish_plain(now)
             return
-        out = []
+        out = [self._comment(b"PROCESSING")] if sim.config.sse_comments else []
         start, end = self.sent, self.next_end
         if end > start:
             text = token_text(start, end)

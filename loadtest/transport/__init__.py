@@ -9,6 +9,32 @@ and an append.
 
 from __future__ import annotations
 
-from .base import Exchange, Transport, TransportKind, make_transport, normalize_base_url
+import ssl
+
+from ..errors import ConfigError
+from .base import Exchange, Transport, TransportKind, normalize_base_url
 
 __all__ = ["Exchange", "Transport", "TransportKind", "make_transport", "normalize_base_url"]
+
+
+def make_transport(kind: TransportKind, base_url: str, *, max_connections: int, headers: dict[str, str],
+                   query: str = "", ssl_context: ssl.SSLContext | None = None) -> Transport:
+    """A transport for ``base_url``. ``query`` is appended to every request path (Azure's
+    api-version); ``ssl_context`` replaces the default verifying one (``--insecure``). Here, not in
+    base.py, so that base.py imports none of the transports that import it."""
+    if kind == "fast":
+        from ._fast import FastTransport
+
+        return FastTransport(base_url, max_connections=max_connections, headers=headers, query=query,
+                             ssl_context=ssl_context)
+    if kind == "httpx":
+        from ._httpx import HttpxTransport
+
+        return HttpxTransport(base_url, max_connections=max_connections, headers=headers, query=query,
+                              ssl_context=ssl_context)
+    if kind == "openai":
+        from ._openai import OpenAITransport
+
+        return OpenAITransport(base_url, max_connections=max_connections, headers=headers, query=query,
+                               ssl_context=ssl_context)
+    raise ConfigError(f"unknown transport {kind!r} (choose fast, httpx or openai)")

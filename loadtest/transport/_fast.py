@@ -20,7 +20,7 @@ import httptools
 from .. import __version__
 from .._accel import speedups
 from .base import (DISCONNECT, PROTOCOL, RUNAWAY, RUNAWAY_CHECK_S, TIMEOUT, Exchange, StampedPieces,
-                   describe_os_error, runaway_message)
+                   describe_os_error, is_limit_header, runaway_message, with_query)
 
 
 _MAX_HEAD = 65536  # headers larger than this are left to httptools alone
@@ -124,6 +124,11 @@ class _Protocol(asyncio.Protocol):
             self._framed = True
         elif lname == b"transfer-encoding" and b"chunked" in value.lower():
             self._framed = self._chunked = True
+        elif is_limit_header(lname):  # once per response header, never per chunk
+            ex = self._ex
+            if ex.limit_headers is None:  # type: ignore[union-attr]
+                ex.limit_headers = {}  # type: ignore[union-attr]
+            ex.limit_headers[lname.decode("latin-1")] = value.decode("latin-1")  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
         self._ex.status = self._parser.get_status_code()  # type: ignore[union-attr]
@@ -216,14 +221,16 @@ class FastTransport:
     """A pool of at most ``max_connections`` keep-alive connections; the scheduler never has more
     requests in flight than that, so nothing ever waits for a connection."""
 
-    def __init__(self, base_url: str, *, max_connections: int, headers: dict[str, str]) -> None:
+    def __init__(self, base_url: str, *, max_connections: int, headers: dict[str, str], query: str = "",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(base_url)
         self.base_url = base_url
         self._host = parts.hostname or "127.0.0.1"
         self._tls = parts.scheme == "https"
         self._port = parts.port or (443 if self._tls else 80)
         self._prefix = parts.path.rstrip("/")
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self._tls else None
+        self._query = query
+        self._ssl: ssl.SSLContext | None = (ssl_context or ssl.create_default_context()) if self._tls else None
         self._max = max_connections
         self._idle: list[_Protocol] = []
         self._open: set[_Protocol] = set()
@@ -257,7 +264,7 @@ class FastTransport:
         self._idle.extend(c for c in results if isinstance(c, _Protocol))
 
     def _request_bytes(self, method: bytes, path: str, body: bytes) -> bytes:
-        start = method + b" " + (self._prefix + path).encode() + b" HTTP/1.1\r\n" + self._head
+        start = method + b" " + with_query(self._prefix + path, self._query).encode() + b" HTTP/1.1\r\n" + self._head
         if method == b"POST":
             return start + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
         return start + b"\r\n"

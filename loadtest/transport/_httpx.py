@@ -10,18 +10,22 @@ from time import perf_counter_ns
 import httpx
 
 from .. import __version__
-from .base import CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, runaway_message
+import ssl
+
+from .base import CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, is_limit_header, runaway_message, with_query
 
 
 class HttpxTransport:
-    def __init__(self, base_url: str, *, max_connections: int, headers: dict[str, str]) -> None:
+    def __init__(self, base_url: str, *, max_connections: int, headers: dict[str, str], query: str = "",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self._query = query
         self.limits: tuple[int, int] | None = None  # see base.response_limits
         # httpx's defaults (100 connections, 5 s timeouts) would queue requests silently and cut off
         # long generations; the pool is sized to the load and the deadline is ours (post()).
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._client = httpx.AsyncClient(
-            limits=limits, timeout=httpx.Timeout(None),
+            limits=limits, timeout=httpx.Timeout(None), verify=ssl_context if ssl_context is not None else True,
             headers={"User-Agent": f"loadtest/{__version__}", "Accept-Encoding": "identity", **headers})
 
     async def preconnect(self, n: int, timeout_s: float) -> None:
@@ -32,9 +36,11 @@ class HttpxTransport:
         try:
             async with asyncio.timeout(timeout_s):
                 headers = {"Content-Type": "application/json"} if body is not None else None
-                async with self._client.stream(method, self.base_url + path, content=body, headers=headers) as resp:
+                async with self._client.stream(method, with_query(self.base_url + path, self._query), content=body, headers=headers) as resp:
                     ex.status = resp.status_code
                     ex.content_type = resp.headers.get("content-type", "")
+                    kept = {k: v for k, v in resp.headers.items() if is_limit_header(k.lower().encode())}
+                    ex.limit_headers = {k.lower(): v for k, v in kept.items()} or None
                     pieces = ex.pieces
                     size = 0
                     async for piece in resp.aiter_raw():

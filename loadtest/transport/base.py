@@ -62,6 +62,17 @@ def new_pieces() -> StampedPieces:
 
 
 @dataclass(slots=True)
+class AttemptInfo:
+    """How a request got its answer (filled by loadtest.sender): attempts made, 429s met, and the
+    seconds waited for retries and for client-side budgets, all outside the latency measured."""
+
+    attempts: int = 0
+    rate_limited: int = 0
+    retry_wait_s: float = 0.0
+    limit_wait_s: float | None = None
+
+
+@dataclass(slots=True)
 class Exchange:
     """One request's raw outcome. Times are ``perf_counter_ns`` values (a monotonic clock)."""
 
@@ -78,6 +89,10 @@ class Exchange:
     """Time spent opening a new connection for this request; None when a kept-alive one was reused."""
     error_kind: str | None = None
     error: str | None = None
+    limit_headers: dict[str, str] | None = None
+    """Rate-limit response headers (``retry-after*``, ``x-ratelimit-*``, lower-cased names), kept
+    so that a 429 is retried when the provider says and a run can report the limits it met."""
+    attempt_info: AttemptInfo | None = None
 
     def body(self) -> bytes:
         pieces = self.pieces
@@ -137,14 +152,13 @@ def describe_os_error(exc: BaseException) -> tuple[str, str]:
     return CONNECT, f"{type(exc).__name__}: {exc}"
 
 
-def make_transport(kind: TransportKind, base_url: str, *, max_connections: int,
-                   headers: dict[str, str]) -> Transport:
-    if kind == "fast":
-        from ._fast import FastTransport
+def is_limit_header(lname: bytes) -> bool:
+    """A response header worth keeping in Exchange.limit_headers (lower-cased name)."""
+    return lname.startswith(b"x-ratelimit-") or lname.startswith(b"retry-after")
 
-        return FastTransport(base_url, max_connections=max_connections, headers=headers)
-    if kind == "httpx":
-        from ._httpx import HttpxTransport
 
-        return HttpxTransport(base_url, max_connections=max_connections, headers=headers)
-    raise ConfigError(f"unknown transport {kind!r} (choose fast or httpx)")
+def with_query(path: str, query: str) -> str:
+    """``path`` with the transport's fixed query (Azure's ``api-version=...``) appended."""
+    if not query:
+        return path
+    return path + ("&" if "?" in path else "?") + query

@@ -1,0 +1,116 @@
+"""Sending one request the way the server wants it: client-side budgets (--rpm-limit,
+--tpm-limit), rate-limited answers retried when the provider says (--max-retries), and the
+compatibility fallbacks learnt from a first rejection (``stream_options``; ``max_tokens`` ->
+``max_completion_tokens`` for reasoning models), each said once and kept for the run.
+
+The exchange returned is the attempt that counts: its latency is that attempt's alone; the time
+spent waiting for a budget or a retry is carried beside it (Exchange.attempt_info), never inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .chunks import error_message
+from .config import RunConfig
+from .payloads import build_body, request_path
+from .prompts import Prompt
+from .ratelimit import ClientLimits, sleep
+from .retry import RetryPolicy
+from .tokens import Tokenizer, estimator_for
+from .transport import Exchange, Transport
+from .transport.base import AttemptInfo
+
+
+def rejects_max_tokens(message: str) -> bool:
+    """OpenAI's answer to max_tokens on o-series / GPT-5 models ("Unsupported parameter:
+    'max_tokens' ... Use 'max_completion_tokens' instead.")."""
+    return "max_tokens" in message and "max_completion_tokens" in message
+
+
+class Sender:
+    def __init__(self, cfg: RunConfig, transport: Transport, *, note: Callable[[str], None],
+                 tokenizer: Tokenizer | None = None) -> None:
+        self.cfg = cfg
+        self.transport = transport
+        self.path = request_path(cfg)
+        self.note = note
+        self.include_usage = cfg.stream and cfg.api != "responses"
+        self.stream_options_rejected = False
+        self.max_completion_tokens = False
+        self.policy = RetryPolicy(max_retries=cfg.max_retries, seed=cfg.seed)
+        self.limits = ClientLimits(cfg.rpm_limit, cfg.tpm_limit, max_request_tokens=cfg.max_tokens + 1)
+        self._count = (tokenizer or estimator_for(cfg.model)).count if cfg.tpm_limit else None
+        self._bases: tuple[int, dict[str, Any]] | None = None
+        self.provider_limits: dict[str, str] = {}  # the latest x-ratelimit-limit-* the provider stated
+
+    def estimate_tokens(self, prompt: Prompt) -> int:
+        """What a provider charges a request against its token limit: prompt + max tokens."""
+        return (self._count(prompt.text) if self._count else 0) + self.cfg.max_tokens
+
+    def _base(self, base: dict[str, Any]) -> dict[str, Any]:
+        if not self.max_completion_tokens or "max_tokens" not in base:
+            return base
+        if self._bases is None or self._bases[0] != id(base):
+            adapted = {("max_completion_tokens" if k == "max_tokens" else k): v for k, v in base.items()}
+            self._bases = (id(base), adapted)
+        return self._bases[1]
+
+    async def send(self, prompt: Prompt, base: dict[str, Any]) -> Exchange:
+        cfg, post = self.cfg, self.transport.post
+        info = AttemptInfo()
+        usage, fell_back = self.include_usage, False
+        tokens = self.estimate_tokens(prompt) if self.limits.enabled else 0
+        while True:
+            if self.limits.enabled:
+                waited = await self.limits.acquire(tokens)
+                info.limit_wait_s = (info.limit_wait_s or 0.0) + waited
+            used = self._base(base)
+            body = build_body(prompt, used, api=cfg.api, include_usage=usage)
+            ex = await post(self.path, body, cfg.timeout_s)
+            info.attempts += 1
+            if ex.limit_headers:
+                self._note_limits(ex.limit_headers)
+            status = ex.status or 0
+            if ex.error_kind is None and status in (400, 422):
+                message = error_message(ex.body())
+                if "max_tokens" in used and rejects_max_tokens(message):  # (requests in flight at the switch too)
+                    if not self.max_completion_tokens:
+                        self.max_completion_tokens = True
+                        self.note(f"server rejected max_tokens ({message}); sending max_completion_tokens for the run")
+                    continue
+                if usage and not fell_back:
+                    # Many servers (TGI, Ollama, LM Studio...) reject stream_options: retry without it,
+                    # and stop sending it for the run once a retry succeeds.
+                    usage, fell_back = False, message
+                    continue
+            if self.policy.rate_limited(ex):
+                info.rate_limited += 1
+                if info.rate_limited <= self.policy.max_retries:
+                    waited = await sleep(self.policy.delay_s(ex, info.rate_limited))
+                    info.retry_wait_s += waited
+                    continue
+            break
+        if fell_back and ex.status is not None and ex.status < 400 and self.include_usage:
+            self.note(f"server rejected stream_options ({fell_back}); sending requests without it "
+                      "(token counts fall back to --tokenizer, else to chunk counts)")
+            self.include_usage = False
+            self.stream_options_rejected = True
+        ex.attempt_info = info
+        return ex
+
+    def _note_limits(self, headers: dict[str, str]) -> None:
+        for name, value in headers.items():
+            if name.startswith("x-ratelimit-limit-"):
+                self.provider_limits[name.removeprefix("x-ratelimit-limit-")] = value
+
+    def run_info(self) -> dict[str, Any]:
+        """The run-level facts summary.json's ``run`` block gets from the sender. (Wait and 429
+        totals are in ``metrics``/``counts``, summed from the measured records, warm-up excluded.)"""
+        return {
+            "stream_options_sent": self.include_usage if self.cfg.stream else False,
+            "stream_options_rejected": self.stream_options_rejected,
+            "max_completion_tokens_sent": self.max_completion_tokens,
+            "provider_limits": self.provider_limits or None,  # e.g. {"requests": "500", "tokens": "30000"}
+        }

@@ -22,6 +22,7 @@ from typing import Any
 from . import __version__
 from .config import RunConfig
 from .errors import ConfigError, LoadtestError
+from .loadargs import add_load_arguments, load_fields, parse_warmup
 from .output import default_output_dir, prepare_output_dir, render_rows, render_table
 from .redact import redact
 from .transport import normalize_base_url
@@ -105,7 +106,7 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
                    help="bearer token (default: $OPENAI_API_KEY)")
     p.add_argument("--dataset", default="builtin", help="builtin (default), lima, or a JSONL/JSON/Parquet file")
     if command == "throughput":
-        p.add_argument("--concurrency", type=_positive_int, required=True, help="requests kept in flight")
+        p.add_argument("--concurrency", type=_positive_int, help="requests kept in flight (or --request-rate)")
         amount = p.add_mutually_exclusive_group()
         amount.add_argument("--num-prompts", type=_positive_int,
                             help="measured requests (default: max(100, 4 x concurrency))")
@@ -117,7 +118,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--top-p", type=_finite_float, help="sent only when given")
     p.add_argument("--ignore-eos", action="store_true", help="send ignore_eos=true (vLLM, llama.cpp accept it)")
     p.add_argument("--extra-body", default="{}", help="JSON object merged into every request body")
-    p.add_argument("--warmup", type=_non_negative_int, default=0, help="requests sent first and left out of the statistics")
+    p.add_argument("--warmup", type=parse_warmup, default=0,
+                   help="requests sent first and left out of the statistics (10), or a time with --duration (5s)")
     p.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default 0)")
     p.add_argument("--tokenizer", help="count tokens when the server sends no usage: a local HF tokenizer dir or a "
                                        "tiktoken encoding (cl100k_base works offline)")
@@ -133,6 +135,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--wandb", metavar="PROJECT", help="also log the run to Weights & Biases (needs wandb)")
+    if command == "throughput":
+        add_load_arguments(p)
     _add_launch_args(p, required_engine=False)
 
 
@@ -184,16 +188,20 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     if not isinstance(extra, dict):
         raise ConfigError("--extra-body must be a JSON object")
     throughput = ns.command == "throughput"
-    concurrency = ns.concurrency if throughput else 1
+    if throughput and ns.concurrency is None and getattr(ns, "request_rate", None) is None:
+        raise ConfigError("throughput needs --concurrency N (closed loop) or --request-rate R (open loop)")
+    concurrency = (ns.concurrency or 1) if throughput else 1
     duration = ns.duration if throughput else None
+    load = load_fields(ns, duration_s=duration)
     num = ns.num_prompts if ns.num_prompts is not None else max(100, 4 * concurrency)
     return RunConfig(
         command=ns.command, base_url=normalize_base_url(ns.endpoint) if ns.endpoint else "", model=ns.model,
         api=ns.api, stream=ns.stream, api_key=ns.api_key, dataset=ns.dataset,
-        num_prompts=None if duration else num, duration_s=duration, concurrency=concurrency, warmup=ns.warmup,
+        num_prompts=None if duration else num, duration_s=duration, concurrency=concurrency,
         seed=ns.seed, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos,
         extra_body=extra, tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport,
-        preconnect=ns.preconnect, output_dir=ns.resume or ns.output or default_output_dir(ns.command), quiet=ns.quiet)
+        preconnect=ns.preconnect, output_dir=ns.resume or ns.output or default_output_dir(ns.command), quiet=ns.quiet,
+        **load)
 
 
 def _launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir: Path) -> Any:

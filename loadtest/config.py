@@ -13,7 +13,7 @@ Api = Literal["chat", "completions"]
 
 @dataclass(frozen=True)
 class RunConfig:
-    command: Literal["single", "throughput"]
+    command: Literal["single", "throughput", "sweep", "capacity"]
     base_url: str
     model: str | None
     api: Api = "chat"
@@ -36,6 +36,14 @@ class RunConfig:
     preconnect: bool = True
     output_dir: Path | None = None
     quiet: bool = False
+    # Load shape (loadtest/shaping.py): an open loop when request_rate is set (math.inf: all at once).
+    request_rate: float | None = None
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    ramp_up_s: float = 0.0
+    warmup_s: float | None = None
+    cooldown_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""
@@ -43,4 +51,6 @@ class RunConfig:
         d["api_key"] = "(set)" if self.api_key else None
         d["base_url"] = redact(self.base_url)
         d["output_dir"] = str(self.output_dir) if self.output_dir else None
+        if d["request_rate"] == float("inf"):
+            d["request_rate"] = "inf"  # JSON has no infinity
         return d

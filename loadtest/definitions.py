@@ -61,8 +61,26 @@ DEFINITIONS: dict[str, str] = {
         "completion tokens: the client's own overhead, to compare with what it measures. "
         "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads)."),
     "queueing": (
-        "None on the client: the scheduler never has more requests in flight than the connection pool "
-        "has connections, so no request waits for one."),
+        "None on the client in a closed loop: the scheduler never has more requests in flight than the "
+        "connection pool has connections, so no request waits for one. Under --request-rate with "
+        "--max-concurrency a request may wait for a slot: that wait is queue_s, outside ttft_s and e2e_s."),
+    "scheduled_s": (
+        "Open loop (--request-rate): when the load shape wanted the request sent, seconds since the run "
+        "started. The schedule is fixed before the run from the seed (Poisson: exponential gaps; gamma: "
+        "shape --burstiness, mean gap 1/rate; constant: equal gaps; --ramp-up: the rate rises linearly)."),
+    "queue_s": (
+        "Open loop: time a request waited for a free slot under --max-concurrency before it started "
+        "(0 when a slot was free). Not part of ttft_s or e2e_s."),
+    "send_lag_s": (
+        "Open loop, per started request: request_start - scheduled_s - queue_s, the client's own lateness "
+        "in sending. Large values mean the client, not the server, limited the load."),
+    "achieved_rate_per_s": (
+        "Open loop: measured requests started / the span between the first and last of their starts "
+        "((n - 1) / span), to compare with the target --request-rate."),
+    "phase": (
+        "warmup, measured or cooldown. --warmup N: the first N requests; --warmup 5s and --cooldown S with "
+        "--duration D: by scheduled (open loop) or start (closed loop) time, the run lasting 5 + D + S "
+        "seconds. Only measured requests enter the statistics."),
 }
 
 

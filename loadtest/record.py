@@ -57,6 +57,12 @@ class RequestRecord:
     partial_tokens: int | None = None
     """Failed requests: tokens that arrived before the failure (usage, else --tokenizer, else content
     chunks), so a runaway or cut-off server is told apart from a silent one."""
+    scheduled_s: float | None = None
+    """Open loop: when the load shape wanted the request sent, seconds since the run started."""
+    queue_s: float | None = None
+    """Open loop with --max-concurrency: time waited for a free slot before the request started."""
+    phase: str | None = None
+    """warmup, measured or cooldown (only measured requests enter the statistics)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)

@@ -128,7 +128,7 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
                 break
             at = origin_ns + int(offset * 1e9)
             if deadline_ns is not None and at >= deadline_ns:
-                break
+                await asyncio.Event().wait()  # a timed run lasts to its deadline (the wait below ends it)
             await sleep_until(at)
             task = asyncio.create_task(one(i, at))
             tasks.add(task)

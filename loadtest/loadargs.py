@@ -67,6 +67,13 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _fraction(text: str) -> float:
+    v = _positive_float(text)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return v
+
+
 def add_load_arguments(p: argparse.ArgumentParser, *, rate: bool = True) -> None:
     g = p.add_argument_group("load shape (open loop: requests start at a rate, whatever is in flight)")
     if rate:
@@ -82,10 +89,18 @@ def add_load_arguments(p: argparse.ArgumentParser, *, rate: bool = True) -> None
                    help="rise linearly to the rate (or concurrency) over S seconds")
     g.add_argument("--cooldown", type=parse_seconds, default=0.0, metavar="S",
                    help="with --duration: keep the load S more seconds, requests started then left out")
+    g.add_argument("--slo", action="append", metavar="SPEC",
+                   help="objective, repeatable or comma-separated: ttft=0.5 (per request, seconds), tpot=50ms, "
+                        "ttft:p99=0.5 (run-level); adds goodput to the summary")
+    g.add_argument("--slo-attainment", type=_fraction, default=0.9, metavar="F",
+                   help="share of requests that must meet the per-request objectives (default 0.9)")
 
 
 def load_fields(ns: argparse.Namespace, *, duration_s: float | None) -> dict[str, Any]:
     """RunConfig fields from the parsed load options; ConfigError on a combination that cannot work."""
+    from .slo import parse as parse_slos
+
+    parse_slos(getattr(ns, "slo", None))  # bad objectives: one line before anything runs
     rate = getattr(ns, "request_rate", None)
     warmup = ns.warmup
     warmup_s = float(warmup) if isinstance(warmup, float) else None

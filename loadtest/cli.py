@@ -22,6 +22,7 @@ from typing import Any
 from . import __version__
 from .config import RunConfig
 from .errors import ConfigError, LoadtestError
+from .levels import add_level_arguments
 from .loadargs import add_load_arguments, load_fields, parse_warmup
 from .output import default_output_dir, prepare_output_dir, render_rows, render_table
 from .redact import redact
@@ -111,6 +112,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
         amount.add_argument("--num-prompts", type=_positive_int,
                             help="measured requests (default: max(100, 4 x concurrency))")
         amount.add_argument("--duration", type=_positive_float, help="measure for this many seconds instead")
+    elif command in ("sweep", "capacity"):
+        add_level_arguments(p, command)
     else:
         p.add_argument("--num-prompts", type=_positive_int, default=100, help="measured requests (default 100)")
     p.add_argument("--max-tokens", type=_positive_int, default=256, help="max_tokens per request (default 256)")
@@ -135,8 +138,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--wandb", metavar="PROJECT", help="also log the run to Weights & Biases (needs wandb)")
-    if command == "throughput":
-        add_load_arguments(p)
+    if command != "single":
+        add_load_arguments(p, command=command)
     _add_launch_args(p, required_engine=False)
 
 
@@ -147,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_args(sub.add_parser("single", help="requests one at a time: per-request tokens/s, TTFT, decode rate"), "single")
     _add_run_args(sub.add_parser("throughput", help="N requests in flight: requests/min, output tokens/s"), "throughput")
+    _add_run_args(sub.add_parser("sweep", help="one throughput run per concurrency or rate level, one table"), "sweep")
+    capacity_parser = sub.add_parser("capacity", help="the highest load that meets the SLOs (bracket + bisection)")
+    _add_run_args(capacity_parser, "capacity")
+    from . import capacity
+
+    capacity.add_arguments(capacity_parser)
     serve = sub.add_parser("serve", help="run the test server (sim) or start an engine and print its endpoint")
     serve_sub = serve.add_subparsers(dest="engine", required=True, metavar="ENGINE")
     from .sim.config import add_arguments as add_sim_arguments
@@ -365,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
             from .report import command as report
 
             return {"report": report, "matrix": matrix, "memory": memory}[ns.command].run(ns)
+        if ns.command in ("sweep", "capacity"):
+            from . import capacity, sweep
+
+            driver = sweep if ns.command == "sweep" else capacity
+            return driver.run(ns, make_config=config_from_args, maybe_launch=_maybe_launch)
         return _run_benchmark(ns)
     except LoadtestError as exc:
         if debug:

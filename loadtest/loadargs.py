@@ -74,9 +74,9 @@ def _fraction(text: str) -> float:
     return v
 
 
-def add_load_arguments(p: argparse.ArgumentParser, *, rate: bool = True) -> None:
+def add_load_arguments(p: argparse.ArgumentParser, *, command: str = "throughput") -> None:
     g = p.add_argument_group("load shape (open loop: requests start at a rate, whatever is in flight)")
-    if rate:
+    if command == "throughput":
         g.add_argument("--request-rate", type=parse_rate, metavar="R",
                        help="requests/s (inf: all at once); replaces --concurrency's closed loop")
     g.add_argument("--arrival", choices=ARRIVALS, default="poisson",
@@ -94,6 +94,10 @@ def add_load_arguments(p: argparse.ArgumentParser, *, rate: bool = True) -> None
                         "ttft:p99=0.5 (run-level); adds goodput to the summary")
     g.add_argument("--slo-attainment", type=_fraction, default=0.9, metavar="F",
                    help="share of requests that must meet the per-request objectives (default 0.9)")
+    g.add_argument("--allow-client-bound", action="store_true",
+                   help="do not fail (or stop a sweep) when the verdict says the client limited the load")
+    if command == "sweep":
+        g.add_argument("--no-early-stop", action="store_true", help="run every level, even past saturation")
 
 
 def load_fields(ns: argparse.Namespace, *, duration_s: float | None) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def answer_line(by: str, level: float | None, result: LevelResult | None, object
 
 
 def run(ns: argparse.Namespace, *, make_config: Callable[[argparse.Namespace], Any],
-        maybe_launch: Callable[..., Any], judge: Callable[[LevelResult], None] | None = None) -> int:
+        maybe_launch: Callable[..., Any]) -> int:
     from .prompts import load_prompts
     from .tokens import load_tokenizer
 
@@ -137,8 +137,7 @@ def run(ns: argparse.Namespace, *, make_config: Callable[[argparse.Namespace], A
     with maybe_launch(ns, cfg) as (cfg, server):
         info = (lambda: {**server.info, "resources": server.resources()}) if server is not None else None
         runner = LevelRunner(cfg, prompts, by=by, root=root, tokenizer=tokenizer, server_info=info,
-                             objectives=objectives, attainment=ns.slo_attainment, num_prompts=ns.num_prompts,
-                             judge=judge)
+                             objectives=objectives, attainment=ns.slo_attainment, num_prompts=ns.num_prompts)
         search = Search(runner.run, integer=integer, precision=ns.precision, max_error_rate=ns.max_error_rate,
                         max_levels=ns.max_levels)
         lo, hi, early = search.find(start)

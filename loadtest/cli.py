@@ -24,6 +24,7 @@ from .config import RunConfig
 from .errors import ConfigError, LoadtestError
 from .levels import add_level_arguments
 from .loadargs import add_load_arguments, load_fields, parse_warmup
+from .postrun import after_run
 from .output import default_output_dir, prepare_output_dir, render_rows, render_table
 from .redact import redact
 from .transport import normalize_base_url
@@ -300,7 +301,7 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
                 print(f"loadtest: interrupted; records so far are in {cfg.output_dir / 'requests.jsonl'}", file=sys.stderr)
                 return 143 if terminated else 130
     print(render_table(outcome.summary))
-    _after_run(ns, outcome)
+    after_run(ns, outcome)
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
     if outcome.message:
         print(f"loadtest: error: {redact(outcome.message)}", file=sys.stderr)
@@ -312,16 +313,6 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     if terminated and outcome.exit_code == 130:
         return 143  # 128 + SIGTERM, as a process killed by it would report
     return outcome.exit_code
-
-
-def _after_run(ns: argparse.Namespace, outcome: Any) -> None:
-    """Post-run judgements of a throughput run: SLOs and goodput, the run's verdict."""
-    from . import slo
-
-    block = slo.apply(outcome.directory, outcome.summary, slo.parse(getattr(ns, "slo", None)),
-                      attainment=getattr(ns, "slo_attainment", slo.DEFAULT_ATTAINMENT))
-    if block is not None:
-        print(slo.line(block))
 
 
 def _serve(ns: argparse.Namespace) -> int:

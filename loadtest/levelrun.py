@@ -15,6 +15,7 @@ from typing import Any
 from . import slo as slos
 from .config import RunConfig
 from .output import prepare_output_dir
+from .postrun import judge
 
 RATE, CONCURRENCY = "rate", "concurrency"
 
@@ -65,11 +66,7 @@ class LevelResult:
             return False
         if self.slo is not None and not self.slo["met"]:
             return False
-        if self.by == RATE and math.isfinite(self.level):
-            done = self.metrics.get("requests_per_s") or 0.0
-            if done < 0.9 * self.level:
-                return False
-        return True
+        return not (self.summary.get("verdict") or {}).get("server_saturated")
 
     def row(self) -> dict[str, Any]:
         m = self.metrics
@@ -101,12 +98,11 @@ class LevelRunner:
     def __init__(self, base: RunConfig, prompts: list[Any], *, by: str, root: Path, tokenizer: Any = None,
                  server_info: Callable[[], dict[str, Any] | None] | None = None,
                  objectives: list[slos.Objective] | None = None, attainment: float = slos.DEFAULT_ATTAINMENT,
-                 num_prompts: int | None = None, judge: Callable[[LevelResult], None] | None = None) -> None:
+                 num_prompts: int | None = None) -> None:
         self.base, self.prompts, self.by, self.root = base, prompts, by, root
         self.tokenizer, self.server_info = tokenizer, server_info
         self.objectives, self.attainment = objectives or [], attainment
         self.num_prompts = num_prompts
-        self.judge = judge
         self.interrupted = False
 
     def config(self, level: float, directory: Path) -> RunConfig:
@@ -142,7 +138,5 @@ class LevelRunner:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             outcome = runner.run(main())
         result = LevelResult(self.by, level, directory, outcome.summary, outcome.exit_code, outcome.message)
-        slos.apply(directory, outcome.summary, self.objectives, attainment=self.attainment)
-        if self.judge is not None:
-            self.judge(result)
+        judge(directory, outcome.summary, self.objectives, self.attainment)
         return result

@@ -33,6 +33,7 @@ from .chunks import error_message
 from .record import CANCELLED, RequestRecord, build_record, cancelled_record
 from .scheduler import until_stopped
 from . import shaping
+from .monitors import RunMonitor
 from .gctimer import collect_garbage
 from .tokens import Tokenizer
 from .transport import Exchange, Transport, make_transport
@@ -233,6 +234,8 @@ class Run:
         duration_s = plan.remaining_s if plan.remaining_s is not None else cfg.duration_s
         cpu_measured = None
         cpu_split: tuple[float, float] | None = None
+        monitored: dict[str, Any] | None = None
+        monitor: RunMonitor | None = None
         try:
             if self._model is None:
                 self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url))
@@ -251,6 +254,7 @@ class Run:
             if not self.stop.is_set():
                 measured_t0 = self._phase_t0_ns = perf_counter_ns()
                 cpu0, rusage0 = time.process_time(), _rusage()
+                monitor = RunMonitor(cfg.base_url).start()
                 deadline = shaping.run_deadline_ns(cfg, measured_t0, duration_s)
                 if plan.todo is not None:  # resumed: only the prompts not done yet, by their own ids
                     todo = plan.todo
@@ -259,6 +263,7 @@ class Run:
                     ended = await self._schedule(count=cfg.num_prompts if deadline is None else None,
                                                  deadline_ns=deadline, first_index=plan.next_index, with_warmup=True)
                 self._drain()  # interpreting the records is part of the client's cost
+                monitored = monitor.stop()
                 cpu_measured = time.process_time() - cpu0
                 cpu_split = _cpu_split(rusage0, _rusage())
         except BaseException:
@@ -267,6 +272,8 @@ class Run:
                 resuming.remove_empty_run(self.directory)  # a failed start leaves no empty run behind
             raise
         finally:
+            if monitor is not None and monitored is None:
+                monitor.stop()
             processor.cancel()
             collector.cancel()
             self._drain()
@@ -297,7 +304,7 @@ class Run:
             "started_at": pieces[0]["started_at"],
             "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": self._warmup_count,
             "resumed": bool(plan.pieces), "pieces": pieces,
-            "load": shaping.describe(cfg),
+            "load": shaping.describe(cfg), "monitors": monitored,
             "stream_options_sent": self.include_usage if cfg.stream else False,
             "stream_options_rejected": self.stream_options_rejected,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",

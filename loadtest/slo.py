@@ -23,7 +23,7 @@ METRICS = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s", "itl": "itl_s", "
 PER_REQUEST = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
 STATS = ("mean", "p50", "p90", "p95", "p99", "max")
 DEFAULT_ATTAINMENT = 0.9
-_ITEM = re.compile(r"^\s*(?P<metric>[a-z]+)(?:[:_](?P<stat>mean|max|p\d{2}))?\s*=\s*(?P<value>[0-9.eE+-]+)\s*(?P<unit>ms|s)?\s*$")
+_ITEM = re.compile(r"^\s*(?P<metric>[a-z][a-z0-9]*)(?:[:_](?P<stat>mean|max|p\d{2}))?\s*=\s*(?P<value>[0-9.eE+-]+)\s*(?P<unit>ms|s)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -130,15 +130,3 @@ def line(block: dict[str, Any]) -> str:
                      f"{' and '.join(block['per_request'])} (target {block['attainment_target'] * 100:g}%); "
                      f"goodput {(block['goodput_requests_per_min'] or 0):,.1f} req/min")
     return ("SLOs met: " if block["met"] else "SLOs NOT met: ") + "; ".join(parts)
-
-
-def apply(directory: Path, summary: dict[str, Any], objectives: list[Objective], *,
-          attainment: float = DEFAULT_ATTAINMENT) -> dict[str, Any] | None:
-    """Add the slo block to a finished run's summary.json (a post-run pass over its records)."""
-    from .output import write_summary
-
-    if not objectives:
-        return None
-    summary["slo"] = evaluate(summary, directory / "requests.jsonl", objectives, attainment=attainment)
-    write_summary(directory, summary)
-    return summary["slo"]

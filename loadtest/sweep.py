@@ -56,9 +56,8 @@ def stop_reason(done: list[LevelResult], r: LevelResult, ns: argparse.Namespace)
     if broken:
         return f"SLO broken at level {r.level:g}: {', '.join(broken)}"
     m = r.metrics
-    if r.by == RATE and math.isfinite(r.level) and (m.get("requests_per_s") or 0) < 0.9 * r.level:
-        return (f"saturated: at {r.level:g} req/s asked the server completed {(m.get('requests_per_s') or 0):.3g} "
-                "req/s")
+    if (r.summary.get("verdict") or {}).get("server_saturated"):
+        return f"saturated at {r.level:g} req/s: " + "; ".join(r.summary["verdict"]["reasons"])
     ok = [d for d in done if d.exit_code == 0 and d.metrics.get("requests_per_s")]
     if ok and m.get("requests_per_s"):
         best = max(ok, key=lambda d: d.metrics["requests_per_s"])
@@ -95,7 +94,7 @@ def _say(text: str) -> None:
 
 
 def run(ns: argparse.Namespace, *, make_config: Callable[[argparse.Namespace], Any],
-        maybe_launch: Callable[..., Any], judge: Callable[[LevelResult], None] | None = None) -> int:
+        maybe_launch: Callable[..., Any]) -> int:
     from .prompts import load_prompts
     from .tokens import load_tokenizer
 
@@ -120,7 +119,7 @@ def run(ns: argparse.Namespace, *, make_config: Callable[[argparse.Namespace], A
     with maybe_launch(ns, cfg) as (cfg, server):
         info = (lambda: {**server.info, "resources": server.resources()}) if server is not None else None
         common = dict(root=root, tokenizer=tokenizer, server_info=info, objectives=objectives,
-                      attainment=ns.slo_attainment, num_prompts=ns.num_prompts, judge=judge)
+                      attainment=ns.slo_attainment, num_prompts=ns.num_prompts)
         runner = LevelRunner(cfg, prompts, by=by, **common)  # type: ignore[arg-type]
         if auto:
             _say("probing: one request at a time, then everything at once")

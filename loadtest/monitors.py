@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import os
 import socket
-import threading
+import subprocess
+import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,57 +73,99 @@ def _tree_cpu_s(procs: dict[int, psutil.Process], root: psutil.Process | None) -
     return total
 
 
+def _busy(t: Any) -> float:
+    return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+def sample(client_pid: int, base_url: str, interval_s: float, stop: Any) -> dict[str, Any]:
+    """Sample until ``stop(timeout)`` returns True; the summary of host CPU by owner, in cores.
+    Runs in its own process (see HostMonitor): 'others' = host busy - client - server - sampler."""
+    pid = server_pid(base_url)
+    server = psutil.Process(pid) if pid else None
+    client, me = psutil.Process(client_pid), psutil.Process()
+    server_procs: dict[int, psutil.Process] = {}
+
+    def snap() -> tuple[float, ...]:
+        c, m = client.cpu_times(), me.cpu_times()
+        return (time.monotonic(), _busy(psutil.cpu_times()), c.user + c.system, _tree_cpu_s(server_procs, server),
+                m.user + m.system)
+
+    samples = []
+    prev = snap()
+    while not stop(interval_s):
+        now = snap()
+        samples.append([b - a for a, b in zip(prev, now)])
+        prev = now
+    out: dict[str, Any] = {"span_s": 0.0, "cpu_count": psutil.cpu_count(), "server_pid": pid,
+                           "interval_s": interval_s}
+    s = np.array(samples) if samples else np.zeros((0, 5))
+    s = s[s[:, 0] > 0]
+    if not len(s):
+        return out
+    busy, cl, sv, own = (s[:, k] / s[:, 0] for k in (1, 2, 3, 4))
+    others = np.maximum(busy - cl - sv - own, 0.0)
+    return out | {
+        "span_s": float(s[:, 0].sum()), "host_busy_cores_mean": float(busy.mean()),
+        "client_cores_mean": float(cl.mean()), "client_cores_max": float(cl.max()),
+        "server_cores_mean": float(sv.mean()) if server else None,
+        "others_cores_mean": float(others.mean()), "others_cores_p90": float(np.percentile(others, 90)),
+    }
+
+
 class HostMonitor:
-    """A daemon thread: every HOST_INTERVAL_S, host busy CPU, this process's and the server tree's.
-    'Others' = host busy - client - server, in cores (1.0 = one core fully used)."""
+    """Host CPU by owner, sampled every HOST_INTERVAL_S by a child process: a sampling thread in
+    the client would take the GIL from the event loop (walking /proc costs milliseconds) and
+    delay arrival stamps by as much. The child stops when its stdin closes and prints JSON."""
 
     def __init__(self, base_url: str, interval_s: float = HOST_INTERVAL_S) -> None:
-        self.interval_s = interval_s
-        pid = server_pid(base_url)
-        self._server = psutil.Process(pid) if pid else None
-        self._server_procs: dict[int, psutil.Process] = {}
-        self._me = psutil.Process()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="loadtest-host-monitor", daemon=True)
-        self.samples: list[tuple[float, float, float, float]] = []  # (dt, busy, client, server) CPU seconds
-
-    @staticmethod
-    def _busy(t: Any) -> float:
-        return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
-
-    def _snap(self) -> tuple[float, float, float, float]:
-        me = self._me.cpu_times()
-        return (time.monotonic(), self._busy(psutil.cpu_times()), me.user + me.system,
-                _tree_cpu_s(self._server_procs, self._server))
-
-    def _loop(self) -> None:
-        prev = self._snap()
-        while not self._stop.wait(self.interval_s):
-            now = self._snap()
-            self.samples.append(tuple(b - a for a, b in zip(prev, now)))  # type: ignore[arg-type]
-            prev = now
+        self._args = [sys.executable, "-m", "loadtest.monitors", str(os.getpid()), base_url, str(interval_s)]
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> HostMonitor:
-        self._thread.start()
+        """Spawn the sampler early: its start-up (~0.2 s of imports) must be over before the
+        measured phase, or it competes with the client for a core right then."""
+        try:
+            # Niced: its start-up (imports) must not take a core from the client or the server.
+            self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL,
+                                          preexec_fn=(lambda: os.nice(10)) if os.name == "posix" else None)
+        except OSError:
+            self._proc = None
         return self
 
-    def stop(self) -> dict[str, Any]:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        s = np.array(self.samples) if self.samples else np.zeros((0, 4))
-        span = float(s[:, 0].sum()) if len(s) else 0.0
-        if span <= 0:
-            return {"span_s": 0.0, "cpu_count": psutil.cpu_count(), "server_pid": self._server and self._server.pid}
-        busy, client, server = (s[:, 1] / s[:, 0]), s[:, 2] / s[:, 0], s[:, 3] / s[:, 0]
-        others = np.maximum(busy - client - server, 0.0)
-        return {
-            "span_s": span, "cpu_count": psutil.cpu_count(),
-            "server_pid": self._server.pid if self._server else None,
-            "host_busy_cores_mean": float(busy.mean()),
-            "client_cores_mean": float(client.mean()), "client_cores_max": float(client.max()),
-            "server_cores_mean": float(server.mean()) if self._server else None,
-            "others_cores_mean": float(others.mean()), "others_cores_p90": float(np.percentile(others, 90)),
-        }
+    def begin(self) -> None:
+        """The measured phase starts: the sampler takes its first sample now."""
+        if self._proc is not None and self._proc.stdin is not None:
+            try:
+                self._proc.stdin.write(b"begin\n")
+                self._proc.stdin.flush()
+            except OSError:
+                pass
+
+    def stop(self) -> dict[str, Any] | None:
+        if self._proc is None:
+            return None
+        try:
+            out, _ = self._proc.communicate(timeout=10)
+            return json.loads(out) if out.strip() else None
+        except (subprocess.TimeoutExpired, ValueError):
+            self._proc.kill()
+            self._proc.wait()
+            return None
+
+
+def _main(argv: list[str]) -> None:
+    import select
+
+    client_pid, base_url, interval_s = int(argv[0]), argv[1], float(argv[2])
+    if not sys.stdin.readline():  # wait for "begin"; EOF: the run ended before measuring
+        return
+
+    def stop(timeout: float) -> bool:
+        ready, _, _ = select.select([sys.stdin], [], [], timeout)
+        return bool(ready)  # stdin readable = closed by the parent (it never writes)
+
+    print(json.dumps(sample(client_pid, base_url, interval_s, stop)), flush=True)
 
 
 class LoopMonitor:
@@ -152,7 +197,7 @@ class LoopMonitor:
 
 
 class RunMonitor:
-    """Both, started and stopped together around a run's measured phase."""
+    """Both: started with the run, measuring from ``begin`` (the measured phase) to ``stop``."""
 
     def __init__(self, base_url: str) -> None:
         self.host = HostMonitor(base_url)
@@ -160,8 +205,15 @@ class RunMonitor:
 
     def start(self) -> RunMonitor:
         self.host.start()
-        self.loop.start()
         return self
+
+    def begin(self) -> None:
+        self.host.begin()
+        self.loop.start()
 
     def stop(self) -> dict[str, Any]:
         return {"host_cpu": self.host.stop(), "event_loop_delay": self.loop.stop()}
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -34,6 +34,8 @@ from .record import CANCELLED, RequestRecord, build_record, cancelled_record
 from .scheduler import until_stopped
 from . import shaping
 from .monitors import RunMonitor
+from . import live
+from .loadstats import LiveStats
 from .gctimer import collect_garbage
 from .tokens import Tokenizer
 from .transport import Exchange, Transport, make_transport
@@ -97,6 +99,7 @@ class Run:
         self._pending: deque[tuple[Exchange, int, str, bool, tuple[Any, Any, str]]] = deque()
         self._phases = shaping.Phases.of(cfg)
         self._phase_t0_ns = 0
+        self.live = LiveStats()
         self._pending_ready = asyncio.Event()
 
     # -- one request ----------------------------------------------------------------------
@@ -106,6 +109,7 @@ class Run:
         prompt = self._order[i]
         path = request_path(cfg)
         t_start = perf_counter_ns()
+        self.live.sent += 1
         phase = self._phases.phase(i, ((scheduled_ns or t_start) - self._phase_t0_ns) / 1e9)
         warmup = phase != shaping.MEASURED
         sched = (None if scheduled_ns is None else (scheduled_ns - self._t0_ns) / 1e9,
@@ -164,6 +168,7 @@ class Run:
     def _emit(self, rec: RequestRecord) -> None:
         assert self._writer is not None
         self._writer.write(rec)
+        self.live.add(rec)
         if not rec.warmup:
             self._measured_done += 1
             self._measured_failed += not rec.ok
@@ -200,17 +205,6 @@ class Run:
         if not self.cfg.quiet:
             print(f"\nloadtest: {text}", file=sys.stderr, flush=True)
 
-    async def _progress(self, total: int | None) -> None:
-        tty = sys.stderr.isatty()
-        interval = 0.5 if tty else 5.0
-        t0 = time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            of = f"/{total}" if total else ""
-            line = (f"{self.cfg.command}: {self._measured_done}{of} requests, {self._measured_failed} failed, "
-                    f"{time.monotonic() - t0:.0f} s")
-            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
-
     # -- the run --------------------------------------------------------------------------
     async def execute(self) -> RunOutcome:
         cfg = self.cfg
@@ -235,7 +229,7 @@ class Run:
         cpu_measured = None
         cpu_split: tuple[float, float] | None = None
         monitored: dict[str, Any] | None = None
-        monitor: RunMonitor | None = None
+        monitor = RunMonitor(cfg.base_url).start()
         try:
             if self._model is None:
                 self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url))
@@ -246,15 +240,16 @@ class Run:
                                                                               min(cfg.timeout_s, 30.0)))
             if not cfg.quiet and not self.stop.is_set():
                 total = len(plan.todo) if plan.todo is not None else cfg.num_prompts
-                progress = asyncio.create_task(self._progress(total if cfg.duration_s is None else None))
+                progress = asyncio.create_task(live.show(self.live, cfg.command, total=total if cfg.duration_s is None
+                                                         else None, duration_s=cfg.duration_s))
             self._t0_ns = perf_counter_ns()
             if cfg.warmup and shaping.separate_warmup(cfg) and not self.resume and not self.stop.is_set():
                 ended = await self._schedule(count=cfg.warmup, deadline_ns=None)
                 self._drain()
             if not self.stop.is_set():
+                monitor.begin()
                 measured_t0 = self._phase_t0_ns = perf_counter_ns()
                 cpu0, rusage0 = time.process_time(), _rusage()
-                monitor = RunMonitor(cfg.base_url).start()
                 deadline = shaping.run_deadline_ns(cfg, measured_t0, duration_s)
                 if plan.todo is not None:  # resumed: only the prompts not done yet, by their own ids
                     todo = plan.todo
@@ -272,14 +267,13 @@ class Run:
                 resuming.remove_empty_run(self.directory)  # a failed start leaves no empty run behind
             raise
         finally:
-            if monitor is not None and monitored is None:
+            if monitored is None:
                 monitor.stop()
             processor.cancel()
             collector.cancel()
             self._drain()
             if progress is not None:
                 progress.cancel()
-                print("", file=sys.stderr)
             await self._transport.aclose()
             self._writer.close()
             gc.unfreeze()
@@ -344,7 +338,7 @@ class Run:
     async def _schedule(self, job: shaping.Job | None = None, *, count: int | None, deadline_ns: int | None = None,
                         first_index: int = 0, with_warmup: bool = False) -> str:
         return await shaping.run_shape(self.cfg, job or self._job, count=count, deadline_ns=deadline_ns, stop=self.stop,
-                                       first_index=first_index, origin_ns=perf_counter_ns(),
+                                       first_index=first_index, origin_ns=self._phase_t0_ns or perf_counter_ns(),
                                        with_warmup=with_warmup and not self.resume)
 
     def _window_s(self) -> float | None:

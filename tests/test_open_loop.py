@@ -108,11 +108,12 @@ def test_sim_max_concurrency_queues_on_the_server(cli, sim, tmp_path):
 def test_timed_warmup_and_cooldown_are_marked_and_left_out(cli, sim, tmp_path):
     s = sim(ttft_ms=10, tpot_ms=1)
     code, summary, rows = _rate_run(cli, s, tmp_path, "--request-rate", "40", "--arrival", "constant",
-                                    "--duration", "1.5", "--warmup", "0.5s", "--cooldown", "0.5")
+                                    "--duration", "1.5", "--warmup", "510ms", "--cooldown", "0.5")
     assert code == 0
     phases = {p: [r for r in rows if r["phase"] == p] for p in ("warmup", "measured", "cooldown")}
-    # Constant 40/s from t=0: starts at k/40 s; warm-up [0, 0.5) = 20, measured [0.5, 2.0) = 60.
-    assert len(phases["warmup"]) == 20 and len(phases["measured"]) == 60
+    # Constant 40/s from t=0: starts at k/40 s (boundaries between starts, not on them):
+    # warm-up [0, 0.51) = 21, measured [0.51, 2.01) = 60, cooldown [2.01, 2.51) = 20.
+    assert len(phases["warmup"]) == 21 and len(phases["measured"]) == 60
     assert 18 <= len(phases["cooldown"]) <= 20
     assert all(r["warmup"] for r in phases["warmup"] + phases["cooldown"])
     assert summary["counts"]["requests"] == 60 and summary["metrics"]["window_s"] == 1.5

@@ -33,11 +33,15 @@ TTFT_ERROR_TARGET_S = 0.001
 
 def measure(rate: float, tokens: int, seconds: float, args: argparse.Namespace) -> list:
     pin = len(os.sched_getaffinity(0)) >= 2
-    n = int(rate * seconds)
+    # Warm-up and cooldown: one reply's length each, so the measured window sees the steady number
+    # in flight (rate x reply time: 100 req/s x 5 s = 500 streams) and its requests finish.
+    warmup_s = (args.ttft_ms + tokens * args.tpot_ms) / 1e3
     with start_sim(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, output_tokens=tokens,
                    cpu=1 if pin else None) as sim, tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "loadtest", "throughput", "--endpoint", sim.base_url, "--model", "sim-model",
-               "--request-rate", str(rate), "--num-prompts", str(n), "--max-tokens", str(tokens),
+               "--request-rate", str(rate), "--duration", str(seconds), "--warmup", f"{warmup_s:.3f}s",
+               "--cooldown", f"{warmup_s:.3f}",
+               "--max-tokens", str(tokens),
                "--output", tmp, "--quiet"]
         preexec = (lambda: os.sched_setaffinity(0, {0})) if pin else None
         proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec)
@@ -49,7 +53,7 @@ def measure(rate: float, tokens: int, seconds: float, args: argparse.Namespace) 
     m, run = summary["metrics"], summary["run"]
     first_write, origin = stats["first_token_ns"], run["clock_origin_ns"]
     err = np.array([(origin + (r["start_s"] + r["ttft_s"]) * 1e9 - first_write[r["response_id"]]) / 1e9
-                    for r in rows if r["ok"] and r["response_id"] in first_write])
+                    for r in rows if r["ok"] and r["phase"] == "measured" and r["response_id"] in first_write])
     lag, loop = m["send_lag_s"], run["monitors"]["event_loop_delay"]
     ok = err.mean() < TTFT_ERROR_TARGET_S
     return [rate, tokens, summary["counts"]["completed"], round(m["achieved_rate_per_s"], 1),
@@ -64,7 +68,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rate", type=float, nargs="+", default=[500.0, 100.0])
     p.add_argument("--tokens", type=int, nargs="+", default=[8, 500], help="one per --rate")
-    p.add_argument("--seconds", type=float, default=10.0, help="schedule length per rate")
+    p.add_argument("--seconds", type=float, default=10.0, help="measured window per rate (after a warm-up of one reply)")
     p.add_argument("--ttft-ms", type=float, default=20.0)
     p.add_argument("--tpot-ms", type=float, default=10.0, help="100 req/s x 500 tokens at 10 ms: ~50k tokens/s")
     p.add_argument("--json", type=Path, help="also write the rows here")

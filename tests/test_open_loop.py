@@ -136,3 +136,28 @@ def test_bad_load_options_are_one_line(args, message, capsys):
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def _max_in_flight(rows, until_s: float | None = None) -> int:
+    events = sorted([(r["start_s"], 1) for r in rows if until_s is None or r["start_s"] < until_s]
+                    + [(r["end_s"], -1) for r in rows if until_s is None or r["start_s"] < until_s])
+    n = best = 0
+    for _, d in events:
+        n += d
+        best = max(best, n)
+    return best
+
+
+def test_closed_loop_ramp_up_adds_workers_one_by_one(cli, sim, tmp_path):
+    s = sim(ttft_ms=10, tpot_ms=1, output_tokens=4)
+    code, summary, rows = cli(["throughput", "--endpoint", s.base_url, "--model", "sim-model", "--concurrency", "4",
+                               "--ramp-up", "0.8", "--duration", "1.5", "--max-tokens", "4"], tmp_path)
+    assert code == 0
+    t0 = min(r["start_s"] for r in rows)
+    for r in rows:
+        r["start_s"] -= t0
+        r["end_s"] = r["end_s"] - t0 if r["end_s"] is not None else r["start_s"]
+    # Workers join at 0, 0.2, 0.4 and 0.6 s: one in flight before 0.2 s, all four after 0.6 s.
+    assert _max_in_flight(rows, until_s=0.18) == 1
+    assert _max_in_flight(rows) == 4
+    assert summary["run"]["load"] == {"kind": "closed_loop", "concurrency": 4, "ramp_up_s": 0.8}

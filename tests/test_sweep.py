@@ -134,3 +134,18 @@ def test_verdict_client_bound_when_the_client_is_starved(cli, sim, tmp_path):
     v = json.loads((tmp_path / "summary.json").read_text())["verdict"]
     assert v["client_bound"] and "client-bound" in v["labels"]
     assert "verdict: " in done.stdout and "CLIENT-BOUND" in done.stdout
+
+
+def test_auto_rate_sweep_probes_then_spaces_ten_rates(sim, tmp_path):
+    s = sim(**SIM)
+    code = main(["sweep", "--request-rate", "auto", "--num-prompts", "20", *_common(s, tmp_path)])
+    assert code == 0
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    probes, levels = sweep["probes"], sweep["levels"]
+    # One at a time: 1 / 0.095 s = 10.5 req/s; everything at once: the 2 slots, 21 req/s.
+    assert probes["synchronous_requests_per_s"] == pytest.approx(1 / 0.095, rel=0.15)
+    assert probes["throughput_requests_per_s"] == pytest.approx(KNEE_RPS, rel=0.15)
+    assert len(levels) == 10 and levels == sorted(levels)
+    assert levels[0] == pytest.approx(probes["synchronous_requests_per_s"], rel=0.01)
+    assert levels[-1] == pytest.approx(probes["throughput_requests_per_s"], rel=0.01)
+    assert (tmp_path / "probe-synchronous" / "summary.json").is_file() and sweep["rows"]

@@ -9,105 +9,33 @@ threads spin on barriers). Nothing in the latencies says so; the host's CPU does
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
-import psutil
 
 LOOP_TICK_S = 0.005
 HOST_INTERVAL_S = 0.25
 
 
-def _is_local(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        try:
-            addr = ipaddress.ip_address(socket.gethostbyname(host))
-        except OSError:
-            return False
-    return addr.is_loopback or str(addr) in {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
-
-
-def server_pid(base_url: str) -> int | None:
-    """The local process listening on the endpoint's port (None when remote or not visible)."""
-    parts = urlsplit(base_url)
-    if not parts.hostname or not _is_local(parts.hostname):
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        for c in psutil.net_connections(kind="tcp"):
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-                return int(c.pid)
-    except (psutil.Error, OSError):
-        return None
-    return None
-
-
-def _tree_cpu_s(procs: dict[int, psutil.Process], root: psutil.Process | None) -> float:
-    """CPU seconds of a process tree; processes seen once keep being counted while they live."""
-    if root is None:
-        return 0.0
-    try:
-        for p in [root, *root.children(recursive=True)]:
-            procs.setdefault(p.pid, p)
-    except psutil.Error:
-        pass
-    total = 0.0
-    for pid, p in list(procs.items()):
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            procs.pop(pid, None)
-    return total
-
-
-def _busy(t: Any) -> float:
-    return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
-
-
-def sample(client_pid: int, base_url: str, interval_s: float, stop: Any) -> dict[str, Any]:
-    """Sample until ``stop(timeout)`` returns True; the summary of host CPU by owner, in cores.
-    Runs in its own process (see HostMonitor): 'others' = host busy - client - server - sampler."""
-    pid = server_pid(base_url)
-    server = psutil.Process(pid) if pid else None
-    client, me = psutil.Process(client_pid), psutil.Process()
-    server_procs: dict[int, psutil.Process] = {}
-
-    def snap() -> tuple[float, ...]:
-        c, m = client.cpu_times(), me.cpu_times()
-        return (time.monotonic(), _busy(psutil.cpu_times()), c.user + c.system, _tree_cpu_s(server_procs, server),
-                m.user + m.system)
-
-    samples = []
-    prev = snap()
-    while not stop(interval_s):
-        now = snap()
-        samples.append([b - a for a, b in zip(prev, now)])
-        prev = now
-    out: dict[str, Any] = {"span_s": 0.0, "cpu_count": psutil.cpu_count(), "server_pid": pid,
-                           "interval_s": interval_s}
-    s = np.array(samples) if samples else np.zeros((0, 5))
+def summarise(raw: dict[str, Any]) -> dict[str, Any]:
+    """The sampler's raw intervals -> cores by owner; 'others' = host busy - client - server -
+    the sampler itself, never below 0."""
+    out = {k: raw.get(k) for k in ("cpu_count", "server_pid", "interval_s")} | {"span_s": 0.0}
+    s = np.array(raw.get("samples") or [], dtype=float).reshape(-1, 5)
     s = s[s[:, 0] > 0]
     if not len(s):
         return out
     busy, cl, sv, own = (s[:, k] / s[:, 0] for k in (1, 2, 3, 4))
     others = np.maximum(busy - cl - sv - own, 0.0)
     return out | {
-        "span_s": float(s[:, 0].sum()), "host_busy_cores_mean": float(busy.mean()),
+        "span_s": float(s[:, 0].sum()), "samples": int(len(s)), "host_busy_cores_mean": float(busy.mean()),
         "client_cores_mean": float(cl.mean()), "client_cores_max": float(cl.max()),
-        "server_cores_mean": float(sv.mean()) if server else None,
+        "server_cores_mean": float(sv.mean()) if raw.get("server_pid") else None,
         "others_cores_mean": float(others.mean()), "others_cores_p90": float(np.percentile(others, 90)),
     }
 
@@ -118,17 +46,15 @@ class HostMonitor:
     delay arrival stamps by as much. The child stops when its stdin closes and prints JSON."""
 
     def __init__(self, base_url: str, interval_s: float = HOST_INTERVAL_S) -> None:
-        self._args = [sys.executable, "-m", "loadtest.monitors", str(os.getpid()), base_url, str(interval_s)]
+        self._args = [sys.executable, "-m", "loadtest.hostsample", str(os.getpid()), base_url, str(interval_s)]
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> HostMonitor:
         """Spawn the sampler early: its start-up (~0.2 s of imports) must be over before the
         measured phase, or it competes with the client for a core right then."""
         try:
-            # Niced: its start-up (imports) must not take a core from the client or the server.
             self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL,
-                                          preexec_fn=(lambda: os.nice(10)) if os.name == "posix" else None)
+                                          stderr=subprocess.DEVNULL)
         except OSError:
             self._proc = None
         return self
@@ -147,25 +73,11 @@ class HostMonitor:
             return None
         try:
             out, _ = self._proc.communicate(timeout=10)
-            return json.loads(out) if out.strip() else None
+            return summarise(json.loads(out)) if out.strip() else None
         except (subprocess.TimeoutExpired, ValueError):
             self._proc.kill()
             self._proc.wait()
             return None
-
-
-def _main(argv: list[str]) -> None:
-    import select
-
-    client_pid, base_url, interval_s = int(argv[0]), argv[1], float(argv[2])
-    if not sys.stdin.readline():  # wait for "begin"; EOF: the run ended before measuring
-        return
-
-    def stop(timeout: float) -> bool:
-        ready, _, _ = select.select([sys.stdin], [], [], timeout)
-        return bool(ready)  # stdin readable = closed by the parent (it never writes)
-
-    print(json.dumps(sample(client_pid, base_url, interval_s, stop)), flush=True)
 
 
 class LoopMonitor:
@@ -213,7 +125,3 @@ class RunMonitor:
 
     def stop(self) -> dict[str, Any]:
         return {"host_cpu": self.host.stop(), "event_loop_delay": self.loop.stop()}
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

@@ -53,6 +53,7 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
     if cores is not None and cores > CLIENT_CORES:
         client.append(f"client CPU {cores:.2f} cores > {CLIENT_CORES:g} (one Python thread)")
     disturbed: list[str] = []
+    notes = [] if host.get("span_s") else ["host CPU not sampled (run shorter than one sample, or no sampler)"]
     others = host.get("others_cores_mean")
     if others is not None and others > DISTURBED_CORES:
         disturbed.append(f"other processes used {others:.2f} cores on average (> {DISTURBED_CORES:g}) of "
@@ -66,8 +67,8 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "valid": not client and not disturbed,
         "labels": labels,
-        "client_bound": bool(client), "disturbed": bool(disturbed), "server_saturated": bool(saturated),
-        "reasons": client + disturbed + saturated,
+        "client_bound": bool(client), "disturbed": bool(disturbed) if not notes else None,
+        "server_saturated": bool(saturated), "reasons": client + disturbed + saturated, "notes": notes,
         "client_cores": cores,
         "server_cores": host.get("server_cores_mean"), "others_cores": others,
         "thresholds": THRESHOLDS,
@@ -77,5 +78,5 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
 def line(v: dict[str, Any]) -> str:
     """One console line; red on a terminal when the client limited the load."""
     if not v["labels"]:
-        return "verdict: valid (client kept up, host quiet)"
+        return "verdict: valid (client kept up, " + ("host quiet)" if not v.get("notes") else v["notes"][0] + ")")
     return "verdict: " + ", ".join(v["labels"]).upper() + ": " + "; ".join(v["reasons"])

@@ -149,3 +149,15 @@ def test_auto_rate_sweep_probes_then_spaces_ten_rates(sim, tmp_path):
     assert levels[0] == pytest.approx(probes["synchronous_requests_per_s"], rel=0.01)
     assert levels[-1] == pytest.approx(probes["throughput_requests_per_s"], rel=0.01)
     assert (tmp_path / "probe-synchronous" / "summary.json").is_file() and sweep["rows"]
+
+
+def test_capacity_by_concurrency_finds_the_slot_count(sim, tmp_path, capsys):
+    s = sim(ttft_ms=20, tpot_ms=5, output_tokens=16, max_concurrency=3)
+    code = main(["capacity", "--by", "concurrency", "--slo", "ttft:p99=60ms", "--num-prompts", "24",
+                 *_common(s, tmp_path)])
+    assert code == 0
+    cap = json.loads((tmp_path / "capacity.json").read_text())
+    # A fourth request in flight waits a whole reply (95 ms) at the server: TTFT p99 > 60 ms.
+    assert cap["answer"] == 3 and cap["lowest_failing"] == 4
+    assert "repeated" in cap["confidence"]
+    assert "sustains 3 concurrent requests" in capsys.readouterr().out

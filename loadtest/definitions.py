@@ -81,6 +81,27 @@ DEFINITIONS: dict[str, str] = {
         "warmup, measured or cooldown. --warmup N: the first N requests; --warmup 5s and --cooldown S with "
         "--duration D: by scheduled (open loop) or start (closed loop) time, the run lasting 5 + D + S "
         "seconds. Only measured requests enter the statistics."),
+    "slo": (
+        "--slo objectives. Per request (ttft=0.5): a completed measured request meets it when its own value "
+        "is at most the limit (a value not measured does not meet it). Run-level (ttft:p99=0.5): the run's "
+        "statistic is at most the limit. The run meets its SLOs when every run-level objective holds and at "
+        "least --slo-attainment (default 0.9) of its measured requests met every per-request objective."),
+    "goodput_requests_per_min": (
+        "Completed measured requests that met every per-request objective, per minute of window_s "
+        "(goodput_requests_per_s per second); good_fraction is their share of the measured requests."),
+    "event_loop_delay": (
+        "run.monitors.event_loop_delay: how late a 5 ms ticker on the client's event loop woke during the "
+        "measured phase (p50/p99/max): a delay any arrival stamp taken then could have suffered."),
+    "host_cpu": (
+        "run.monitors.host_cpu: the host's CPU in cores (1.0 = one core busy) over the measured phase, "
+        "sampled every 0.25 s by a separate process: host_busy (all non-idle time), client (this process), "
+        "server (the process tree listening on the endpoint's port when it is on this host), others = "
+        "host_busy - client - server - the sampler, never below 0."),
+    "verdict": (
+        "Whether the measurement is valid. client_bound: open-loop send_lag_s p99 > 10 ms, event_loop_delay "
+        "p99 > 10 ms, or client CPU (client_cpu_s / window_s) > 0.9 cores. disturbed: host_cpu others mean "
+        "> 0.5 cores (null when the host was not sampled). server_saturated: open loop, requests_per_s < 0.9 "
+        "x the lower of the target rate and achieved_rate_per_s."),
 }
 
 

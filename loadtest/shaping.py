@@ -83,8 +83,11 @@ async def run_shape(cfg: RunConfig, job: Job, *, count: int | None, deadline_ns:
     counted warm-up requests are part of this pass (open loop): indices start at 0."""
     shape = open_loop_shape(cfg)
     if shape is None:
-        return await run_closed_loop(ClosedLoop(cfg.concurrency, cfg.ramp_up_s), lambda i: job(i, None, 0),
-                                     count=count, deadline_ns=deadline_ns, stop=stop, first_index=first_index)
+        # The ramp runs once, at the very start: in the counted warm-up pass when there is one.
+        ramped = with_warmup and cfg.warmup > 0 and separate_warmup(cfg)
+        closed = ClosedLoop(cfg.concurrency, 0.0 if ramped else cfg.ramp_up_s)
+        return await run_closed_loop(closed, lambda i: job(i, None, 0), count=count, deadline_ns=deadline_ns,
+                                     stop=stop, first_index=first_index)
     if with_warmup:
         count, first_index = (count + cfg.warmup if count is not None else None), 0
     return await run_open_loop(shape.iter_times(), job, origin_ns=origin_ns, count=count, deadline_ns=deadline_ns,

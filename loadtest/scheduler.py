@@ -5,7 +5,8 @@ time it waited for a slot (open loop)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from time import perf_counter_ns
 from typing import TypeVar
 
@@ -91,12 +92,15 @@ async def sleep_until(t_ns: int) -> None:
 
 async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], Awaitable[None]], *,
                         origin_ns: int, count: int | None, deadline_ns: int | None, stop: asyncio.Event,
-                        max_concurrency: int | None = None, first_index: int = 0) -> str:
+                        max_concurrency: int | None = None, first_index: int = 0,
+                        indices: Iterable[int] | None = None) -> str:
     """Start ``job(i, scheduled_ns, queue_ns)`` at ``origin_ns + times[i]`` whatever is in flight.
 
     ``times`` are a load shape's absolute offsets in seconds (see loadshape.OpenLoop). With
     ``max_concurrency`` a started request first waits for a free slot (FIFO); that wait is passed
-    as ``queue_ns`` so it never lands inside the request's own latency. Returns "done" (count
+    as ``queue_ns`` so it never lands inside the request's own latency. ``indices``: the request
+    index of each start (default first_index, first_index + 1, ...): a client given every k-th start
+    of a shared schedule (scale-out) passes its own indices and offsets. Returns "done" (count
     started and finished), "deadline" or "stopped"; in-flight jobs are then cancelled."""
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     tasks: set[asyncio.Task[None]] = set()
@@ -121,10 +125,10 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
             stop.set()
 
     async def dispatch() -> None:
-        i = first_index
-        end = first_index + count if count is not None else None
-        for offset in times:
-            if stop.is_set() or (end is not None and i >= end):
+        started = 0
+        numbers = iter(indices) if indices is not None else itertools.count(first_index)
+        for offset, i in zip(times, numbers):
+            if stop.is_set() or (count is not None and started >= count):
                 break
             at = origin_ns + int(offset * 1e9)
             if deadline_ns is not None and at >= deadline_ns:
@@ -133,7 +137,7 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
             task = asyncio.create_task(one(i, at))
             tasks.add(task)
             task.add_done_callback(finished)
-            i += 1
+            started += 1
         while tasks:  # every request started: wait for the last to end
             await asyncio.wait(set(tasks))
 

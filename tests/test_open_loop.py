@@ -161,3 +161,29 @@ def test_closed_loop_ramp_up_adds_workers_one_by_one(cli, sim, tmp_path):
     assert _max_in_flight(rows, until_s=0.18) == 1
     assert _max_in_flight(rows) == 4
     assert summary["run"]["load"] == {"kind": "closed_loop", "concurrency": 4, "ramp_up_s": 0.8}
+
+
+def test_run_open_loop_takes_a_dealt_share_of_a_schedule():
+    """Scale-out: a client given every 3rd start of one shared schedule runs exactly those, with
+    their own request indices, at their absolute times."""
+    import asyncio
+    from time import perf_counter_ns
+
+    from loadtest.scheduler import run_open_loop
+
+    shared = OpenLoop(200.0, seed=5).times(30)
+    mine = list(range(1, 30, 3))
+    calls: list[tuple[int, int, int]] = []
+
+    async def job(i: int, scheduled_ns: int, queue_ns: int) -> None:
+        calls.append((i, scheduled_ns, perf_counter_ns()))
+
+    async def main() -> str:
+        origin = perf_counter_ns() + 5_000_000
+        ended = await run_open_loop(iter(shared[mine]), job, origin_ns=origin, count=None, deadline_ns=None,
+                                    stop=asyncio.Event(), indices=mine)
+        for (i, sched, actual), k in zip(calls, mine):
+            assert i == k and sched == origin + int(shared[k] * 1e9) and actual >= sched
+        return ended
+
+    assert asyncio.run(main()) == "done" and [c[0] for c in calls] == mine

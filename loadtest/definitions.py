@@ -94,9 +94,9 @@ DEFINITIONS: dict[str, str] = {
         "measured phase (p50/p99/max): a delay any arrival stamp taken then could have suffered."),
     "host_cpu": (
         "run.monitors.host_cpu: the host's CPU in cores (1.0 = one core busy) over the measured phase, "
-        "sampled every 0.25 s by a separate process: host_busy (all non-idle time), client (this process), "
-        "server (the process tree listening on the endpoint's port when it is on this host), others = "
-        "host_busy - client - server - the sampler, never below 0."),
+        "sampled every 0.25 s: host_busy (all non-idle time), client (this process), server (the process "
+        "listening on the endpoint's port when it is on this host, and its tree as found before the run), "
+        "others = host_busy - client - server, never below 0."),
     "verdict": (
         "Whether the measurement is valid. client_bound: open-loop send_lag_s p99 > 10 ms, event_loop_delay "
         "p99 > 10 ms, or client CPU (client_cpu_s / window_s) > 0.9 cores. disturbed: host_cpu others mean "

@@ -9,10 +9,7 @@ threads spin on barriers). Nothing in the latencies says so; the host's CPU does
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -22,62 +19,50 @@ LOOP_TICK_S = 0.005
 HOST_INTERVAL_S = 0.25
 
 
-def summarise(raw: dict[str, Any]) -> dict[str, Any]:
-    """The sampler's raw intervals -> cores by owner; 'others' = host busy - client - server -
-    the sampler itself, never below 0."""
-    out = {k: raw.get(k) for k in ("cpu_count", "server_pid", "interval_s")} | {"span_s": 0.0}
-    s = np.array(raw.get("samples") or [], dtype=float).reshape(-1, 5)
+def summarise(samples: list[list[float]], *, server_pid: int | None, interval_s: float) -> dict[str, Any]:
+    """Intervals of (seconds, host busy, client, server) CPU seconds -> cores by owner; 'others' =
+    host busy - client - server, never below 0."""
+    out: dict[str, Any] = {"cpu_count": os.cpu_count(), "server_pid": server_pid, "interval_s": interval_s,
+                           "span_s": 0.0}
+    s = np.array(samples, dtype=float).reshape(-1, 4)
     s = s[s[:, 0] > 0]
     if not len(s):
         return out
-    busy, cl, sv, own = (s[:, k] / s[:, 0] for k in (1, 2, 3, 4))
-    others = np.maximum(busy - cl - sv - own, 0.0)
+    busy, cl, sv = (s[:, k] / s[:, 0] for k in (1, 2, 3))
+    others = np.maximum(busy - cl - sv, 0.0)
     return out | {
         "span_s": float(s[:, 0].sum()), "samples": int(len(s)), "host_busy_cores_mean": float(busy.mean()),
         "client_cores_mean": float(cl.mean()), "client_cores_max": float(cl.max()),
-        "server_cores_mean": float(sv.mean()) if raw.get("server_pid") else None,
+        "server_cores_mean": float(sv.mean()) if server_pid else None,
         "others_cores_mean": float(others.mean()), "others_cores_p90": float(np.percentile(others, 90)),
     }
 
 
 class HostMonitor:
-    """Host CPU by owner, sampled every HOST_INTERVAL_S by a child process: a sampling thread in
-    the client would take the GIL from the event loop (walking /proc costs milliseconds) and
-    delay arrival stamps by as much. The child stops when its stdin closes and prints JSON."""
+    """Host CPU by owner (hostsample.Sampler): the server and its tree found when the run starts,
+    sampled on a thread from ``begin`` (the measured phase) to ``stop``."""
 
     def __init__(self, base_url: str, interval_s: float = HOST_INTERVAL_S) -> None:
-        self._args = [sys.executable, "-m", "loadtest.hostsample", str(os.getpid()), base_url, str(interval_s)]
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.base_url, self.interval_s = base_url, interval_s
+        self._sampler: Any = None
 
     def start(self) -> HostMonitor:
-        """Spawn the sampler early: its start-up (~0.2 s of imports) must be over before the
-        measured phase, or it competes with the client for a core right then."""
         try:
-            self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL)
-        except OSError:
-            self._proc = None
+            from .hostsample import Sampler
+
+            self._sampler = Sampler(self.base_url, self.interval_s)
+        except Exception:  # psutil missing or /proc unreadable: the verdict says "not sampled"
+            self._sampler = None
         return self
 
     def begin(self) -> None:
-        """The measured phase starts: the sampler takes its first sample now."""
-        if self._proc is not None and self._proc.stdin is not None:
-            try:
-                self._proc.stdin.write(b"begin\n")
-                self._proc.stdin.flush()
-            except OSError:
-                pass
+        if self._sampler is not None:
+            self._sampler.start()
 
     def stop(self) -> dict[str, Any] | None:
-        if self._proc is None:
+        if self._sampler is None:
             return None
-        try:
-            out, _ = self._proc.communicate(timeout=10)
-            return summarise(json.loads(out)) if out.strip() else None
-        except (subprocess.TimeoutExpired, ValueError):
-            self._proc.kill()
-            self._proc.wait()
-            return None
+        return summarise(self._sampler.stop(), server_pid=self._sampler.server_pid, interval_s=self.interval_s)
 
 
 class LoopMonitor:

@@ -241,7 +241,7 @@ class Run:
             if not cfg.quiet and not self.stop.is_set():
                 total = len(plan.todo) if plan.todo is not None else cfg.num_prompts
                 progress = asyncio.create_task(live.show(self.live, cfg.command, total=total if cfg.duration_s is None
-                                                         else None, duration_s=cfg.duration_s))
+                                                         else None, duration_s=self._phases.total_s()))
             self._t0_ns = perf_counter_ns()
             if cfg.warmup and shaping.separate_warmup(cfg) and not self.resume and not self.stop.is_set():
                 ended = await self._schedule(count=cfg.warmup, deadline_ns=None)

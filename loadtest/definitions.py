@@ -59,7 +59,8 @@ DEFINITIONS: dict[str, str] = {
     "client_cpu_s": (
         "CPU seconds the client process used during the measured phase (user + system), and per 1,000 "
         "completion tokens: the client's own overhead, to compare with what it measures. "
-        "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads)."),
+        "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads). With "
+        "--warmup 5s / --cooldown it covers those phases too (the verdict divides by all three)."),
     "queueing": (
         "None on the client in a closed loop: the scheduler never has more requests in flight than the "
         "connection pool has connections, so no request waits for one. Under --request-rate with "

@@ -36,6 +36,15 @@ def kept_up(metrics: dict[str, Any], rate: Any) -> tuple[bool, str]:
     return done >= SATURATED_SHARE * asked, f"completed {done:.3g} req/s of {asked:.3g} started"
 
 
+def cpu_span_s(summary: dict[str, Any]) -> float | None:
+    """The time client_cpu_s was counted over: the window, plus a timed warm-up and cooldown (the
+    CPU clock runs from the first measured-phase start to the run's end)."""
+    window, cfg = summary["metrics"].get("window_s"), summary["config"]
+    if not window:
+        return None
+    return window + (cfg.get("warmup_s") or 0.0) + (cfg.get("cooldown_s") or 0.0)
+
+
 def judge(summary: dict[str, Any]) -> dict[str, Any]:
     m, run, cfg = summary["metrics"], summary["run"], summary["config"]
     mon = run.get("monitors") or {}
@@ -47,9 +56,9 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
     delay = loop.get("p99_s")
     if delay is not None and delay > LOOP_DELAY_P99_S:
         client.append(f"event loop stalled: delay p99 {delay * 1e3:.1f} ms > {LOOP_DELAY_P99_S * 1e3:g} ms")
-    window = m.get("window_s")
     cpu = run.get("client_cpu_s")
-    cores = cpu / window if cpu is not None and window else None
+    span = cpu_span_s(summary)
+    cores = cpu / span if cpu is not None and span else None
     if cores is not None and cores > CLIENT_CORES:
         client.append(f"client CPU {cores:.2f} cores > {CLIENT_CORES:g} (one Python thread)")
     disturbed: list[str] = []

@@ -60,8 +60,8 @@ def measure(rate: float, tokens: int, seconds: float, args: argparse.Namespace) 
             round(m["output_tokens_per_s"]), f"{lag['mean'] * 1e3:.3f} / {lag['p99'] * 1e3:.2f} / {lag['max'] * 1e3:.1f}",
             f"{loop['p99_s'] * 1e3:.2f}" if loop["p99_s"] is not None else "-",
             f"{err.mean() * 1e3:.3f} / {np.percentile(err, 99) * 1e3:.2f}",
-            round(run["client_cpu_s"] / (m["window_s"] + 2 * warmup_s) * 100),  # CPU counted over all phases ", ".join(summary["verdict"]["labels"])
-            if "verdict" in summary else "-", "TTFT ok" if ok else f"TTFT MISS (> {TTFT_ERROR_TARGET_S * 1e3:g} ms)"]
+            round(run["client_cpu_s"] / (m["window_s"] + 2 * warmup_s) * 100),  # CPU counted over all phases
+            ", ".join(summary["verdict"]["labels"]) if "verdict" in summary else "-", "TTFT ok" if ok else f"TTFT MISS (> {TTFT_ERROR_TARGET_S * 1e3:g} ms)"]
 
 
 def main() -> int:

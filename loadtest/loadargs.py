@@ -95,7 +95,7 @@ def add_load_arguments(p: argparse.ArgumentParser, *, command: str = "throughput
     g.add_argument("--slo-attainment", type=_fraction, default=0.9, metavar="F",
                    help="share of requests that must meet the per-request objectives (default 0.9)")
     g.add_argument("--allow-client-bound", action="store_true",
-                   help="do not fail (or stop a sweep) when the verdict says the client limited the load")
+                   help="sweep: go on when the verdict says the client limited the load (a run only reports it)")
     if command == "sweep":
         g.add_argument("--no-early-stop", action="store_true", help="run every level, even past saturation")
 

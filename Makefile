@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LOADTEST := $(VENV)/bin/loadtest
 DEMO_DIR ?= results/demo
 
-.PHONY: install test test-fast demo bench docs clean chromium
+.PHONY: install test test-fast demo bench bench-open docs clean chromium
 
 # The client's own environment (light: no engine, no torch). setup.py builds the C hot path
 # (loadtest/csrc/) in place; without gcc the pure-Python path runs.
@@ -42,6 +42,10 @@ demo: install engine-llamacpp
 # The client's own overhead against the test server (see README, "Performance").
 bench: install
 	$(PY) benchmarks/client_overhead.py
+
+# Open-loop accuracy: send lag and TTFT error at 500 req/s and ~50k tokens/s (README, "Performance").
+bench-open: install
+	$(PY) benchmarks/open_loop.py
 
 docs: install
 	$(PY) -m loadtest.definitions --write docs/metrics.md

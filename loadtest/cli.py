@@ -22,6 +22,9 @@ from typing import Any
 from . import __version__
 from .config import RunConfig
 from .errors import ConfigError, LoadtestError
+from .levels import add_level_arguments
+from .loadargs import add_load_arguments, load_fields, parse_warmup
+from .postrun import after_run
 from .output import default_output_dir, prepare_output_dir, render_rows, render_table
 from .redact import redact
 from .transport import normalize_base_url
@@ -105,11 +108,13 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
                    help="bearer token (default: $OPENAI_API_KEY)")
     p.add_argument("--dataset", default="builtin", help="builtin (default), lima, synthetic (--prompt-tokens), or a JSONL/JSON/Parquet file")
     if command == "throughput":
-        p.add_argument("--concurrency", type=_positive_int, required=True, help="requests kept in flight")
+        p.add_argument("--concurrency", type=_positive_int, help="requests kept in flight (or --request-rate)")
         amount = p.add_mutually_exclusive_group()
         amount.add_argument("--num-prompts", type=_positive_int,
                             help="measured requests (default: max(100, 4 x concurrency))")
         amount.add_argument("--duration", type=_positive_float, help="measure for this many seconds instead")
+    elif command in ("sweep", "capacity"):
+        add_level_arguments(p, command)
     else:
         p.add_argument("--num-prompts", type=_positive_int, default=100, help="measured requests (default 100)")
     p.add_argument("--max-tokens", type=_positive_int, default=256, help="max_tokens per request (default 256)")
@@ -117,7 +122,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--top-p", type=_finite_float, help="sent only when given")
     p.add_argument("--ignore-eos", action="store_true", help="send ignore_eos=true (vLLM, llama.cpp accept it)")
     p.add_argument("--extra-body", default="{}", help="JSON object merged into every request body")
-    p.add_argument("--warmup", type=_non_negative_int, default=0, help="requests sent first and left out of the statistics")
+    p.add_argument("--warmup", type=parse_warmup, default=0,
+                   help="requests sent first and left out of the statistics (10), or a time with --duration (5s)")
     p.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default 0)")
     p.add_argument("--tokenizer", help="count tokens when the server sends no usage: a local HF tokenizer dir or a "
                                        "tiktoken encoding (cl100k_base works offline), or 'model': the --model's "
@@ -134,6 +140,8 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--wandb", metavar="PROJECT", help="also log the run to Weights & Biases (needs wandb)")
+    if command != "single":
+        add_load_arguments(p, command=command)
     _add_launch_args(p, required_engine=False)
     from .synthetic_run import add_arguments as add_synthetic_arguments
 
@@ -151,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_args(sub.add_parser("single", help="requests one at a time: per-request tokens/s, TTFT, decode rate"), "single")
     _add_run_args(sub.add_parser("throughput", help="N requests in flight: requests/min, output tokens/s"), "throughput")
+    _add_run_args(sub.add_parser("sweep", help="one throughput run per concurrency or rate level, one table"), "sweep")
+    capacity_parser = sub.add_parser("capacity", help="the highest load that meets the SLOs (bracket + bisection)")
+    _add_run_args(capacity_parser, "capacity")
+    from . import capacity
+
+    capacity.add_arguments(capacity_parser)
     serve = sub.add_parser("serve", help="run the test server (sim) or start an engine and print its endpoint")
     serve_sub = serve.add_subparsers(dest="engine", required=True, metavar="ENGINE")
     from .sim.config import add_arguments as add_sim_arguments
@@ -197,18 +211,22 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     if not isinstance(extra, dict):
         raise ConfigError("--extra-body must be a JSON object")
     throughput = ns.command == "throughput"
-    concurrency = ns.concurrency if throughput else 1
+    if throughput and ns.concurrency is None and getattr(ns, "request_rate", None) is None:
+        raise ConfigError("throughput needs --concurrency N (closed loop) or --request-rate R (open loop)")
+    concurrency = (ns.concurrency or 1) if throughput else 1
     duration = ns.duration if throughput else None
+    load = load_fields(ns, duration_s=duration)
     num = ns.num_prompts if ns.num_prompts is not None else max(100, 4 * concurrency)
     from .auth import hosted_options
 
     fields: dict[str, Any] = dict(
         command=ns.command, base_url=normalize_base_url(ns.endpoint) if ns.endpoint else "", model=ns.model,
         api=ns.api, stream=ns.stream, api_key=ns.api_key, dataset=ns.dataset,
-        num_prompts=None if duration else num, duration_s=duration, concurrency=concurrency, warmup=ns.warmup,
+        num_prompts=None if duration else num, duration_s=duration, concurrency=concurrency,
         seed=ns.seed, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos,
         extra_body=extra, tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport,
-        preconnect=ns.preconnect, output_dir=ns.resume or ns.output or default_output_dir(ns.command), quiet=ns.quiet)
+        preconnect=ns.preconnect, output_dir=ns.resume or ns.output or default_output_dir(ns.command), quiet=ns.quiet,
+        **load)
     return RunConfig(**{**fields, **hosted_options(ns)})  # key, headers, Azure, retries, limits
 
 
@@ -306,6 +324,7 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     if synthetic or cfg.ignore_eos:
         synthetic_run.annotate(outcome.directory, outcome.summary, plan, cfg, quiet=cfg.quiet)
     print(render_table(outcome.summary))
+    after_run(ns, outcome)
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
     if outcome.message:
         print(f"loadtest: error: {redact(outcome.message)}", file=sys.stderr)
@@ -373,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
             from .report import command as report
 
             return {"report": report, "matrix": matrix, "memory": memory, "models": models_command}[ns.command].run(ns)
+        if ns.command in ("sweep", "capacity"):
+            from . import capacity, sweep
+
+            driver = sweep if ns.command == "sweep" else capacity
+            return driver.run(ns, make_config=config_from_args, maybe_launch=_maybe_launch)
         return _run_benchmark(ns)
     except LoadtestError as exc:
         if debug:

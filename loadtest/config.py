@@ -13,7 +13,7 @@ Api = Literal["chat", "completions", "responses"]
 
 @dataclass(frozen=True)
 class RunConfig:
-    command: Literal["single", "throughput"]
+    command: Literal["single", "throughput", "sweep", "capacity"]
     base_url: str
     model: str | None
     api: Api = "chat"
@@ -50,6 +50,15 @@ class RunConfig:
     rpm_limit: float | None = None
     tpm_limit: float | None = None
 
+    # Load shape (loadtest/shaping.py): an open loop when request_rate is set (math.inf: all at once).
+    request_rate: float | None = None
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    ramp_up_s: float = 0.0
+    warmup_s: float | None = None
+    cooldown_s: float = 0.0
+
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""
         d = asdict(self)
@@ -57,4 +66,6 @@ class RunConfig:
         d["base_url"] = redact(self.base_url)
         d["output_dir"] = str(self.output_dir) if self.output_dir else None
         d["headers"] = [[k, "***" if is_secret_name(k) else redact(v)] for k, v in self.headers]
+        if d["request_rate"] == float("inf"):
+            d["request_rate"] = "inf"  # JSON has no infinity
         return d

@@ -59,7 +59,8 @@ DEFINITIONS: dict[str, str] = {
     "client_cpu_s": (
         "CPU seconds the client process used during the measured phase (user + system), and per 1,000 "
         "completion tokens: the client's own overhead, to compare with what it measures. "
-        "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads)."),
+        "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads). With "
+        "--warmup 5s / --cooldown it covers those phases too (the verdict divides by all three)."),
     "attempts": (
         "Per request: HTTP requests sent for it: 1, plus one per retry after a rate-limited answer, plus "
         "one per compatibility retry (stream_options or max_tokens rejected once). Latency fields are those "
@@ -89,9 +90,6 @@ DEFINITIONS: dict[str, str] = {
         "visible_tokens_total / window_s, with visible = completion_tokens - reasoning_tokens over completed "
         "requests that report reasoning tokens; reasoning_tokens_per_s likewise. Time to the first visible "
         "token is ttft_content_s."),
-    "queueing": (
-        "None on the client: the scheduler never has more requests in flight than the connection pool "
-        "has connections, so no request waits for one."),
     "synthetic_prompts": (
         "--dataset synthetic --prompt-tokens N: each prompt is seeded, space-led common words that are one "
         "token each, counted whole and trimmed or extended until it is N tokens (normal, seeded +- "
@@ -133,6 +131,48 @@ DEFINITIONS: dict[str, str] = {
         "failed larger size, or a mean speed at which the next size would exceed its timeout, skips the "
         "larger sizes of that kind; prompt + generated tokens beyond the server's context (llama.cpp /props "
         "n_ctx, vLLM max_model_len) are skipped. Each skip carries its reason."),
+    "queueing": (
+        "None on the client in a closed loop: the scheduler never has more requests in flight than the "
+        "connection pool has connections, so no request waits for one. Under --request-rate with "
+        "--max-concurrency a request may wait for a slot: that wait is queue_s, outside ttft_s and e2e_s."),
+    "scheduled_s": (
+        "Open loop (--request-rate): when the load shape wanted the request sent, seconds since the run "
+        "started. The schedule is fixed before the run from the seed (Poisson: exponential gaps; gamma: "
+        "shape --burstiness, mean gap 1/rate; constant: equal gaps; --ramp-up: the rate rises linearly)."),
+    "queue_s": (
+        "Open loop: time a request waited for a free slot under --max-concurrency before it started "
+        "(0 when a slot was free). Not part of ttft_s or e2e_s."),
+    "send_lag_s": (
+        "Open loop, per started request: request_start - scheduled_s - queue_s, the client's own lateness "
+        "in sending. Large values mean the client, not the server, limited the load."),
+    "achieved_rate_per_s": (
+        "Open loop: measured requests started / the span between the first and last of their starts "
+        "((n - 1) / span), to compare with the target --request-rate."),
+    "phase": (
+        "warmup, measured or cooldown. --warmup N: the first N requests; --warmup 5s and --cooldown S with "
+        "--duration D: by scheduled (open loop) or start (closed loop) time, the run lasting 5 + D + S "
+        "seconds. Only measured requests enter the statistics."),
+    "slo": (
+        "--slo objectives. Per request (ttft=0.5): a completed measured request meets it when its own value "
+        "is at most the limit (a value not measured does not meet it). Run-level (ttft:p99=0.5): the run's "
+        "statistic is at most the limit. The run meets its SLOs when every run-level objective holds and at "
+        "least --slo-attainment (default 0.9) of its measured requests met every per-request objective."),
+    "goodput_requests_per_min": (
+        "Completed measured requests that met every per-request objective, per minute of window_s "
+        "(goodput_requests_per_s per second); good_fraction is their share of the measured requests."),
+    "event_loop_delay": (
+        "run.monitors.event_loop_delay: how late a 5 ms ticker on the client's event loop woke during the "
+        "measured phase (p50/p99/max): a delay any arrival stamp taken then could have suffered."),
+    "host_cpu": (
+        "run.monitors.host_cpu: the host's CPU in cores (1.0 = one core busy) over the measured phase, "
+        "sampled every 0.25 s: host_busy (all non-idle time), client (this process), server (the process "
+        "listening on the endpoint's port when it is on this host, and its tree as found before the run), "
+        "others = host_busy - client - server, never below 0."),
+    "verdict": (
+        "Whether the measurement is valid. client_bound: open-loop send_lag_s p99 > 10 ms, event_loop_delay "
+        "p99 > 10 ms, or client CPU (client_cpu_s / window_s) > 0.9 cores. disturbed: host_cpu others mean "
+        "> 0.5 cores (null when the host was not sampled). server_saturated: open loop, requests_per_s < 0.9 "
+        "x the lower of the target rate and achieved_rate_per_s."),
 }
 
 

@@ -75,6 +75,12 @@ class Columns:
         self.start_min: float | None = None
         self.end_max: float | None = None
         self.hosted = HostedTotals()
+        # Open loop: every measured request that started, failed ones too (the client's lateness
+        # does not depend on how the server answered).
+        self.send_lag: array[float] = array("d")
+        self.queue: array[float] = array("d")
+        self.started = 0
+        self.open_start_min, self.open_start_max = float("inf"), float("-inf")
 
     def add_itl(self, offsets: Sequence[float] | None, tokens: Sequence[float] | None) -> None:
         if not offsets or not tokens or len(offsets) < 2:
@@ -105,6 +111,13 @@ class Columns:
         start, end = row.start_s, row.end_s
         if start is not None and (self.start_min is None or start < self.start_min):
             self.start_min = start
+        if row.scheduled_s is not None:
+            queue = row.queue_s or 0.0
+            self.queue.append(queue)
+            self.send_lag.append(start - row.scheduled_s - queue)
+            self.started += 1
+            self.open_start_min = min(self.open_start_min, start)
+            self.open_start_max = max(self.open_start_max, start)
         if end is not None and (self.end_max is None or end > self.end_max):
             self.end_max = end
         self.hosted.add(row)
@@ -143,6 +156,8 @@ class _Row(msgspec.Struct, gc=False):
     ok: bool
     start_s: float
     warmup: bool = False
+    scheduled_s: float | None = None
+    queue_s: float | None = None
     error_kind: str | None = None
     error: str | None = None
     end_s: float | None = None
@@ -204,6 +219,11 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
     metrics: dict[str, Any] = {name: summarize(np.frombuffer(col, dtype=float) if len(col) else [])
                                for name, col in cols.values.items()}
     metrics["itl_s"] = summarize(*cols.itl())
+    if cols.started:
+        metrics["send_lag_s"] = summarize(np.frombuffer(cols.send_lag, dtype=float))
+        metrics["queue_s"] = summarize(np.frombuffer(cols.queue, dtype=float))
+        span = cols.open_start_max - cols.open_start_min
+        metrics["achieved_rate_per_s"] = (cols.started - 1) / span if cols.started > 1 and span > 0 else None
     rps = cols.completed / window_s if window_s else None
     metrics.update({
         "window_s": window_s,

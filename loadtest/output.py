@@ -136,6 +136,15 @@ _ROWS = [  # (metric, label, scale, digits)
 ]
 
 
+def _load(cfg: dict[str, Any]) -> str:
+    """The load shape in a few words: 'concurrency 8' or 'rate 40 req/s (poisson, max 16 in flight)'."""
+    rate = cfg.get("request_rate")
+    if rate is None:
+        return f"concurrency {cfg['concurrency']}"
+    cap = f", max {cfg['max_concurrency']} in flight" if cfg.get("max_concurrency") else ""
+    return f"rate {rate if isinstance(rate, str) else format(rate, 'g')} req/s ({cfg.get('arrival', 'poisson')}{cap})"
+
+
 def render_rows(rows: list[list[str]], headers: list[str]) -> str:
     """A plain console table (no number parsing: values are shown exactly as given)."""
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
@@ -158,7 +167,7 @@ def render_table(summary: dict[str, Any]) -> str:
     head = [
         f"{summary['command']}: {counts['completed']}/{counts['requests']} requests completed, "
         f"{counts['failed']} failed" + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
-        + f"  |  concurrency {summary['config']['concurrency']}  |  window {_fmt(m['window_s'], 1, 2)} s",
+        + f"  |  {_load(summary['config'])}  |  window {_fmt(m['window_s'], 1, 2)} s",
         f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
         f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}",
     ]

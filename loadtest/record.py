@@ -68,6 +68,12 @@ class RequestRecord:
     reasoning_tokens: int | None = None
     """Of completion_tokens, those the model spent reasoning (usage's *_tokens_details.reasoning_tokens,
     else counted from streamed reasoning text)."""
+    scheduled_s: float | None = None
+    """Open loop: when the load shape wanted the request sent, seconds since the run started."""
+    queue_s: float | None = None
+    """Open loop with --max-concurrency: time waited for a free slot before the request started."""
+    phase: str | None = None
+    """warmup, measured or cooldown (only measured requests enter the statistics)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)

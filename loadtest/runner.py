@@ -20,7 +20,6 @@ except ImportError:  # Windows: the CPU split is then not measured
     resource = None  # type: ignore[assignment]
 
 from .config import RunConfig
-from .loadshape import ClosedLoop
 from .metrics import compute_metrics, load_columns
 from .output import RecordWriter, build_summary, client_info, write_summary
 from .redact import redact
@@ -31,7 +30,11 @@ from .order import PromptOrder
 from .aborts import abort_message
 from .discovery import discover_model
 from .record import CANCELLED, RequestRecord, build_record, cancelled_record
-from .scheduler import run_closed_loop, until_stopped
+from .scheduler import until_stopped
+from . import shaping
+from .monitors import RunMonitor
+from . import live
+from .loadstats import LiveStats
 from .gctimer import collect_garbage
 from .tokens import Tokenizer
 from .transport import Exchange, Transport
@@ -93,31 +96,42 @@ class Run:
         self._model: str | None = cfg.model
         self._base: dict[str, Any] = {}
         # Finished exchanges wait here to be interpreted, one per event-loop turn (see _process).
-        self._pending: deque[tuple[Exchange, int, str, bool]] = deque()
+        self._pending: deque[tuple[Exchange, int, str, bool, tuple[Any, Any, str]]] = deque()
+        self._phases = shaping.Phases.of(cfg)
+        self._phase_t0_ns = 0
+        self.live = LiveStats()
         self._pending_ready = asyncio.Event()
 
     # -- one request ----------------------------------------------------------------------
-    async def _job(self, i: int) -> None:
+    async def _job(self, i: int, scheduled_ns: int | None = None, queue_ns: int = 0) -> None:
         cfg = self.cfg
         prompt = self._order[i]
-        warmup = i < cfg.warmup
         t_start = perf_counter_ns()
+        self.live.sent += 1
+        phase = self._phases.phase(i, ((scheduled_ns or t_start) - self._phase_t0_ns) / 1e9)
+        warmup = phase != shaping.MEASURED
+        sched = (None if scheduled_ns is None else (scheduled_ns - self._t0_ns) / 1e9,
+                 None if scheduled_ns is None else queue_ns / 1e9, phase)
         try:
             ex = await self._sender.send(prompt, self._base)  # budgets, 429 retries, dialect fallbacks
         except asyncio.CancelledError:
-            self._emit(cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
-                                        run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight"))
+            rec = cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
+                                   run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight")
+            rec.scheduled_s, rec.queue_s, rec.phase = sched
+            self._emit(rec)
             raise
         if ex.error_kind is not None or (ex.status or 0) >= 400:
-            self._interpret((ex, i, prompt.id, warmup))  # cheap, and abort detection must not lag
+            self._interpret((ex, i, prompt.id, warmup, sched))  # cheap, and abort detection must not lag
             return
-        self._pending.append((ex, i, prompt.id, warmup))
+        self._pending.append((ex, i, prompt.id, warmup, sched))
         self._pending_ready.set()
 
-    def _interpret(self, item: tuple[Exchange, int, str, bool]) -> None:
-        ex, i, prompt_id, warmup = item
-        self._emit(build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
-                                tokenizer=self.tokenizer, warmup=warmup))
+    def _interpret(self, item: tuple[Exchange, int, str, bool, tuple[Any, Any, str]]) -> None:
+        ex, i, prompt_id, warmup, sched = item
+        rec = build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
+                           tokenizer=self.tokenizer, warmup=warmup)
+        rec.scheduled_s, rec.queue_s, rec.phase = sched
+        self._emit(rec)
 
     async def _process(self) -> None:
         """Interpret finished exchanges one per event-loop turn, after the job has already sent its
@@ -138,6 +152,7 @@ class Run:
     def _emit(self, rec: RequestRecord) -> None:
         assert self._writer is not None
         self._writer.write(rec)
+        self.live.add(rec)
         if not rec.warmup:
             self._measured_done += 1
             self._measured_failed += not rec.ok
@@ -174,27 +189,15 @@ class Run:
         if not self.cfg.quiet:
             print(f"\nloadtest: {text}", file=sys.stderr, flush=True)
 
-    async def _progress(self, total: int | None) -> None:
-        tty = sys.stderr.isatty()
-        interval = 0.5 if tty else 5.0
-        t0 = time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            of = f"/{total}" if total else ""
-            line = (f"{self.cfg.command}: {self._measured_done}{of} requests, {self._measured_failed} failed, "
-                    f"{time.monotonic() - t0:.0f} s")
-            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
-
     # -- the run --------------------------------------------------------------------------
     async def execute(self) -> RunOutcome:
         cfg = self.cfg
-        self._transport = open_transport(cfg, cfg.concurrency)
+        self._transport = open_transport(cfg, shaping.connections(cfg))
         self._transport.limits = response_limits(cfg.max_tokens)
         self._sender = Sender(cfg, self._transport, note=self._note, tokenizer=self.tokenizer)
         plan = resuming.plan_resume(self.directory, cfg) if self.resume else resuming.start(self.directory, cfg)
         self._writer = RecordWriter(self.directory)
         started_at = time.time()
-        shape = ClosedLoop(cfg.concurrency)
         progress: asyncio.Task[None] | None = None
         processor = asyncio.create_task(self._process())
         # Automatic cyclic GC off for the run, a timer collects instead (see gctimer.py).
@@ -208,32 +211,37 @@ class Run:
         duration_s = plan.remaining_s if plan.remaining_s is not None else cfg.duration_s
         cpu_measured = None
         cpu_split: tuple[float, float] | None = None
+        monitored: dict[str, Any] | None = None
+        monitor = RunMonitor(cfg.base_url).start()
         try:
             if self._model is None:
                 self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url))
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
                 if cfg.preconnect:
-                    await until_stopped(self.stop, self._transport.preconnect(cfg.concurrency, min(cfg.timeout_s, 30.0)))
+                    await until_stopped(self.stop, self._transport.preconnect(shaping.connections(cfg),
+                                                                              min(cfg.timeout_s, 30.0)))
             if not cfg.quiet and not self.stop.is_set():
                 total = len(plan.todo) if plan.todo is not None else cfg.num_prompts
-                progress = asyncio.create_task(self._progress(total if cfg.duration_s is None else None))
+                progress = asyncio.create_task(live.show(self.live, cfg.command, total=total if cfg.duration_s is None
+                                                         else None, duration_s=self._phases.total_s()))
             self._t0_ns = perf_counter_ns()
-            if cfg.warmup and not self.resume and not self.stop.is_set():
-                ended = await run_closed_loop(shape, self._job, count=cfg.warmup, deadline_ns=None, stop=self.stop)
+            if cfg.warmup and shaping.separate_warmup(cfg) and not self.resume and not self.stop.is_set():
+                ended = await self._schedule(count=cfg.warmup, deadline_ns=None)
                 self._drain()
             if not self.stop.is_set():
-                measured_t0 = perf_counter_ns()
+                monitor.begin()
+                measured_t0 = self._phase_t0_ns = perf_counter_ns()
                 cpu0, rusage0 = time.process_time(), _rusage()
-                deadline = measured_t0 + int(duration_s * 1e9) if duration_s else None
+                deadline = shaping.run_deadline_ns(cfg, measured_t0, duration_s)
                 if plan.todo is not None:  # resumed: only the prompts not done yet, by their own ids
                     todo = plan.todo
-                    ended = await run_closed_loop(shape, lambda k: self._job(todo[k]), count=len(todo),
-                                                  deadline_ns=None, stop=self.stop)
+                    ended = await self._schedule(lambda k, *a: self._job(todo[k], *a), count=len(todo))
                 else:
-                    ended = await run_closed_loop(shape, self._job, count=cfg.num_prompts if deadline is None else None,
-                                                  deadline_ns=deadline, stop=self.stop, first_index=plan.next_index)
+                    ended = await self._schedule(count=cfg.num_prompts if deadline is None else None,
+                                                 deadline_ns=deadline, first_index=plan.next_index, with_warmup=True)
                 self._drain()  # interpreting the records is part of the client's cost
+                monitored = monitor.stop()
                 cpu_measured = time.process_time() - cpu0
                 cpu_split = _cpu_split(rusage0, _rusage())
         except BaseException:
@@ -242,12 +250,13 @@ class Run:
                 resuming.remove_empty_run(self.directory)  # a failed start leaves no empty run behind
             raise
         finally:
+            if monitored is None:
+                monitor.stop()
             processor.cancel()
             collector.cancel()
             self._drain()
             if progress is not None:
                 progress.cancel()
-                print("", file=sys.stderr)
             await self._transport.aclose()
             self._writer.close()
             gc.unfreeze()
@@ -272,6 +281,7 @@ class Run:
             "started_at": pieces[0]["started_at"],
             "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": self._warmup_count,
             "resumed": bool(plan.pieces), "pieces": pieces,
+            "load": shaping.describe(cfg), "monitors": monitored,
             **self._sender.run_info(),
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",
             "tokenizer": self.tokenizer.name if self.tokenizer else None,
@@ -306,6 +316,12 @@ class Run:
         summary["run"]["error"] = redact(message) if message else None
         write_summary(self.directory, summary)
         return RunOutcome(summary, self.directory, exit_code, message)
+
+    async def _schedule(self, job: shaping.Job | None = None, *, count: int | None, deadline_ns: int | None = None,
+                        first_index: int = 0, with_warmup: bool = False) -> str:
+        return await shaping.run_shape(self.cfg, job or self._job, count=count, deadline_ns=deadline_ns, stop=self.stop,
+                                       first_index=first_index, origin_ns=self._phase_t0_ns or perf_counter_ns(),
+                                       with_warmup=with_warmup and not self.resume)
 
     def _window_s(self) -> float | None:
         """First measured start to last measured end of this run (None when nothing finished)."""

@@ -1,14 +1,20 @@
 """Runs jobs under a load shape until a count, a deadline or a stop signal. Knows nothing of LLMs:
-a job is an awaitable taking an index."""
+a job is an awaitable taking an index (closed loop), or an index, its scheduled start and the
+time it waited for a slot (open loop)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from time import perf_counter_ns
 from typing import TypeVar
 
 from .loadshape import ClosedLoop
+
+# An open-loop start is awaited with the loop's timer up to this much before it is due, then
+# with bare yields: uvloop's timers have 1 ms resolution, and a start must not be late by that.
+SPIN_NS = 1_500_000
 
 T = TypeVar("T")
 
@@ -24,8 +30,10 @@ async def run_closed_loop(shape: ClosedLoop, job: Callable[[int], Awaitable[None
     next_index = first_index
     end_index = first_index + count if count is not None else None
 
-    async def worker() -> None:
+    async def worker(delay_s: float) -> None:
         nonlocal next_index
+        if delay_s > 0:  # ramp-up: this worker joins later
+            await asyncio.sleep(delay_s)
         while not stop.is_set():
             if end_index is not None and next_index >= end_index:
                 return
@@ -35,7 +43,7 @@ async def run_closed_loop(shape: ClosedLoop, job: Callable[[int], Awaitable[None
             next_index += 1
             await job(i)
 
-    workers = [asyncio.create_task(worker()) for _ in range(shape.concurrency)]
+    workers = [asyncio.create_task(worker(shape.worker_delay_s(w))) for w in range(shape.concurrency)]
     all_done = asyncio.ensure_future(asyncio.gather(*workers))
     stopper = asyncio.create_task(stop.wait())
     timeout = None if deadline_ns is None else max(0.0, (deadline_ns - perf_counter_ns()) / 1e9)
@@ -70,3 +78,84 @@ async def until_stopped(stop: asyncio.Event, coro: Awaitable[T]) -> T | None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     return task.result() if not task.cancelled() else None
+
+
+async def sleep_until(t_ns: int) -> None:
+    """Sleep until perf_counter_ns() >= t_ns: the timer for the bulk, then yields for the last
+    SPIN_NS (other tasks still run meanwhile)."""
+    while True:
+        left = t_ns - perf_counter_ns()
+        if left <= 0:
+            return
+        await asyncio.sleep((left - SPIN_NS) / 1e9 if left > SPIN_NS else 0)
+
+
+async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], Awaitable[None]], *,
+                        origin_ns: int, count: int | None, deadline_ns: int | None, stop: asyncio.Event,
+                        max_concurrency: int | None = None, first_index: int = 0,
+                        indices: Iterable[int] | None = None) -> str:
+    """Start ``job(i, scheduled_ns, queue_ns)`` at ``origin_ns + times[i]`` whatever is in flight.
+
+    ``times`` are a load shape's absolute offsets in seconds (see loadshape.OpenLoop). With
+    ``max_concurrency`` a started request first waits for a free slot (FIFO); that wait is passed
+    as ``queue_ns`` so it never lands inside the request's own latency. ``indices``: the request
+    index of each start (default first_index, first_index + 1, ...): a client given every k-th start
+    of a shared schedule (scale-out) passes its own indices and offsets. Returns "done" (count
+    started and finished), "deadline" or "stopped"; in-flight jobs are then cancelled."""
+    slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    tasks: set[asyncio.Task[None]] = set()
+    failure: list[BaseException] = []
+
+    async def one(i: int, scheduled_ns: int) -> None:
+        queue_ns = 0
+        if slots is not None:
+            t_wait = perf_counter_ns()
+            await slots.acquire()
+            queue_ns = perf_counter_ns() - t_wait
+        try:
+            await job(i, scheduled_ns, queue_ns)
+        finally:
+            if slots is not None:
+                slots.release()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failure.append(task.exception())  # type: ignore[arg-type]
+            stop.set()
+
+    async def dispatch() -> None:
+        started = 0
+        numbers = iter(indices) if indices is not None else itertools.count(first_index)
+        for offset, i in zip(times, numbers):
+            if stop.is_set() or (count is not None and started >= count):
+                break
+            at = origin_ns + int(offset * 1e9)
+            if deadline_ns is not None and at >= deadline_ns:
+                await asyncio.Event().wait()  # a timed run lasts to its deadline (the wait below ends it)
+            await sleep_until(at)
+            task = asyncio.create_task(one(i, at))
+            tasks.add(task)
+            task.add_done_callback(finished)
+            started += 1
+        while tasks:  # every request started: wait for the last to end
+            await asyncio.wait(set(tasks))
+
+    dispatcher = asyncio.create_task(dispatch())
+    stopper = asyncio.create_task(stop.wait())
+    timeout = None if deadline_ns is None else max(0.0, (deadline_ns - perf_counter_ns()) / 1e9)
+    try:
+        done, _ = await asyncio.wait({dispatcher, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        completed = dispatcher in done
+    finally:
+        stopper.cancel()
+        dispatcher.cancel()
+        pending = list(tasks)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(dispatcher, *pending, return_exceptions=True)
+    if failure:
+        raise failure[0]  # a job's exception: a bug, not a failed request
+    if completed and not stop.is_set():
+        return "done"
+    return "stopped" if stop.is_set() else "deadline"

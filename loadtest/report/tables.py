@@ -21,6 +21,7 @@ from .load import MISSING, SavedRun, dig
 SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("max_tokens", ("config", "max_tokens"), "all"),
     ("concurrency", ("config", "concurrency"), "command"),
+    ("request_rate", ("config", "request_rate"), "command"),   # open-loop runs of a rate sweep
     ("dataset", ("config", "dataset"), "all"),
     ("prompt_tokens", ("config", "prompt_tokens"), "all"),
     ("shared_prefix_tokens", ("config", "shared_prefix_tokens"), "all"),

@@ -61,6 +61,10 @@ class SimConfig:
     data_no_space: bool = False
     reject_max_tokens: bool = False
 
+    # Server-side slots: at most this many replies generate at once, the rest wait (FIFO) and their
+    # timing starts when a slot frees, so queueing under overload is real. None = unlimited.
+    max_concurrency: int | None = None
+
     def __post_init__(self) -> None:
         # Fail at construction so a bad option never reaches a child process and dies there.
         if not 0 <= self.port <= 65535:
@@ -75,6 +79,8 @@ class SimConfig:
             raise ConfigError("sim: output_tokens must be >= 1")
         if self.tokens_per_chunk < 1:
             raise ConfigError("sim: tokens_per_chunk must be >= 1")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigError("sim: max_concurrency must be >= 1")
         if self.reasoning_tokens < 0:
             raise ConfigError("sim: reasoning_tokens must be >= 0")
         if self.fail_status is not None and not 400 <= self.fail_status <= 599:
@@ -149,6 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--tpot-ms", type=float, default=d.tpot_ms, help="delay per token after the first (default %(default)s)")
     t.add_argument("--output-tokens", type=int, default=None,
                    help="tokens per reply, capped by max_tokens (default: the request's max_tokens, or 16)")
+    t.add_argument("--max-concurrency", type=int, default=None,
+                   help="replies generated at once; more wait for a slot, their clock starting then (default: no limit)")
 
     s = parser.add_argument_group("stream shape")
     s.add_argument("--tokens-per-chunk", type=int, default=d.tokens_per_chunk, help="tokens per SSE content chunk")

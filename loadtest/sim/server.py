@@ -186,6 +186,7 @@ class Sim:
         self.scheduler = Scheduler(loop, self.stats)
         self.usage_per_chunk = config.usage_per_chunk and config.usage
         self.connections: set[Connection] = set()
+        self.waiting: deque[Stream] = deque()  # replies waiting for a slot under max_concurrency
         self.ttft_ns = round(config.ttft_ms * 1e6)
         self.tpot_ns = round(config.tpot_ms * 1e6)
         self.tokens_per_chunk = config.tokens_per_chunk
@@ -273,7 +274,20 @@ class Sim:
             return conn.begin(ResponsesStream(self, conn, plan, req.recv_ns, head, req.keep_alive))
         head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
         recv_ns = req.recv_ns + self.prompting.prefill_ns(plan.prompt_tokens)  # slow prefill shifts the schedule
-        conn.begin(Stream(self, conn, plan, recv_ns, head, req.keep_alive))
+        stream = Stream(self, conn, plan, recv_ns, head, req.keep_alive)
+        if self.config.max_concurrency is not None and self.stats.active >= self.config.max_concurrency:
+            conn.stream = stream  # a waiting reply: a closed connection still cancels it
+            self.waiting.append(stream)
+            return
+        conn.begin(stream)
+
+    def release(self) -> None:
+        """A slot freed: start the longest-waiting live reply, its clock from now."""
+        while self.waiting and (self.config.max_concurrency is None or self.stats.active < self.config.max_concurrency):
+            stream = self.waiting.popleft()
+            if stream.live:
+                stream.recv_ns = monotonic_ns() + self.prompting.prefill_ns(stream.plan.prompt_tokens)
+                stream.start()
 
 
 def _unauthorized() -> RequestError:

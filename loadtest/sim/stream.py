@@ -300,10 +300,15 @@ class Stream:
             self.conn.drop()
         else:
             self.conn.stream_done(self.keep_alive)
+        if self.sim.waiting:
+            self.sim.release()
 
     def cancel(self) -> None:
         """The client went away: stop writing and count the reply as aborted."""
         if self.live:
             self.live = False
-            self.sim.stats.active -= 1
             self.sim.stats.requests_aborted += 1
+            if self.due:  # started (a reply still waiting for a slot has due 0 and holds none)
+                self.sim.stats.active -= 1
+                if self.sim.waiting:
+                    self.sim.release()

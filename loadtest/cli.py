@@ -113,6 +113,9 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
         amount.add_argument("--num-prompts", type=_positive_int,
                             help="measured requests (default: max(100, 4 x concurrency))")
         amount.add_argument("--duration", type=_positive_float, help="measure for this many seconds instead")
+        from .workers import add_arguments as add_worker_arguments
+
+        add_worker_arguments(p)
     elif command in ("sweep", "capacity"):
         add_level_arguments(p, command)
     else:
@@ -291,8 +294,13 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
         assert cfg.output_dir is not None
         plan = synthetic_run.plan_for(cfg, server) if synthetic else None  # counted with the server's tokenizer
         prompts = plan.prompts if plan else prompts
-        run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
-                  resume=ns.resume is not None)
+        if getattr(ns, "workers", 1) > 1 or getattr(ns, "ray_address", None):
+            from .workers import coordinator
+
+            run = coordinator(ns, cfg, prompts, server_info)  # scale-out: same interface as Run
+        else:
+            run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
+                      resume=ns.resume is not None)
         terminated = False
 
         async def main() -> Any:

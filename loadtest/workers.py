@@ -68,6 +68,8 @@ class Worker:
     name: str
     share: Share
     proc: Any = None
+    pid: int | None = None
+    host: str | None = None
     rx: Any = None
     tx: Any = None
     ready: bool = False
@@ -80,10 +82,6 @@ class Worker:
     completed: int = 0
     failed: int = 0
     span: list[float] = field(default_factory=list)  # measured [first start, last end]
-
-    @property
-    def alive(self) -> bool:
-        return not self.closed or self.done is not None
 
     def take(self, line: bytes) -> None:
         rec = orjson.loads(line)
@@ -126,6 +124,8 @@ class _Group:
 
 class Coordinator:
     """Runner-shaped (stop, interrupted, execute) so cli drives it like a Run."""
+
+    backend = "processes"
 
     def __init__(self, cfg: RunConfig, prompts: list[Prompt], *, directory: Path, workers: int,
                  on_failure: str = "stop", server_info: Any = None) -> None:
@@ -196,15 +196,16 @@ class Coordinator:
             self._close(w)
         self._fh.flush()
 
-    def _close(self, w: Worker) -> None:
-        asyncio.get_running_loop().remove_reader(w.rx.fileno())
+    def _close(self, w: Worker, code: Any = None) -> None:
         w.closed = True
-        w.proc.join(timeout=5)
+        if w.proc is not None:  # a process: its pipe closed when it exited
+            asyncio.get_running_loop().remove_reader(w.rx.fileno())
+            w.proc.join(timeout=5)
+            code, w.pid = w.proc.exitcode, w.proc.pid
         if w.done is None:
-            code = w.proc.exitcode
             why = w.error or (f"last failed request: {w.last_record_error}" if w.last_record_error
                               else "no error reported (killed?)")
-            self.failures.append(redact(f"worker {w.name} (pid {w.proc.pid}) died (exit code {code}): {why}"))
+            self.failures.append(redact(f"worker {w.name} (pid {w.pid}) died (exit code {code}): {why}"))
             if self.on_failure == "stop":
                 self._halt()
         self._barriers()
@@ -213,7 +214,7 @@ class Coordinator:
             self._all_closed.set()
 
     # -- the run ------------------------------------------------------------------------------
-    def _spawn(self) -> None:
+    async def _spawn(self) -> None:
         from .worker_main import process_main
 
         ctx = multiprocessing.get_context("spawn")
@@ -224,10 +225,14 @@ class Coordinator:
             w.proc = ctx.Process(target=process_main, name=f"loadtest-{w.name}", daemon=True,
                                  args=(self.cfg, self.prompts, w.share, to_worker_r, from_worker_w))
             w.proc.start()
+            w.pid = w.proc.pid
             to_worker_r.close()
             from_worker_w.close()
             w.rx, w.tx = from_worker_r, to_worker_w
             loop.add_reader(w.rx.fileno(), self._readable, w)
+
+    async def _cleanup(self) -> None:
+        """Backend teardown after every worker ended (Ray: the actors)."""
 
     async def execute(self) -> Any:
         from .runner import RunOutcome
@@ -240,10 +245,10 @@ class Coordinator:
         self._host.start()
         watcher: asyncio.Task[None] | None = None
         try:
-            self._spawn()
+            await self._spawn()
             try:
-                self._host._sampler.me = _Group([w.proc.pid for w in self.workers])  # type: ignore[union-attr]
-            except Exception:
+                self._host._sampler.me = _Group([w.pid for w in self.workers if w.pid])  # type: ignore[union-attr]
+            except Exception:  # no sampler, or a worker on another host
                 pass
 
             async def watch_stop() -> None:
@@ -262,6 +267,7 @@ class Coordinator:
                     if w.proc.is_alive():
                         w.proc.kill()
             self._fh.close()
+            await self._cleanup()
         host = self._host.stop()
         return self._finish(started_at, host, RunOutcome)
 
@@ -287,7 +293,7 @@ class Coordinator:
         delays = [d["event_loop_delay"] for d in dones if d.get("event_loop_delay")]
         worst = max(delays, key=lambda d: d.get("p99_s") or 0.0) if delays else None
         per_worker = [{
-            "name": w.name, "pid": w.proc.pid if w.proc else None, "host": (w.done or {}).get("host"),
+            "name": w.name, "pid": w.pid or (w.done or {}).get("pid"), "host": w.host or (w.done or {}).get("host"),
             "concurrency": w.share.concurrency if cfg.request_rate is None else None,
             "scheduled": len(w.share.offsets) if cfg.request_rate is not None else None,
             "max_concurrency": w.share.max_concurrency, "sent": w.sent, "completed": w.completed, "failed": w.failed,
@@ -308,12 +314,12 @@ class Coordinator:
             "client_cpu_s": sum(cpu) if cpu else None,
             "client_cpu_s_per_1k_tokens": sum(cpu) / tokens * 1000 if cpu and tokens else None,
             "client_cpu_user_s": None, "client_cpu_system_s": None,
-            "scale_out": {"workers": len(self.workers), "backend": "processes", "on_worker_failure": self.on_failure,
+            "scale_out": {"workers": len(self.workers), "backend": self.backend, "on_worker_failure": self.on_failure,
                           "worker_failures": self.failures, "clocks": CLOCKS},
             "workers": per_worker,
         }
         summary = build_summary(command=cfg.command, config=cfg.to_json(),
-                                client=client_info(cfg.transport, "multiprocessing"), result=result, run=run_info,
+                                client=client_info(cfg.transport, f"scale-out ({self.backend})"), result=result, run=run_info,
                                 server=self.server_info() if self.server_info else None)
         message, code = None, EXIT_OK
         counts = result["counts"]

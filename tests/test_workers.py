@@ -140,3 +140,25 @@ def test_a_killed_worker_is_named_and_its_records_kept(sim, tmp_path, policy):
     else:
         assert proc.returncode == 0, stderr
         assert alive["ended"] == "deadline" and summary["metrics"]["window_s"] == 4.0
+
+
+def test_ctrl_c_stops_every_worker_and_writes_the_summary(sim, tmp_path):
+    s = sim(ttft_ms=5, tpot_ms=2, output_tokens=16)
+    out = tmp_path / "int"
+    proc = _cli_process(s, out)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not ((out / "requests.jsonl").exists()
+                                               and (out / "requests.jsonl").stat().st_size > 0):
+        time.sleep(0.05)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive  # no worker left behind
+    assert proc.returncode == 130, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["ended"] == "interrupted"
+    assert all(w["ended"] == "interrupted" for w in summary["run"]["workers"])
+    rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert len(rows) == sum(w["sent"] for w in summary["run"]["workers"]) == summary["counts"]["requests"] + sum(
+        r["warmup"] for r in rows)

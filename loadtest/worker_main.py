@@ -144,7 +144,7 @@ def run_worker(cfg: RunConfig, prompts: list[Prompt], share: Share, send: Send, 
         s = outcome.summary
         send(b"D" + orjson.dumps({
             "ended": s["run"]["ended"], "exit_code": outcome.exit_code, "message": outcome.message,
-            "model": s["run"]["model"], "client_cpu_s": s["run"]["client_cpu_s"],
+            "model": s["run"]["model"], "clock_origin_ns": s["run"]["clock_origin_ns"], "client_cpu_s": s["run"]["client_cpu_s"],
             "window_s": s["metrics"]["window_s"], "warmup_requests": s["run"]["warmup_requests"],
             "send_lag_p99_s": (s["metrics"].get("send_lag_s") or {}).get("p99"),
             "event_loop_delay": (s["run"]["monitors"] or {}).get("event_loop_delay"),

@@ -301,6 +301,7 @@ class Coordinator:
             "send_lag_p99_s": (w.done or {}).get("send_lag_p99_s"),
             "event_loop_delay_p99_s": ((w.done or {}).get("event_loop_delay") or {}).get("p99_s"),
             "error": (w.done or {}).get("message") or w.error,
+            "clock_origin_ns": (w.done or {}).get("clock_origin_ns"),  # its records' start_s are from here
         } for w in self.workers]
         run_info = {
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)), "ended": ended,

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .config import RunConfig
 from .loadshape import ClosedLoop
 from .scheduler import run_closed_loop, run_open_loop
 from . import shaping
+
+
+FAR_S = 1e9
+"""A start time beyond any run's end (about 31 years)."""
 
 
 def split(total: int, workers: int) -> list[int]:
@@ -55,34 +58,33 @@ class Share:
     offsets: list[float] = field(default_factory=list)
     max_concurrency: int | None = None
 
-    def closed_indices(self, first_index: int, count: int | None) -> Iterator[int] | list[int]:
-        start = first_index + (self.worker - first_index) % self.workers
-        if count is None:
-            return (start + k * self.workers for k in range(1 << 62))
-        return list(range(start, first_index + count, self.workers))
+    def first(self, first_index: int) -> int:
+        """This worker's first global index of a pass starting at ``first_index``."""
+        return first_index + (self.worker - first_index) % self.workers
+
+    def closed_indices(self, first_index: int, count: int) -> list[int]:
+        return list(range(self.first(first_index), first_index + count, self.workers))
 
     async def run_shape(self, cfg: RunConfig, job: shaping.Job, *, count: int | None, deadline_ns: int | None,
                         stop: asyncio.Event, first_index: int = 0, origin_ns: int, with_warmup: bool = False) -> str:
         """shaping.run_shape, on this share only (the runner calls this instead when scaled out)."""
         if cfg.request_rate is None:
-            mine = self.closed_indices(first_index, count)
-            if isinstance(mine, list):
-                n: int | None = len(mine)
-                lookup = mine.__getitem__
-            else:
-                n, lookup = None, (lambda k: first_index + (self.worker - first_index) % self.workers
-                                   + k * self.workers)
+            start, step = self.first(first_index), self.workers
+            n = len(self.closed_indices(first_index, count)) if count is not None else None  # None: until the deadline
             if n == 0:
                 return "done"
             ramped = with_warmup and cfg.warmup > 0 and shaping.separate_warmup(cfg)
             closed = ClosedLoop(self.concurrency, 0.0 if ramped else cfg.ramp_up_s)
-            return await run_closed_loop(closed, lambda k: job(lookup(k), None, 0), count=n, deadline_ns=deadline_ns,
+            return await run_closed_loop(closed, lambda k: job(start + k * step, None, 0), count=n, deadline_ns=deadline_ns,
                                          stop=stop, first_index=0)
-        if not self.offsets:
+        offsets, indices = self.offsets, self.indices
+        if deadline_ns is not None:  # a start past the end: the scheduler then waits for the deadline, as unshared
+            offsets, indices = [*offsets, FAR_S], [*indices, -1]
+        if not offsets:
             return "done"
-        return await run_open_loop(iter(self.offsets), job, origin_ns=origin_ns, count=len(self.offsets),
+        return await run_open_loop(iter(offsets), job, origin_ns=origin_ns, count=len(offsets),
                                    deadline_ns=deadline_ns, stop=stop, max_concurrency=self.max_concurrency,
-                                   indices=self.indices)
+                                   indices=indices)
 
 
 def deal(cfg: RunConfig, workers: int) -> list[Share]:

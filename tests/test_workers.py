@@ -162,3 +162,13 @@ def test_ctrl_c_stops_every_worker_and_writes_the_summary(sim, tmp_path):
     rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert len(rows) == sum(w["sent"] for w in summary["run"]["workers"]) == summary["counts"]["requests"] + sum(
         r["warmup"] for r in rows)
+
+
+def test_timed_open_loop_lasts_to_the_deadline(cli, sim, tmp_path):
+    s = sim(ttft_ms=5, tpot_ms=1, output_tokens=8)
+    code, summary, rows = _run(cli, s, tmp_path, "timed", "--request-rate", "40", "--duration", "1.5",
+                               "--warmup", "0.5s", "--cooldown", "0.5", "--workers", "2")
+    assert code == 0 and summary["run"]["ended"] == "deadline" and summary["metrics"]["window_s"] == 1.5
+    assert all(w["ended"] == "deadline" for w in summary["run"]["workers"])
+    assert {r["phase"] for r in rows} <= {"warmup", "measured", "cooldown"} and len({r["id"] for r in rows}) == len(rows)
+    assert max(r["id"] for r in rows) < sum(w["scheduled"] for w in summary["run"]["workers"])

@@ -257,6 +257,11 @@ class Coordinator:
 
             watcher = asyncio.create_task(watch_stop())
             await self._all_closed.wait()
+        except BaseException:
+            if not any(w.sent for w in self.workers):  # a failed start leaves no empty run behind
+                self._fh.close()
+                resuming.remove_empty_run(self.directory)
+            raise
         finally:
             if watcher is not None:
                 watcher.cancel()

@@ -172,3 +172,24 @@ def test_timed_open_loop_lasts_to_the_deadline(cli, sim, tmp_path):
     assert all(w["ended"] == "deadline" for w in summary["run"]["workers"])
     assert {r["phase"] for r in rows} <= {"warmup", "measured", "cooldown"} and len({r["id"] for r in rows}) == len(rows)
     assert max(r["id"] for r in rows) < sum(w["scheduled"] for w in summary["run"]["workers"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0"], "--workers: must be an integer >= 1 or 'auto'"),
+    (["--workers", "3", "--concurrency", "2"], "--concurrency 2 is fewer than --workers 3"),
+    (["--workers", "2", "--request-rate", "5", "--max-concurrency", "1"], "--max-concurrency 1 is fewer than --workers 2"),
+])
+def test_bad_worker_options_are_one_line(args, message, capsys, tmp_path):
+    from loadtest.cli import main
+
+    base = ["throughput", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--num-prompts", "4",
+            "--output", str(tmp_path / "x")]
+    if "--concurrency" not in args and "--request-rate" not in args:
+        base += ["--concurrency", "2"]
+    try:
+        code = main([*base, *args])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

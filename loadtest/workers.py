@@ -18,13 +18,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 
 from .config import RunConfig
 from .errors import ConfigError
+from .loadstats import LiveStats
 from .metrics import compute_metrics, load_columns
+from . import live
 from .monitors import HostMonitor
 from .output import build_summary, client_info, write_summary
 from .prompts import Prompt
@@ -36,6 +39,8 @@ from .share import Share, deal
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
 START_DELAY_S = 0.25
 """How far ahead of "now" the coordinator names the common start instant (covers the go message's trip)."""
+READ_BATCH = 512
+"""Messages read from one worker per wake-up before the event loop turns to the others."""
 CLOCKS = {
     "request_durations": "per request, inside one worker: monotonic perf_counter (ttft_s, e2e_s, itl_s, ...)",
     "run_window": "the coordinator's: --duration, or the merged records' first measured start to last end",
@@ -83,7 +88,7 @@ class Worker:
     failed: int = 0
     span: list[float] = field(default_factory=list)  # measured [first start, last end]
 
-    def take(self, line: bytes) -> None:
+    def take(self, line: bytes) -> dict[str, Any]:
         rec = orjson.loads(line)
         self.sent += 1
         if rec["ok"]:
@@ -98,6 +103,7 @@ class Worker:
             self.span[0] = min(self.span[0], start)
             if end is not None:
                 self.span[1] = max(self.span[1], end)
+        return rec
 
 
 class _Group:
@@ -110,8 +116,6 @@ class _Group:
         self.procs = [psutil.Process(), *(psutil.Process(p) for p in pids)]
 
     def cpu_times(self) -> Any:
-        from types import SimpleNamespace
-
         user = system = 0.0
         for p in self.procs:
             try:
@@ -146,6 +150,8 @@ class Coordinator:
         self._all_closed: asyncio.Event | None = None
         self._host = HostMonitor(cfg.base_url)
         self._started = False
+        self.live = LiveStats()
+        self._progress: asyncio.Future[None] | None = None
 
     # -- messages ---------------------------------------------------------------------------
     def _broadcast(self, message: bytes) -> None:
@@ -165,7 +171,10 @@ class Coordinator:
         tag, body = msg[:1], msg[1:]
         if tag == b"R":
             self._fh.write(body + b"\n")
-            w.take(body)
+            rec = w.take(body)
+            self.live.sent += 1  # the coordinator sees finishes only: in flight is not shown
+            self.live.add(SimpleNamespace(ok=rec["ok"], ttft_s=rec.get("ttft_s"), tpot_s=rec.get("tpot_s"),
+                                          completion_tokens=rec.get("completion_tokens")))
         elif tag == b"Y":
             w.ready = True
         elif tag == b"W":
@@ -177,20 +186,26 @@ class Coordinator:
         self._barriers()
 
     def _barriers(self) -> None:
-        live = [w for w in self.workers if not w.closed]
-        if not self._started and live and all(w.ready for w in live):
+        running = [w for w in self.workers if not w.closed]
+        if not self._started and running and all(w.ready for w in running):
             self._started = True
             self._broadcast(b"G%r" % (time.time() + START_DELAY_S))
+            if not self.cfg.quiet:
+                total = None if self.cfg.duration_s else (self.cfg.num_prompts or 0) + self.cfg.warmup
+                self._progress = asyncio.ensure_future(live.show(self.live, self.cfg.command, total=total,
+                                                                 duration_s=shaping.Phases.of(self.cfg).total_s()))
             if not (self.cfg.warmup and shaping.separate_warmup(self.cfg)):
                 self._host.begin()
-        elif self._started and live and all(w.warm for w in live) and not getattr(self, "_measured", False):
+        elif self._started and running and all(w.warm for w in running) and not getattr(self, "_measured", False):
             self._measured = True
             self._broadcast(b"M")
             self._host.begin()
 
     def _readable(self, w: Worker) -> None:
         try:
-            while w.rx.poll():
+            for _ in range(READ_BATCH):  # then the other workers' turn (called again while data waits)
+                if not w.rx.poll():
+                    break
                 self._handle(w, w.rx.recv_bytes())
         except (EOFError, OSError):
             self._close(w)
@@ -263,8 +278,9 @@ class Coordinator:
                 resuming.remove_empty_run(self.directory)
             raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in (watcher, self._progress):
+                if task is not None:
+                    task.cancel()
             self._halt()
             for w in self.workers:
                 if w.proc is not None and w.proc.is_alive():

@@ -52,7 +52,7 @@ def worker_reasons(workers: list[dict[str, Any]], span: float | None) -> list[st
     out = []
     for w in workers:
         cpu = w.get("client_cpu_s")
-        if cpu is not None and span and cpu / span > CLIENT_CORES:
+        if cpu is not None and span and w.get("completed") and cpu / span > CLIENT_CORES:
             out.append(f"worker {w['name']} CPU {cpu / span:.2f} cores > {CLIENT_CORES:g} (one Python thread)")
     return out
 

@@ -22,7 +22,9 @@ import orjson
 
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
-from loadtest.sim.stream import Scheduler, Stats, Stream
+from loadtest.sim.state import SimState
+from loadtest.sim.stream import Scheduler, Stream
+from loadtest.sim.tokenize import tokenize_body
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
             405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
@@ -169,19 +171,13 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class Sim:
-    """Server-wide state: config-derived constants, stats, the scheduler, and routing."""
+class Sim(SimState):
+    """Server-wide state (see SimState), the scheduler, and routing."""
 
     def __init__(self, config: SimConfig, loop: asyncio.AbstractEventLoop) -> None:
-        self.config = config
-        self.stats = Stats()
+        super().__init__(config)
         self.scheduler = Scheduler(loop, self.stats)
-        self.usage_per_chunk = config.usage_per_chunk and config.usage
         self.connections: set[Connection] = set()
-        self.ttft_ns = round(config.ttft_ms * 1e6)
-        self.tpot_ns = round(config.tpot_ms * 1e6)
-        self.tokens_per_chunk = config.tokens_per_chunk
-        self.eol2 = b"\r\n\r\n" if config.crlf else b"\n\n"
         self.model_json = orjson.dumps(config.model)
         self.auth_ok = None if config.api_key is None else b"Bearer " + config.api_key.encode()
         self.last_id = 0
@@ -200,6 +196,9 @@ class Sim:
             if not self._authorized(req):
                 return self._error(conn, _unauthorized(), keep)
             return conn.respond(200, self.models_body, keep)
+        if path == b"/tokenize" and method == b"POST" and self.config.tokenize_endpoint:
+            status, body = tokenize_body(req.body)
+            return conn.respond(status, body, keep)
         if path == b"/health" and method == b"GET":
             return conn.respond(200, b'{"status":"ok"}', keep)
         if path == b"/sim/stats" and method == b"GET":
@@ -232,7 +231,7 @@ class Sim:
             # The Nth *valid* request fails, so invalid ones do not shift which requests fail.
             nth = self.valid_requests + 1
             fail = config.fail_every is None or nth % config.fail_every == 0
-            plan = plan_request(config, chat, body, fail)
+            plan = plan_request(config, chat, body, fail, seed=self.last_id + 1)
             self.valid_requests = nth
             if fail and config.fail_status is not None:
                 raise RequestError(config.fail_status, f"simulated failure (HTTP {config.fail_status})")
@@ -276,6 +275,7 @@ async def serve(config: SimConfig, announce: Callable[[str, int], None] | None =
         for conn in list(sim.connections):
             conn.drop()
         sim.scheduler.close()
+        sim.close()
 
 
 def run(config: SimConfig, *, announce: Callable[[str, int], None] | None = None,

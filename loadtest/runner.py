@@ -30,7 +30,8 @@ from .prompts import Prompt
 from .order import PromptOrder
 from .aborts import abort_message
 from .discovery import discover_model
-from .chunks import error_message
+from .stream_options import StreamOptions
+from . import refine
 from .record import CANCELLED, RequestRecord, build_record, cancelled_record
 from .scheduler import run_closed_loop, until_stopped
 from .gctimer import collect_garbage
@@ -77,8 +78,8 @@ class Run:
         self._warmup_count = 0
         self._span_start: float | None = None  # this run's measured first start and last end (_window_s)
         self._span_end: float | None = None
-        self.include_usage = cfg.stream
-        self.stream_options_rejected = False
+        self._options = StreamOptions(cfg.stream)
+        self._texts: refine.TextLog | None = None  # chunk texts to count exactly after the run
         self._order = PromptOrder(prompts, cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
@@ -105,21 +106,8 @@ class Run:
         path = request_path(cfg)
         t_start = perf_counter_ns()
         try:
-            sent_usage = self.include_usage
-            ex = await transport.post(path, build_body(prompt, self._base, api=cfg.api, include_usage=sent_usage),
-                                      cfg.timeout_s)
-            if sent_usage and ex.status in (400, 422):
-                # Many servers (TGI, Ollama, LM Studio...) reject stream_options: retry without it,
-                # and stop sending it for the run once a retry succeeds.
-                retry = await transport.post(path, build_body(prompt, self._base, api=cfg.api, include_usage=False),
-                                             cfg.timeout_s)
-                if retry.status is not None and retry.status < 400:
-                    if self.include_usage:
-                        self._note(f"server rejected stream_options ({error_message(ex.body())}); "
-                                   "sending requests without it (token counts fall back to --tokenizer, else to chunk counts)")
-                    self.include_usage = False
-                    self.stream_options_rejected = True
-                ex = retry
+            ex = await self._options.post(transport, path, lambda usage, continuous: build_body(
+                prompt, self._base, api=cfg.api, include_usage=usage, continuous_usage=continuous), cfg.timeout_s, self._note)
         except asyncio.CancelledError:
             self._emit(cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
                                         run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight"))
@@ -133,7 +121,8 @@ class Run:
     def _interpret(self, item: tuple[Exchange, int, str, bool]) -> None:
         ex, i, prompt_id, warmup = item
         self._emit(build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
-                                tokenizer=self.tokenizer, warmup=warmup))
+                                tokenizer=self.tokenizer, warmup=warmup,
+                                keep_texts=self._texts.write if self._texts is not None else None))
 
     async def _process(self) -> None:
         """Interpret finished exchanges one per event-loop turn, after the job has already sent its
@@ -230,6 +219,8 @@ class Run:
                 self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url))
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
+                self._texts = await refine.open_text_log(self.directory, cfg.base_url, self._model, headers,
+                                                         cfg.stream, self.tokenizer is not None)
                 if cfg.preconnect:
                     await until_stopped(self.stop, self._transport.preconnect(cfg.concurrency, min(cfg.timeout_s, 30.0)))
             if not cfg.quiet and not self.stop.is_set():
@@ -254,6 +245,8 @@ class Run:
                 cpu_measured = time.process_time() - cpu0
                 cpu_split = _cpu_split(rusage0, _rusage())
         except BaseException:
+            if self._texts is not None:
+                self._texts.discard()
             if not self.resume and self._writer.count == 0:
                 self._writer.close()
                 resuming.remove_empty_run(self.directory)  # a failed start leaves no empty run behind
@@ -282,6 +275,9 @@ class Run:
         if plan.pieces:
             windows = [p["window_s"] for p in pieces if p["window_s"] is not None]
             window_s = sum(windows) if windows else None
+        refined = None
+        if self._texts is not None:  # after the measured window: counting exactly never loads the server during it
+            refined = await refine.refine_run(self._texts, self._writer.path) if not self.interrupted else self._texts.discard()
         # The statistics come from the records file in one streaming pass (bounded memory; a
         # post-run pass that rewrites the file composes with it).
         result = compute_metrics(load_columns(self._writer.path), window_s=window_s)
@@ -289,8 +285,12 @@ class Run:
             "started_at": pieces[0]["started_at"],
             "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": self._warmup_count,
             "resumed": bool(plan.pieces), "pieces": pieces,
-            "stream_options_sent": self.include_usage if cfg.stream else False,
-            "stream_options_rejected": self.stream_options_rejected,
+            "stream_options_sent": self._options.include_usage if cfg.stream else False,
+            "stream_options_rejected": self._options.rejected,
+            "continuous_usage_sent": self._options.continuous_usage if cfg.stream else False,
+            "continuous_usage_rejected": self._options.continuous_rejected,
+            "tokenize_endpoint": self._texts.endpoint.url if self._texts is not None else None,
+            "chunk_tokens_refined": refined,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",
             "tokenizer": self.tokenizer.name if self.tokenizer else None,
             # The client's own cost over the measured phase: known overhead, not a guess.

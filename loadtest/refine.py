@@ -152,6 +152,21 @@ async def open_text_log(directory: Path, base_url: str, model: str | None, heade
     return TextLog(directory, endpoint) if endpoint is not None else None
 
 
+class Refined:
+    """What the pass did: rows made exact, and how the server's counts compared with usage (the sum
+    of its per-chunk counts over the sum of completion_tokens, same rows: ~1.0 when the endpoint
+    tokenizes as the model generated)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.counted = 0
+        self.usage = 0
+
+    @property
+    def ratio(self) -> float | None:
+        return self.counted / self.usage if self.usage else None
+
+
 def _refined(row: dict[str, Any], counts: list[int]) -> bool:
     """Rewrite one requests.jsonl row with exact per-chunk counts; False when they do not fit it."""
     offsets, total = row.get("chunk_offsets_s"), row.get("completion_tokens")
@@ -165,15 +180,15 @@ def _refined(row: dict[str, Any], counts: list[int]) -> bool:
     return True
 
 
-async def refine_run(log: TextLog, records: Path, *, budget_s: float = 300.0) -> int:
+async def refine_run(log: TextLog, records: Path, *, budget_s: float = 300.0) -> Refined:
     """Count every logged response's chunks with the server and rewrite ``records`` in place (via a
-    temporary file, one batch of responses in memory at a time). Returns how many rows became exact;
-    rows left when ``budget_s`` runs out keep their estimate. The side file is removed."""
+    temporary file, one batch of responses in memory at a time). Rows left when ``budget_s`` runs
+    out keep their estimate. The side file is removed."""
     log.close()
+    done = Refined()
     if not log.count:
-        return 0
+        return done
     deadline = time.monotonic() + budget_s
-    done = 0
     tmp = records.with_suffix(".jsonl.tmp")
     sem = asyncio.Semaphore(_CONCURRENCY)
     try:
@@ -200,7 +215,10 @@ async def refine_run(log: TextLog, records: Path, *, budget_s: float = 300.0) ->
                         rid = row.get("id")
                         counts = wanted.pop(rid, None) if row.get("ok") else None
                         if counts is not None and _refined(row, counts):
-                            line, done = orjson.dumps(row) + b"\n", done + 1
+                            line = orjson.dumps(row) + b"\n"
+                            done.rows += 1
+                            done.counted += sum(counts)
+                            done.usage += row["completion_tokens"]
                         dst.write(line)
                         if rid == last and row.get("ok"):
                             break

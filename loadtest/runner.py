@@ -290,7 +290,8 @@ class Run:
             "continuous_usage_sent": self._options.continuous_usage if cfg.stream else False,
             "continuous_usage_rejected": self._options.continuous_rejected,
             "tokenize_endpoint": self._texts.endpoint.url if self._texts is not None else None,
-            "chunk_tokens_refined": refined,
+            "chunk_tokens_refined": refined.rows if refined else None,
+            "tokenize_to_usage_ratio": refined.ratio if refined else None,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",
             "tokenizer": self.tokenizer.name if self.tokenizer else None,
             # The client's own cost over the measured phase: known overhead, not a guess.

@@ -81,7 +81,7 @@ def test_tokenize_endpoint_after_the_run_gives_exact_counts(cli, sim, tmp_path):
     code, summary, rows, truth, s = run(cli, sim, tmp_path, tokenize_endpoint=True)
     assert code == 0 and summary["counts"]["completed"] == N
     _exact(summary, rows, truth, "tokenize_endpoint")
-    assert summary["run"]["chunk_tokens_refined"] == N
+    assert summary["run"]["chunk_tokens_refined"] == N and summary["run"]["tokenize_to_usage_ratio"] == 1.0
     assert summary["run"]["tokenize_endpoint"] == s.root_url + "/tokenize"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "requests.jsonl", "summary.json"]
 

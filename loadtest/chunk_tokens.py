@@ -15,7 +15,7 @@ Every split is in whole tokens and sums exactly to the total (largest remainder)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 USAGE_PER_CHUNK, TOKENIZER, TOKENIZE_ENDPOINT, TEXT_SHARE = (
     "usage_per_chunk", "tokenizer", "tokenize_endpoint", "text_share")
@@ -91,13 +91,16 @@ def from_usage(cum_usage: Sequence[int | None], total: int) -> list[int] | None:
 
 
 def split_chunk_tokens(texts: Sequence[str], cum_usage: Sequence[int | None], total: int,
-                       counts: Sequence[int] | None = None) -> tuple[list[int], str]:
-    """(tokens per content chunk, chunk_token_source). ``counts``: a tokenizer's per-chunk counts."""
+                       count: Callable[[str], int] | None = None) -> tuple[list[int], str]:
+    """(tokens per content chunk, chunk_token_source). ``count``: a tokenizer's count of one text,
+    called only when per-chunk usage did not settle it."""
     exact = from_usage(cum_usage, total)
     if exact is not None:
         return exact, USAGE_PER_CHUNK
-    if counts is not None and sum(counts) > 0:
-        return reconcile(counts, total), TOKENIZER
+    if count is not None:
+        counts = [count(t) for t in texts]
+        if sum(counts) > 0:
+            return reconcile(counts, total), TOKENIZER
     return text_share(texts, total), TEXT_SHARE
 
 

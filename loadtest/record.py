@@ -142,8 +142,8 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
     rec.chunk_offsets_s = [(t - t0) / ms for t in s.times]
     if total > 0:
         texts = s.texts
-        counts = [tokenizer.count(t) for t in texts] if tokenizer is not None else None
-        rec.chunk_tokens, rec.chunk_token_source = split_chunk_tokens(texts, s.cum_usage, total, counts)
+        rec.chunk_tokens, rec.chunk_token_source = split_chunk_tokens(
+            texts, s.cum_usage, total, tokenizer.count if tokenizer is not None else None)
         rates = tpot_from(rec.chunk_offsets_s, rec.chunk_tokens, total)
         if rates is not None:
             rec.tpot_s, rec.decode_tokens_per_s = rates

@@ -289,7 +289,7 @@ class Run:
             "stream_options_rejected": self._options.rejected,
             "continuous_usage_sent": self._options.continuous_usage if cfg.stream else False,
             "continuous_usage_rejected": self._options.continuous_rejected,
-            "tokenize_endpoint": self._texts.endpoint.url if self._texts is not None else None,
+            "tokenize_endpoint": redact(self._texts.endpoint.url) if self._texts is not None else None,
             "chunk_tokens_refined": refined.rows if refined else None,
             "tokenize_to_usage_ratio": refined.ratio if refined else None,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",

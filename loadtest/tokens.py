@@ -7,7 +7,7 @@ chunks (labelled approximate). The source is recorded per request.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import ConfigError
 
@@ -76,3 +76,28 @@ def load_tokenizer(spec: str) -> Tokenizer:
     if "/" in name:
         raise ConfigError(f"--tokenizer {spec}: no such local directory (hub downloads are not done at run time)")
     return _load_tiktoken(name)
+
+
+def launched_tokenizer(model: dict[str, Any]) -> Tokenizer | None:
+    """The tokenizer of a model loadtest launched, found without a flag: tokenizer.json in its local
+    Hugging Face directory, or in the local hub cache for a hub id (never downloaded). None for a
+    GGUF file (llama.cpp answers /tokenize instead, see loadtest.refine) or when there is none."""
+    file: Path | None = None
+    path = model.get("path")
+    if path and Path(path).is_dir() and (Path(path) / "tokenizer.json").is_file():
+        file = Path(path) / "tokenizer.json"
+    elif model.get("hub_id"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return None
+        found = try_to_load_from_cache(model["hub_id"], "tokenizer.json", revision=model.get("revision"))
+        file = Path(found) if isinstance(found, str) else None
+    if file is None:
+        return None
+    try:
+        tok = load_tokenizer(str(file))
+    except ConfigError:
+        return None
+    tok.name += " (the launched model's)"
+    return tok

@@ -70,7 +70,9 @@ def test_tokenizer_counts_reconciled_to_the_total():
     assert reconcile([1, 2, 4], 7) == [1, 2, 4]
     assert sum(reconcile([1, 2, 4], 8)) == 8
     assert reconcile([1, 1, 1, 5], 4) == [1, 1, 1, 1]  # fewer tokens than counted: every chunk keeps one
-    assert split_chunk_tokens(["a", "b"], [None, None], 3, counts=[1, 2]) == ([1, 2], TOKENIZER)
+    words = lambda text: len(text.split())  # noqa: E731
+    assert split_chunk_tokens(["a", "b c"], [None, None], 3, count=words) == ([1, 2], TOKENIZER)
+    assert split_chunk_tokens(["a", "b c"], [1, 3], 3, count=words.__call__) == ([1, 2], USAGE_PER_CHUNK)
     assert split_chunk_tokens(["a", "b c"], [None, None], 3) == ([1, 2], TEXT_SHARE)
 
 
@@ -96,3 +98,18 @@ def test_tokenize_lives_at_the_server_root():
     assert root_url("http://h:8000/v1") == "http://h:8000"
     assert root_url("http://h:8000/v1/") == "http://h:8000"
     assert root_url("http://h:8000") == "http://h:8000"
+
+
+def test_a_launched_models_tokenizer_is_found_without_a_flag(tmp_path, monkeypatch):
+    from loadtest.tokens import launched_tokenizer
+
+    assert launched_tokenizer({"path": str(tmp_path / "model.gguf")}) is None  # GGUF: /tokenize instead
+    assert launched_tokenizer({"path": str(tmp_path)}) is None                 # no tokenizer.json
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert launched_tokenizer({"hub_id": "nobody/not-cached-here"}) is None    # never downloaded
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0, "a": 1, "b": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    found = launched_tokenizer({"path": str(tmp_path)})
+    assert found is not None and found.count("a b a") == 3 and "launched model" in found.name

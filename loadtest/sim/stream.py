@@ -87,8 +87,9 @@ class Stream:
         self.live = True
         self.first_ns: int | None = None
         self.rng = random.Random(plan.seed) if sim.chunk_tokens_max is not None else None
-        self.log_tokens: list[int] | None = [] if sim.chunk_log is not None else None
-        self.log_ns: list[int] = []
+        logging = sim.chunk_log is not None
+        self.log_tokens: list[int] | None = [] if logging else None
+        self.log_ns: list[int] | None = [] if logging else None
 
     def start(self) -> None:
         """Send what is due on receipt (headers, role chunk) and schedule the first timed write."""
@@ -163,7 +164,7 @@ class Stream:
             stats.tokens_sent += end - start
             if self.log_tokens is not None:
                 self.log_tokens.append(end - start)
-                self.log_ns.append(now)
+                self.log_ns.append(now)  # type: ignore[union-attr]
             if self.first_ns is None:
                 self.first_ns = now
         if plan.fault is not None and self.sent == plan.fault_after:
@@ -232,7 +233,7 @@ class Stream:
         stats.active -= 1
         if self.log_tokens is not None:
             head = self.head
-            self.sim.log_chunks(head[7:head.index(b'"', 7)].decode(), self.log_tokens, self.log_ns, completed)
+            self.sim.log_chunks(head[7:head.index(b'"', 7)].decode(), self.log_tokens, self.log_ns or [], completed)
         stats.last_done_ns = now
         if completed:
             stats.requests_completed += 1

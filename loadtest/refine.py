@@ -24,6 +24,7 @@ from typing import IO, Any
 import httpx
 import orjson
 
+from .redact import redact
 from .chunk_tokens import TEXT_SHARE, TOKENIZE_ENDPOINT, reconcile, tpot_from
 
 SIDE_FILE = ".chunk_texts.jsonl"
@@ -102,7 +103,8 @@ def pieces_per_chunk(tokens: list[Any], texts: list[str]) -> list[int] | None:
     return counts if at == pos else None
 
 
-async def probe(base_url: str, model: str | None, headers: dict[str, str], timeout_s: float = 5.0) -> TokenizeEndpoint | None:
+async def probe(base_url: str, model: str | None, headers: dict[str, str],
+                timeout_s: float = 5.0) -> TokenizeEndpoint | None:
     """Whether the server tokenizes, and how; one or two small requests before the run."""
     url = root_url(base_url) + "/tokenize"
     async with httpx.AsyncClient(timeout=timeout_s) as client:
@@ -229,3 +231,17 @@ async def refine_run(log: TextLog, records: Path, *, budget_s: float = 300.0) ->
         tmp.unlink(missing_ok=True)
         log.path.unlink(missing_ok=True)
     return done
+
+
+async def finish(log: TextLog | None, records: Path, *, interrupted: bool) -> dict[str, Any]:
+    """The post-run pass when a side file was kept (not after Ctrl-C: the user wants out), and what
+    summary.run says about it."""
+    refined = None
+    if log is not None:
+        if interrupted:
+            log.discard()
+        else:
+            refined = await refine_run(log, records)
+    return {"tokenize_endpoint": redact(log.endpoint.url) if log is not None else None,
+            "chunk_tokens_refined": refined.rows if refined is not None else None,
+            "tokenize_to_usage_ratio": refined.ratio if refined is not None else None}

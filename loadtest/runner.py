@@ -107,7 +107,8 @@ class Run:
         t_start = perf_counter_ns()
         try:
             ex = await self._options.post(transport, path, lambda usage, continuous: build_body(
-                prompt, self._base, api=cfg.api, include_usage=usage, continuous_usage=continuous), cfg.timeout_s, self._note)
+                prompt, self._base, api=cfg.api, include_usage=usage, continuous_usage=continuous),
+                cfg.timeout_s, self._note)
         except asyncio.CancelledError:
             self._emit(cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
                                         run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight"))
@@ -275,9 +276,9 @@ class Run:
         if plan.pieces:
             windows = [p["window_s"] for p in pieces if p["window_s"] is not None]
             window_s = sum(windows) if windows else None
-        refined = None
-        if self._texts is not None:  # after the measured window: counting exactly never loads the server during it
-            refined = await refine.refine_run(self._texts, self._writer.path) if not self.interrupted else self._texts.discard()
+        # After the measured window (never during it): exact tokens per chunk from the server's /tokenize.
+        chunk_info = await refine.finish(self._texts, self._writer.path,
+                                         interrupted=self.interrupted or self._abort is not None)
         # The statistics come from the records file in one streaming pass (bounded memory; a
         # post-run pass that rewrites the file composes with it).
         result = compute_metrics(load_columns(self._writer.path), window_s=window_s)
@@ -285,13 +286,7 @@ class Run:
             "started_at": pieces[0]["started_at"],
             "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": self._warmup_count,
             "resumed": bool(plan.pieces), "pieces": pieces,
-            "stream_options_sent": self._options.include_usage if cfg.stream else False,
-            "stream_options_rejected": self._options.rejected,
-            "continuous_usage_sent": self._options.continuous_usage if cfg.stream else False,
-            "continuous_usage_rejected": self._options.continuous_rejected,
-            "tokenize_endpoint": redact(self._texts.endpoint.url) if self._texts is not None else None,
-            "chunk_tokens_refined": refined.rows if refined else None,
-            "tokenize_to_usage_ratio": refined.ratio if refined else None,
+            **self._options.run_fields(), **chunk_info,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",
             "tokenizer": self.tokenizer.name if self.tokenizer else None,
             # The client's own cost over the measured phase: known overhead, not a guess.

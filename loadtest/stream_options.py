@@ -20,6 +20,7 @@ BodyFor = Callable[[bool, bool], bytes]
 
 class StreamOptions:
     def __init__(self, stream: bool) -> None:
+        self.stream = stream
         self.include_usage = stream
         self.continuous_usage = stream
         self.rejected = False             # stream_options as a whole
@@ -47,3 +48,10 @@ class StreamOptions:
                 self.rejected = True
             ex = retry
         return ex
+
+    def run_fields(self) -> dict[str, bool]:
+        """What summary.run says about it."""
+        return {"stream_options_sent": self.include_usage if self.stream else False,
+                "stream_options_rejected": self.rejected,
+                "continuous_usage_sent": self.continuous_usage if self.stream else False,
+                "continuous_usage_rejected": self.continuous_rejected}

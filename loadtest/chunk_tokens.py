@@ -10,7 +10,7 @@ Pure functions, no I/O. Order of trust (the record says which was used, ``chunk_
    their text. Spreading the total evenly instead credited the first chunk with ~2.5 tokens at
    chunks of 1..4 tokens and read TPOT 1.2% high.
 
-Every split is in whole tokens and sums exactly to the total (largest remainder).
+Every split is in whole tokens and sums exactly to the total (cumulative rounding).
 """
 
 from __future__ import annotations
@@ -23,28 +23,33 @@ EXACT_SOURCES = frozenset({USAGE_PER_CHUNK, TOKENIZER, TOKENIZE_ENDPOINT})
 """Sources whose per-chunk counts come from the server or a tokenizer (TEXT_SHARE is estimated)."""
 
 
-def largest_remainder(total: int, weights: Sequence[float]) -> list[int]:
+def proportional(total: int, weights: Sequence[float]) -> list[int]:
     """``total`` split in whole numbers in proportion to ``weights`` (all zero: evenly); sums to
-    ``total`` exactly. Ties go to the earlier item, so the split is deterministic."""
+    ``total`` exactly and each share is within one of its exact value. Cumulative rounding: the
+    boundary after each item is its cumulative share rounded, as token boundaries fall along the
+    text. O(n) with no sort: it runs per request on the record path."""
     n = len(weights)
     if n == 0:
         return []
     size = float(sum(weights))
     if size <= 0:
         weights, size = [1.0] * n, float(n)
-    quotas = [total * w / size for w in weights]
-    counts = [int(q) for q in quotas]
-    left = total - sum(counts)
-    if left > 0:
-        order = sorted(range(n), key=lambda i: counts[i] - quotas[i])  # largest remainder first
-        for i in order[:left]:
-            counts[i] += 1
+    scale = total / size
+    counts, prev, cum = [], 0, 0.0
+    for w in weights:
+        cum += w
+        edge = int(cum * scale + 0.5)
+        counts.append(edge - prev)
+        prev = edge
+    counts[-1] += total - prev  # float rounding at the very end
     return counts
 
 
 def _at_least_one(counts: list[int]) -> list[int]:
     """A chunk that carried text carried at least one token: a zero takes one from the largest
     count (when that has more than one). Keeps the sum."""
+    if 0 not in counts:
+        return counts
     for i, c in enumerate(counts):
         if c == 0:
             j = max(range(len(counts)), key=counts.__getitem__)
@@ -65,7 +70,7 @@ def text_share(texts: Sequence[str], total: int) -> list[int]:
     rest = total - 1
     if rest == n - 1:  # one token per chunk: the common case, no arithmetic
         return [1] * n
-    return [1, *_at_least_one(largest_remainder(rest, [len(t) for t in texts[1:]]))]
+    return [1, *_at_least_one(proportional(rest, list(map(len, texts[1:]))))]
 
 
 def reconcile(counts: Sequence[int], total: int) -> list[int]:
@@ -73,7 +78,7 @@ def reconcile(counts: Sequence[int], total: int) -> list[int]:
     when they already do, else the total shared in proportion to them."""
     if sum(counts) == total:
         return list(counts)
-    return _at_least_one(largest_remainder(total, counts)) if total >= len(counts) else largest_remainder(total, counts)
+    return _at_least_one(proportional(total, counts)) if total >= len(counts) else proportional(total, counts)
 
 
 def from_usage(cum_usage: Sequence[int | None], total: int) -> list[int] | None:

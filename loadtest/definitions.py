@@ -46,8 +46,8 @@ DEFINITIONS: dict[str, str] = {
         "window (never during it) and requests.jsonl rewritten; 'tokenizer', the --tokenizer's count of "
         "each chunk's text; 'text_share', the rule: the first content chunk carries exactly one token "
         "(prefill emits one token and engines send it alone) and the rest of the total is shared over the "
-        "later chunks in proportion to their text length. Whole tokens, made to sum to the total by largest "
-        "remainder. summary.chunk_tokens_exact says whether every request's counts came from the server or "
+        "later chunks in proportion to their text length. Whole tokens, made to sum to the total by cumulative "
+        "rounding. summary.chunk_tokens_exact says whether every request's counts came from the server or "
         "a tokenizer (true) or any was estimated by the rule (false)."),
     "percentiles": (
         "Statistics over requests (ITL: over tokens): mean, population std, min, max, and p50/p90/p95/"

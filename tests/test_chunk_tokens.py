@@ -6,22 +6,22 @@ import random
 
 import pytest
 
-from loadtest.chunk_tokens import (TEXT_SHARE, TOKENIZER, USAGE_PER_CHUNK, from_usage, largest_remainder, reconcile,
+from loadtest.chunk_tokens import (TEXT_SHARE, TOKENIZER, USAGE_PER_CHUNK, from_usage, proportional, reconcile,
                                    split_chunk_tokens, text_share, tpot_from)
 from loadtest.refine import pieces_per_chunk, root_url
 
 
-def test_largest_remainder_sums_exactly_and_is_proportional():
-    assert largest_remainder(10, [1, 1, 1]) == [4, 3, 3]  # ties to the earlier item
-    assert largest_remainder(7, [2, 5]) == [2, 5]
-    assert largest_remainder(5, [0, 0]) == [3, 2]  # no weight: evenly
-    assert largest_remainder(0, [3, 4]) == [0, 0]
-    assert largest_remainder(3, []) == []
+def test_proportional_sums_exactly_and_is_proportional():
+    assert proportional(10, [1, 1, 1]) == [3, 4, 3]  # boundaries at 3.3 -> 3, 6.7 -> 7, 10
+    assert proportional(7, [2, 5]) == [2, 5]
+    assert proportional(5, [0, 0]) == [3, 2]  # no weight: evenly
+    assert proportional(0, [3, 4]) == [0, 0]
+    assert proportional(3, []) == []
     rng = random.Random(1)
     for _ in range(500):
         weights = [rng.randint(0, 40) for _ in range(rng.randint(1, 30))]
         total = rng.randint(0, 400)
-        out = largest_remainder(total, weights)
+        out = proportional(total, weights)
         assert sum(out) == total and all(c >= 0 for c in out)
         size = sum(weights) or len(weights)
         for c, w in zip(out, weights if sum(weights) else [1] * len(weights)):

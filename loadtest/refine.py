@@ -6,7 +6,8 @@ so memory does not grow). After the measured window, never during it, each respo
 by the server and requests.jsonl is rewritten with the exact per-chunk counts and the TPOT that
 follows from them. Statistics are computed from the file afterwards, so they see the exact counts.
 
-Two ways to count, chosen by a probe before the run:
+Two ways to count, chosen by a probe after the run (nothing but measured requests reaches the
+server during it):
 - ``pieces`` (llama.cpp ``with_pieces``): one call per response, each token's bytes mapped to the
   chunk its last byte falls in: exactly the split the server streamed;
 - ``content`` / ``prompt`` (llama.cpp without pieces, vLLM/SGLang): one call per chunk text.
@@ -121,18 +122,24 @@ async def probe(base_url: str, model: str | None, headers: dict[str, str],
 
 
 class TextLog:
-    """The side file: one line per request whose per-chunk counts are estimated."""
+    """The side file: one line per request whose per-chunk counts are estimated. Written during the
+    run (buffered, no flush per line), read once after it; capped at ``max_bytes`` on disk."""
 
-    def __init__(self, directory: Path, endpoint: TokenizeEndpoint) -> None:
+    def __init__(self, directory: Path, max_bytes: int = 256 << 20) -> None:
         self.path = directory / SIDE_FILE
-        self.endpoint = endpoint
+        self.max_bytes = max_bytes
         self._fh: IO[bytes] | None = None  # opened at the first write: no file when nothing is estimated
         self.count = 0
+        self.bytes = 0
 
     def write(self, request_id: int, texts: list[str]) -> None:
+        if self.bytes > self.max_bytes:
+            return  # requests beyond the cap keep their estimate
         if self._fh is None:
             self._fh = open(self.path, "wb")
-        self._fh.write(orjson.dumps({"id": request_id, "texts": texts}) + b"\n")
+        line = orjson.dumps({"id": request_id, "texts": texts}) + b"\n"
+        self._fh.write(line)
+        self.bytes += len(line)
         self.count += 1
 
     def close(self) -> None:
@@ -140,18 +147,14 @@ class TextLog:
             self._fh.close()
 
     def discard(self) -> None:
-        """A run that stopped short (an error, Ctrl-C) is not refined: no side file is left."""
+        """A run that stopped short (an error, Ctrl-C, an abort) is not refined: no side file is left."""
         self.close()
         self.path.unlink(missing_ok=True)
 
 
-async def open_text_log(directory: Path, base_url: str, model: str | None, headers: dict[str, str],
-                        stream: bool, tokenizer_given: bool) -> TextLog | None:
-    """A side file for the run when refining can help: streamed, no --tokenizer, /tokenize served."""
-    if not stream or tokenizer_given:
-        return None
-    endpoint = await probe(base_url, model, headers)
-    return TextLog(directory, endpoint) if endpoint is not None else None
+def text_log(directory: Path, stream: bool, tokenizer_given: bool) -> TextLog | None:
+    """A side file for the run when refining can help: streamed, and no --tokenizer counts chunks."""
+    return TextLog(directory) if stream and not tokenizer_given else None
 
 
 class Refined:
@@ -182,14 +185,11 @@ def _refined(row: dict[str, Any], counts: list[int]) -> bool:
     return True
 
 
-async def refine_run(log: TextLog, records: Path, *, budget_s: float = 300.0) -> Refined:
+async def refine_run(log: TextLog, endpoint: TokenizeEndpoint, records: Path, *, budget_s: float = 300.0) -> Refined:
     """Count every logged response's chunks with the server and rewrite ``records`` in place (via a
     temporary file, one batch of responses in memory at a time). Rows left when ``budget_s`` runs
     out keep their estimate. The side file is removed."""
-    log.close()
     done = Refined()
-    if not log.count:
-        return done
     deadline = time.monotonic() + budget_s
     tmp = records.with_suffix(".jsonl.tmp")
     sem = asyncio.Semaphore(_CONCURRENCY)
@@ -198,7 +198,13 @@ async def refine_run(log: TextLog, records: Path, *, budget_s: float = 300.0) ->
 
             async def count(texts: list[str]) -> list[int] | None:
                 async with sem:
-                    return await log.endpoint.chunk_counts(client, texts) if time.monotonic() < deadline else None
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    try:  # a server that drips bytes would outlast every per-read timeout
+                        return await asyncio.wait_for(endpoint.chunk_counts(client, texts), left)
+                    except asyncio.TimeoutError:
+                        return None
 
             with open(log.path, "rb") as side, open(records, "rb") as src, open(tmp, "wb") as dst:
                 while True:
@@ -229,19 +235,25 @@ async def refine_run(log: TextLog, records: Path, *, budget_s: float = 300.0) ->
         os.replace(tmp, records)
     finally:
         tmp.unlink(missing_ok=True)
-        log.path.unlink(missing_ok=True)
     return done
 
 
-async def finish(log: TextLog | None, records: Path, *, interrupted: bool) -> dict[str, Any]:
-    """The post-run pass when a side file was kept (not after Ctrl-C: the user wants out), and what
-    summary.run says about it."""
-    refined = None
+async def finish(log: TextLog | None, records: Path, *, base_url: str, model: str | None,
+                 headers: dict[str, str], stopped: bool) -> dict[str, Any]:
+    """The post-run pass, when chunk texts were kept and the server answers /tokenize (probed now,
+    after the run, so the measured requests are the only ones the server saw during it); not after
+    Ctrl-C or an abort. Returns what summary.run says about it."""
+    endpoint, refined = None, None
     if log is not None:
-        if interrupted:
-            log.discard()
-        else:
-            refined = await refine_run(log, records)
-    return {"tokenize_endpoint": redact(log.endpoint.url) if log is not None else None,
+        log.close()
+        if not stopped and log.count:
+            try:
+                endpoint = await asyncio.wait_for(probe(base_url, model, headers), 10.0)
+            except asyncio.TimeoutError:
+                endpoint = None
+            if endpoint is not None:
+                refined = await refine_run(log, endpoint, records)
+        log.discard()
+    return {"tokenize_endpoint": redact(endpoint.url) if endpoint is not None else None,
             "chunk_tokens_refined": refined.rows if refined is not None else None,
             "tokenize_to_usage_ratio": refined.ratio if refined is not None else None}

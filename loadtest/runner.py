@@ -79,7 +79,8 @@ class Run:
         self._span_start: float | None = None  # this run's measured first start and last end (_window_s)
         self._span_end: float | None = None
         self._options = StreamOptions(cfg.stream)
-        self._texts: refine.TextLog | None = None  # chunk texts to count exactly after the run
+        # chunk texts whose token counts are estimated, to count exactly after the run
+        self._texts = refine.text_log(directory, cfg.stream, tokenizer is not None)
         self._order = PromptOrder(prompts, cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
@@ -220,8 +221,6 @@ class Run:
                 self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url))
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
-                self._texts = await refine.open_text_log(self.directory, cfg.base_url, self._model, headers,
-                                                         cfg.stream, self.tokenizer is not None)
                 if cfg.preconnect:
                     await until_stopped(self.stop, self._transport.preconnect(cfg.concurrency, min(cfg.timeout_s, 30.0)))
             if not cfg.quiet and not self.stop.is_set():
@@ -277,8 +276,8 @@ class Run:
             windows = [p["window_s"] for p in pieces if p["window_s"] is not None]
             window_s = sum(windows) if windows else None
         # After the measured window (never during it): exact tokens per chunk from the server's /tokenize.
-        chunk_info = await refine.finish(self._texts, self._writer.path,
-                                         interrupted=self.interrupted or self._abort is not None)
+        chunk_info = await refine.finish(self._texts, self._writer.path, base_url=cfg.base_url, model=self._model,
+                                         headers=headers, stopped=self.interrupted or self._abort is not None)
         # The statistics come from the records file in one streaming pass (bounded memory; a
         # post-run pass that rewrites the file composes with it).
         result = compute_metrics(load_columns(self._writer.path), window_s=window_s)

@@ -53,6 +53,9 @@ def test_first_chunk_rule_alone_keeps_tpot_within_half_a_percent(cli, sim, tmp_p
     assert code == 0 and summary["counts"]["completed"] == N
     assert summary["chunk_token_source"] == {"text_share": N} and summary["chunk_tokens_exact"] is False
     assert summary["token_source"] == {"usage": N}
+    # no /tokenize on this server: asked once after the run, and the kept chunk texts are gone
+    assert summary["run"]["tokenize_endpoint"] is None and summary["run"]["chunk_tokens_refined"] is None
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "requests.jsonl", "summary.json"]
     for r in rows:
         t = truth[r["response_id"]]
         assert r["chunk_tokens"][0] == 1 == t["tokens"][0]
@@ -90,7 +93,7 @@ def test_continuous_usage_is_asked_for_and_used_exactly(cli, sim, tmp_path):
     code, summary, rows, truth, _ = run(cli, sim, tmp_path, continuous_usage=True, tokenize_endpoint=True)
     assert code == 0 and summary["run"]["continuous_usage_sent"] is True
     _exact(summary, rows, truth, "usage_per_chunk")
-    assert summary["run"]["chunk_tokens_refined"] == 0  # nothing left to count after the run
+    assert summary["run"]["chunk_tokens_refined"] is None  # nothing left to count: the server not even asked
 
 
 def test_rejected_continuous_usage_falls_back_to_include_usage_for_the_run(cli, sim, tmp_path):

@@ -80,12 +80,15 @@ def load_tokenizer(spec: str) -> Tokenizer:
 
 def launched_tokenizer(model: dict[str, Any]) -> Tokenizer | None:
     """The tokenizer of a model loadtest launched, found without a flag: tokenizer.json in its local
-    Hugging Face directory, or in the local hub cache for a hub id (never downloaded). None for a
-    GGUF file (llama.cpp answers /tokenize instead, see loadtest.refine) or when there is none."""
+    Hugging Face directory (or the one a GGUF was exported to), or in the local hub cache for a hub
+    id (never downloaded). None for a bare GGUF file (llama.cpp answers /tokenize instead, see
+    loadtest.refine), when there is none, or without the ``tokenizers`` package."""
     file: Path | None = None
-    path = model.get("path")
-    if path and Path(path).is_dir() and (Path(path) / "tokenizer.json").is_file():
-        file = Path(path) / "tokenizer.json"
+    # served_path: the HF directory an engine loads a GGUF from (transformers serve exports one)
+    dirs = [Path(p) for p in (model.get("served_path"), model.get("path")) if p]
+    found_dir = next((d for d in dirs if d.is_dir() and (d / "tokenizer.json").is_file()), None)
+    if found_dir is not None:
+        file = found_dir / "tokenizer.json"
     elif model.get("hub_id"):
         try:
             from huggingface_hub import try_to_load_from_cache

@@ -113,3 +113,6 @@ def test_a_launched_models_tokenizer_is_found_without_a_flag(tmp_path, monkeypat
     tok.save(str(tmp_path / "tokenizer.json"))
     found = launched_tokenizer({"path": str(tmp_path)})
     assert found is not None and found.count("a b a") == 3 and "launched model" in found.name
+    # a GGUF that an engine serves from an exported HF directory (transformers serve)
+    found = launched_tokenizer({"path": str(tmp_path / "model.gguf"), "served_path": str(tmp_path)})
+    assert found is not None and found.count("b b") == 2

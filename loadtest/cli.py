@@ -267,7 +267,7 @@ def _uvloop_factory() -> Any:
 def _run_benchmark(ns: argparse.Namespace) -> int:
     from .prompts import load_prompts
     from .runner import Run
-    from .tokens import load_tokenizer
+    from .tokens import launched_tokenizer, load_tokenizer
 
     from . import synthetic_run
 
@@ -283,6 +283,9 @@ def _run_benchmark(ns: argparse.Namespace) -> int:
     prompts = [] if synthetic else load_prompts(cfg.dataset)
     tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
     with _maybe_launch(ns, cfg) as (cfg, server):
+        if tokenizer is None and server is not None:  # the launched model's own, when it has one
+            tokenizer = launched_tokenizer(server.info.get("model") or {})
+
         def server_info() -> dict[str, Any] | None:
             if server is None:
                 return None

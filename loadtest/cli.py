@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -21,47 +20,14 @@ from .errors import ConfigError, LoadtestError
 from .levels import add_level_arguments
 from .loadargs import add_load_arguments, load_fields, parse_warmup
 from . import benchmark
+from .argtypes import finite_float as _finite_float, non_negative_int as _non_negative_int
+from .argtypes import positive_float as _positive_float, positive_int as _positive_int
 from .benchmark import launch_spec, maybe_launch
 from .output import default_output_dir, render_rows
 from .redact import redact
 from .transport import normalize_base_url
 
 ENGINES = ("llamacpp", "transformers", "vllm", "tgi")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    v = int(text) if text.lstrip("-").isdigit() else -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return v
-
-
-def _finite_float(text: str) -> float:
-    """A float that is a real number: nan and inf would be sent as null or overflow timers."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = _finite_float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,6 +11,12 @@ the client adds to TTFT (kernel loopback included) and nothing the server's own 
 For context the table also shows client mean TTFT minus the server's mean TTFT (receipt to first
 write), which also charges the client for requests waiting in the server's socket buffers.
 
+TPOT error, per request: the client's TPOT minus the true one, from the server's log of every
+chunk's tokens and send time (``--log-chunks``): (last send - first send) / (tokens after the first
+chunk). ``--chunk-tokens-max 4`` makes the server send chunks of 1..4 tokens (the first of 1), as
+vLLM/SGLang do, where tokens per chunk decide TPOT; ``--client-path DIR`` runs the client from
+another source tree (e.g. a copy of the code before a change) against the same server.
+
     python benchmarks/client_overhead.py                      # 1, 64, 512 with both transports
     python benchmarks/client_overhead.py --concurrency 64 --transport fast
 """
@@ -33,12 +39,14 @@ TARGETS = {64: (0.005, None), 512: (0.050, 0.012)}  # concurrency: (mean TTFT er
 
 
 def run_client(base_url: str, concurrency: int, transport: str, requests: int, tokens: int, cpu: int | None,
-               out: Path) -> dict:
+               out: Path, client_path: Path | None = None) -> dict:
     cmd = [sys.executable, "-m", "loadtest", "throughput", "--endpoint", base_url, "--model", "sim-model",
            "--concurrency", str(concurrency), "--num-prompts", str(requests), "--max-tokens", str(tokens),
            "--transport", transport, "--output", str(out), "--quiet"]
     preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec)
+    env = dict(os.environ, PYTHONPATH=str(client_path)) if client_path else None
+    # python -m puts the working directory first on sys.path: run there so that tree is the one imported
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec, env=env, cwd=client_path)
     if proc.returncode != 0:
         raise SystemExit(f"client failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
     return json.loads((out / "summary.json").read_text())
@@ -47,12 +55,15 @@ def run_client(base_url: str, concurrency: int, transport: str, requests: int, t
 def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
     requests = max(args.min_requests, concurrency * args.waves)
     pin = len(os.sched_getaffinity(0)) >= 2
-    with start_sim(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, output_tokens=args.tokens,
-                   cpu=1 if pin else None) as sim, tempfile.TemporaryDirectory() as tmp:
-        summary = run_client(sim.base_url, concurrency, transport, requests, args.tokens, 0 if pin else None,
-                             Path(tmp))
-        stats = sim.stats()
-        rows = [json.loads(line) for line in (Path(tmp) / "requests.jsonl").read_text().splitlines()]
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "chunks.jsonl"
+        with start_sim(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, output_tokens=args.tokens,
+                       chunk_tokens_max=args.chunk_tokens_max, log_chunks=str(log), cpu=1 if pin else None) as sim:
+            summary = run_client(sim.base_url, concurrency, transport, requests, args.tokens, 0 if pin else None,
+                                 Path(tmp) / "run", args.client_path)
+            stats = sim.stats()
+        rows = [json.loads(line) for line in (Path(tmp) / "run" / "requests.jsonl").read_text().splitlines()]
+        truth = {e["id"]: e for e in map(json.loads, log.read_text().splitlines())}
     m, run = summary["metrics"], summary["run"]
     server_ttft = stats["ttft_server_s"]
     server_mean = sum(server_ttft) / len(server_ttft)
@@ -61,6 +72,14 @@ def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
     delays = sorted((origin + (r["start_s"] + r["ttft_s"]) * 1e9 - first_write[r["response_id"]]) / 1e9
                     for r in rows if r["ok"] and r["response_id"] in first_write)
     err = sum(delays) / len(delays)
+    tpot_errs = []
+    for r in rows:
+        t = truth.get(r["response_id"])
+        if r["ok"] and r["tpot_s"] is not None and t is not None and sum(t["tokens"]) > t["tokens"][0]:
+            true_tpot = (t["sent_ns"][-1] - t["sent_ns"][0]) / 1e9 / (sum(t["tokens"]) - t["tokens"][0])
+            tpot_errs.append((r["tpot_s"] - true_tpot, r["tpot_s"] / true_tpot - 1))
+    tpot_err_ms = sum(e for e, _ in tpot_errs) / len(tpot_errs) * 1e3
+    tpot_err_pct = sum(e for _, e in tpot_errs) / len(tpot_errs) * 100
     err_p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))]
     ttft_target, cpu_target = TARGETS.get(concurrency, (None, None))
     verdict = []
@@ -72,6 +91,7 @@ def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
     return [transport, concurrency, summary["counts"]["completed"], round(m["output_tokens_per_s"]),
             round(m["ttft_s"]["mean"] * 1e3, 2), round((m["ttft_s"]["mean"] - server_mean) * 1e3, 2),
             round(err * 1e3, 3), round(err_p99 * 1e3, 2), round(m["tpot_s"]["mean"] * 1e3, 3),
+            f"{tpot_err_ms:+.4f} ({tpot_err_pct:+.3f}%)",
             round(run["client_cpu_s_per_1k_tokens"], 4),
             round(run["client_cpu_s"] / m["window_s"] * 100),
             round(100 * run["client_cpu_system_s"] / (run["client_cpu_user_s"] + run["client_cpu_system_s"]))
@@ -90,10 +110,13 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=128, help="completion tokens per request")
     p.add_argument("--waves", type=int, default=4, help="requests = concurrency x waves")
     p.add_argument("--min-requests", type=int, default=40)
+    p.add_argument("--chunk-tokens-max", type=int, default=None,
+                   help="server chunks of 1..N tokens, the first of 1 (default: one token per chunk)")
+    p.add_argument("--client-path", type=Path, default=None, help="run the client from this source tree")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     headers = ["transport", "conc.", "done", "tok/s", "TTFT ms", "TTFT - server's ms", "TTFT error ms",
-               "error p99 ms", "TPOT ms", "client CPU s/1k tok", "client CPU %", "of it kernel %", "server late ms",
+               "error p99 ms", "TPOT ms", "TPOT error ms", "client CPU s/1k tok", "client CPU %", "of it kernel %", "server late ms",
                "targets"]
     rows = []
     for c in args.concurrency:

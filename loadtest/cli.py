@@ -7,15 +7,10 @@ once (summary of what completed is written, exit 130) and at once the second tim
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import math
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,47 +19,15 @@ from .config import RunConfig
 from .errors import ConfigError, LoadtestError
 from .levels import add_level_arguments
 from .loadargs import add_load_arguments, load_fields, parse_warmup
-from .postrun import after_run
-from .output import default_output_dir, prepare_output_dir, render_rows, render_table
+from . import benchmark
+from .argtypes import finite_float as _finite_float, non_negative_int as _non_negative_int
+from .argtypes import positive_float as _positive_float, positive_int as _positive_int
+from .benchmark import launch_spec, maybe_launch
+from .output import default_output_dir, render_rows
 from .redact import redact
 from .transport import normalize_base_url
 
 ENGINES = ("llamacpp", "transformers", "vllm", "tgi")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    v = int(text) if text.lstrip("-").isdigit() else -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return v
-
-
-def _finite_float(text: str) -> float:
-    """A float that is a real number: nan and inf would be sent as null or overflow timers."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = _finite_float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
 
 
 class _Parser(argparse.ArgumentParser):
@@ -233,119 +196,6 @@ def config_from_args(ns: argparse.Namespace) -> RunConfig:
     return RunConfig(**{**fields, **hosted_options(ns)})  # key, headers, Azure, retries, limits
 
 
-def _launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir: Path) -> Any:
-    from .launch import LaunchSpec
-
-    return LaunchSpec(engine=engine, model=model, port=ns.port, threads=ns.threads, slots=ns.slots,
-                      ctx_size=ns.ctx_size, gpu_layers=ns.gpu_layers, dtype=ns.dtype,
-                      attn_implementation=ns.attn_implementation, compile=ns.compile,
-                      tensor_parallel_size=ns.tensor_parallel_size, max_model_len=ns.max_model_len,
-                      gpu_memory_utilization=ns.gpu_memory_utilization, extra_args=list(ns.engine_arg),
-                      log_dir=log_dir, ready_timeout_s=ns.ready_timeout)
-
-
-@contextlib.contextmanager
-def _maybe_launch(ns: argparse.Namespace, cfg: RunConfig) -> Iterator[tuple[RunConfig, Any]]:
-    if not getattr(ns, "launch", None):
-        yield cfg, None
-        return
-    from .launch import launch
-
-    assert cfg.output_dir is not None
-    with launch(_launch_spec(ns, ns.launch, cfg.model, cfg.output_dir)) as server:
-        ignore_eos = cfg.ignore_eos and "ignore_eos" in server.accepted_fields
-        if cfg.ignore_eos and not ignore_eos:
-            print(f"loadtest: {ns.launch} does not accept ignore_eos; not sending it", file=sys.stderr)
-        yield replace(cfg, base_url=server.base_url, model=server.model_name, ignore_eos=ignore_eos), server
-
-
-def _uvloop_factory() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def _run_benchmark(ns: argparse.Namespace) -> int:
-    from .prompts import load_prompts
-    from .runner import Run
-    from .tokens import load_tokenizer
-
-    from . import synthetic_run
-
-    cfg = synthetic_run.configure(config_from_args(ns), ns)
-    if ns.resume is not None and ns.output is not None and ns.output != ns.resume:
-        raise ConfigError("--resume DIR continues the run in DIR; leave out --output (or give the same directory)")
-    assert cfg.output_dir is not None
-    prepare_output_dir(cfg.output_dir, overwrite=ns.overwrite, resume=ns.resume is not None)
-    if cfg.dataset == "lima":
-        print("loadtest: loading GAIR/lima from the Hugging Face hub (gated; retries take ~25 s when it is "
-              "unreachable)", file=sys.stderr, flush=True)
-    synthetic = cfg.dataset == synthetic_run.DATASET
-    prompts = [] if synthetic else load_prompts(cfg.dataset)
-    tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
-    with _maybe_launch(ns, cfg) as (cfg, server):
-        def server_info() -> dict[str, Any] | None:
-            if server is None:
-                return None
-            return {**server.info, "resources": server.resources()}
-
-        assert cfg.output_dir is not None
-        plan = synthetic_run.plan_for(cfg, server) if synthetic else None  # counted with the server's tokenizer
-        prompts = plan.prompts if plan else prompts
-        if getattr(ns, "workers", 1) > 1 or getattr(ns, "ray_address", None):
-            from .workers import coordinator
-
-            run = coordinator(ns, cfg, prompts, server_info)  # scale-out: same interface as Run
-        else:
-            run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
-                      resume=ns.resume is not None)
-        terminated = False
-
-        async def main() -> Any:
-            loop = asyncio.get_running_loop()
-            task = asyncio.current_task()
-
-            def on_signal(sig: signal.Signals) -> None:
-                nonlocal terminated
-                if not run.stop.is_set():
-                    run.interrupted = True
-                    terminated = sig == signal.SIGTERM
-                    run.stop.set()
-                    hint = "" if terminated else " (Ctrl-C again to quit now)"
-                    print(f"\nloadtest: stopping ({sig.name}); writing the summary of what completed{hint}",
-                          file=sys.stderr, flush=True)
-                elif task is not None:
-                    task.cancel()
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal, sig)
-            return await run.execute()
-
-        with asyncio.Runner(loop_factory=_uvloop_factory()) as runner:
-            try:
-                outcome = runner.run(main())
-            except asyncio.CancelledError:
-                print(f"loadtest: interrupted; records so far are in {cfg.output_dir / 'requests.jsonl'}", file=sys.stderr)
-                return 143 if terminated else 130
-    if synthetic or cfg.ignore_eos:
-        synthetic_run.annotate(outcome.directory, outcome.summary, plan, cfg, quiet=cfg.quiet)
-    print(render_table(outcome.summary))
-    after_run(ns, outcome)
-    print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
-    if outcome.message:
-        print(f"loadtest: error: {redact(outcome.message)}", file=sys.stderr)
-    if ns.wandb:
-        from .report.load import load_run
-        from .report.wandb_sink import log_runs
-
-        log_runs([load_run(outcome.directory)], ns.wandb)
-    if terminated and outcome.exit_code == 130:
-        return 143  # 128 + SIGTERM, as a process killed by it would report
-    return outcome.exit_code
-
-
 def _serve(ns: argparse.Namespace) -> int:
     if ns.engine == "sim":
         from .sim.__main__ import announce
@@ -359,7 +209,7 @@ def _serve(ns: argparse.Namespace) -> int:
         return 0
     from .launch import launch
 
-    with launch(_launch_spec(ns, ns.engine, ns.model, ns.log_dir)) as server:
+    with launch(launch_spec(ns, ns.engine, ns.model, ns.log_dir)) as server:
         print(f"{ns.engine} ready at {server.base_url} (model name: {server.model_name}); Ctrl-C to stop", flush=True)
         print(f"launch command: {server.info['launch_command']['shell']}", flush=True)
         print(f"log: {server.info['log_path']}", flush=True)
@@ -394,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "tokens":
             from . import tokens_sweep
 
-            return tokens_sweep.run(ns, _maybe_launch)
+            return tokens_sweep.run(ns, maybe_launch)
         if ns.command in ("report", "matrix", "memory", "models"):
             from . import matrix, memory, models_command
             from .report import command as report
@@ -404,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             from . import capacity, sweep
 
             driver = sweep if ns.command == "sweep" else capacity
-            return driver.run(ns, make_config=config_from_args, maybe_launch=_maybe_launch)
-        return _run_benchmark(ns)
+            return driver.run(ns, make_config=config_from_args, maybe_launch=maybe_launch)
+        return benchmark.run(ns, config_from_args(ns))
     except LoadtestError as exc:
         if debug:
             raise

@@ -25,16 +25,30 @@ DEFINITIONS: dict[str, str] = {
     "tokens_per_s": "Per request: completion_tokens / e2e_s (the whole round trip, TTFT included).",
     "tpot_s": (
         "Time per output token after the first chunk: (arrival of the last content chunk - arrival of "
-        "the first content chunk) / (completion_tokens - tokens in the first content chunk). Taken over "
-        "content chunks only, so a trailing usage chunk or [DONE] cannot bias it; right when chunks "
-        "carry several tokens."),
+        "the first content chunk) / (completion_tokens - tokens in the first content chunk, from "
+        "chunk_tokens). Taken over content chunks only, so a trailing usage chunk or [DONE] cannot bias "
+        "it; right when chunks carry several tokens."),
     "decode_tokens_per_s": "Per request: 1 / tpot_s (generation rate after the first chunk).",
     "itl_s": (
         "Inter-token latency, one sample per token: the gap between a content chunk and the previous "
-        "content chunk is shared equally among the k tokens the later chunk carries (k from per-chunk "
-        "usage when the server sends it, else the tokenizer scaled to the request's total, else the "
-        "total spread evenly over content chunks). Empty chunks add no sample; tokens of the first "
-        "chunk have no gap. Its token-weighted mean equals tpot_s."),
+        "content chunk is shared equally among the k tokens the later chunk carries (k from "
+        "chunk_tokens). Empty chunks add no sample; tokens of the first chunk have no gap. Its "
+        "token-weighted mean equals tpot_s."),
+    "itl_chunk_s": (
+        "Chunk-level inter-token latency, one sample per gap between consecutive content chunks of a "
+        "request, whatever the chunks carried (what most other tools call ITL): exact without any token "
+        "count. Equals itl_s when every chunk carries one token."),
+    "chunk_tokens": (
+        "Tokens credited to each content chunk of a request; they sum to completion_tokens. In order of "
+        "trust (chunk_token_source): 'usage_per_chunk', the deltas of per-chunk cumulative usage (asked "
+        "for with stream_options.continuous_usage_stats; dropped for the run when the server rejects it); "
+        "'tokenize_endpoint', each chunk's text counted by the server's own /tokenize after the measured "
+        "window (never during it) and requests.jsonl rewritten; 'tokenizer', the --tokenizer's count of "
+        "each chunk's text; 'text_share', the rule: the first content chunk carries exactly one token "
+        "(prefill emits one token and engines send it alone) and the rest of the total is shared over the "
+        "later chunks in proportion to their text length. Whole tokens, made to sum to the total by cumulative "
+        "rounding. summary.chunk_tokens_exact says whether every request's counts came from the server or "
+        "a tokenizer (true) or any was estimated by the rule (false)."),
     "percentiles": (
         "Statistics over requests (ITL: over tokens): mean, population std, min, max, and p50/p90/p95/"
         "p99 by linear interpolation (ITL: token-weighted, inverted CDF). Failed, cancelled and warm-up "

@@ -7,6 +7,7 @@ import argparse
 import math
 from typing import Any
 
+from .argtypes import fraction as _fraction, positive_float as _positive_float, positive_int as _positive_int
 from .errors import ConfigError
 from .loadshape import ARRIVALS
 
@@ -49,29 +50,6 @@ def parse_warmup(text: str) -> int | float:
     if t and t[-1] in "sm":
         return parse_seconds(t)
     raise argparse.ArgumentTypeError(f"--warmup takes a request count (10) or a time (5s), got {text!r}")
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return int(text)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    v = _positive_float(text)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
-    return v
 
 
 def add_load_arguments(p: argparse.ArgumentParser, *, command: str = "throughput") -> None:

@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 
 from .hosted_metrics import HostedTotals
+from .chunk_tokens import EXACT_SOURCES
 from .record import CANCELLED, RequestRecord
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max", "std")
@@ -71,6 +72,7 @@ class Columns:
         self.completion_total = 0
         self.prompt_total: int | None = None
         self.token_source: Counter[str] = Counter()
+        self.chunk_token_source: Counter[str] = Counter()
         self.errors: dict[str, dict[str, Any]] = {}
         self.start_min: float | None = None
         self.end_max: float | None = None
@@ -89,17 +91,27 @@ class Columns:
         self._itl_offsets.extend(offsets)
         self._itl_tokens.extend(tokens)
 
-    def itl(self) -> tuple[np.ndarray, np.ndarray]:
-        """Vectorised over all requests at once; the gap between two requests' chunks is masked."""
+    def _gaps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gaps between consecutive content chunks, tokens of the later chunk, keep mask): the gap
+        from one request's last chunk to the next request's first is masked out."""
         off = np.frombuffer(self._itl_offsets, dtype=float) if len(self._itl_offsets) else np.empty(0)
         if off.size < 2:
-            return np.empty(0), np.empty(0)
-        tok = np.frombuffer(self._itl_tokens, dtype=float)
-        gaps, k = np.diff(off), tok[1:]
-        keep = k > 0
+            return np.empty(0), np.empty(0), np.empty(0, dtype=bool)
+        keep = np.ones(off.size - 1, dtype=bool)
         starts = np.frombuffer(self._itl_starts, dtype=np.int64)
-        keep[starts[1:] - 1] = False  # from one request's last chunk to the next request's first
+        keep[starts[1:] - 1] = False
+        return np.diff(off), np.frombuffer(self._itl_tokens, dtype=float)[1:], keep
+
+    def itl(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-token ITL (values, weights), vectorised over all requests at once."""
+        gaps, k, keep = self._gaps()
+        keep &= k > 0
         return gaps[keep] / k[keep], k[keep]
+
+    def itl_chunk(self) -> np.ndarray:
+        """Chunk-level ITL: every gap between content chunks, whatever they carried."""
+        gaps, _, keep = self._gaps()
+        return gaps[keep]
 
     def add(self, row: RequestRecord | _Row) -> None:
         """One record (a RequestRecord, or a requests.jsonl row). Warm-up rows are counted and
@@ -140,6 +152,8 @@ class Columns:
             self.prompt_total = (self.prompt_total or 0) + pt
         if row.token_source:
             self.token_source[row.token_source] += 1
+        if row.chunk_token_source:
+            self.chunk_token_source[row.chunk_token_source] += 1
         self.add_itl(row.chunk_offsets_s, row.chunk_tokens)
 
     @property
@@ -170,6 +184,7 @@ class _Row(msgspec.Struct, gc=False):
     completion_tokens: int | None = None
     prompt_tokens: int | None = None
     token_source: str | None = None
+    chunk_token_source: str | None = None
     chunk_offsets_s: list[float] | None = None
     chunk_tokens: list[float] | None = None
     attempts: int = 1
@@ -224,6 +239,7 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
         metrics["queue_s"] = summarize(np.frombuffer(cols.queue, dtype=float))
         span = cols.open_start_max - cols.open_start_min
         metrics["achieved_rate_per_s"] = (cols.started - 1) / span if cols.started > 1 and span > 0 else None
+    metrics["itl_chunk_s"] = summarize(cols.itl_chunk())
     rps = cols.completed / window_s if window_s else None
     metrics.update({
         "window_s": window_s,
@@ -240,5 +256,8 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
                    "cancelled": cols.cancelled, "rate_limited": cols.hosted.rate_limited},
         "metrics": metrics,
         "token_source": dict(cols.token_source),
+        "chunk_token_source": dict(cols.chunk_token_source),
+        "chunk_tokens_exact": (all(k in EXACT_SOURCES for k in cols.chunk_token_source)
+                               if cols.chunk_token_source else None),
         "errors": cols.errors,
     }

@@ -131,6 +131,7 @@ _ROWS = [  # (metric, label, scale, digits)
     ("ttft_content_s", "TTFT, visible content (ms)", 1e3, 1),
     ("tpot_s", "TPOT (ms)", 1e3, 2),
     ("itl_s", "ITL (ms, per token)", 1e3, 2),
+    ("itl_chunk_s", "ITL (ms, per chunk)", 1e3, 2),
     ("decode_tokens_per_s", "decode tokens/s", 1, 1),
     ("e2e_s", "end-to-end latency (s)", 1, 3),
 ]
@@ -171,6 +172,10 @@ def render_table(summary: dict[str, Any]) -> str:
         f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
         f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}",
     ]
+    chunk_srcs = summary.get("chunk_token_source")
+    if chunk_srcs:
+        how = "exact" if summary.get("chunk_tokens_exact") else "estimated (first chunk 1 token, the rest by text)"
+        head.append(f"tokens per chunk: {how}: " + ", ".join(f"{k}: {v}" for k, v in chunk_srcs.items()))
     head += console_lines(summary)
     if summary["errors"]:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))

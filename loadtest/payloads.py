@@ -35,8 +35,10 @@ def base_body(cfg: RunConfig, model: str | None) -> dict[str, Any]:
     return body
 
 
-def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage: bool) -> bytes:
-    """Only the first user turn is sent."""
+def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage: bool,
+               continuous_usage: bool = False) -> bytes:
+    """Only the first user turn is sent. ``continuous_usage`` asks for usage on every chunk (vLLM,
+    SGLang): exact tokens per chunk, hence exact TPOT and per-token ITL."""
     body = dict(base)
     if api == "chat":
         body["messages"] = [{"role": "user", "content": prompt.text}]
@@ -46,5 +48,6 @@ def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage:
     else:
         body["prompt"] = prompt.text
     if include_usage and body.get("stream"):
-        body["stream_options"] = {"include_usage": True}
+        body["stream_options"] = ({"include_usage": True, "continuous_usage_stats": True} if continuous_usage
+                                  else {"include_usage": True})
     return orjson.dumps(body)

@@ -6,11 +6,13 @@ Definitions live in :mod:`loadtest.definitions`; this module implements them. Ti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from .chunk_tokens import TEXT_SHARE, split_chunk_tokens, tpot_from
 from .chunks import Stream, error_message
 from .tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
 from .transport import Exchange
@@ -49,8 +51,10 @@ class RequestRecord:
     response_id: str | None = None
     chunk_offsets_s: list[float] | None = None
     """Arrival of each content chunk, seconds after the request started."""
-    chunk_tokens: list[float] | None = None
+    chunk_tokens: list[int] | None = None
     """Tokens attributed to each content chunk (sums to completion_tokens)."""
+    chunk_token_source: str | None = None
+    """How chunk_tokens were obtained (see loadtest.chunk_tokens)."""
     engine_timings: dict[str, Any] | None = None
     bytes_received: int | None = None
     """Response body bytes that arrived (also when the request failed)."""
@@ -93,26 +97,12 @@ def _http_error_kind(status: int) -> str:
     return HTTP_ERROR
 
 
-def _chunk_tokens(s: Stream, total: int, tokenizer: Tokenizer | None) -> list[float]:
-    """Tokens per content chunk: per-chunk cumulative usage, else the tokenizer (scaled to the
-    total), else the total spread evenly. Always sums to ``total``."""
-    n = len(s.times)
-    cums = s.cum_usage
-    if n and all(c is not None for c in cums) and cums[-1] == total:
-        diffs = [float(c - p) for c, p in zip(cums, [0, *cums[:-1]])]  # type: ignore[operator]
-        if diffs[0] >= 1 and min(diffs) >= 0:
-            return diffs
-    if tokenizer is not None:
-        counts = [tokenizer.count(t) for t in s.texts]
-        size = sum(counts)
-        if size > 0:
-            return [c * total / size for c in counts]
-    return [total / n] * n
-
-
 def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: int, stream: bool,
-                 tokenizer: Tokenizer | None, warmup: bool = False) -> RequestRecord:
-    """Interpret one Exchange. Implements every definition in docs/metrics.md."""
+                 tokenizer: Tokenizer | None, warmup: bool = False,
+                 keep_texts: Callable[[int, list[str]], None] | None = None) -> RequestRecord:
+    """Interpret one Exchange. Implements every definition in docs/metrics.md. ``keep_texts(id,
+    texts)`` receives the chunk texts of a request whose per-chunk counts are estimated, for an exact
+    count after the run (loadtest.refine)."""
     s = Stream()
     ok = ex.error_kind is None
     kind, message = ex.error_kind, ex.error
@@ -177,12 +167,14 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         rec.ttft_content_s = (s.first_content_ns - t0) / ms
     rec.chunk_offsets_s = [(t - t0) / ms for t in s.times]
     if total > 0:
-        rec.chunk_tokens = _chunk_tokens(s, total, tokenizer)
-        after_first = total - rec.chunk_tokens[0]
-        span_s = (s.times[-1] - s.times[0]) / ms
-        if after_first > 0 and span_s > 0:
-            rec.tpot_s = span_s / after_first
-            rec.decode_tokens_per_s = after_first / span_s
+        texts = s.texts
+        rec.chunk_tokens, rec.chunk_token_source = split_chunk_tokens(
+            texts, s.cum_usage, total, tokenizer.count if tokenizer is not None else None)
+        rates = tpot_from(rec.chunk_offsets_s, rec.chunk_tokens, total)
+        if rates is not None:
+            rec.tpot_s, rec.decode_tokens_per_s = rates
+            if keep_texts is not None and rec.chunk_token_source == TEXT_SHARE:
+                keep_texts(request_id, texts)
     return rec
 
 

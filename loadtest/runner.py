@@ -29,6 +29,7 @@ from .prompts import Prompt
 from .order import PromptOrder
 from .aborts import abort_message
 from .discovery import discover_model
+from . import refine
 from .record import CANCELLED, RequestRecord, build_record, cancelled_record
 from .scheduler import until_stopped
 from . import shaping
@@ -38,7 +39,7 @@ from .loadstats import LiveStats
 from .gctimer import collect_garbage
 from .tokens import Tokenizer
 from .transport import Exchange, Transport
-from .auth import open_transport
+from .auth import build_auth, open_transport
 from .sender import Sender
 from .transport.base import CONNECT, response_limits
 
@@ -84,6 +85,8 @@ class Run:
         self._span_start: float | None = None  # this run's measured first start and last end (_window_s)
         self._span_end: float | None = None
         self._sender: Sender = None  # type: ignore[assignment]  # made with the transport (execute)
+        # chunk texts whose token counts are estimated, to count exactly after the run
+        self._texts = refine.text_log(directory, cfg.stream, tokenizer is not None)
         self._order = PromptOrder(prompts, cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
@@ -131,7 +134,8 @@ class Run:
     def _interpret(self, item: tuple[Exchange, int, str, bool, tuple[Any, Any, str]]) -> None:
         ex, i, prompt_id, warmup, sched = item
         rec = build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
-                           tokenizer=self.tokenizer, warmup=warmup)
+                           tokenizer=self.tokenizer, warmup=warmup,
+                           keep_texts=self._texts.write if self._texts is not None else None)
         rec.scheduled_s, rec.queue_s, rec.phase = sched
         self._emit(rec)
 
@@ -251,6 +255,8 @@ class Run:
                 cpu_measured = time.process_time() - cpu0
                 cpu_split = _cpu_split(rusage0, _rusage())
         except BaseException:
+            if self._texts is not None:
+                self._texts.discard()
             if not self.resume and self._writer.count == 0:
                 self._writer.close()
                 resuming.remove_empty_run(self.directory)  # a failed start leaves no empty run behind
@@ -280,6 +286,9 @@ class Run:
         if plan.pieces:
             windows = [p["window_s"] for p in pieces if p["window_s"] is not None]
             window_s = sum(windows) if windows else None
+        # After the measured window (never during it): exact tokens per chunk from the server's /tokenize.
+        chunk_info = await refine.finish(self._texts, self._writer.path, base_url=cfg.base_url, model=self._model,
+                                         headers=build_auth(cfg).headers, stopped=self.interrupted or self._abort is not None)
         # The statistics come from the records file in one streaming pass (bounded memory; a
         # post-run pass that rewrites the file composes with it).
         result = compute_metrics(load_columns(self._writer.path), window_s=window_s)
@@ -288,7 +297,7 @@ class Run:
             "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": self._warmup_count,
             "resumed": bool(plan.pieces), "pieces": pieces,
             "load": shaping.describe(cfg), "monitors": monitored,
-            **self._sender.run_info(),
+            **self._sender.run_info(), **chunk_info,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast",
             "tokenizer": self.tokenizer.name if self.tokenizer else None,
             # The client's own cost over the measured phase: known overhead, not a guess.

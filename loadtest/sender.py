@@ -1,7 +1,10 @@
 """Sending one request the way the server wants it: client-side budgets (--rpm-limit,
 --tpm-limit), rate-limited answers retried when the provider says (--max-retries), and the
-compatibility fallbacks learnt from a first rejection (``stream_options``; ``max_tokens`` ->
-``max_completion_tokens`` for reasoning models), each said once and kept for the run.
+compatibility fallbacks learnt from a first rejection, each said once and kept for the run:
+``stream_options`` asked for in order usage on every chunk (``continuous_usage_stats``: exact
+tokens per chunk), usage at the end (``include_usage``: exact totals), nothing, since many servers
+(TGI, Ollama, LM Studio...) reject ``stream_options`` and some that take ``include_usage`` reject
+the vLLM extension; and ``max_tokens`` -> ``max_completion_tokens`` for reasoning models.
 
 The exchange returned is the attempt that counts: its latency is that attempt's alone; the time
 spent waiting for a budget or a retry is carried beside it (Exchange.attempt_info), never inside.
@@ -38,6 +41,8 @@ class Sender:
         self.note = note
         self.include_usage = cfg.stream and cfg.api != "responses"
         self.stream_options_rejected = False
+        self.continuous_usage = self.include_usage
+        self.continuous_rejected = False
         self.max_completion_tokens = False
         self.policy = RetryPolicy(max_retries=cfg.max_retries, seed=cfg.seed)
         self.limits = ClientLimits(cfg.rpm_limit, cfg.tpm_limit, max_request_tokens=cfg.max_tokens + 1)
@@ -60,14 +65,16 @@ class Sender:
     async def send(self, prompt: Prompt, base: dict[str, Any]) -> Exchange:
         cfg, post = self.cfg, self.transport.post
         info = AttemptInfo()
-        usage, fell_back = self.include_usage, False
+        usage, continuous = self.include_usage, self.continuous_usage
+        fell_back: str | None = None  # the rejection that made this request ask for less usage
+        dropped_continuous = False
         tokens = self.estimate_tokens(prompt) if self.limits.enabled else 0
         while True:
             if self.limits.enabled:
                 waited = await self.limits.acquire(tokens)
                 info.limit_wait_s = (info.limit_wait_s or 0.0) + waited
             used = self._base(base)
-            body = build_body(prompt, used, api=cfg.api, include_usage=usage)
+            body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
             ex = await post(self.path, body, cfg.timeout_s)
             info.attempts += 1
             if ex.limit_headers:
@@ -80,9 +87,10 @@ class Sender:
                         self.max_completion_tokens = True
                         self.note(f"server rejected max_tokens ({message}); sending max_completion_tokens for the run")
                     continue
-                if usage and not fell_back:
-                    # Many servers (TGI, Ollama, LM Studio...) reject stream_options: retry without it,
-                    # and stop sending it for the run once a retry succeeds.
+                if continuous:  # ask for less: usage at the end only
+                    continuous, dropped_continuous, fell_back = False, True, message
+                    continue
+                if usage:  # then no stream_options at all
                     usage, fell_back = False, message
                     continue
             if self.policy.rate_limited(ex):
@@ -92,13 +100,22 @@ class Sender:
                     info.retry_wait_s += waited
                     continue
             break
-        if fell_back and ex.status is not None and ex.status < 400 and self.include_usage:
-            self.note(f"server rejected stream_options ({fell_back}); sending requests without it "
-                      "(token counts fall back to --tokenizer, else to chunk counts)")
-            self.include_usage = False
-            self.stream_options_rejected = True
+        if fell_back and ex.status is not None and ex.status < 400:
+            self._learn(usage, dropped_continuous, fell_back)
         ex.attempt_info = info
         return ex
+
+    def _learn(self, usage: bool, dropped_continuous: bool, message: str) -> None:
+        """A retry with less stream_options succeeded: send only that for the rest of the run."""
+        if dropped_continuous and self.continuous_usage:
+            self.note(f"server rejected stream_options.continuous_usage_stats ({message}); sending include_usage "
+                      "only (tokens per chunk are then counted after the run)")
+            self.continuous_usage, self.continuous_rejected = False, True
+        if not usage and self.include_usage:
+            self.note(f"server rejected stream_options ({message}); sending requests without it "
+                      "(token counts fall back to --tokenizer, else to chunk counts)")
+            self.include_usage = self.continuous_usage = False
+            self.stream_options_rejected = True
 
     def _note_limits(self, headers: dict[str, str]) -> None:
         for name, value in headers.items():
@@ -111,6 +128,8 @@ class Sender:
         return {
             "stream_options_sent": self.include_usage if self.cfg.stream else False,
             "stream_options_rejected": self.stream_options_rejected,
+            "continuous_usage_sent": self.continuous_usage if self.cfg.stream else False,
+            "continuous_usage_rejected": self.continuous_rejected,
             "max_completion_tokens_sent": self.max_completion_tokens,
             "provider_limits": self.provider_limits or None,  # e.g. {"requests": "500", "tokens": "30000"}
         }

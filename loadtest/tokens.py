@@ -7,7 +7,7 @@ chunks (labelled approximate). The source is recorded per request.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import ConfigError
 
@@ -113,4 +113,32 @@ def estimator_for(model: str | None) -> Tokenizer:
     tok = _load_tiktoken("cl100k_base")
     if want != "cl100k_base":
         tok.name = f"tiktoken:cl100k_base (approximate: {want} not available offline; set TIKTOKEN_CACHE_DIR)"
+    return tok
+
+
+def launched_tokenizer(model: dict[str, Any]) -> Tokenizer | None:
+    """The tokenizer of a model loadtest launched, found without a flag: tokenizer.json in its local
+    Hugging Face directory (or the one a GGUF was exported to), or in the local hub cache for a hub
+    id (never downloaded). None for a bare GGUF file (llama.cpp answers /tokenize instead, see
+    loadtest.refine), when there is none, or without the ``tokenizers`` package."""
+    file: Path | None = None
+    # served_path: the HF directory an engine loads a GGUF from (transformers serve exports one)
+    dirs = [Path(p) for p in (model.get("served_path"), model.get("path")) if p]
+    found_dir = next((d for d in dirs if d.is_dir() and (d / "tokenizer.json").is_file()), None)
+    if found_dir is not None:
+        file = found_dir / "tokenizer.json"
+    elif model.get("hub_id"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return None
+        found = try_to_load_from_cache(model["hub_id"], "tokenizer.json", revision=model.get("revision"))
+        file = Path(found) if isinstance(found, str) else None
+    if file is None:
+        return None
+    try:
+        tok = load_tokenizer(str(file))
+    except ConfigError:
+        return None
+    tok.name += " (the launched model's)"
     return tok

@@ -2,7 +2,7 @@
 finished record to the coordinator (workers.py) instead of owning requests.jsonl.
 
 The wire is two one-way byte channels (a multiprocessing pipe each way, or Ray's object store):
-a message is one tag byte and a payload. Worker -> coordinator: ``R`` record (its JSON line),
+a message is one tag byte and a payload. Worker -> coordinator: ``R`` record (its JSON line), ``P`` a record with its chunk texts,
 ``Y`` ready (connections open, waiting at the start barrier), ``W`` warm-up done, ``D`` done (JSON:
 ended, exit code, message, CPU, monitors, lag), ``E`` error (one line; the worker then exits).
 Coordinator -> worker: ``G`` go (payload: the start's wall-clock time), ``M`` measured phase may
@@ -26,6 +26,7 @@ import orjson
 
 from .config import RunConfig
 from .output import RecordWriter
+from . import refine
 from .prompts import Prompt
 from .record import RequestRecord
 from .redact import redact
@@ -34,6 +35,24 @@ from .share import Share
 from . import shaping
 
 Send = Callable[[bytes], None]
+COORDINATOR_FIELDS = frozenset((
+    "started_at", "ended", "model", "clock_origin_ns", "warmup_requests", "resumed", "pieces", "load", "monitors",
+    "connections_preopened", "tokenizer", "client_cpu_s", "client_cpu_s_per_1k_tokens", "client_cpu_user_s",
+    "client_cpu_system_s", "error", "tokenize_endpoint", "chunk_tokens_refined", "tokenize_to_usage_ratio"))
+"""summary.run fields the coordinator makes itself; a worker forwards the others (the sender's facts:
+stream_options, continuous usage, provider limits...) from its own summary."""
+
+
+class StreamingTextLog(refine.TextLog):
+    """The chunk texts kept for the post-run /tokenize pass go to the coordinator with their record
+    (one ``P`` message: text line, newline, record line), so the merged side file and the merged
+    requests.jsonl keep the same order; the coordinator runs the pass. ``count`` stays 0: the
+    worker itself never refines its private copy."""
+
+    pending: tuple[int, bytes] | None = None
+
+    def write(self, request_id: int, texts: list[str]) -> None:
+        self.pending = (request_id, orjson.dumps({"id": request_id, "texts": texts}))
 
 
 class StreamingWriter(RecordWriter):
@@ -41,6 +60,7 @@ class StreamingWriter(RecordWriter):
     record sent to the coordinator the moment it is written."""
 
     send: Send
+    texts: StreamingTextLog | None = None
 
     def write(self, record: RequestRecord) -> None:
         if record.error is not None:
@@ -48,7 +68,12 @@ class StreamingWriter(RecordWriter):
         line = record.to_json()
         self._fh.write(line + b"\n")
         self.count += 1
-        self.send(b"R" + line)
+        pending = self.texts.pending if self.texts is not None else None
+        if pending is not None and pending[0] == record.id:
+            self.texts.pending = None  # type: ignore[union-attr]
+            self.send(b"P" + pending[1] + b"\n" + line)
+        else:
+            self.send(b"R" + line)
 
 
 class ScaleOut:
@@ -62,10 +87,11 @@ class ScaleOut:
         self.go: asyncio.Future[float] | None = None
         self.measured: asyncio.Event | None = None
         self.on_stop: Callable[[], None] = lambda: None
+        self.texts: StreamingTextLog | None = None
 
     def sink(self, directory: Path) -> RecordWriter:
         writer = StreamingWriter(directory)
-        writer.send = self.send
+        writer.send, writer.texts = self.send, self.texts
         return writer
 
     def attach(self) -> None:
@@ -110,6 +136,8 @@ def run_worker(cfg: RunConfig, prompts: list[Prompt], share: Share, send: Send, 
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
         scale = ScaleOut(cfg, share, send)
         run = Run(cfg, prompts, directory=directory, tokenizer=tokenizer, scale_out=scale)
+        if run._texts is not None:  # chunk texts for /tokenize: streamed, refined by the coordinator
+            run._texts = scale.texts = StreamingTextLog(directory)
 
         def stop() -> None:
             if not run.stop.is_set():
@@ -148,8 +176,7 @@ def run_worker(cfg: RunConfig, prompts: list[Prompt], share: Share, send: Send, 
             "window_s": s["metrics"]["window_s"], "warmup_requests": s["run"]["warmup_requests"],
             "send_lag_p99_s": (s["metrics"].get("send_lag_s") or {}).get("p99"),
             "event_loop_delay": (s["run"]["monitors"] or {}).get("event_loop_delay"),
-            "sender": {k: s["run"].get(k) for k in ("stream_options_sent", "stream_options_rejected",
-                                                    "max_completion_tokens_sent", "provider_limits")},
+            "sender": {k: v for k, v in s["run"].items() if k not in COORDINATOR_FIELDS},
             "pid": os.getpid(), "host": os.uname().nodename,
         }, option=orjson.OPT_SERIALIZE_NUMPY))
         return outcome.exit_code

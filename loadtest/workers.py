@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from .auth import build_auth
 from .config import RunConfig
 from .errors import ConfigError
 from .loadstats import LiveStats
@@ -32,6 +33,7 @@ from .monitors import HostMonitor
 from .output import build_summary, client_info, write_summary
 from .prompts import Prompt
 from .redact import redact
+from . import refine
 from . import resume as resuming
 from . import shaping
 from .share import Share, deal
@@ -147,6 +149,7 @@ class Coordinator:
         self.failures: list[str] = []
         self._stopping = False
         self._fh: Any = None
+        self._texts: refine.TextLog | None = None
         self._all_closed: asyncio.Event | None = None
         self._host = HostMonitor(cfg.base_url)
         self._started = False
@@ -169,6 +172,12 @@ class Coordinator:
 
     def _handle(self, w: Worker, msg: bytes) -> None:
         tag, body = msg[:1], msg[1:]
+        if tag == b"P":  # chunk texts for the post-run /tokenize pass, then the record
+            text, body = body.split(b"\n", 1)
+            if self._texts is not None:
+                entry = orjson.loads(text)
+                self._texts.write(entry["id"], entry["texts"])
+            tag = b"R"
         if tag == b"R":
             self._fh.write(body + b"\n")
             rec = w.take(body)
@@ -255,6 +264,7 @@ class Coordinator:
         cfg = self.cfg
         resuming.start(self.directory, cfg)
         self._fh = open(self.directory / "requests.jsonl", "ab")
+        self._texts = refine.text_log(self.directory, cfg.stream, cfg.tokenizer is not None)
         self._all_closed = asyncio.Event()
         started_at = time.time()
         self._host.start()
@@ -273,6 +283,8 @@ class Coordinator:
             watcher = asyncio.create_task(watch_stop())
             await self._all_closed.wait()
         except BaseException:
+            if self._texts is not None:
+                self._texts.discard()
             if not any(w.sent for w in self.workers):  # a failed start leaves no empty run behind
                 self._fh.close()
                 resuming.remove_empty_run(self.directory)
@@ -290,9 +302,9 @@ class Coordinator:
             self._fh.close()
             await self._cleanup()
         host = self._host.stop()
-        return self._finish(started_at, host, RunOutcome)
+        return await self._finish(started_at, host, RunOutcome)
 
-    def _finish(self, started_at: float, host: Any, outcome_type: Any) -> Any:
+    async def _finish(self, started_at: float, host: Any, outcome_type: Any) -> Any:
         cfg = self.cfg
         dones = [w.done for w in self.workers if w.done is not None]
         endings = {d["ended"] for d in dones}
@@ -308,6 +320,11 @@ class Coordinator:
         spans = [w.span for w in self.workers if w.span]
         window_s = (cfg.duration_s if ended == "deadline" and cfg.duration_s
                     else (max(s[1] for s in spans) - min(s[0] for s in spans) if spans else None))
+        model = next((d["model"] for d in dones if d.get("model")), cfg.model)
+        # After the run (never during it): exact tokens per chunk from the server's /tokenize, as one process does.
+        chunk_info = await refine.finish(self._texts, self.directory / "requests.jsonl", base_url=cfg.base_url,
+                                         model=model, headers=build_auth(cfg).headers,
+                                         stopped=ended in ("aborted", "interrupted", "worker_failed"))
         result = compute_metrics(load_columns(self.directory / "requests.jsonl"), window_s=window_s)
         cpu = [d["client_cpu_s"] for d in dones if d.get("client_cpu_s") is not None]
         tokens = result["metrics"]["completion_tokens_total"]
@@ -326,12 +343,12 @@ class Coordinator:
         } for w in self.workers]
         run_info = {
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)), "ended": ended,
-            "model": next((d["model"] for d in dones if d.get("model")), cfg.model), "clock_origin_ns": None,
+            "model": model, "clock_origin_ns": None,
             "warmup_requests": sum(d.get("warmup_requests") or 0 for d in dones), "resumed": False,
             "pieces": [{"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)),
                         "ended": ended, "window_s": window_s, "requests": result["counts"]["requests"]}],
             "load": shaping.describe(cfg), "monitors": {"host_cpu": host, "event_loop_delay": worst},
-            **(dones[0]["sender"] if dones else {}),
+            **(dones[0]["sender"] if dones else {}), **chunk_info,
             "connections_preopened": cfg.preconnect and cfg.transport == "fast", "tokenizer": cfg.tokenizer,
             "client_cpu_s": sum(cpu) if cpu else None,
             "client_cpu_s_per_1k_tokens": sum(cpu) / tokens * 1000 if cpu and tokens else None,

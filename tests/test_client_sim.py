@@ -91,8 +91,10 @@ def test_rejected_stream_options_are_retried_without_and_dropped(cli, sim, tmp_p
     assert code == 0 and summary["counts"]["completed"] == 4
     assert summary["run"]["stream_options_rejected"] is True and summary["run"]["stream_options_sent"] is False
     assert summary["token_source"] == {"chunks": 4}
-    # Only the first request needed a retry: 4 successes + 1 rejection.
-    assert s.stats()["requests_received"] == 5
+    assert summary["run"]["continuous_usage_sent"] is False
+    # Only the first request needed retries: 4 successes + 2 rejections (with continuous_usage_stats,
+    # then with include_usage alone).
+    assert s.stats()["requests_received"] == 6
 
 
 def test_missing_done_crlf_and_no_role_chunk_are_fine(cli, sim, tmp_path):

@@ -81,12 +81,12 @@ def test_multi_token_chunks_with_per_chunk_usage():
     assert r.completion_tokens == 10
 
 
-def test_total_spread_over_chunks_when_nothing_else_is_known():
-    ex = exchange([(10, chunk({"content": "x"})), (20, chunk({"content": "y"})),
-                   (30, chunk(choices=False, usage=usage(4)))])
+def test_first_chunk_one_token_rest_by_text_when_nothing_else_is_known():
+    ex = exchange([(10, chunk({"content": "x"})), (20, chunk({"content": "y z"})), (30, chunk({"content": "w"})),
+                   (40, chunk(choices=False, usage=usage(5)))])
     r = build(ex)
-    assert r.chunk_tokens == [2.0, 2.0] and r.token_source == "usage"
-    assert r.tpot_s == pytest.approx(0.010 / 2)
+    assert r.chunk_tokens == [1, 3, 1] and r.token_source == "usage" and r.chunk_token_source == "text_share"
+    assert r.tpot_s == pytest.approx(0.020 / 4)
 
 
 def test_tokenizer_counts_when_no_usage_and_chunks_as_last_resort():

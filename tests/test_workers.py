@@ -193,3 +193,17 @@ def test_bad_worker_options_are_one_line(args, message, capsys, tmp_path):
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_scaled_out_run_gets_the_post_run_tokenize_pass(cli, sim, tmp_path):
+    """Chunk texts travel with their records; the coordinator refines the merged file as one process would."""
+    log = tmp_path / "chunks.jsonl"
+    s = sim(ttft_ms=5, tpot_ms=2, chunk_tokens_max=4, log_chunks=str(log), tokenize_endpoint=True)
+    code, summary, rows = _run(cli, s, tmp_path, "refined", "--concurrency", "4", "--num-prompts", "16",
+                               "--max-tokens", "32", "--workers", "2")
+    truth = {e["id"]: e for e in map(json.loads, log.read_text().splitlines())}
+    assert code == 0 and summary["counts"]["completed"] == 16
+    assert summary["run"]["chunk_tokens_refined"] == 16 and summary["run"]["tokenize_to_usage_ratio"] == 1.0
+    for r in rows:
+        assert r["chunk_tokens"] == truth[r["response_id"]]["tokens"] and r["chunk_token_source"] == "tokenize_endpoint"
+    assert sorted(p.name for p in (tmp_path / "refined").iterdir()) == ["config.json", "requests.jsonl", "summary.json"]

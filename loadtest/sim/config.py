@@ -30,6 +30,14 @@ class SimConfig:
     # None = generate the request's max_tokens (16 when absent).
     output_tokens: int | None = None
     tokens_per_chunk: int = 1
+    # Chunks of a seeded random 1..N tokens each, the first of 1 (as engines stream): overrides
+    # tokens_per_chunk.
+    chunk_tokens_max: int | None = None
+    early_stops: bool = False
+    continuous_usage: bool = False
+    reject_continuous_usage: bool = False
+    tokenize_endpoint: bool = False
+    log_chunks: str | None = None
     empty_chunks: bool = False
     role_chunk: bool = True
     reasoning_tokens: int = 0
@@ -81,6 +89,8 @@ class SimConfig:
             raise ConfigError("sim: tokens_per_chunk must be >= 1")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ConfigError("sim: max_concurrency must be >= 1")
+        if self.chunk_tokens_max is not None and self.chunk_tokens_max < 1:
+            raise ConfigError("sim: chunk_tokens_max must be >= 1")
         if self.reasoning_tokens < 0:
             raise ConfigError("sim: reasoning_tokens must be >= 0")
         if self.fail_status is not None and not 400 <= self.fail_status <= 599:
@@ -168,6 +178,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--usage", action=argparse.BooleanOptionalAction, default=d.usage,
                    help="report usage (final chunk when stream_options.include_usage; non-stream body)")
     s.add_argument("--usage-per-chunk", action="store_true", help="every content chunk carries cumulative usage")
+    s.add_argument("--chunk-tokens-max", type=int, default=None,
+                   help="chunks of a seeded random 1..N tokens, the first chunk 1 token (overrides --tokens-per-chunk)")
+    s.add_argument("--early-stops", action="store_true",
+                   help="each reply stops at a seeded random length 1..max_tokens (finish_reason stop)")
+    s.add_argument("--continuous-usage", action="store_true",
+                   help="every chunk carries cumulative usage when stream_options.continuous_usage_stats is asked (vLLM)")
+    s.add_argument("--reject-continuous-usage", action="store_true",
+                   help="answer 400 to a request whose stream_options has continuous_usage_stats")
+    s.add_argument("--tokenize-endpoint", action="store_true",
+                   help="serve POST /tokenize (llama.cpp and vLLM shapes) with the sim's exact tokenizer")
+    s.add_argument("--log-chunks", default=None, metavar="PATH",
+                   help="append one JSON line per reply to PATH: tokens and send time (ns) of every content chunk")
     s.add_argument("--done", action=argparse.BooleanOptionalAction, default=d.done, help="end streams with data: [DONE]")
     s.add_argument("--crlf", action="store_true", help="use CRLF line endings in SSE")
 

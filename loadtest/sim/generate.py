@@ -6,6 +6,7 @@ one place and can be tested without sockets.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +53,14 @@ class Plan:
     chat: bool
     stream: bool
     include_usage: bool
+    continuous_usage: bool  # usage on every chunk (asked with stream_options.continuous_usage_stats)
     prompt_tokens: int
     n_tokens: int
     reasoning_tokens: int  # the first this-many of n_tokens go to reasoning_content
     finish_reason: str
     fault: str | None  # disconnect / stream_error / malformed, or None
     fault_after: int  # tokens sent before the fault; a fault at or past n_tokens never happens
+    seed: int = 0  # seeds chunk sizes and early stops, so a reply is reproducible
 
 
 def _words(value: Any) -> int:
@@ -82,7 +85,7 @@ def _positive_int(body: dict[str, Any], name: str) -> int | None:
     return value
 
 
-def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool) -> Plan:
+def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool, seed: int = 0) -> Plan:
     """Validate a generation request body and decide its tokens; raises ``RequestError`` to refuse it.
 
     ``fail`` says whether this request is one chosen (by --fail-every) to get the configured failure.
@@ -94,6 +97,9 @@ def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool) -> Plan:
         raise RequestError(404, f"The model `{model}` does not exist.", code="model_not_found", param="model")
     if config.reject_stream_options and "stream_options" in body:
         raise RequestError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
+    options = body.get("stream_options")
+    if config.reject_continuous_usage and isinstance(options, dict) and "continuous_usage_stats" in options:
+        raise RequestError(400, "Unrecognized stream_options field: continuous_usage_stats", param="stream_options")
     if chat:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -111,18 +117,21 @@ def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool) -> Plan:
         n_tokens = limit if max_tokens is not None or config.output_tokens is None else config.output_tokens
     else:
         n_tokens = min(config.output_tokens, limit) if max_tokens is not None else config.output_tokens
+    if config.early_stops:
+        n_tokens = random.Random(seed).randint(1, n_tokens)
     finish_reason = "length" if n_tokens >= limit else "stop"
     stream = body.get("stream") is True
-    options = body.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    continuous = (include_usage and config.continuous_usage and config.usage
+                  and options.get("continuous_usage_stats") is True)  # type: ignore[union-attr]
     if fail and config.fault is not None:
         fault, fault_after = config.fault
     else:
         fault, fault_after = None, 0
-    return Plan(chat=chat, stream=stream, include_usage=include_usage and config.usage,
+    return Plan(chat=chat, stream=stream, include_usage=include_usage and config.usage, continuous_usage=continuous,
                 prompt_tokens=prompt_tokens, n_tokens=n_tokens,
                 reasoning_tokens=min(config.reasoning_tokens, n_tokens) if chat else 0,
-                finish_reason=finish_reason, fault=fault, fault_after=fault_after)
+                finish_reason=finish_reason, fault=fault, fault_after=fault_after, seed=seed)
 
 
 def token_text(start: int, end: int) -> bytes:

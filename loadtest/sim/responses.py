@@ -43,7 +43,7 @@ def requested_tokens(body: dict[str, Any], plan: Plan) -> int:
     return plan.n_tokens
 
 
-def plan_responses(config: SimConfig, body: Any, fail: bool) -> Plan:
+def plan_responses(config: SimConfig, body: Any, fail: bool, seed: int = 0) -> Plan:
     if not isinstance(body, dict):
         raise RequestError(400, "Request body must be a JSON object")
     model = body.get("model")
@@ -60,7 +60,8 @@ def plan_responses(config: SimConfig, body: Any, fail: bool) -> Plan:
     max_tokens = _positive_int(body, "max_output_tokens")
     limit = max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
     n = limit if config.output_tokens is None else min(config.output_tokens, limit)
-    return Plan(chat=False, stream=body.get("stream") is True, include_usage=config.usage, prompt_tokens=prompt_tokens,
+    return Plan(chat=False, stream=body.get("stream") is True, include_usage=config.usage, continuous_usage=False,
+                prompt_tokens=prompt_tokens, seed=seed,
                 n_tokens=n, reasoning_tokens=min(config.reasoning_tokens, n), finish_reason="length" if n >= limit else "stop",
                 fault=None, fault_after=0)
 

@@ -25,7 +25,9 @@ from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS, Prompting
 from loadtest.sim.limits import ServerLimits
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
-from loadtest.sim.stream import Scheduler, Stats, Stream
+from loadtest.sim.state import SimState
+from loadtest.sim.stream import Scheduler, Stream
+from loadtest.sim.tokenize import tokenize_body
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
             405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
@@ -177,20 +179,14 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class Sim:
-    """Server-wide state: config-derived constants, stats, the scheduler, and routing."""
+class Sim(SimState):
+    """Server-wide state (see SimState), the scheduler, and routing."""
 
     def __init__(self, config: SimConfig, loop: asyncio.AbstractEventLoop) -> None:
-        self.config = config
-        self.stats = Stats()
+        super().__init__(config)
         self.scheduler = Scheduler(loop, self.stats)
-        self.usage_per_chunk = config.usage_per_chunk and config.usage
         self.connections: set[Connection] = set()
         self.waiting: deque[Stream] = deque()  # replies waiting for a slot under max_concurrency
-        self.ttft_ns = round(config.ttft_ms * 1e6)
-        self.tpot_ns = round(config.tpot_ms * 1e6)
-        self.tokens_per_chunk = config.tokens_per_chunk
-        self.eol2 = b"\r\n\r\n" if config.crlf else b"\n\n"
         self.model_json = orjson.dumps(config.model)
         self.auth_ok = None if config.api_key is None else b"Bearer " + config.api_key.encode()
         self.last_id = 0
@@ -217,6 +213,9 @@ class Sim:
             if not self._authorized(req):
                 return self._error(conn, _unauthorized(), keep)
             return conn.respond(200, self.models_body, keep)
+        if path == b"/tokenize" and method == b"POST" and self.config.tokenize_endpoint:
+            status, body = tokenize_body(req.body)
+            return conn.respond(status, body, keep)
         if path == b"/health" and method == b"GET":
             return conn.respond(200, b'{"status":"ok"}', keep)
         if path == b"/sim/stats" and method == b"GET":
@@ -251,7 +250,8 @@ class Sim:
             # The Nth *valid* request fails, so invalid ones do not shift which requests fail.
             nth = self.valid_requests + 1
             fail = config.fail_every is None or nth % config.fail_every == 0
-            plan = plan_responses(config, body, fail) if responses else plan_request(config, chat, body, fail)
+            plan = (plan_responses(config, body, fail, seed=self.last_id + 1) if responses
+                    else plan_request(config, chat, body, fail, seed=self.last_id + 1))
             plan.prompt_tokens = self.prompting.prompt_tokens(chat, body, plan.prompt_tokens)
             if config.reject_max_tokens and chat and isinstance(body.get("max_tokens"), int):
                 raise RequestError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
@@ -321,6 +321,7 @@ async def serve(config: SimConfig, announce: Callable[[str, int], None] | None =
         for conn in list(sim.connections):
             conn.drop()
         sim.scheduler.close()
+        sim.close()
 
 
 def run(config: SimConfig, *, announce: Callable[[str, int], None] | None = None,

@@ -13,70 +13,15 @@ import itertools
 import sys
 import traceback
 from time import monotonic_ns
-from typing import TYPE_CHECKING, Any
+import random
 
 from loadtest.sim.generate import Plan, RequestError, completion_body, token_text, usage_json
+from loadtest.sim.state import Conn, SimState, Stats
 from loadtest.sim.timer import make_timer
-
-if TYPE_CHECKING:
-    from loadtest.sim.server import Connection, Sim
 
 SSE_HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                b"Transfer-Encoding: chunked\r\n")
 END_OF_BODY = b"0\r\n\r\n"
-
-
-class Stats:
-    """Counters behind /sim/stats; times are CLOCK_MONOTONIC so a client process can compare its own."""
-
-    def __init__(self) -> None:
-        self.active = 0  # in-flight generation replies; survives reset because they are still running
-        self.reset()
-
-    def reset(self) -> None:
-        self.requests_received = 0
-        self.requests_completed = 0
-        self.requests_failed = 0
-        self.requests_aborted = 0
-        self.rate_limited = 0
-        self.tokens_sent = 0
-        self.events_sent = 0
-        self.wakeups = 0
-        self.first_recv_ns: int | None = None
-        self.last_done_ns: int | None = None
-        self.ttft_ns: list[int] = []
-        self.first_token_ns: dict[str, int] = {}  # response id -> CLOCK_MONOTONIC write of its first token
-        self.late_sum_ns = 0
-        self.late_max_ns = 0
-        self.late_count = 0
-        self.max_active = self.active
-
-    def received(self, recv_ns: int) -> None:
-        self.requests_received += 1
-        if self.first_recv_ns is None:
-            self.first_recv_ns = recv_ns
-
-    def snapshot(self, config: dict[str, Any]) -> dict[str, Any]:
-        n = self.late_count
-        return {
-            "requests_received": self.requests_received,
-            "requests_completed": self.requests_completed,
-            "requests_failed": self.requests_failed,
-            "requests_aborted": self.requests_aborted,
-            "rate_limited": self.rate_limited,
-            "tokens_sent": self.tokens_sent,
-            "events_sent": self.events_sent,
-            "scheduler_wakeups": self.wakeups,
-            "active_requests": self.active,
-            "max_active_requests": self.max_active,
-            "first_request_recv_s": None if self.first_recv_ns is None else self.first_recv_ns / 1e9,
-            "last_request_done_s": None if self.last_done_ns is None else self.last_done_ns / 1e9,
-            "ttft_server_s": [t / 1e9 for t in self.ttft_ns],
-            "first_token_ns": self.first_token_ns,
-            "lateness_ms": {"mean": self.late_sum_ns / n / 1e6 if n else None,
-                            "max": self.late_max_ns / 1e6 if n else None, "count": n},
-            "config": config,
-        }
 
 
 class Scheduler:
@@ -127,9 +72,9 @@ class Stream:
     """One generation reply (streamed or not) on its way out; ``step`` runs when ``due`` is reached."""
 
     __slots__ = ("sim", "conn", "plan", "recv_ns", "head", "keep_alive", "sent", "next_end", "due", "live",
-                 "first_ns")
+                 "first_ns", "rng", "log_tokens", "log_ns")
 
-    def __init__(self, sim: Sim, conn: Connection, plan: Plan, recv_ns: int, head: bytes, keep_alive: bool) -> None:
+    def __init__(self, sim: SimState, conn: Conn, plan: Plan, recv_ns: int, head: bytes, keep_alive: bool) -> None:
         self.sim = sim
         self.conn = conn
         self.plan = plan
@@ -141,6 +86,10 @@ class Stream:
         self.due = 0
         self.live = True
         self.first_ns: int | None = None
+        self.rng = random.Random(plan.seed) if sim.chunk_tokens_max is not None else None
+        logging = sim.chunk_log is not None
+        self.log_tokens: list[int] | None = [] if logging else None
+        self.log_ns: list[int] | None = [] if logging else None
 
     def start(self) -> None:
         """Send what is due on receipt (headers, role chunk) and schedule the first timed write."""
@@ -169,7 +118,10 @@ class Stream:
     def _end_after(self, sent: int) -> int:
         """End (exclusive) of the next chunk; chunks never straddle the reasoning or fault boundary."""
         plan = self.plan
-        end = min(sent + self.sim.tokens_per_chunk, plan.n_tokens)
+        rng = self.rng
+        size = self.sim.tokens_per_chunk if rng is None else (
+            1 if sent == 0 else rng.randint(1, self.sim.chunk_tokens_max))  # type: ignore[arg-type]
+        end = min(sent + size, plan.n_tokens)
         if sent < plan.reasoning_tokens:
             end = min(end, plan.reasoning_tokens)
         if plan.fault is not None and sent < plan.fault_after:
@@ -214,12 +166,15 @@ class Stream:
             else:
                 choice = b'{"index":0,"text":"%b","logprobs":null,"finish_reason":null}' % text
             out.append(self._frame(self.head + b',"choices":[' + choice + b"]"
-                                   + (self._usage() if sim.usage_per_chunk else b"") + b"}"))
+                                   + (self._usage() if sim.usage_per_chunk or plan.continuous_usage else b"") + b"}"))
             if sim.config.empty_chunks:
                 out.append(self._frame(self.head + (b',"choices":[{"index":0,"delta":{"content":""},'
                                                     if plan.chat else b',"choices":[{"index":0,"text":"",')
                                        + b'"logprobs":null,"finish_reason":null}]}'))
             stats.tokens_sent += end - start
+            if self.log_tokens is not None:
+                self.log_tokens.append(end - start)
+                self.log_ns.append(now)  # type: ignore[union-attr]
             if self.first_ns is None:
                 self.first_ns = now
         if plan.fault is not None and self.sent == plan.fault_after:
@@ -235,7 +190,7 @@ class Stream:
     def _finish_stream(self, out: list[bytes], now: int) -> None:
         sim, plan = self.sim, self.plan
         finish = plan.finish_reason.encode()
-        usage = self._usage() if sim.usage_per_chunk else b""
+        usage = self._usage() if sim.usage_per_chunk or plan.continuous_usage else b""
         if plan.chat:
             choice = b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"%b"}' % finish
         else:
@@ -287,6 +242,9 @@ class Stream:
         stats = self.sim.stats
         self.live = False
         stats.active -= 1
+        if self.log_tokens is not None:
+            head = self.head
+            self.sim.log_chunks(head[7:head.index(b'"', 7)].decode(), self.log_tokens, self.log_ns or [], completed)
         stats.last_done_ns = now
         if completed:
             stats.requests_completed += 1

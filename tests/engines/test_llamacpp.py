@@ -48,3 +48,21 @@ def test_llamacpp_throughput(tmp_path: Path) -> None:
         peak = max(peak, level)
     assert peak == 4
     assert_engine_gone(summary)
+
+
+def test_llamacpp_chunk_tokens_from_its_tokenize_endpoint_after_the_run(tmp_path: Path) -> None:
+    """llama.cpp sends usage only at the end; its /tokenize (with pieces) counts each chunk's tokens
+    after the run. The counts must agree with its usage and its own decode clock."""
+    summary, rows, _ = loadtest(["single", "--launch", "llamacpp", "--num-prompts", "4", "--max-tokens", "64",
+                                 "--ignore-eos"], tmp_path)
+    assert_plausible(summary, rows, 4)
+    run = summary["run"]
+    assert run["tokenize_endpoint"].endswith("/tokenize") and run["chunk_tokens_refined"] == 4
+    assert run["tokenize_to_usage_ratio"] == pytest.approx(1.0, abs=0.03)
+    assert summary["chunk_token_source"] == {"tokenize_endpoint": 4} and summary["chunk_tokens_exact"] is True
+    assert not (tmp_path / ".chunk_texts.jsonl").exists()
+    for r in rows:
+        assert r["chunk_token_source"] == "tokenize_endpoint"
+        assert sum(r["chunk_tokens"]) == r["completion_tokens"] == 64 and r["chunk_tokens"][0] == 1
+        timings = r["engine_timings"]
+        assert r["decode_tokens_per_s"] == pytest.approx(timings["predicted_per_second"], rel=0.02)

@@ -23,6 +23,9 @@ def test_transformers_serve_single_and_throughput(tmp_path: Path) -> None:
     # transformers serve answers 422 to unknown fields: ignore_eos is not sent to it, and the user is told.
     assert "does not accept ignore_eos" in stderr and summary["config"]["ignore_eos"] is False
     assert summary["server"]["engine"] == "transformers"
+    # No /tokenize and no per-chunk usage: the launched model's own tokenizer counts each chunk.
+    assert "launched model" in summary["run"]["tokenizer"] and summary["chunk_token_source"] == {"tokenizer": 3}
+    assert all(sum(r["chunk_tokens"]) == r["completion_tokens"] and r["chunk_tokens"][0] >= 1 for r in rows)
     assert_engine_gone(summary)
     summary, rows, _ = loadtest(["throughput", "--launch", "transformers", "--concurrency", "2",
                                  "--num-prompts", "4", "--max-tokens", "16"], tmp_path / "throughput")

@@ -12,6 +12,7 @@ other processes, not the client, may set the limit; the figures are then indicat
     python benchmarks/scale_out.py                                # workers 1 and 2, concurrency 16..128
     python benchmarks/scale_out.py --workers 1 2 4 --concurrency 64 256 --seconds 10
     python benchmarks/scale_out.py --ray-address auto             # the same through Ray actors
+    python benchmarks/scale_out.py --ray-local 2 --workers 2      # through a local Ray cluster started here
 """
 
 from __future__ import annotations
@@ -71,8 +72,23 @@ def main() -> int:
     p.add_argument("--ttft-ms", type=float, default=20.0)
     p.add_argument("--tpot-ms", type=float, default=5.0)
     p.add_argument("--ray-address", help="run the workers as Ray actors on this cluster")
+    p.add_argument("--ray-local", type=int, metavar="CPUS",
+                   help="start a local Ray cluster of CPUS for the runs (stopped at the end) and use it")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
+    if args.ray_local:
+        import ray
+
+        ray.init(num_cpus=args.ray_local, include_dashboard=False, log_to_driver=False)
+        args.ray_address = "auto"
+        try:
+            return run_all(args)
+        finally:
+            ray.shutdown()
+    return run_all(args)
+
+
+def run_all(args: argparse.Namespace) -> int:
     headers = ["workers", "conc.", "done", "tok/s", "TTFT error mean/p99 ms", "client CPU s", "verdict", "target"]
     rows = []
     for w in args.workers:

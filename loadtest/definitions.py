@@ -198,7 +198,9 @@ DEFINITIONS: dict[str, str] = {
         "run.workers: per worker, its share (closed-loop concurrency, or the open-loop starts dealt to it "
         "and its max_concurrency), the requests it sent and completed (warm-up included), how it ended "
         "('died' when it exited without reporting), its client_cpu_s, send lag p99 and event-loop delay "
-        "p99. The verdict's CPU test applies to each worker (one Python thread each)."),
+        "p99, its pid and host, and clock_origin_ns (its records' start_s/end_s count from there; worker "
+        "k's records are those with id % N == k). The verdict's CPU test applies to each worker (one "
+        "Python thread each)."),
 }
 
 

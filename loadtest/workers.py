@@ -153,6 +153,7 @@ class Coordinator:
         self._all_closed: asyncio.Event | None = None
         self._host = HostMonitor(cfg.base_url)
         self._started = False
+        self._measured = False
         self.live = LiveStats()
         self._progress: asyncio.Future[None] | None = None
 
@@ -184,7 +185,8 @@ class Coordinator:
             self.live.sent += 1  # the coordinator sees finishes only: in flight is not shown
             self.live.add(SimpleNamespace(ok=rec["ok"], ttft_s=rec.get("ttft_s"), tpot_s=rec.get("tpot_s"),
                                           completion_tokens=rec.get("completion_tokens")))
-        elif tag == b"Y":
+            return  # records move no barrier
+        if tag == b"Y":
             w.ready = True
         elif tag == b"W":
             w.warm = True
@@ -205,7 +207,7 @@ class Coordinator:
                                                                  duration_s=shaping.Phases.of(self.cfg).total_s()))
             if not (self.cfg.warmup and shaping.separate_warmup(self.cfg)):
                 self._host.begin()
-        elif self._started and running and all(w.warm for w in running) and not getattr(self, "_measured", False):
+        elif self._started and running and all(w.warm for w in running) and not self._measured:
             self._measured = True
             self._broadcast(b"M")
             self._host.begin()

@@ -86,8 +86,13 @@ def run(ns: argparse.Namespace, cfg: RunConfig) -> int:
         assert cfg.output_dir is not None
         plan = synthetic_run.plan_for(cfg, server) if synthetic else None  # counted with the server's tokenizer
         prompts = plan.prompts if plan else prompts
-        run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
-                  resume=ns.resume is not None)
+        if getattr(ns, "workers", 1) > 1 or getattr(ns, "ray_address", None):
+            from .workers import coordinator
+
+            run = coordinator(ns, cfg, prompts, server_info)  # scale-out: same interface as Run
+        else:
+            run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
+                      resume=ns.resume is not None)
         terminated = False
 
         async def main() -> Any:

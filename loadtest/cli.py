@@ -76,6 +76,9 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
         amount.add_argument("--num-prompts", type=_positive_int,
                             help="measured requests (default: max(100, 4 x concurrency))")
         amount.add_argument("--duration", type=_positive_float, help="measure for this many seconds instead")
+        from .workers import add_arguments as add_worker_arguments
+
+        add_worker_arguments(p)
     elif command in ("sweep", "capacity"):
         add_level_arguments(p, command)
     else:

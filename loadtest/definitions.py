@@ -184,9 +184,23 @@ DEFINITIONS: dict[str, str] = {
         "others = host_busy - client - server, never below 0."),
     "verdict": (
         "Whether the measurement is valid. client_bound: open-loop send_lag_s p99 > 10 ms, event_loop_delay "
-        "p99 > 10 ms, or client CPU (client_cpu_s / window_s) > 0.9 cores. disturbed: host_cpu others mean "
+        "p99 > 10 ms, or client CPU (client_cpu_s / window_s; scaled out: each worker's) > 0.9 cores. disturbed: host_cpu others mean "
         "> 0.5 cores (null when the host was not sampled). server_saturated: open loop, requests_per_s < 0.9 "
         "x the lower of the target rate and achieved_rate_per_s."),
+    "scale_out": (
+        "run.scale_out (--workers N, --ray-address): the worker count, backend (processes or ray), "
+        "--on-worker-failure, worker_failures (each dead worker by name, pid, exit code and last error) "
+        "and the clocks: every per-request duration is measured inside one worker (monotonic); run-level "
+        "windows are the coordinator's (--duration, else the merged records' first measured start to last "
+        "end); workers start together at a wall-clock instant the coordinator names (start barrier). All "
+        "statistics come from the merged raw records (exact percentiles). client_cpu_s is the workers' sum."),
+    "workers": (
+        "run.workers: per worker, its share (closed-loop concurrency, or the open-loop starts dealt to it "
+        "and its max_concurrency), the requests it sent and completed (warm-up included), how it ended "
+        "('died' when it exited without reporting), its client_cpu_s, send lag p99 and event-loop delay "
+        "p99, its pid and host, and clock_origin_ns (its records' start_s/end_s count from there; worker "
+        "k's records are those with id % N == k). The verdict's CPU test applies to each worker (one "
+        "Python thread each)."),
 }
 
 

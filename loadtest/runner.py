@@ -69,8 +69,10 @@ def _cpu_split(before: Any, after: Any) -> tuple[float, float] | None:
 class Run:
     def __init__(self, cfg: RunConfig, prompts: list[Prompt], *, directory: Path,
                  tokenizer: Tokenizer | None = None,
-                 server_info: Callable[[], dict[str, Any] | None] | None = None, resume: bool = False) -> None:
+                 server_info: Callable[[], dict[str, Any] | None] | None = None, resume: bool = False,
+                 scale_out: Any = None) -> None:
         self.cfg = cfg
+        self.scale_out = scale_out  # a worker's share, record sink and barriers (worker_main.py)
         self.prompts = prompts
         self.directory = directory
         self.tokenizer = tokenizer
@@ -200,7 +202,7 @@ class Run:
         self._transport.limits = response_limits(cfg.max_tokens)
         self._sender = Sender(cfg, self._transport, note=self._note, tokenizer=self.tokenizer)
         plan = resuming.plan_resume(self.directory, cfg) if self.resume else resuming.start(self.directory, cfg)
-        self._writer = RecordWriter(self.directory)
+        self._writer = (self.scale_out.sink if self.scale_out else RecordWriter)(self.directory)
         started_at = time.time()
         progress: asyncio.Task[None] | None = None
         processor = asyncio.create_task(self._process())
@@ -229,10 +231,14 @@ class Run:
                 total = len(plan.todo) if plan.todo is not None else cfg.num_prompts
                 progress = asyncio.create_task(live.show(self.live, cfg.command, total=total if cfg.duration_s is None
                                                          else None, duration_s=self._phases.total_s()))
+            if self.scale_out and not self.stop.is_set():
+                await until_stopped(self.stop, self.scale_out.sync("start"))  # the coordinator's start barrier
             self._t0_ns = perf_counter_ns()
             if cfg.warmup and shaping.separate_warmup(cfg) and not self.resume and not self.stop.is_set():
                 ended = await self._schedule(count=cfg.warmup, deadline_ns=None)
                 self._drain()
+            if self.scale_out and not self.stop.is_set():
+                await until_stopped(self.stop, self.scale_out.sync("measured"))
             if not self.stop.is_set():
                 monitor.begin()
                 measured_t0 = self._phase_t0_ns = perf_counter_ns()
@@ -328,7 +334,8 @@ class Run:
 
     async def _schedule(self, job: shaping.Job | None = None, *, count: int | None, deadline_ns: int | None = None,
                         first_index: int = 0, with_warmup: bool = False) -> str:
-        return await shaping.run_shape(self.cfg, job or self._job, count=count, deadline_ns=deadline_ns, stop=self.stop,
+        run_shape = self.scale_out.run_shape if self.scale_out else shaping.run_shape
+        return await run_shape(self.cfg, job or self._job, count=count, deadline_ns=deadline_ns, stop=self.stop,
                                        first_index=first_index, origin_ns=self._phase_t0_ns or perf_counter_ns(),
                                        with_warmup=with_warmup and not self.resume)
 

@@ -45,6 +45,18 @@ def cpu_span_s(summary: dict[str, Any]) -> float | None:
     return window + (cfg.get("warmup_s") or 0.0) + (cfg.get("cooldown_s") or 0.0)
 
 
+def worker_reasons(workers: list[dict[str, Any]], span: float | None) -> list[str]:
+    """Scale-out (--workers): the CPU test per worker process (each is one Python thread). Send
+    lag comes from every worker's records and the event-loop delay is the worst worker's, so the
+    other two tests already cover every worker."""
+    out = []
+    for w in workers:
+        cpu = w.get("client_cpu_s")
+        if cpu is not None and span and w.get("completed") and cpu / span > CLIENT_CORES:
+            out.append(f"worker {w['name']} CPU {cpu / span:.2f} cores > {CLIENT_CORES:g} (one Python thread)")
+    return out
+
+
 def judge(summary: dict[str, Any]) -> dict[str, Any]:
     m, run, cfg = summary["metrics"], summary["run"], summary["config"]
     mon = run.get("monitors") or {}
@@ -59,7 +71,9 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
     cpu = run.get("client_cpu_s")
     span = cpu_span_s(summary)
     cores = cpu / span if cpu is not None and span else None
-    if cores is not None and cores > CLIENT_CORES:
+    if run.get("workers"):  # scaled out: each worker is one Python thread of its own
+        client += worker_reasons(run["workers"], span)
+    elif cores is not None and cores > CLIENT_CORES:
         client.append(f"client CPU {cores:.2f} cores > {CLIENT_CORES:g} (one Python thread)")
     disturbed: list[str] = []
     notes = [] if host.get("span_s") else ["host CPU not sampled (run shorter than one sample, or no sampler)"]

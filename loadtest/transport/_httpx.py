@@ -32,7 +32,17 @@ class HttpxTransport:
         """httpx opens connections on demand; its first requests include connection set-up."""
 
     async def _exchange(self, method: str, path: str, body: bytes | None, timeout_s: float) -> Exchange:
-        ex = Exchange(t_start_ns=perf_counter_ns())
+        ex = await self._attempt(method, path, body, timeout_s, perf_counter_ns())
+        if ex.error_kind in (PROTOCOL, DISCONNECT) and ex.status is None and not ex.pieces:
+            # A kept-alive connection the server had already closed: nothing came back, so the
+            # request never reached it. Retry once on a fresh connection, as the fast transport
+            # and browsers do (the latency still counts from the first attempt).
+            ex = await self._attempt(method, path, body, timeout_s, ex.t_start_ns)
+        return ex
+
+    async def _attempt(self, method: str, path: str, body: bytes | None, timeout_s: float,
+                       t_start_ns: int) -> Exchange:
+        ex = Exchange(t_start_ns=t_start_ns)
         try:
             async with asyncio.timeout(timeout_s):
                 headers = {"Content-Type": "application/json"} if body is not None else None

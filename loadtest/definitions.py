@@ -175,7 +175,7 @@ DEFINITIONS: dict[str, str] = {
         "Completed measured requests that met every per-request objective, per minute of window_s "
         "(goodput_requests_per_s per second); good_fraction is their share of the measured requests."),
     "event_loop_delay": (
-        "run.monitors.event_loop_delay: how late a 5 ms ticker on the client's event loop woke during the "
+        "run.monitors.event_loop_delay: how late a 20 ms ticker on the client's event loop woke during the "
         "measured phase (p50/p99/max): a delay any arrival stamp taken then could have suffered."),
     "host_cpu": (
         "run.monitors.host_cpu: the host's CPU in cores (1.0 = one core busy) over the measured phase, "

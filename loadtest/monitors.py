@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-LOOP_TICK_S = 0.005
+LOOP_TICK_S = 0.02
 HOST_INTERVAL_S = 0.25
 
 

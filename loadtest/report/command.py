@@ -8,22 +8,13 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from ..argtypes import non_negative_float as _non_negative
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from .cost import Prices
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
-
-
-def _non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ import random
 
 from loadtest.sim.generate import Plan, RequestError, completion_body, token_text, usage_json
 from loadtest.sim.state import Conn, SimState, Stats
-from loadtest.sim.timer import make_timer
+from loadtest.timer import make_timer
 
 SSE_HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                b"Transfer-Encoding: chunked\r\n")

@@ -5,6 +5,9 @@ clock, so a timer fires up to a millisecond early or late, and re-arming for the
 rest degenerates into a busy ``call_soon`` spin (measured: ~125k idle wake-ups/s at 64 streams).
 A Linux timerfd armed at the absolute due time wakes the loop's poller exactly, and the loop
 sleeps in between. Elsewhere we fall back to ``loop.call_later``.
+
+Two users: the test server's token schedule (sim/stream.py) and the client's open-loop starts
+(scheduler.py), whose times are ``perf_counter_ns`` stamps: on Linux that is CLOCK_MONOTONIC too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import ctypes
 import os
 import sys
 from collections.abc import Callable
-from time import monotonic_ns
+from time import get_clock_info, monotonic_ns
 
 CLOCK_MONOTONIC = 1
 TFD_NONBLOCK = 0o4000
@@ -33,15 +36,17 @@ class _Itimerspec(ctypes.Structure):
 class LoopTimer:
     """Fallback: the event loop's own timer (ms-granular under uvloop)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None],
+                 clock: Callable[[], int] = monotonic_ns) -> None:
         self._loop = loop
         self._callback = callback
+        self._clock = clock
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
 
     def arm(self, due_ns: int) -> None:
         if self._handle is not None:
             self._handle.cancel()
-        self._handle = self._loop.call_later(max(due_ns - monotonic_ns(), 0) / 1e9, self._fire)
+        self._handle = self._loop.call_later(max(due_ns - self._clock(), 0) / 1e9, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
@@ -101,11 +106,45 @@ class TimerFdTimer:
             self._fd = -1
 
 
-def make_timer(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> TimerFdTimer | LoopTimer:
-    """The most precise timer this platform offers."""
-    if sys.platform.startswith("linux"):
+def _is_monotonic(clock: Callable[[], int]) -> bool:
+    """Whether ``clock`` reads CLOCK_MONOTONIC, the timerfd's clock."""
+    name = {"monotonic_ns": "monotonic", "perf_counter_ns": "perf_counter"}.get(getattr(clock, "__name__", ""))
+    return name is not None and get_clock_info(name).implementation == "clock_gettime(CLOCK_MONOTONIC)"
+
+
+def make_timer(loop: asyncio.AbstractEventLoop, callback: Callable[[], None],
+               clock: Callable[[], int] = monotonic_ns) -> TimerFdTimer | LoopTimer:
+    """The most precise timer this platform offers for due times read from ``clock``."""
+    if sys.platform.startswith("linux") and _is_monotonic(clock):
         try:
             return TimerFdTimer(loop, callback)
         except (OSError, AttributeError):
             pass
-    return LoopTimer(loop, callback)
+    return LoopTimer(loop, callback, clock)
+
+
+class Alarm:
+    """``await alarm.until(t_ns)``: sleep until ``clock() >= t_ns`` on one reusable timer, with
+    no busy wait near the due time (for a loop that starts requests at scheduled instants)."""
+
+    def __init__(self, clock: Callable[[], int] = monotonic_ns) -> None:
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()
+        self._timer = make_timer(self._loop, self._ring, clock)
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _ring(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def until(self, t_ns: int) -> None:
+        while self._clock() < t_ns:  # a wake-up a hair early (the fallback timer) sleeps again
+            self._waiter = self._loop.create_future()
+            self._timer.arm(t_ns)
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def close(self) -> None:
+        self._timer.close()

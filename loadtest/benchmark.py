@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .output import prepare_output_dir, render_table
 from .postrun import after_run
 from .redact import redact
+from .eventloop import loop_factory
 
 
 def launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir: Path) -> Any:
@@ -46,13 +47,6 @@ def maybe_launch(ns: argparse.Namespace, cfg: RunConfig) -> Iterator[tuple[RunCo
             print(f"loadtest: {ns.launch} does not accept ignore_eos; not sending it", file=sys.stderr)
         yield replace(cfg, base_url=server.base_url, model=server.model_name, ignore_eos=ignore_eos), server
 
-
-def uvloop_factory() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def run(ns: argparse.Namespace, cfg: RunConfig) -> int:
@@ -115,7 +109,7 @@ def run(ns: argparse.Namespace, cfg: RunConfig) -> int:
                 loop.add_signal_handler(sig, on_signal, sig)
             return await run.execute()
 
-        with asyncio.Runner(loop_factory=uvloop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             try:
                 outcome = runner.run(main())
             except asyncio.CancelledError:

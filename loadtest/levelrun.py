@@ -16,16 +16,10 @@ from . import slo as slos
 from .config import RunConfig
 from .output import prepare_output_dir
 from .postrun import judge
+from .eventloop import loop_factory
 
 RATE, CONCURRENCY = "rate", "concurrency"
 
-
-def _loop_factory() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def level_name(by: str, level: float) -> str:
@@ -135,7 +129,7 @@ class LevelRunner:
                 loop.add_signal_handler(sig, on_signal)
             return await run.execute()
 
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             outcome = runner.run(main())
         result = LevelResult(self.by, level, directory, outcome.summary, outcome.exit_code, outcome.message)
         judge(directory, outcome.summary, self.objectives, self.attainment)

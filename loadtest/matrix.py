@@ -26,6 +26,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import ConfigError, LoadtestError
+from .eventloop import loop_factory
 
 COMMANDS = ("single", "throughput")
 
@@ -100,13 +101,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wandb", metavar="PROJECT", help="also log every run to Weights & Biases (needs wandb)")
 
 
-def _loop_factory() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
 
 def _configs(ns: argparse.Namespace, base_url: str, model: str, pair_dir: Path) -> list[RunConfig]:
     common = dict(base_url=base_url, model=model, dataset=ns.dataset, seed=ns.seed, max_tokens=ns.max_tokens,
@@ -143,7 +137,7 @@ def run_pair(ns: argparse.Namespace, variant: EngineVariant, model: str, pair_di
             prepare_output_dir(cfg.output_dir, overwrite=True)  # an interrupted earlier attempt: start afresh
             run = Run(cfg, prompts, directory=cfg.output_dir,
                       server_info=lambda: {**server.info, "resources": server.resources()})
-            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
                 outcome = runner.run(run.execute())
             if outcome.exit_code != 0:
                 (cfg.output_dir / "summary.json").unlink(missing_ok=True)

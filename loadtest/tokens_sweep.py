@@ -33,6 +33,7 @@ from .auth import build_auth
 from .redact import redact_tree
 from .synthetic import root_url
 from .transport import normalize_base_url
+from .eventloop import loop_factory
 
 # Expected minimum speeds (tokens/s) by size, from the Spare Cores LLM benchmark.
 EXPECTED_PP = {16: 2, 128: 10, 512: 25, 1024: 50, 4096: 250, 16384: 1000}
@@ -104,14 +105,6 @@ def context_limit(base_url: str, headers: dict[str, str]) -> int | None:
                 return n
     return None
 
-
-def _loop_factory() -> Any:
-    """uvloop where installed, as for the other commands."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
@@ -199,7 +192,7 @@ class Sweep:
                 watcher.cancel()
 
         try:
-            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
                 outcome = runner.run(main())
         except RunAborted as exc:
             sc.update(status="failed", reason=str(exc))

@@ -33,6 +33,7 @@ from .redact import redact
 from .scheduler import sleep_until
 from .share import Share
 from . import shaping
+from .eventloop import loop_factory
 
 Send = Callable[[bytes], None]
 COORDINATOR_FIELDS = frozenset((
@@ -161,13 +162,7 @@ def run_worker(cfg: RunConfig, prompts: list[Prompt], share: Share, send: Send, 
             threading.Thread(target=reader, name="loadtest-worker-reader", daemon=True).start()
             return await run.execute()
 
-        try:
-            import uvloop
-
-            factory: Any = uvloop.new_event_loop
-        except ImportError:
-            factory = None
-        with asyncio.Runner(loop_factory=factory) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             outcome = runner.run(main())
         s = outcome.summary
         send(b"D" + orjson.dumps({

@@ -382,3 +382,25 @@ def test_main_module_prints_one_listening_line() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
+
+
+@pytest.mark.parametrize("prompt_tokenizer", [None, "cl100k_base"])
+def test_one_tokenize_endpoint_counts_with_the_prompt_tokenizer_when_given(sim, prompt_tokenizer) -> None:
+    """--tokenize-endpoint is the one /tokenize: the sim's exact words by default (the chunk-token
+    tests), the --prompt-tokenizer when given (the synthetic-prompt tests), in both shapes."""
+    s = sim(tokenize_endpoint=True, prompt_tokenizer=prompt_tokenizer)
+    text = " tok0 tok1 hello, world"
+    with httpx.Client(trust_env=False, base_url=s.root_url) as c:
+        pieces = c.post("/tokenize", json={"content": text, "with_pieces": True}).json()["tokens"]
+        plain = c.post("/tokenize", json={"content": text}).json()
+        vllm = c.post("/tokenize", json={"prompt": text, "model": "sim-model"}).json()
+    assert "".join(p["piece"] for p in pieces) == text
+    if prompt_tokenizer is None:
+        assert [p["piece"] for p in pieces] == [" tok0", " tok1", " hello,", " world"]
+        assert plain["tokens"] == [0, 1, 2, 3]
+    else:
+        from loadtest.tokens import load_tokenizer
+
+        ids = load_tokenizer("cl100k_base")._enc.encode(text)  # the offline cl100k_base the sim loads
+        assert plain["tokens"] == ids and [p["id"] for p in pieces] == ids
+    assert vllm["count"] == len(plain["tokens"]) == len(pieces)

@@ -35,7 +35,7 @@ def test_prompts_hit_the_requested_count_exactly(sim: Any, cli: Any, tmp_path: P
 
 def test_server_tokenize_is_used_and_the_template_compensated(sim: Any, cli: Any, tmp_path: Path) -> None:
     # The server adds 9 tokens of chat template; /tokenize makes the client count with its tokenizer.
-    server = sim(prompt_tokenizer="cl100k_base", serve_tokenize=True, template_tokens=9, ttft_ms=1, tpot_ms=0.1)
+    server = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, template_tokens=9, ttft_ms=1, tpot_ms=0.1)
     code, summary, rows = _run(cli, server, tmp_path, "--prompt-tokens", "100", "--num-prompts", "10")
     assert code == 0 and [r["prompt_tokens"] for r in rows] == [100] * 10
     p = summary["prompts"]
@@ -107,7 +107,7 @@ def test_shared_prefix_is_exactly_k_tokens(k: int) -> None:
 
 
 def test_stddev_varies_lengths_exactly(sim: Any, cli: Any, tmp_path: Path) -> None:
-    server = sim(prompt_tokenizer="cl100k_base", serve_tokenize=True, ttft_ms=1, tpot_ms=0.1)
+    server = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, ttft_ms=1, tpot_ms=0.1)
     code, summary, rows = _run(cli, server, tmp_path, "--prompt-tokens", "200", "--prompt-tokens-stddev", "40",
                                "--num-prompts", "30")
     lengths = [r["prompt_tokens"] for r in rows]
@@ -154,7 +154,7 @@ def test_a_hugging_face_tokenizer_counts_exactly(sim: Any, cli: Any, tmp_path: P
 
 
 def test_throughput_with_a_duration(sim: Any, cli: Any, tmp_path: Path) -> None:
-    server = sim(prompt_tokenizer="cl100k_base", serve_tokenize=True, ttft_ms=2, tpot_ms=1)
+    server = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, ttft_ms=2, tpot_ms=1)
     code, summary, rows = cli(["throughput", "--endpoint", server.base_url, "--concurrency", "4", "--duration", "1",
                                "--dataset", "synthetic", "--prompt-tokens", "48", "--max-tokens", "8"], tmp_path)
     done = [r for r in rows if r["ok"]]

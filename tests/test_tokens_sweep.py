@@ -32,7 +32,7 @@ def test_timeouts_follow_the_tables() -> None:
 
 def test_sweep_measures_exact_lengths_and_the_configured_rates(sim: Any, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    server = sim(prompt_tokenizer="cl100k_base", serve_tokenize=True, ttft_ms=2, tpot_ms=4,
+    server = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, ttft_ms=2, tpot_ms=4,
                  prefill_tokens_per_s=20000, template_tokens=7, timings=True)
     code, doc = sweep(server, tmp_path, "--prompt-tokens", "16,128,512", "--gen-tokens", "16,64", "--repeat", "3")
     assert code == 0
@@ -95,7 +95,7 @@ def test_the_sweep_stops_when_the_smallest_size_times_out(sim: Any, tmp_path: Pa
 
 
 def test_lengths_beyond_the_context_are_skipped_with_a_note(sim: Any, tmp_path: Path) -> None:
-    server = sim(prompt_tokenizer="cl100k_base", serve_tokenize=True, ttft_ms=1, tpot_ms=0.5, n_ctx=300)
+    server = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, ttft_ms=1, tpot_ms=0.5, n_ctx=300)
     code, doc = sweep(server, tmp_path, "--prompt-tokens", "16,128,512", "--gen-tokens", "16,128,512",
                       "--repeat", "2")
     s = by_test(doc)

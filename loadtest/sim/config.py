@@ -36,7 +36,7 @@ class SimConfig:
     early_stops: bool = False
     continuous_usage: bool = False
     reject_continuous_usage: bool = False
-    tokenize_endpoint: bool = False
+    tokenize_endpoint: bool = False  # POST /tokenize (sim/tokenize.py), with prompt_tokenizer when set
     log_chunks: str | None = None
     empty_chunks: bool = False
     role_chunk: bool = True
@@ -51,9 +51,8 @@ class SimConfig:
     stream_error_after_tokens: int | None = None
     malformed_after_tokens: int | None = None
     crlf: bool = False
-    # Prompt side (loadtest/sim/prompting.py): exact prompt counts, /tokenize, /props, slow prefill.
+    # Prompt side (loadtest/sim/prompting.py): exact prompt counts, /props, slow prefill.
     prompt_tokenizer: str | None = None
-    serve_tokenize: bool = False
     template_tokens: int = 0
     prefill_tokens_per_s: float | None = None
     n_ctx: int | None = None
@@ -187,7 +186,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--reject-continuous-usage", action="store_true",
                    help="answer 400 to a request whose stream_options has continuous_usage_stats")
     s.add_argument("--tokenize-endpoint", action="store_true",
-                   help="serve POST /tokenize (llama.cpp and vLLM shapes) with the sim's exact tokenizer")
+                   help="serve POST /tokenize (llama.cpp and vLLM shapes): the sim's exact word tokenizer, "
+                        "or --prompt-tokenizer when given")
     s.add_argument("--log-chunks", default=None, metavar="PATH",
                    help="append one JSON line per reply to PATH: tokens and send time (ns) of every content chunk")
     s.add_argument("--done", action=argparse.BooleanOptionalAction, default=d.done, help="end streams with data: [DONE]")
@@ -209,8 +209,6 @@ def _add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser.add_argument_group("prompt side")
     p.add_argument("--prompt-tokenizer", default=None,
                    help="count prompt tokens with this tokenizer (as loadtest --tokenizer) instead of whitespace words")
-    p.add_argument("--serve-tokenize", action="store_true",
-                   help="serve llama.cpp-style POST /tokenize {content} -> {tokens} with the prompt tokenizer")
     p.add_argument("--template-tokens", type=int, default=0, help="chat requests: tokens a chat template adds")
     p.add_argument("--prefill-tokens-per-s", type=float, default=None,
                    help="prompt processing speed: the first token is delayed by prompt tokens / this")

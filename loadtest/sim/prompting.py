@@ -1,6 +1,6 @@
 """Prompt-side behaviour of the test server, kept apart from the HTTP layer: how prompt tokens are
 counted (whitespace words by default, or a real tokenizer so a client building prompts of exact
-length can be checked token for token), a llama.cpp-style ``/tokenize`` and ``/props``, a chat
+length can be checked token for token; ``/tokenize`` then uses it too), llama.cpp's ``/props``, a chat
 template's extra tokens, a context limit, and a prompt-processing speed that delays the first token
 (so a sweep's timeout and skip rules can be tested on a slow server on purpose)."""
 
@@ -16,7 +16,7 @@ from loadtest.sim.generate import RequestError, _words
 if TYPE_CHECKING:
     from loadtest.sim.server import Connection, Request
 
-PATHS = (b"/tokenize", b"/props")
+PATHS = (b"/props",)
 
 
 class Prompting:
@@ -31,14 +31,20 @@ class Prompting:
             self._tok = load_tokenizer(config.prompt_tokenizer)
         self.prefill_ns_per_token = (1e9 / config.prefill_tokens_per_s) if config.prefill_tokens_per_s else 0.0
 
-    def ids(self, text: str) -> list[int]:
-        """Token ids of ``text`` (words: each word's position stands in for its id)."""
+    def tokenize(self, text: str, with_pieces: bool) -> tuple[list[int], list[str] | None]:
+        """/tokenize with the prompt tokenizer (None when there is none: the sim's own words then).
+        Pieces only where the tokenizer can decode single tokens (tiktoken)."""
         if self._tok is None:
-            return list(range(len(text.split())))
+            raise LookupError("no prompt tokenizer")
         enc = getattr(self._tok, "_enc", None)
-        if enc is not None:
-            return list(enc.encode(text, disallowed_special=()))
-        return list(range(self._tok.count(text)))
+        if enc is None:
+            return list(range(self._tok.count(text))), None
+        ids = list(enc.encode(text, disallowed_special=()))
+        return ids, [enc.decode_single_token_bytes(i).decode("utf-8", "replace") for i in ids] if with_pieces else None
+
+    @property
+    def has_tokenizer(self) -> bool:
+        return self._tok is not None
 
     def count(self, value: Any) -> int:
         if self._tok is None:
@@ -90,16 +96,5 @@ class Prompting:
         if req.path == b"/props" and req.method == b"GET" and self.config.n_ctx is not None:
             body = {"default_generation_settings": {"n_ctx": self.config.n_ctx}, "n_ctx": self.config.n_ctx}
             return conn.respond(200, orjson.dumps(body), keep)
-        if req.path == b"/tokenize" and req.method == b"POST" and self.config.serve_tokenize:
-            try:
-                doc = orjson.loads(req.body)
-                text = doc.get("content", doc.get("prompt"))
-                if not isinstance(text, str):
-                    raise ValueError
-            except (orjson.JSONDecodeError, ValueError, AttributeError):
-                error = RequestError(400, "'content' must be a string")
-                return conn.respond(error.status, error.body(), keep)
-            ids = self.ids(text)
-            return conn.respond(200, orjson.dumps({"tokens": ids, "count": len(ids)}), keep)
         error = RequestError(404, f"Not found: {req.path.decode(errors='replace')}", code="not_found")
         conn.respond(error.status, error.body(), keep)

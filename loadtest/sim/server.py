@@ -25,6 +25,7 @@ from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS, Prompting
 from loadtest.sim.limits import ServerLimits
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
+from loadtest.eventloop import loop_factory
 from loadtest.sim.state import SimState
 from loadtest.sim.stream import Scheduler, Stream
 from loadtest.sim.tokenize import tokenize_body
@@ -214,7 +215,7 @@ class Sim(SimState):
                 return self._error(conn, _unauthorized(), keep)
             return conn.respond(200, self.models_body, keep)
         if path == b"/tokenize" and method == b"POST" and self.config.tokenize_endpoint:
-            status, body = tokenize_body(req.body)
+            status, body = tokenize_body(req.body, self.prompting.tokenize if self.prompting.has_tokenizer else None)
             return conn.respond(status, body, keep)
         if path == b"/health" and method == b"GET":
             return conn.respond(200, b'{"status":"ok"}', keep)
@@ -295,12 +296,8 @@ def _unauthorized() -> RequestError:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where installed: its per-callback and per-write overhead is several times lower."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    """uvloop where installed, as the client (its per-write overhead is several times lower)."""
+    return (loop_factory() or asyncio.new_event_loop)()
 
 
 async def serve(config: SimConfig, announce: Callable[[str, int], None] | None = None,

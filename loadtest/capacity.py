@@ -27,7 +27,7 @@ MAX_LEVELS = 16
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .loadargs import _positive_float
+    from .argtypes import positive_float as _positive_float
 
     g = p.add_argument_group("capacity search")
     g.add_argument("--start", type=_positive_float, default=1.0, help="first level tried (default 1)")

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .errors import ConfigError
-from .loadargs import _fraction, _positive_float as _positive, _positive_int
+from .argtypes import fraction as _fraction, positive_float as _positive, positive_int as _positive_int
 
 AUTO_LEVELS = 10
 

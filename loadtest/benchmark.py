@@ -48,7 +48,6 @@ def maybe_launch(ns: argparse.Namespace, cfg: RunConfig) -> Iterator[tuple[RunCo
         yield replace(cfg, base_url=server.base_url, model=server.model_name, ignore_eos=ignore_eos), server
 
 
-
 def run(ns: argparse.Namespace, cfg: RunConfig) -> int:
     """Run ``single`` or ``throughput`` (cfg built from ns by cli.config_from_args)."""
     from .prompts import load_prompts

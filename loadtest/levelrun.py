@@ -21,7 +21,6 @@ from .eventloop import loop_factory
 RATE, CONCURRENCY = "rate", "concurrency"
 
 
-
 def level_name(by: str, level: float) -> str:
     """Sub-directory of a level: rate-4, rate-2.5, concurrency-16."""
     return f"{by}-{level:g}"

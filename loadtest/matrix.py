@@ -101,7 +101,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wandb", metavar="PROJECT", help="also log every run to Weights & Biases (needs wandb)")
 
 
-
 def _configs(ns: argparse.Namespace, base_url: str, model: str, pair_dir: Path) -> list[RunConfig]:
     common = dict(base_url=base_url, model=model, dataset=ns.dataset, seed=ns.seed, max_tokens=ns.max_tokens,
                   warmup=ns.warmup, timeout_s=ns.timeout, quiet=ns.quiet)

@@ -177,6 +177,7 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
         done, _ = await asyncio.wait({dispatcher, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         completed = dispatcher in done
     finally:
+        timer.close()  # no start may slip in from a timer callback while the run winds down
         stopper.cancel()
         dispatcher.cancel()
         pending = list(tasks)

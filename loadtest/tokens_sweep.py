@@ -106,7 +106,6 @@ def context_limit(base_url: str, headers: dict[str, str]) -> int | None:
     return None
 
 
-
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None

@@ -32,8 +32,9 @@ class Prompting:
         self.prefill_ns_per_token = (1e9 / config.prefill_tokens_per_s) if config.prefill_tokens_per_s else 0.0
 
     def tokenize(self, text: str, with_pieces: bool) -> tuple[list[int], list[str] | None]:
-        """/tokenize with the prompt tokenizer (None when there is none: the sim's own words then).
-        Pieces only where the tokenizer can decode single tokens (tiktoken)."""
+        """Ids (and pieces, when asked and the tokenizer decodes single tokens: tiktoken) for
+        /tokenize with the prompt tokenizer; LookupError without one (sim/tokenize.py then uses the
+        sim's own words)."""
         if self._tok is None:
             raise LookupError("no prompt tokenizer")
         enc = getattr(self._tok, "_enc", None)

@@ -20,12 +20,12 @@ from time import monotonic_ns
 import httptools
 import orjson
 
+from loadtest.eventloop import loop_factory
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS, Prompting
 from loadtest.sim.limits import ServerLimits
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
-from loadtest.eventloop import loop_factory
 from loadtest.sim.state import SimState
 from loadtest.sim.stream import Scheduler, Stream
 from loadtest.sim.tokenize import tokenize_body

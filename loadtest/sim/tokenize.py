@@ -38,9 +38,10 @@ def tokenize_body(raw: bytes, tokenize: Callable[[str, bool], tuple[list[int], l
     if not isinstance(text, str):
         return 400, b'{"error":{"message":"content (or prompt) must be a string","type":"invalid_request_error"}}'
     with_pieces = body.get("with_pieces") is True
+    pieces: list[str] | None
     if tokenize is None:
-        pieces: list[str] | None = sim_tokens(text)
-        ids = list(range(len(pieces)))  # type: ignore[arg-type]
+        pieces = sim_tokens(text)
+        ids = list(range(len(pieces)))
     else:
         ids, pieces = tokenize(text, with_pieces)
     if with_pieces and pieces is not None:

@@ -26,12 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from tabulate import tabulate
+from benchlib import Table, run_loadtest, ttft_errors_s
 
 from loadtest.sim.process import start_sim
 
@@ -39,17 +38,12 @@ TARGETS = {64: (0.005, None), 512: (0.050, 0.012)}  # concurrency: (mean TTFT er
 
 
 def run_client(base_url: str, concurrency: int, transport: str, requests: int, tokens: int, cpu: int | None,
-               out: Path, client_path: Path | None = None) -> dict:
-    cmd = [sys.executable, "-m", "loadtest", "throughput", "--endpoint", base_url, "--model", "sim-model",
-           "--concurrency", str(concurrency), "--num-prompts", str(requests), "--max-tokens", str(tokens),
-           "--transport", transport, "--output", str(out), "--quiet"]
-    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+               out: Path, client_path: Path | None = None) -> tuple[dict, list[dict]]:
     env = dict(os.environ, PYTHONPATH=str(client_path)) if client_path else None
     # python -m puts the working directory first on sys.path: run there so that tree is the one imported
-    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec, env=env, cwd=client_path)
-    if proc.returncode != 0:
-        raise SystemExit(f"client failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return json.loads((out / "summary.json").read_text())
+    return run_loadtest(["throughput", "--endpoint", base_url, "--model", "sim-model", "--concurrency", str(concurrency),
+                         "--num-prompts", str(requests), "--max-tokens", str(tokens), "--transport", transport],
+                        out, cpu=cpu, env=env, cwd=client_path)
 
 
 def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
@@ -59,18 +53,14 @@ def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
         log = Path(tmp) / "chunks.jsonl"
         with start_sim(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, output_tokens=args.tokens,
                        chunk_tokens_max=args.chunk_tokens_max, log_chunks=str(log), cpu=1 if pin else None) as sim:
-            summary = run_client(sim.base_url, concurrency, transport, requests, args.tokens, 0 if pin else None,
-                                 Path(tmp) / "run", args.client_path)
+            summary, rows = run_client(sim.base_url, concurrency, transport, requests, args.tokens,
+                                       0 if pin else None, Path(tmp) / "run", args.client_path)
             stats = sim.stats()
-        rows = [json.loads(line) for line in (Path(tmp) / "run" / "requests.jsonl").read_text().splitlines()]
         truth = {e["id"]: e for e in map(json.loads, log.read_text().splitlines())}
     m, run = summary["metrics"], summary["run"]
     server_ttft = stats["ttft_server_s"]
     server_mean = sum(server_ttft) / len(server_ttft)
-    first_write = stats["first_token_ns"]
-    origin = run["clock_origin_ns"]
-    delays = sorted((origin + (r["start_s"] + r["ttft_s"]) * 1e9 - first_write[r["response_id"]]) / 1e9
-                    for r in rows if r["ok"] and r["response_id"] in first_write)
+    delays = sorted(ttft_errors_s(summary, rows, stats["first_token_ns"]).tolist())  # no warm-up: every row measured
     err = sum(delays) / len(delays)
     tpot_errs = []
     for r in rows:
@@ -115,17 +105,13 @@ def main() -> int:
     p.add_argument("--client-path", type=Path, default=None, help="run the client from this source tree")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
-    headers = ["transport", "conc.", "done", "tok/s", "TTFT ms", "TTFT - server's ms", "TTFT error ms",
-               "error p99 ms", "TPOT ms", "TPOT error ms", "client CPU s/1k tok", "client CPU %", "of it kernel %", "server late ms",
-               "targets"]
-    rows = []
+    table = Table(["transport", "conc.", "done", "tok/s", "TTFT ms", "TTFT - server's ms", "TTFT error ms",
+                   "error p99 ms", "TPOT ms", "TPOT error ms", "client CPU s/1k tok", "client CPU %", "of it kernel %",
+                   "server late ms", "targets"])
     for c in args.concurrency:
         for t in args.transport:
-            rows.append(measure(c, t, args))
-            print(tabulate([rows[-1]], headers=headers), file=sys.stderr, flush=True)
-    print(tabulate(rows, headers=headers))
-    if args.json:
-        args.json.write_text(json.dumps([dict(zip(headers, r)) for r in rows], indent=2))
+            table.add(measure(c, t, args))
+    table.finish(args.json)
     return 0
 
 

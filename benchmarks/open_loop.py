@@ -23,15 +23,13 @@ before it, so the TTFT error then measures the server's bursts as much as the cl
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from tabulate import tabulate
+from benchlib import Table, run_loadtest, ttft_errors_s
 
 from loadtest.sim.process import start_sim
 
@@ -49,22 +47,13 @@ def measure(rate: float, tokens: int, per_chunk: int, seconds: float, args: argp
     with start_sim(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, output_tokens=tokens,
                    tokens_per_chunk=per_chunk, cpu=1 if pin else None) as sim, \
             tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "loadtest", "throughput", "--endpoint", sim.base_url, "--model", "sim-model",
-               *load, "--duration", str(seconds), "--warmup", f"{warmup_s:.3f}s",
-               "--cooldown", f"{warmup_s:.3f}",
-               "--max-tokens", str(tokens),
-               "--output", tmp, "--quiet"]
-        preexec = (lambda: os.sched_setaffinity(0, {0})) if pin else None
-        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec)
-        if proc.returncode != 0:
-            raise SystemExit(f"client failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        summary = json.loads((Path(tmp) / "summary.json").read_text())
-        rows = [json.loads(line) for line in (Path(tmp) / "requests.jsonl").read_text().splitlines()]
+        summary, rows = run_loadtest(["throughput", "--endpoint", sim.base_url, "--model", "sim-model", *load,
+                                      "--duration", str(seconds), "--warmup", f"{warmup_s:.3f}s",
+                                      "--cooldown", f"{warmup_s:.3f}", "--max-tokens", str(tokens)],
+                                     Path(tmp), cpu=0 if pin else None)
         stats = sim.stats()
     m, run = summary["metrics"], summary["run"]
-    first_write, origin = stats["first_token_ns"], run["clock_origin_ns"]
-    err = np.array([(origin + (r["start_s"] + r["ttft_s"]) * 1e9 - first_write[r["response_id"]]) / 1e9
-                    for r in rows if r["ok"] and r["phase"] == "measured" and r["response_id"] in first_write])
+    err = ttft_errors_s(summary, rows, stats["first_token_ns"])
     lag, loop = m.get("send_lag_s"), run["monitors"]["event_loop_delay"]
     ok = err.mean() < TTFT_ERROR_TARGET_S
     achieved = m.get("achieved_rate_per_s") or m["requests_per_s"]
@@ -95,16 +84,12 @@ def main() -> int:
     args = p.parse_args()
     if not len(args.tokens) == len(args.tokens_per_chunk) == len(args.rate):
         raise SystemExit("give one --tokens and one --tokens-per-chunk value per --rate")
-    headers = ["load", "tokens", "done", "achieved req/s", "tok/s", "send lag mean/p99/max ms",
-               "loop delay p99 ms", "TTFT error mean/p99 ms", "client CPU %", "server late ms", "verdict", "target"]
-    rows = []
+    table = Table(["load", "tokens", "done", "achieved req/s", "tok/s", "send lag mean/p99/max ms",
+                   "loop delay p99 ms", "TTFT error mean/p99 ms", "client CPU %", "server late ms", "verdict", "target"])
     for rate, tokens, per_chunk in zip(args.rate, args.tokens, args.tokens_per_chunk):
         for closed in (False, True) if args.closed else (False,):
-            rows.append(measure(rate, tokens, per_chunk, args.seconds, args, closed))
-            print(tabulate([rows[-1]], headers=headers), file=sys.stderr, flush=True)
-    print(tabulate(rows, headers=headers))
-    if args.json:
-        args.json.write_text(json.dumps([dict(zip(headers, r)) for r in rows], indent=2))
+            table.add(measure(rate, tokens, per_chunk, args.seconds, args, closed))
+    table.finish(args.json)
     return 0
 
 

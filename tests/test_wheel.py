@@ -81,6 +81,11 @@ def test_wheel_engine_list_version_and_module(installed: Path, tmp_path: Path) -
     assert set(rows) == {"llamacpp", "transformers", "vllm", "tgi"}
     assert "not installed" in rows["llamacpp"] and "`loadtest engine install llamacpp`" in rows["llamacpp"]
     assert "make engine" not in out.stdout  # no checkout: no make hint
+    # the pins ship in the wheel: an installed tool builds the same engines as a checkout
+    from loadtest.launch import pins
+
+    want = pins.read_pins(pins.constraints_file("llamacpp", gpu=False))["xllamacpp"]
+    assert f"xllamacpp {want}" in rows["llamacpp"]
     version = subprocess.run([str(installed / "python"), "-m", "loadtest", "--version"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.strip() == "loadtest 0.1.0"

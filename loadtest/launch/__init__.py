@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from typing import Iterator
 
 from loadtest.errors import LaunchError
 from loadtest.launch.engines import TGI_IMAGE, EngineCommand, get_engine
+from loadtest.launch.envs import find_env
+from loadtest.launch.pins import PinCheck
 from loadtest.launch.hostinfo import host_info
 from loadtest.launch.models import ResolvedModel, dir_size, resolve_model
 from loadtest.launch.monitor import ResourceMonitor
@@ -138,6 +141,17 @@ def _quantisation(model: ResolvedModel, cmd: EngineCommand) -> str | None:
     return model.quantisation
 
 
+def pin_check(engine: str, cmd: EngineCommand) -> PinCheck | None:
+    """The engine environment about to run against its pins (None where loadtest did not build
+    it: a llama-server binary, a Docker image)."""
+    from loadtest.launch.install import pin_check as check
+
+    if cmd.variant in ("llama-server",) or engine == "tgi":
+        return None
+    env = find_env(engine)
+    return check(env) if env is not None else None
+
+
 @contextlib.contextmanager
 def launch(spec: LaunchSpec) -> Iterator[RunningServer]:
     """Start the engine, wait until it serves, yield it, and stop it whatever happens."""
@@ -149,6 +163,11 @@ def launch(spec: LaunchSpec) -> Iterator[RunningServer]:
     weights = max(model.file_size_bytes or 0,
                   dir_size(cmd.served_path) if cmd.served_path and cmd.served_path.is_dir() else 0)
     timeout = ready_timeout(spec, cmd, weights)
+    pinned = pin_check(spec.engine, cmd)
+    if pinned is not None and not pinned.matches:
+        print(f"loadtest: warning: engine {spec.engine} differs from its pins ({pinned.file}): {pinned.describe()}; "
+              f"its results may not match another machine's (`loadtest engine install {spec.engine} --force` "
+              "installs the pinned versions)", file=sys.stderr, flush=True)
     log_dir = Path(spec.log_dir)
     log_path = (log_dir / f"server-{spec.engine}-{time.strftime('%Y%m%d-%H%M%S')}-{port}.log").resolve()
     proc = ManagedProcess(cmd.argv, env=cmd.env, log_path=log_path, cwd=Path.cwd(), grace_s=spec.stop_grace_s,
@@ -165,6 +184,7 @@ def launch(spec: LaunchSpec) -> Iterator[RunningServer]:
             info = {
                 "engine": spec.engine,
                 "engine_version": engine.version(cmd),
+                "engine_pins": pinned.record() if pinned is not None else None,
                 "engine_variant": cmd.variant,
                 "launch_command": {"argv": cmd.argv, "env": cmd.env, "shell": shell_command(cmd.argv, cmd.env),
                                    "cwd": str(Path.cwd())},

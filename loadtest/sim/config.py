@@ -42,6 +42,8 @@ class SimConfig:
     role_chunk: bool = True
     reasoning_tokens: int = 0
     usage: bool = True
+    # Usage on the last chunk of every stream, asked for or not (transformers serve <= 5.23 did this).
+    usage_always: bool = False
     usage_per_chunk: bool = False
     done: bool = True
     reject_stream_options: bool = False
@@ -176,6 +178,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the first N tokens go to delta.reasoning_content (chat)")
     s.add_argument("--usage", action=argparse.BooleanOptionalAction, default=d.usage,
                    help="report usage (final chunk when stream_options.include_usage; non-stream body)")
+    s.add_argument("--usage-always", action="store_true",
+                   help="streams end with a usage chunk even when stream_options.include_usage is not asked "
+                        "(as transformers serve <= 5.23; by default only when asked, as OpenAI and vLLM)")
     s.add_argument("--usage-per-chunk", action="store_true", help="every content chunk carries cumulative usage")
     s.add_argument("--chunk-tokens-max", type=int, default=None,
                    help="chunks of a seeded random 1..N tokens, the first chunk 1 token (overrides --tokens-per-chunk)")

@@ -121,8 +121,9 @@ def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool, seed: int
         n_tokens = random.Random(seed).randint(1, n_tokens)
     finish_reason = "length" if n_tokens >= limit else "stop"
     stream = body.get("stream") is True
-    include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-    continuous = (include_usage and config.continuous_usage and config.usage
+    asked = isinstance(options, dict) and options.get("include_usage") is True
+    include_usage = stream and (asked or config.usage_always)
+    continuous = (stream and asked and config.continuous_usage and config.usage
                   and options.get("continuous_usage_stats") is True)  # type: ignore[union-attr]
     if fail and config.fault is not None:
         fault, fault_after = config.fault

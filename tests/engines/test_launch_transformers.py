@@ -33,8 +33,12 @@ def test_transformers_streams_and_stops_clean(tmp_path: Path) -> None:
         assert Path(served, "config.json").is_file()
         assert "quantization_config" not in json.loads(Path(served, "config.json").read_text())
 
+        # Asked as the client asks (stream_options.include_usage): usage must come on the last chunk.
+        # Whether it also comes unasked differs between releases (<= 5.23 always, 5.25 only when
+        # asked); the client copes with both (tests/test_client_sim.py plays each) and counts from
+        # usage through the real engine in test_transformers.py.
         body = {"model": server.model_name, "stream": True, "max_tokens": 8,
-                "messages": [{"role": "user", "content": "Say hello."}]}
+                "messages": [{"role": "user", "content": "Say hello."}], "stream_options": {"include_usage": True}}
         chunks, usage = [], None
         with httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=120) as r:
             assert r.status_code == 200
@@ -47,12 +51,15 @@ def test_transformers_streams_and_stops_clean(tmp_path: Path) -> None:
         assert chunks and usage and usage["completion_tokens"] <= 8
 
         # unknown fields are rejected: the reason accepted_fields is empty
-        bad = httpx.post(server.base_url + "/chat/completions", json={**body, "stream": False, "ignore_eos": True},
+        bad = httpx.post(server.base_url + "/chat/completions",
+                         json={**{k: v for k, v in body.items() if k != "stream_options"}, "stream": False,
+                               "ignore_eos": True},
                          timeout=60)
         assert bad.status_code == 422
 
         info = server.info
         assert info["engine_version"].startswith("transformers ")
+        assert info["engine_pins"]["file"] == "transformers.txt"  # compared with its pins (make test builds it pinned)
         assert info["dtype"] == "float32" and "dequantised from Q4_1" in info["quantisation"]
         assert info["model"]["sha256"]
     assert tree and alive(tree) == []

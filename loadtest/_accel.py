@@ -14,6 +14,6 @@ from types import ModuleType
 speedups: ModuleType | None = None
 if not os.environ.get("LOADTEST_PURE_PYTHON"):
     try:
-        from . import _speedups as speedups
+        from loadtest import _speedups as speedups
     except ImportError:  # built without a C compiler
         speedups = None

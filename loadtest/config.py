@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .redact import is_secret_name, redact
+from loadtest.redact import is_secret_name, redact
 
 Api = Literal["chat", "completions", "responses"]
 

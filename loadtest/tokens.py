@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ConfigError
+from loadtest.errors import ConfigError
 
 USAGE, TOKENIZER, CHUNKS = "usage", "tokenizer", "chunks"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.sim.process import SimProcess, start_sim
 
 
@@ -30,8 +30,10 @@ def sim() -> Iterator[Callable[..., SimProcess]]:
 def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The per-token hot path in C (the default) and its pure-Python fall-back, which must give the
     same results."""
-    from loadtest import chunks, sse
-    from loadtest.transport import _fast, base
+    from loadtest.measure import chunks
+    from loadtest.measure import sse
+    from loadtest.transport import _fast
+    from loadtest.transport import base
 
     assert _fast._Conn is _fast.CConn and chunks.one_event_array is not sse._one_event_array, (
         "the C hot path was not built (or LOADTEST_PURE_PYTHON is set)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 from test_faults import LOADTEST, _start, check_files
 
 # -- bad input: one line, a non-zero exit, no usage screen, no traceback -----------------------

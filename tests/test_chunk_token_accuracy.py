@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtest.metrics import summarize
+from loadtest.measure.metrics import summarize
 
 N, CONC, MAX_TOKENS, TPOT_MS = 16, 4, 64, 10.0
 

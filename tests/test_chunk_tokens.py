@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from loadtest.chunk_tokens import (TEXT_SHARE, TOKENIZER, USAGE_PER_CHUNK, from_usage, proportional, reconcile,
-                                   split_chunk_tokens, text_share, tpot_from)
-from loadtest.refine import pieces_per_chunk, root_url
+from loadtest.measure.chunk_tokens import (TEXT_SHARE, TOKENIZER, USAGE_PER_CHUNK, from_usage, proportional,
+                                           reconcile, split_chunk_tokens, text_share, tpot_from)
+from loadtest.measure.retokenize import pieces_per_chunk, root_url
 
 
 def test_proportional_sums_exactly_and_is_proportional():

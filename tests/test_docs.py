@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from loadtest.definitions import DEFINITIONS, markdown
+from loadtest.measure.definitions import DEFINITIONS, markdown
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 

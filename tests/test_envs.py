@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.errors import ConfigError, LaunchError
-from loadtest.launch import envs, install, pins
+from loadtest.launch import envs
+from loadtest.launch import install
+from loadtest.launch import pins
 
 
 def fake_venv(directory: Path, engine: str, *, stamped: bool = True) -> Path:

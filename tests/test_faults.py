@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from faultserver import NGINX_502, SSE_HEAD, FaultServer, chunk, event, hold, ok_stream, reset, response, serve
-from loadtest.cli import main
+from loadtest.cli.main import main
 
 TIMEOUT_S = 2.0
 

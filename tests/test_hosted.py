@@ -165,8 +165,8 @@ def test_hosted_preset_runs_with_its_key(cli, sim, tmp_path):
 def test_responses_api_events_split_across_reads_and_an_error_event():
     """Responses API event shapes straight through the parser (no server can send these faults on
     demand): a delta split across two reads, usage from response.completed; an error event fails it."""
-    from loadtest.chunks import Stream
-    from loadtest.sse import parse_stream
+    from loadtest.measure.chunks import Stream
+    from loadtest.measure.sse import parse_stream
 
     body = (b'event: response.created\ndata: {"type":"response.created","response":{"id":"resp_9","status":"in_progress"}}\n\n'
             b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":" a"}\n\n'
@@ -185,7 +185,7 @@ def test_responses_api_events_split_across_reads_and_an_error_event():
 
 
 def test_a_provider_that_only_rate_limits_stops_the_run_with_advice(sim, tmp_path, capsys):
-    from loadtest.cli import main
+    from loadtest.cli.main import main
 
     s = sim(ttft_ms=1, tpot_ms=1, rate_limit_every=1, retry_after_s=0.01)
     code = main(["single", "--endpoint", s.base_url, "--model", "sim-model", "--max-retries", "2", "--num-prompts", "5",

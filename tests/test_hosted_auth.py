@@ -10,10 +10,10 @@ from email.utils import formatdate
 
 import pytest
 
-from loadtest.auth import build_auth, is_azure_url
-from loadtest.cli import build_parser, config_from_args
+from loadtest.client.auth import build_auth, is_azure_url
+from loadtest.cli.main import build_parser, config_from_args
 from loadtest.config import RunConfig
-from loadtest.retry import RetryPolicy, parse_duration, parse_retry_after, provider_delay_s
+from loadtest.client.retry import RetryPolicy, parse_duration, parse_retry_after, provider_delay_s
 from loadtest.transport import Exchange
 from test_bad_input import _cli, _one_error_line
 

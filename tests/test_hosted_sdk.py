@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 
 
 @pytest.mark.parametrize("extra", [[], ["--no-stream"], ["--api", "responses"], ["--api", "completions"]])

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from loadtest.errors import ConfigError, LaunchError
-from loadtest.launch import LaunchSpec, ensure_engine, launch, ready_timeout
+from loadtest.launch.launcher import LaunchSpec, ensure_engine, launch, ready_timeout
 from loadtest.launch import engines as eng
-from loadtest.launch.models import (ResolvedModel, file_sha256, gguf_metadata, quantisation_of, resolve_model)
+from loadtest.launch.models import ResolvedModel, file_sha256, gguf_metadata, quantisation_of, resolve_model
 from loadtest.launch.monitor import ResourceMonitor
 from loadtest.launch.process import ManagedProcess, _proc_table, free_port, process_tree
 

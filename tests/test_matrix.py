@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.errors import ConfigError
-from loadtest.matrix import EngineVariant, model_label, parse_engine
+from loadtest.series.matrix import EngineVariant, model_label, parse_engine
 from test_report import RUNS
 
 

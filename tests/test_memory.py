@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.errors import LaunchError
-from loadtest.memory import PRECISIONS, count_config, memory_rows, parse_count, render_memory, resolve
+from loadtest.launch.memory import PRECISIONS, count_config, memory_rows, parse_count, render_memory, resolve
 
 FIXTURES = Path(__file__).parent / "fixtures" / "memory"
 

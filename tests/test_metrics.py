@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from loadtest.metrics import compute_metrics, summarize
-from loadtest.record import build_record, cancelled_record
+from loadtest.measure.metrics import compute_metrics, summarize
+from loadtest.measure.record import build_record, cancelled_record
 from loadtest.transport import Exchange
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from loadtest.loadshape import OpenLoop
+from loadtest.scheduler.shapes import OpenLoop
 
 
 def _gaps(shape: OpenLoop, n: int) -> np.ndarray:
@@ -128,7 +128,7 @@ def test_timed_warmup_and_cooldown_are_marked_and_left_out(cli, sim, tmp_path):
     ([], "--concurrency N (closed loop) or --request-rate R"),
 ])
 def test_bad_load_options_are_one_line(args, message, capsys):
-    from loadtest.cli import main
+    from loadtest.cli.main import main
 
     try:
         code = main(["throughput", "--endpoint", "http://127.0.0.1:9/v1", *args])
@@ -169,7 +169,7 @@ def test_run_open_loop_takes_a_dealt_share_of_a_schedule():
     import asyncio
     from time import perf_counter_ns
 
-    from loadtest.scheduler import run_open_loop
+    from loadtest.scheduler.loops import run_open_loop
 
     shared = OpenLoop(200.0, seed=5).times(30)
     mine = list(range(1, 30, 3))

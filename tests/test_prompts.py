@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.errors import DatasetError
-from loadtest.prompts import BUILTIN_PATH, Prompt, load_prompts, sample_prompts
+from loadtest.prompts.sources import BUILTIN_PATH, Prompt, load_prompts, sample_prompts
 
 
 def _first_word(text: str) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from loadtest.chunks import Stream
-from loadtest.record import build_record
-from loadtest.sse import one_event_per_piece, parse_stream
+from loadtest.measure.chunks import Stream
+from loadtest.measure.record import build_record
+from loadtest.measure.sse import one_event_per_piece, parse_stream
 from loadtest.tokens import load_tokenizer
 from loadtest.transport import Exchange
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.report.build import build_report
 from loadtest.report.cost import Prices, run_cost
 from loadtest.report.fit import fit_records

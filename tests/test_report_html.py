@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 from test_report import RUNS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from loadtest.cli import main  # noqa: E402
+from loadtest.cli.main import main  # noqa: E402
 from loadtest.report import plots  # noqa: E402
 from loadtest.report.load import load_runs  # noqa: E402
 from test_report import RUNS, _synthetic  # noqa: E402

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli import main
+from loadtest.cli.main import main
 from loadtest.report.wandb_sink import flat_summary
 from test_report import RUNS
 

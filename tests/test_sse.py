@@ -1,6 +1,6 @@
 import pytest
 
-from loadtest.sse import one_event_per_piece, parse_events, parse_stream
+from loadtest.measure.sse import one_event_per_piece, parse_events, parse_stream
 
 
 def test_events_get_the_stamp_of_the_piece_that_completes_them():

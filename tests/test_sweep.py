@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from loadtest.cli import main
-from loadtest import slo
+from loadtest.cli.main import main
+from loadtest.judge import slo
 
 # 2 slots, each reply 20 + 15 x 5 = 95 ms: the server completes at most 2 / 0.095 = 21.05 req/s.
 KNEE_RPS = 2 / 0.095

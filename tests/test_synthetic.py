@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from loadtest.synthetic import SyntheticSpec, build_prompts, word_pool
+from loadtest.prompts.synthetic import SyntheticSpec, build_prompts, word_pool
 from loadtest.tokens import load_tokenizer
 
 CL100K = load_tokenizer("cl100k_base")
@@ -121,7 +121,7 @@ def test_stddev_varies_lengths_exactly(sim: Any, cli: Any, tmp_path: Path) -> No
     (["--dataset", "synthetic", "--prompt-tokens", "10", "--shared-prefix-tokens", "10"], "--shared-prefix-tokens"),
 ])
 def test_bad_options_are_one_line(args: list[str], text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from loadtest.cli import main
+    from loadtest.cli.main import main
 
     code = main(["single", "--endpoint", "http://127.0.0.1:9/v1", *args, "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err
@@ -133,8 +133,8 @@ def test_a_hugging_face_tokenizer_counts_exactly(sim: Any, cli: Any, tmp_path: P
     """A local tokenizer directory (`--tokenizer DIR`, or the launched model's exported directory): a
     small byte-level BPE trained here stands in for a model's, on both sides."""
     tokenizers = pytest.importorskip("tokenizers")
-    from loadtest.prompts import load_prompts
-    from loadtest.synthetic_run import launched_tokenizer
+    from loadtest.prompts.sources import load_prompts
+    from loadtest.run.synthetic import launched_tokenizer
 
     tok = tokenizers.Tokenizer(tokenizers.models.BPE())
     tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)

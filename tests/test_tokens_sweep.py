@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from loadtest.cli import main
-from loadtest.tokens_sweep import expected_speed, scenario_timeout, EXPECTED_PP, EXPECTED_TG
+from loadtest.cli.main import main
+from loadtest.series.prefill_decode import expected_speed, scenario_timeout, EXPECTED_PP, EXPECTED_TG
 
 
 def sweep(server: Any, out: Path, *args: str) -> tuple[int, dict[str, Any]]:

@@ -12,9 +12,12 @@ from time import perf_counter_ns
 
 import pytest
 
-from loadtest import chunks, sse
+from loadtest.measure import chunks
+from loadtest.measure import sse
 from loadtest._speedups import ConnBase, Pieces
-from loadtest.transport import _fast, base, make_transport
+from loadtest.transport import make_transport
+from loadtest.transport import _fast
+from loadtest.transport import base
 
 
 def chunked(payloads: list[bytes], *, ext: bool = False, trailers: bytes = b"") -> bytes:

@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from loadtest.config import RunConfig
-from loadtest.loadshape import OpenLoop
-from loadtest.share import deal, split
+from loadtest.scheduler.shapes import OpenLoop
+from loadtest.scaleout.share import deal, split
 
 
 def _cfg(**kw) -> RunConfig:
@@ -180,7 +180,7 @@ def test_timed_open_loop_lasts_to_the_deadline(cli, sim, tmp_path):
     (["--workers", "2", "--request-rate", "5", "--max-concurrency", "1"], "--max-concurrency 1 is fewer than --workers 2"),
 ])
 def test_bad_worker_options_are_one_line(args, message, capsys, tmp_path):
-    from loadtest.cli import main
+    from loadtest.cli.main import main
 
     base = ["throughput", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--num-prompts", "4",
             "--output", str(tmp_path / "x")]

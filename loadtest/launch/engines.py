@@ -19,7 +19,7 @@ from loadtest.launch.envs import EngineEnv, all_pythons, find_env, has_nvidia, i
 from loadtest.launch.models import ResolvedModel
 
 if TYPE_CHECKING:
-    from loadtest.launch import LaunchSpec
+    from loadtest.launch.launcher import LaunchSpec
 
 TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.5"
 LLAMACPP_VARIANTS = ("auto", "llama-server", "xllamacpp", "llama-cpp-python")

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .cost import Prices, cost_summary, describe
-from .fit import fit_records
-from .load import SavedRun, load_runs
-from .tables import Column, Table, comparison_table, method_table, num, pivot_table
+from loadtest.report.cost import Prices, cost_summary, describe
+from loadtest.report.fit import fit_records
+from loadtest.report.load import SavedRun, load_runs
+from loadtest.report.tables import Column, Table, comparison_table, method_table, num, pivot_table
 
 __all__ = ["Prices", "SavedRun", "build_report", "load_runs"]
 

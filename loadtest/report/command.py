@@ -8,11 +8,11 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from ..argtypes import non_negative_float as _non_negative
-from ..errors import ConfigError
+from loadtest.cli.argtypes import non_negative_float as _non_negative
+from loadtest.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .cost import Prices
+    from loadtest.report.cost import Prices
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def prices_from_args(ns: argparse.Namespace) -> Prices | None:
-    from .cost import Prices
+    from loadtest.report.cost import Prices
 
     prices = Prices(ns.cost_per_hour, ns.price_per_1m_input, ns.price_per_1m_output)
     if prices.per_hour is not None and (prices.per_1m_input is not None or prices.per_1m_output is not None):
@@ -50,20 +50,20 @@ def make_report(paths: list[Path], *, by: list[str], fmt: str, output: Path | No
                 prices: Prices | None = None, title: str = "loadtest report",
                 slos: dict[str, float | None] | None = None) -> str:
     """Build the report in `fmt`; write it to `output` when given. Returns the text."""
-    from .build import build_report
-    from .load import find_failures, load_runs
-    from .render import render_text
+    from loadtest.report.build import build_report
+    from loadtest.report.load import find_failures, load_runs
+    from loadtest.report.render import render_text
 
     runs = load_runs(paths)
     tables = build_report(runs, by, prices, find_failures(paths))
     if fmt == "html":
-        from .html import render_html
+        from loadtest.report.html import render_html
 
         text = render_html(runs, tables, title=title, by=by, slos=slos)
     else:
         text = render_text(tables, fmt)
     if plots is not None:
-        from .plots import save_plots
+        from loadtest.report.plots import save_plots
 
         for path in save_plots(runs, plots, by, slos):
             print(f"plot: {path}", file=sys.stderr)
@@ -84,8 +84,8 @@ def run(ns: argparse.Namespace) -> int:
                        slos={"slo_ttft_s": ns.slo_ttft_ms / 1e3 if ns.slo_ttft_ms is not None else None,
                              "slo_e2e_s": ns.slo_e2e_s})
     if ns.wandb:
-        from .load import load_runs
-        from .wandb_sink import log_runs
+        from loadtest.report.load import load_runs
+        from loadtest.report.wandb_sink import log_runs
 
         log_runs(load_runs(list(ns.runs)), ns.wandb)
     if ns.output is None:

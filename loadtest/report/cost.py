@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .load import SavedRun, dig
+from loadtest.report.load import SavedRun, dig
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .. import __version__
-from ..definitions import DEFINITIONS
-from .build import run_configs
-from .load import SavedRun
-from .render import cells
-from .tables import Table
+from loadtest import __version__
+from loadtest.measure.definitions import DEFINITIONS
+from loadtest.report.build import run_configs
+from loadtest.report.load import SavedRun
+from loadtest.report.render import cells
+from loadtest.report.tables import Table
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
@@ -65,7 +65,7 @@ def table_html(t: Table) -> str:
 
 def _plots_html(runs: Sequence[SavedRun], by: Sequence[str], slos: dict[str, float | None] | None) -> str:
     try:
-        from .plots import figures, svg
+        from loadtest.report.plots import figures, svg
     except ImportError:  # pragma: no cover - plots.py itself imports nothing optional at module level
         return ""
     try:

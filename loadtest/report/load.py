@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ConfigError
+from loadtest.errors import ConfigError
 
 MISSING = "-"
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from .fit import fit_records
-from .load import SavedRun
-from .tables import group_runs, group_stats
+from loadtest.errors import ConfigError
+from loadtest.report.fit import fit_records
+from loadtest.report.load import SavedRun
+from loadtest.report.tables import group_runs, group_stats
 
 MAX_SERIES = 10
 

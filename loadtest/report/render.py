@@ -10,7 +10,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .tables import Table
+from loadtest.report.tables import Table
 
 def cells(table: Table, *, bold: str | None = None) -> list[list[str]]:
     """Formatted cells; the bold cells wrapped as `bold` says (e.g. "**{}**")."""

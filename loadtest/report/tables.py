@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import summarize
-from .load import MISSING, SavedRun, dig
+from loadtest.measure.metrics import summarize
+from loadtest.report.load import MISSING, SavedRun, dig
 
 # (name, where in summary.json, compared across which runs: "all" or "command")
 SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (

@@ -8,8 +8,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConfigError
-from .load import SavedRun
+from loadtest.errors import ConfigError
+from loadtest.report.load import SavedRun
 
 REQUEST_COLUMNS = ("id", "ok", "error_kind", "start_s", "end_s", "ttft_s", "e2e_s", "tpot_s", "tokens_per_s",
                    "decode_tokens_per_s", "completion_tokens", "prompt_tokens", "finish_reason")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ssl
 
-from ..errors import ConfigError
-from .base import Exchange, Transport, TransportKind, normalize_base_url
+from loadtest.errors import ConfigError
+from loadtest.transport.base import Exchange, Transport, TransportKind, normalize_base_url
 
 __all__ = ["Exchange", "Transport", "TransportKind", "make_transport", "normalize_base_url"]
 
@@ -23,17 +23,17 @@ def make_transport(kind: TransportKind, base_url: str, *, max_connections: int, 
     api-version); ``ssl_context`` replaces the default verifying one (``--insecure``). Here, not in
     base.py, so that base.py imports none of the transports that import it."""
     if kind == "fast":
-        from ._fast import FastTransport
+        from loadtest.transport._fast import FastTransport
 
         return FastTransport(base_url, max_connections=max_connections, headers=headers, query=query,
                              ssl_context=ssl_context)
     if kind == "httpx":
-        from ._httpx import HttpxTransport
+        from loadtest.transport._httpx import HttpxTransport
 
         return HttpxTransport(base_url, max_connections=max_connections, headers=headers, query=query,
                               ssl_context=ssl_context)
     if kind == "openai":
-        from ._openai import OpenAITransport
+        from loadtest.transport._openai import OpenAITransport
 
         return OpenAITransport(base_url, max_connections=max_connections, headers=headers, query=query,
                                ssl_context=ssl_context)

@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from .. import __version__
-from .._accel import speedups
-from .base import (DISCONNECT, PROTOCOL, RUNAWAY, RUNAWAY_CHECK_S, TIMEOUT, Exchange, StampedPieces,
-                   describe_os_error, is_limit_header, runaway_message, with_query)
+from loadtest import __version__
+from loadtest._accel import speedups
+from loadtest.transport.base import (DISCONNECT, PROTOCOL, RUNAWAY, RUNAWAY_CHECK_S, TIMEOUT, Exchange,
+                                     StampedPieces, describe_os_error, is_limit_header, runaway_message,
+                                     with_query)
 
 
 _MAX_HEAD = 65536  # headers larger than this are left to httptools alone

@@ -9,10 +9,11 @@ from time import perf_counter_ns
 
 import httpx
 
-from .. import __version__
+from loadtest import __version__
 import ssl
 
-from .base import CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, is_limit_header, runaway_message, with_query
+from loadtest.transport.base import (CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, is_limit_header,
+                                     runaway_message, with_query)
 
 
 class HttpxTransport:

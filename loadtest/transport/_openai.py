@@ -18,8 +18,9 @@ from urllib.parse import parse_qsl
 
 import httpx
 
-from ..errors import ConfigError
-from .base import CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, is_limit_header, runaway_message
+from loadtest.errors import ConfigError
+from loadtest.transport.base import (CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, is_limit_header,
+                                     runaway_message)
 
 try:
     import openai

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from .._accel import speedups
-from ..errors import ConfigError
+from loadtest._accel import speedups
+from loadtest.errors import ConfigError
 
 TransportKind = Literal["fast", "httpx"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from loadtest.errors import LaunchError
-from loadtest.launch import ensure_engine
+from loadtest.launch.launcher import ensure_engine
 from loadtest.launch.process import _proc_table
 
 def loadtest(args: list[str], out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], str]:

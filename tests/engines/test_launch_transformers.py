@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from engine_checks import alive, require_engine
-from loadtest.launch import LaunchSpec, launch
+from loadtest.launch.launcher import LaunchSpec, launch
 from loadtest.launch.process import process_tree
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]

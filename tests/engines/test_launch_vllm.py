@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from loadtest.errors import LaunchError
-from loadtest.launch import LaunchSpec, ensure_engine, launch
+from loadtest.launch.launcher import LaunchSpec, ensure_engine, launch
 from loadtest.launch.process import _proc_table
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine_checks import require_engine
-from loadtest.cli import main
+from loadtest.cli.main import main
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 

@@ -1,0 +1,53 @@
+"""Request payloads: a prompt and the run's options become the exact bytes sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from loadtest.config import RunConfig
+from loadtest.prompts.sources import Prompt
+
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
+
+
+def request_path(cfg: RunConfig) -> str:
+    return PATHS[cfg.api]
+
+
+def base_body(cfg: RunConfig, model: str | None) -> dict[str, Any]:
+    """Fields common to every request of a run. Optional sampling fields are sent only when the
+    user set them, because engines differ in their defaults and in what they reject (422)."""
+    body: dict[str, Any] = {}
+    if model:
+        body["model"] = model
+    # The Responses API names the output cap max_output_tokens (max_tokens is rejected there).
+    body["max_output_tokens" if cfg.api == "responses" else "max_tokens"] = cfg.max_tokens
+    body["stream"] = cfg.stream
+    if cfg.temperature is not None:
+        body["temperature"] = cfg.temperature
+    if cfg.top_p is not None:
+        body["top_p"] = cfg.top_p
+    if cfg.ignore_eos:
+        body["ignore_eos"] = True
+    body.update(cfg.extra_body)
+    return body
+
+
+def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage: bool,
+               continuous_usage: bool = False) -> bytes:
+    """Only the first user turn is sent. ``continuous_usage`` asks for usage on every chunk (vLLM,
+    SGLang): exact tokens per chunk, hence exact TPOT and per-token ITL."""
+    body = dict(base)
+    if api == "chat":
+        body["messages"] = [{"role": "user", "content": prompt.text}]
+    elif api == "responses":
+        body["input"] = prompt.text  # usage always comes in response.completed: no stream_options
+        return orjson.dumps(body)
+    else:
+        body["prompt"] = prompt.text
+    if include_usage and body.get("stream"):
+        body["stream_options"] = ({"include_usage": True, "continuous_usage_stats": True} if continuous_usage
+                                  else {"include_usage": True})
+    return orjson.dumps(body)

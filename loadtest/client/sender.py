@@ -1,0 +1,135 @@
+"""Sending one request the way the server wants it: client-side budgets (--rpm-limit,
+--tpm-limit), rate-limited answers retried when the provider says (--max-retries), and the
+compatibility fallbacks learnt from a first rejection, each said once and kept for the run:
+``stream_options`` asked for in order usage on every chunk (``continuous_usage_stats``: exact
+tokens per chunk), usage at the end (``include_usage``: exact totals), nothing, since many servers
+(TGI, Ollama, LM Studio...) reject ``stream_options`` and some that take ``include_usage`` reject
+the vLLM extension; and ``max_tokens`` -> ``max_completion_tokens`` for reasoning models.
+
+The exchange returned is the attempt that counts: its latency is that attempt's alone; the time
+spent waiting for a budget or a retry is carried beside it (Exchange.attempt_info), never inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from loadtest.measure.chunks import error_message
+from loadtest.config import RunConfig
+from loadtest.client.payloads import build_body, request_path
+from loadtest.prompts.sources import Prompt
+from loadtest.client.ratelimit import ClientLimits, sleep
+from loadtest.client.retry import RetryPolicy
+from loadtest.tokens import Tokenizer, estimator_for
+from loadtest.transport import Exchange, Transport
+from loadtest.transport.base import AttemptInfo
+
+
+def rejects_max_tokens(message: str) -> bool:
+    """OpenAI's answer to max_tokens on o-series / GPT-5 models ("Unsupported parameter:
+    'max_tokens' ... Use 'max_completion_tokens' instead.")."""
+    return "max_tokens" in message and "max_completion_tokens" in message
+
+
+class Sender:
+    def __init__(self, cfg: RunConfig, transport: Transport, *, note: Callable[[str], None],
+                 tokenizer: Tokenizer | None = None) -> None:
+        self.cfg = cfg
+        self.transport = transport
+        self.path = request_path(cfg)
+        self.note = note
+        self.include_usage = cfg.stream and cfg.api != "responses"
+        self.stream_options_rejected = False
+        self.continuous_usage = self.include_usage
+        self.continuous_rejected = False
+        self.max_completion_tokens = False
+        self.policy = RetryPolicy(max_retries=cfg.max_retries, seed=cfg.seed)
+        self.limits = ClientLimits(cfg.rpm_limit, cfg.tpm_limit, max_request_tokens=cfg.max_tokens + 1)
+        self._count = (tokenizer or estimator_for(cfg.model)).count if cfg.tpm_limit else None
+        self._bases: tuple[int, dict[str, Any]] | None = None
+        self.provider_limits: dict[str, str] = {}  # the latest x-ratelimit-limit-* the provider stated
+
+    def estimate_tokens(self, prompt: Prompt) -> int:
+        """What a provider charges a request against its token limit: prompt + max tokens."""
+        return (self._count(prompt.text) if self._count else 0) + self.cfg.max_tokens
+
+    def _base(self, base: dict[str, Any]) -> dict[str, Any]:
+        if not self.max_completion_tokens or "max_tokens" not in base:
+            return base
+        if self._bases is None or self._bases[0] != id(base):
+            adapted = {("max_completion_tokens" if k == "max_tokens" else k): v for k, v in base.items()}
+            self._bases = (id(base), adapted)
+        return self._bases[1]
+
+    async def send(self, prompt: Prompt, base: dict[str, Any]) -> Exchange:
+        cfg, post = self.cfg, self.transport.post
+        info = AttemptInfo()
+        usage, continuous = self.include_usage, self.continuous_usage
+        fell_back: str | None = None  # the rejection that made this request ask for less usage
+        dropped_continuous = False
+        tokens = self.estimate_tokens(prompt) if self.limits.enabled else 0
+        while True:
+            if self.limits.enabled:
+                waited = await self.limits.acquire(tokens)
+                info.limit_wait_s = (info.limit_wait_s or 0.0) + waited
+            used = self._base(base)
+            body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
+            ex = await post(self.path, body, cfg.timeout_s)
+            info.attempts += 1
+            if ex.limit_headers:
+                self._note_limits(ex.limit_headers)
+            status = ex.status or 0
+            if ex.error_kind is None and status in (400, 422):
+                message = error_message(ex.body())
+                if "max_tokens" in used and rejects_max_tokens(message):  # (requests in flight at the switch too)
+                    if not self.max_completion_tokens:
+                        self.max_completion_tokens = True
+                        self.note(f"server rejected max_tokens ({message}); sending max_completion_tokens for the run")
+                    continue
+                if continuous:  # ask for less: usage at the end only
+                    continuous, dropped_continuous, fell_back = False, True, message
+                    continue
+                if usage:  # then no stream_options at all
+                    usage, fell_back = False, message
+                    continue
+            if self.policy.rate_limited(ex):
+                info.rate_limited += 1
+                if info.rate_limited <= self.policy.max_retries:
+                    waited = await sleep(self.policy.delay_s(ex, info.rate_limited))
+                    info.retry_wait_s += waited
+                    continue
+            break
+        if fell_back and ex.status is not None and ex.status < 400:
+            self._learn(usage, dropped_continuous, fell_back)
+        ex.attempt_info = info
+        return ex
+
+    def _learn(self, usage: bool, dropped_continuous: bool, message: str) -> None:
+        """A retry with less stream_options succeeded: send only that for the rest of the run."""
+        if dropped_continuous and self.continuous_usage:
+            self.note(f"server rejected stream_options.continuous_usage_stats ({message}); sending include_usage "
+                      "only (tokens per chunk are then counted after the run)")
+            self.continuous_usage, self.continuous_rejected = False, True
+        if not usage and self.include_usage:
+            self.note(f"server rejected stream_options ({message}); sending requests without it "
+                      "(token counts fall back to --tokenizer, else to chunk counts)")
+            self.include_usage = self.continuous_usage = False
+            self.stream_options_rejected = True
+
+    def _note_limits(self, headers: dict[str, str]) -> None:
+        for name, value in headers.items():
+            if name.startswith("x-ratelimit-limit-"):
+                self.provider_limits[name.removeprefix("x-ratelimit-limit-")] = value
+
+    def run_info(self) -> dict[str, Any]:
+        """The run-level facts summary.json's ``run`` block gets from the sender. (Wait and 429
+        totals are in ``metrics``/``counts``, summed from the measured records, warm-up excluded.)"""
+        return {
+            "stream_options_sent": self.include_usage if self.cfg.stream else False,
+            "stream_options_rejected": self.stream_options_rejected,
+            "continuous_usage_sent": self.continuous_usage if self.cfg.stream else False,
+            "continuous_usage_rejected": self.continuous_rejected,
+            "max_completion_tokens_sent": self.max_completion_tokens,
+            "provider_limits": self.provider_limits or None,  # e.g. {"requests": "500", "tokens": "30000"}
+        }

@@ -1,0 +1,188 @@
+"""The per-request record: raw timestamps interpreted once, after the response is complete.
+
+Definitions live in :mod:`loadtest.definitions`; this module implements them. Times are seconds;
+``None`` means not measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from loadtest.measure.chunk_tokens import TEXT_SHARE, split_chunk_tokens, tpot_from
+from loadtest.measure.chunks import Stream, error_message
+from loadtest.tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
+from loadtest.transport import Exchange
+
+# Request-level failure kinds beyond the transport's (connect, timeout, disconnect, protocol).
+AUTH, NOT_FOUND, BAD_REQUEST, RATE_LIMITED, SERVER_ERROR, HTTP_ERROR = (
+    "auth", "not_found", "bad_request", "rate_limited", "server_error", "http_error")
+CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    id: int
+    prompt_id: str
+    ok: bool
+    status: int | None
+    error_kind: str | None
+    error: str | None
+    start_s: float
+    """Request start, seconds since the run started."""
+    end_s: float | None
+    ttft_s: float | None
+    ttft_content_s: float | None
+    e2e_s: float | None
+    tpot_s: float | None
+    decode_tokens_per_s: float | None
+    tokens_per_s: float | None
+    completion_tokens: int | None
+    prompt_tokens: int | None
+    token_source: str | None
+    finish_reason: str | None
+    chunks: int
+    content_chunks: int
+    connect_s: float | None
+    warmup: bool = False
+    response_id: str | None = None
+    chunk_offsets_s: list[float] | None = None
+    """Arrival of each content chunk, seconds after the request started."""
+    chunk_tokens: list[int] | None = None
+    """Tokens attributed to each content chunk (sums to completion_tokens)."""
+    chunk_token_source: str | None = None
+    """How chunk_tokens were obtained (see loadtest.chunk_tokens)."""
+    engine_timings: dict[str, Any] | None = None
+    bytes_received: int | None = None
+    """Response body bytes that arrived (also when the request failed)."""
+    partial_tokens: int | None = None
+    """Failed requests: tokens that arrived before the failure (usage, else --tokenizer, else content
+    chunks), so a runaway or cut-off server is told apart from a silent one."""
+    attempts: int = 1
+    """Requests sent for this one: 1 + retries after rate limiting + compatibility retries."""
+    rate_limited: int = 0
+    """Answers of 429 (or 503 with Retry-After) this request met, retried or (past --max-retries) not."""
+    retry_wait_s: float = 0.0
+    """Seconds waited before retries (never inside the latency, which is the recorded attempt's)."""
+    limit_wait_s: float | None = None
+    """Seconds waited for the client-side --rpm-limit/--tpm-limit budget (None: no limit set)."""
+    reasoning_tokens: int | None = None
+    """Of completion_tokens, those the model spent reasoning (usage's *_tokens_details.reasoning_tokens,
+    else counted from streamed reasoning text)."""
+    scheduled_s: float | None = None
+    """Open loop: when the load shape wanted the request sent, seconds since the run started."""
+    queue_s: float | None = None
+    """Open loop with --max-concurrency: time waited for a free slot before the request started."""
+    phase: str | None = None
+    """warmup, measured or cooldown (only measured requests enter the statistics)."""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
+
+
+def _http_error_kind(status: int) -> str:
+    if status in (401, 403):
+        return AUTH
+    if status == 404:
+        return NOT_FOUND
+    if status in (400, 413, 422):
+        return BAD_REQUEST
+    if status == 429:
+        return RATE_LIMITED
+    if status >= 500:
+        return SERVER_ERROR
+    return HTTP_ERROR
+
+
+def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: int, stream: bool,
+                 tokenizer: Tokenizer | None, warmup: bool = False,
+                 keep_texts: Callable[[int, list[str]], None] | None = None) -> RequestRecord:
+    """Interpret one Exchange. Implements every definition in docs/metrics.md. ``keep_texts(id,
+    texts)`` receives the chunk texts of a request whose per-chunk counts are estimated, for an exact
+    count after the run (loadtest.refine)."""
+    s = Stream()
+    ok = ex.error_kind is None
+    kind, message = ex.error_kind, ex.error
+    body_pieces = ex.pieces
+    if ok and ex.status is not None and ex.status >= 400:
+        ok, kind, message = False, _http_error_kind(ex.status), f"HTTP {ex.status}: {error_message(ex.body())}"
+    elif ok:
+        is_sse = stream and ("event-stream" in ex.content_type or ex.body().lstrip().startswith(b"data:"))
+        if is_sse:
+            s.read_sse(body_pieces)
+        else:
+            s.read_body(ex.t_end_ns or ex.t_start_ns, ex.body())
+        if s.error_kind:
+            ok, kind, message = False, s.error_kind, s.error
+    elif stream and len(body_pieces):  # failed mid-response: keep what did arrive
+        s.read_sse(body_pieces)
+
+    ms = 1e9
+    e2e = (ex.t_end_ns - ex.t_start_ns) / ms if ex.t_end_ns is not None else None
+    rec = RequestRecord(
+        id=request_id, prompt_id=prompt_id, ok=ok, status=ex.status, error_kind=kind, error=message,
+        start_s=(ex.t_start_ns - run_t0_ns) / ms,
+        end_s=(ex.t_end_ns - run_t0_ns) / ms if ex.t_end_ns is not None else None,
+        ttft_s=None, ttft_content_s=None, e2e_s=e2e, tpot_s=None, decode_tokens_per_s=None,
+        tokens_per_s=None, completion_tokens=None, prompt_tokens=None, token_source=None,
+        finish_reason=s.finish_reason, chunks=s.chunks, content_chunks=len(s.times),
+        connect_s=ex.connect_s, warmup=warmup, response_id=s.response_id, engine_timings=s.timings)
+    if (info := ex.attempt_info) is not None:
+        rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
+            info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
+    if len(body_pieces):
+        rec.bytes_received = len(ex.body()) if type(body_pieces) is list else body_pieces.nbytes()  # type: ignore[attr-defined]
+    if not ok:
+        if s.times:
+            rec.partial_tokens = (int(s.usage["completion_tokens"]) if s.usage is not None else
+                                  tokenizer.count("".join(s.texts)) if tokenizer is not None else len(s.times))
+        return rec
+
+    if s.usage is not None:
+        total, rec.token_source = int(s.usage["completion_tokens"]), USAGE
+        pt = s.usage.get("prompt_tokens")
+        rec.prompt_tokens = pt if isinstance(pt, int) else None
+        details = s.usage.get("completion_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+            rec.reasoning_tokens = details["reasoning_tokens"]
+    elif tokenizer is not None:
+        total, rec.token_source = tokenizer.count("".join(s.texts)), TOKENIZER
+    else:
+        total, rec.token_source = len(s.times), CHUNKS
+    rec.completion_tokens = total
+    if rec.reasoning_tokens is None and s.reasoning_texts:  # streamed reasoning, no usage details
+        rec.reasoning_tokens = (min(total, tokenizer.count("".join(s.reasoning_texts))) if tokenizer is not None
+                                else round(total * len(s.reasoning_texts) / len(s.texts)))
+    if e2e:
+        rec.tokens_per_s = total / e2e
+    if not stream or not s.times:
+        return rec
+
+    t0 = ex.t_start_ns
+    rec.ttft_s = (s.times[0] - t0) / ms
+    if s.first_content_ns is not None:
+        rec.ttft_content_s = (s.first_content_ns - t0) / ms
+    rec.chunk_offsets_s = [(t - t0) / ms for t in s.times]
+    if total > 0:
+        texts = s.texts
+        rec.chunk_tokens, rec.chunk_token_source = split_chunk_tokens(
+            texts, s.cum_usage, total, tokenizer.count if tokenizer is not None else None)
+        rates = tpot_from(rec.chunk_offsets_s, rec.chunk_tokens, total)
+        if rates is not None:
+            rec.tpot_s, rec.decode_tokens_per_s = rates
+            if keep_texts is not None and rec.chunk_token_source == TEXT_SHARE:
+                keep_texts(request_id, texts)
+    return rec
+
+
+def cancelled_record(*, request_id: int, prompt_id: str, t_start_ns: int, run_t0_ns: int,
+                     warmup: bool, reason: str) -> RequestRecord:
+    return RequestRecord(
+        id=request_id, prompt_id=prompt_id, ok=False, status=None, error_kind=CANCELLED, error=reason,
+        start_s=(t_start_ns - run_t0_ns) / 1e9, end_s=None, ttft_s=None, ttft_content_s=None, e2e_s=None,
+        tpot_s=None, decode_tokens_per_s=None, tokens_per_s=None, completion_tokens=None,
+        prompt_tokens=None, token_source=None, finish_reason=None, chunks=0, content_chunks=0,
+        connect_s=None, warmup=warmup)

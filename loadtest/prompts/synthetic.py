@@ -1,0 +1,288 @@
+"""Synthetic prompts of exact token length (``--dataset synthetic --prompt-tokens N``): part of the
+prompt stage, producing the same :class:`Prompt` objects as any dataset.
+
+A prompt is a seeded sequence of common English words, each of which is one token in the served
+model's vocabulary (checked with the counter below), so N words are N tokens; every prompt is then
+counted as a whole and trimmed or extended until the count is exactly right. The counter is, in
+order of trust: the server's own ``/tokenize`` (llama.cpp, vLLM: the served model's tokenizer,
+whatever it is), ``--tokenizer``, else tiktoken ``cl100k_base`` (right for GPT-class hosted models,
+approximate for others: the mismatch against ``usage.prompt_tokens`` is always reported).
+
+The server may add tokens of its own (a chat template, a BOS token): one probe request measures
+that overhead from ``usage.prompt_tokens`` before the run, and prompts are shortened by it so the
+server processes the requested count. Every prompt starts differently (a prefix cache cannot
+flatter the result), unless ``--shared-prefix-tokens K`` asks for exactly K shared leading tokens.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import httpx
+
+from loadtest.errors import ConfigError, RunAborted
+from loadtest.prompts.sources import BUILTIN_PATH, Prompt, load_prompts
+
+DATASET = "synthetic"
+PROBE_TOKENS = 8
+
+
+class Counter(Protocol):
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    prompt_tokens: int
+    stddev: float = 0.0
+    shared_prefix_tokens: int = 0
+    seed: int = 0
+
+
+@dataclass
+class SyntheticPlan:
+    """The prompts, the length requested for each (by prompt id), and how they were made."""
+
+    prompts: list[Prompt]
+    expected: dict[str, int]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class ServerCounter:
+    """Counts with the server's own tokenizer: llama.cpp's ``POST /tokenize {content}`` or vLLM's
+    ``{model, prompt}`` (both fields are sent; each server ignores the other's)."""
+
+    def __init__(self, root_url: str, model: str | None, headers: dict[str, str]) -> None:
+        self.name = f"server:{root_url}/tokenize"
+        self._client = httpx.Client(base_url=root_url, headers=headers, timeout=30.0)
+        self._model = model
+
+    def count(self, text: str) -> int:
+        body: dict[str, Any] = {"content": text, "prompt": text, "add_special": False, "add_special_tokens": False}
+        if self._model:
+            body["model"] = self._model
+        r = self._client.post("/tokenize", json=body)
+        r.raise_for_status()
+        doc = r.json()
+        tokens = doc.get("tokens")
+        return len(tokens) if isinstance(tokens, list) else int(doc["count"])
+
+    def works(self) -> bool:
+        try:
+            return self.count("hello world") >= 1
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def root_url(base_url: str) -> str:
+    """Engines serve /tokenize and /props beside /v1, not under it."""
+    return re.sub(r"/v1/?$", "", base_url.rstrip("/"))
+
+
+def choose_counter(base_url: str, model: str | None, headers: dict[str, str], tokenizer: str | None) -> tuple[Counter, bool]:
+    """(counter, whether it is the server's own tokenizer)."""
+    server = ServerCounter(root_url(base_url), model, headers)
+    if server.works():
+        return server, True
+    server.close()
+    from loadtest.tokens import load_tokenizer
+
+    return load_tokenizer(tokenizer or "cl100k_base"), False
+
+
+def word_pool(counter: Counter) -> list[str]:
+    """Distinct lowercase words of the builtin prompts that are one token each with a leading space
+    (the form every word of a prompt takes), in a fixed order."""
+    text = " ".join(p.text for p in load_prompts("builtin", builtin_path=BUILTIN_PATH))
+    seen: dict[str, None] = {}
+    for w in re.findall(r"[a-z]+", text.lower()):
+        if 2 <= len(w) <= 10:
+            seen.setdefault(w)
+    pool: list[str] = []
+
+    def keep(words: list[str]) -> None:  # bisect: one count per batch that is all single tokens
+        if not words:
+            return
+        if counter.count(" " + " ".join(words)) == len(words):
+            pool.extend(words)
+        elif len(words) > 1:
+            keep(words[:len(words) // 2])
+            keep(words[len(words) // 2:])
+
+    candidates = list(seen)
+    for i in range(0, len(candidates), 128):
+        keep(candidates[i:i + 128])
+    if len(pool) < 32:
+        raise ConfigError(f"synthetic prompts: only {len(pool)} one-token words for tokenizer {counter.name}")
+    return pool
+
+
+def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str, str], pool: list[str],
+                   counter: Counter, seed: int, timeout_s: float) -> tuple[int | None, str | None]:
+    """Tokens the server adds to a prompt (chat template, BOS): usage.prompt_tokens of one short
+    request minus the prompt's own count. (None, why) when the server does not say."""
+    rng = random.Random(f"probe-{seed}")
+    text = "".join(" " + rng.choice(pool) for _ in range(PROBE_TOKENS))
+    body: dict[str, Any] = {"max_tokens": 1, "stream": False}
+    if model:
+        body["model"] = model
+    if api == "chat":
+        body["messages"] = [{"role": "user", "content": text}]
+    else:
+        body["prompt"] = text
+    try:
+        with httpx.Client(headers=headers, timeout=timeout_s) as client:
+            if not model:
+                models = client.get(base_url.rstrip("/") + "/models").json().get("data") or []
+                if models:
+                    body["model"] = models[0]["id"]
+            r = client.post(base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions"), json=body)
+    except httpx.TimeoutException:
+        return None, f"the probe request took over {timeout_s:g} s"
+    except httpx.HTTPError as exc:
+        raise RunAborted(f"synthetic prompts: the probe request to {base_url} failed: {type(exc).__name__}: {exc}") from None
+    if r.status_code >= 400:
+        return None, f"probe request answered HTTP {r.status_code}"
+    try:
+        usage = r.json().get("usage") or {}
+        return int(usage["prompt_tokens"]) - counter.count(text), None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, "the server reports no usage.prompt_tokens"
+
+
+def _exact(words: list[str], n: int, counter: Counter, rng: random.Random, pool: list[str]) -> tuple[str, int]:
+    """Join ``words`` and trim or extend the tail until the whole text counts ``n`` tokens. Every word
+    is space-led (the pool's words are one token in that form), the first one too."""
+    words = list(words)
+    text = " " + " ".join(words)
+    c = counter.count(text)
+    for _ in range(64):
+        if c == n or not words:
+            break
+        if c > n and len(words) > 1:
+            words.pop()
+        elif c > n:
+            words = [rng.choice(pool)]
+        else:
+            words.append(rng.choice(pool))
+        text = " " + " ".join(words)
+        c = counter.count(text)
+    return text, c
+
+
+def build_prompts(spec: SyntheticSpec, count: int, counter: Counter, pool: list[str], overhead: int | None) -> SyntheticPlan:
+    """``count`` prompts; the server should count each one's length (requested +- stddev) exactly.
+
+    The word after the shared prefix differs between any two prompts while there are at most as many
+    prompts as pool words (else the first two words differ), so no two prompts share more than K
+    leading tokens."""
+    rng = random.Random(spec.seed)
+    k = spec.shared_prefix_tokens
+    shared = [rng.choice(pool) for _ in range(k)]
+    firsts = list(pool)
+    rng.shuffle(firsts)
+    seen: set[tuple[str, str]] = set()
+    prompts: list[Prompt] = []
+    expected: dict[str, int] = {}
+    compensated = overhead is not None and overhead != 0
+    short = 0
+    for i in range(count):
+        want = spec.prompt_tokens if not spec.stddev else max(k + 1, round(rng.gauss(spec.prompt_tokens, spec.stddev)))
+        content = want - (overhead or 0)
+        if content < k + 1:  # the overhead alone is longer than the request: send the shortest prompt
+            content, short = k + 1, short + 1
+        first = firsts[i % len(firsts)]
+        second = rng.choice(pool)
+        while (first, second) in seen:
+            second = rng.choice(pool)
+        seen.add((first, second))
+        words = shared + [first, second] + [rng.choice(pool) for _ in range(max(0, content - k - 2))]
+        text, got = _exact(words[:max(content, 1)], content, counter, rng, pool)
+        pid = f"syn-{spec.seed}-{i}"
+        prompts.append(Prompt(id=pid, text=text))
+        expected[pid] = want  # what the server should count: compared with its usage after the run
+    info = {"dataset": DATASET, "prompt_tokens": spec.prompt_tokens, "prompt_tokens_stddev": spec.stddev,
+            "shared_prefix_tokens": k, "seed": spec.seed, "prompts": count, "tokenizer": counter.name,
+            "word_pool": len(pool), "template_overhead_tokens": overhead,
+            "template_compensated": compensated and short < count, "prompts_too_short_to_compensate": short}
+    return SyntheticPlan(prompts=prompts, expected=expected, info=info)
+
+
+def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None, api: str, headers: dict[str, str],
+            tokenizer: str | None, timeout_s: float = 60.0) -> SyntheticPlan:
+    """Choose the counter, build the word pool, probe the server's overhead, build the prompts."""
+    if spec.prompt_tokens < 1:
+        raise ConfigError("--prompt-tokens must be >= 1")
+    if spec.shared_prefix_tokens >= spec.prompt_tokens:
+        raise ConfigError("--shared-prefix-tokens must be smaller than --prompt-tokens")
+    counter, on_server = choose_counter(base_url, model, headers, tokenizer)
+    try:
+        pool = word_pool(counter)
+        overhead, why = probe_overhead(base_url, model, api, headers, pool, counter, spec.seed, timeout_s)
+        plan = build_prompts(spec, count, counter, pool, overhead)
+    finally:
+        if isinstance(counter, ServerCounter):
+            counter.close()
+    plan.info["verified_by_server_tokenize"] = on_server
+    plan.info["template_overhead_unknown_because"] = why
+    return plan
+
+
+def check_records(rows: Iterable[dict[str, Any]], expected: dict[str, int] | None, *, max_tokens: int) -> dict[str, Any]:
+    """Measured, completed requests against what was asked: the server's usage.prompt_tokens against
+    the length requested for each prompt, the engine's cached prompt tokens, and completions shorter
+    than max_tokens. One streaming pass: only running totals are kept, however long the run."""
+    checked = done = mismatched = diff_sum = short = cached_n = cached_sum = 0
+    diff_min: int | None = None
+    diff_max: int | None = None
+    short_min: int | None = None
+    for r in rows:
+        if not r.get("ok") or r.get("warmup"):
+            continue
+        done += 1
+        got = r.get("prompt_tokens")
+        if expected is not None and got is not None and r.get("prompt_id") in expected:
+            checked += 1
+            diff = got - expected[r["prompt_id"]]
+            if diff:
+                mismatched, diff_sum = mismatched + 1, diff_sum + diff
+                diff_min = diff if diff_min is None else min(diff_min, diff)
+                diff_max = diff if diff_max is None else max(diff_max, diff)
+        n = r.get("completion_tokens")
+        if n is not None and n < max_tokens:
+            short += 1
+            short_min = n if short_min is None else min(short_min, n)
+        timings = r.get("engine_timings")
+        if isinstance(timings, dict) and isinstance(timings.get("cache_n"), int):
+            cached_n, cached_sum = cached_n + 1, cached_sum + timings["cache_n"]
+    out: dict[str, Any] = {}
+    if expected is not None:
+        out.update(usage_checked=checked, usage_exact=checked - mismatched, usage_mismatched=mismatched,
+                   usage_mismatch_tokens_mean=diff_sum / mismatched if mismatched else None,
+                   usage_mismatch_tokens_min=diff_min, usage_mismatch_tokens_max=diff_max)
+    out["prompt_tokens_cached_mean"] = cached_sum / cached_n if cached_n else None
+    out.update(completions_checked=done, completions_short=short, completions_short_min_tokens=short_min)
+    return out
+
+
+def warnings(check: dict[str, Any], max_tokens: int) -> list[str]:
+    """One line per thing the user must know: lengths the server did not see as asked."""
+    lines = []
+    if check.get("usage_mismatched"):
+        lines.append(f"{check['usage_mismatched']} of {check['usage_checked']} prompts were counted differently by "
+                     f"the server (usage.prompt_tokens - requested: {check['usage_mismatch_tokens_min']:+d} .. "
+                     f"{check['usage_mismatch_tokens_max']:+d} tokens)")
+    if check.get("completions_short"):
+        lines.append(f"{check['completions_short']} of {check['completions_checked']} completions came back shorter "
+                     f"than max_tokens {max_tokens} (shortest {check['completions_short_min_tokens']}); "
+                     "--ignore-eos forces the length where the engine accepts it")
+    return lines

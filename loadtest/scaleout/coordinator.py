@@ -1,0 +1,391 @@
+"""Scale-out (--workers N): the coordinator. It deals the run into shares (share.py), starts one
+worker process per share (worker_main.py, multiprocessing's spawn context), holds the start
+barrier, writes every record the workers stream to the one requests.jsonl as it arrives, and
+computes the summary from those raw records in one pass: percentiles are exact, never averaged
+across workers. A worker that dies is named with its last error; its records stay.
+
+Clocks: every per-request duration is measured inside one worker (monotonic perf_counter);
+run-level windows are the coordinator's (its start barrier, the merged records' span, or
+--duration). Workers start at one wall-clock instant the coordinator names: on one machine the
+same clock; across machines (Ray) the hosts' clock offset only shifts when each worker starts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+
+from loadtest.client.auth import build_auth
+from loadtest.config import RunConfig
+from loadtest.errors import ConfigError
+from loadtest.run.livestats import LiveStats
+from loadtest.measure.metrics import compute_metrics, load_columns
+from loadtest.run import live
+from loadtest.judge.monitors import HostMonitor
+from loadtest.run.output import build_summary, client_info, write_summary
+from loadtest.prompts.sources import Prompt
+from loadtest.redact import redact
+from loadtest.measure import retokenize as refine
+from loadtest.run import resume as resuming
+from loadtest.scheduler import phases as shaping
+from loadtest.scaleout.share import Share, deal
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
+START_DELAY_S = 0.25
+"""How far ahead of "now" the coordinator names the common start instant (covers the go message's trip)."""
+READ_BATCH = 512
+"""Messages read from one worker per wake-up before the event loop turns to the others."""
+CLOCKS = {
+    "request_durations": "per request, inside one worker: monotonic perf_counter (ttft_s, e2e_s, itl_s, ...)",
+    "run_window": "the coordinator's: --duration, or the merged records' first measured start to last end",
+    "start": "one wall-clock instant named by the coordinator after every worker is ready (start barrier); "
+             "records' start_s/end_s are seconds from each worker's own start at that instant",
+}
+
+
+def worker_count(text: str) -> int:
+    """--workers N, or auto: the cores less one (the coordinator's)."""
+    if text == "auto":
+        return max(1, (os.cpu_count() or 2) - 1)
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto', got {text!r}")
+    return int(text)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale-out (README: Scale out)")
+    g.add_argument("--workers", type=worker_count, default=1, metavar="N|auto",
+                   help="split the run over N client processes (auto: cores - 1); statistics from all records")
+    g.add_argument("--on-worker-failure", choices=("stop", "continue"), default="stop",
+                   help="when a worker dies: stop the run cleanly with a summary (default) or go on without it")
+    g.add_argument("--ray-address", metavar="auto|ray://HOST:PORT",
+                   help="run the workers as Ray actors on this cluster (needs loadtest[ray])")
+
+
+@dataclass
+class Worker:
+    name: str
+    share: Share
+    proc: Any = None
+    pid: int | None = None
+    host: str | None = None
+    rx: Any = None
+    tx: Any = None
+    ready: bool = False
+    warm: bool = False
+    closed: bool = False
+    done: dict[str, Any] | None = None
+    error: str | None = None
+    last_record_error: str | None = None
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    span: list[float] = field(default_factory=list)  # measured [first start, last end]
+
+    def take(self, line: bytes) -> dict[str, Any]:
+        rec = orjson.loads(line)
+        self.sent += 1
+        if rec["ok"]:
+            self.completed += 1
+        else:
+            self.failed += 1
+            self.last_record_error = rec.get("error")
+        if not rec.get("warmup"):
+            start, end = rec["start_s"], rec.get("end_s")
+            if not self.span:
+                self.span = [start, end if end is not None else start]
+            self.span[0] = min(self.span[0], start)
+            if end is not None:
+                self.span[1] = max(self.span[1], end)
+        return rec
+
+
+class _Group:
+    """psutil-like cpu_times() of the coordinator and its workers together (the 'client' of the
+    host monitor, so that workers are not counted as other processes disturbing the host)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        import psutil
+
+        self.procs = [psutil.Process(), *(psutil.Process(p) for p in pids)]
+
+    def cpu_times(self) -> Any:
+        user = system = 0.0
+        for p in self.procs:
+            try:
+                t = p.cpu_times()
+                user, system = user + t.user, system + t.system
+            except Exception:  # gone: its time so far stays in the earlier samples
+                continue
+        return SimpleNamespace(user=user, system=system)
+
+
+class Coordinator:
+    """Runner-shaped (stop, interrupted, execute) so cli drives it like a Run."""
+
+    backend = "processes"
+
+    def __init__(self, cfg: RunConfig, prompts: list[Prompt], *, directory: Path, workers: int,
+                 on_failure: str = "stop", server_info: Any = None) -> None:
+        if cfg.duration_s is None and cfg.num_prompts is None:
+            raise ConfigError("--workers needs --num-prompts or --duration")
+        try:
+            shares = deal(cfg, workers)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.cfg, self.prompts, self.directory = cfg, prompts, directory
+        self.on_failure, self.server_info = on_failure, server_info
+        self.workers = [Worker(f"w{s.worker}", s) for s in shares]
+        self.stop = asyncio.Event()
+        self.interrupted = False
+        self.failures: list[str] = []
+        self._stopping = False
+        self._fh: Any = None
+        self._texts: refine.TextLog | None = None
+        self._all_closed: asyncio.Event | None = None
+        self._host = HostMonitor(cfg.base_url)
+        self._started = False
+        self._measured = False
+        self.live = LiveStats()
+        self._progress: asyncio.Future[None] | None = None
+
+    # -- messages ---------------------------------------------------------------------------
+    def _broadcast(self, message: bytes) -> None:
+        for w in self.workers:
+            if not w.closed:
+                try:
+                    w.tx.send_bytes(message)
+                except OSError:
+                    pass
+
+    def _halt(self) -> None:
+        if not self._stopping:
+            self._stopping = True
+            self._broadcast(b"X")
+
+    def _handle(self, w: Worker, msg: bytes) -> None:
+        tag, body = msg[:1], msg[1:]
+        if tag == b"P":  # chunk texts for the post-run /tokenize pass, then the record
+            text, body = body.split(b"\n", 1)
+            if self._texts is not None:
+                entry = orjson.loads(text)
+                self._texts.write(entry["id"], entry["texts"])
+            tag = b"R"
+        if tag == b"R":
+            self._fh.write(body + b"\n")
+            rec = w.take(body)
+            self.live.sent += 1  # the coordinator sees finishes only: in flight is not shown
+            self.live.add(SimpleNamespace(ok=rec["ok"], ttft_s=rec.get("ttft_s"), tpot_s=rec.get("tpot_s"),
+                                          completion_tokens=rec.get("completion_tokens")))
+            return  # records move no barrier
+        if tag == b"Y":
+            w.ready = True
+        elif tag == b"W":
+            w.warm = True
+        elif tag == b"D":
+            w.done = orjson.loads(body)
+        elif tag == b"E":
+            w.error = body.decode(errors="replace")
+        self._barriers()
+
+    def _barriers(self) -> None:
+        running = [w for w in self.workers if not w.closed]
+        if not self._started and running and all(w.ready for w in running):
+            self._started = True
+            self._broadcast(b"G%r" % (time.time() + START_DELAY_S))
+            if not self.cfg.quiet:
+                total = None if self.cfg.duration_s else (self.cfg.num_prompts or 0) + self.cfg.warmup
+                self._progress = asyncio.ensure_future(live.show(self.live, self.cfg.command, total=total,
+                                                                 duration_s=shaping.Phases.of(self.cfg).total_s()))
+            if not (self.cfg.warmup and shaping.separate_warmup(self.cfg)):
+                self._host.begin()
+        elif self._started and running and all(w.warm for w in running) and not self._measured:
+            self._measured = True
+            self._broadcast(b"M")
+            self._host.begin()
+
+    def _readable(self, w: Worker) -> None:
+        try:
+            for _ in range(READ_BATCH):  # then the other workers' turn (called again while data waits)
+                if not w.rx.poll():
+                    break
+                self._handle(w, w.rx.recv_bytes())
+        except (EOFError, OSError):
+            self._close(w)
+        self._fh.flush()
+
+    def _close(self, w: Worker, code: Any = None) -> None:
+        w.closed = True
+        if w.proc is not None:  # a process: its pipe closed when it exited
+            asyncio.get_running_loop().remove_reader(w.rx.fileno())
+            w.proc.join(timeout=5)
+            code, w.pid = w.proc.exitcode, w.proc.pid
+        if w.done is None:
+            why = w.error or (f"last failed request: {w.last_record_error}" if w.last_record_error
+                              else "no error reported (killed?)")
+            self.failures.append(redact(f"worker {w.name} (pid {w.pid}) died (exit code {code}): {why}"))
+            if self.on_failure == "stop":
+                self._halt()
+        self._barriers()
+        if all(x.closed for x in self.workers):
+            assert self._all_closed is not None
+            self._all_closed.set()
+
+    # -- the run ------------------------------------------------------------------------------
+    async def _spawn(self) -> None:
+        from loadtest.scaleout.worker import process_main
+
+        ctx = multiprocessing.get_context("spawn")
+        loop = asyncio.get_running_loop()
+        for w in self.workers:
+            to_worker_r, to_worker_w = ctx.Pipe(duplex=False)
+            from_worker_r, from_worker_w = ctx.Pipe(duplex=False)
+            w.proc = ctx.Process(target=process_main, name=f"loadtest-{w.name}", daemon=True,
+                                 args=(self.cfg, self.prompts, w.share, to_worker_r, from_worker_w))
+            w.proc.start()
+            w.pid = w.proc.pid
+            to_worker_r.close()
+            from_worker_w.close()
+            w.rx, w.tx = from_worker_r, to_worker_w
+            loop.add_reader(w.rx.fileno(), self._readable, w)
+
+    async def _cleanup(self) -> None:
+        """Backend teardown after every worker ended (Ray: the actors)."""
+
+    async def execute(self) -> Any:
+        from loadtest.run.runner import RunOutcome
+
+        cfg = self.cfg
+        resuming.start(self.directory, cfg)
+        self._fh = open(self.directory / "requests.jsonl", "ab")
+        self._texts = refine.text_log(self.directory, cfg.stream, cfg.tokenizer is not None)
+        self._all_closed = asyncio.Event()
+        started_at = time.time()
+        self._host.start()
+        watcher: asyncio.Task[None] | None = None
+        try:
+            await self._spawn()
+            try:
+                self._host._sampler.me = _Group([w.pid for w in self.workers if w.pid])  # type: ignore[union-attr]
+            except Exception:  # no sampler, or a worker on another host
+                pass
+
+            async def watch_stop() -> None:
+                await self.stop.wait()
+                self._halt()
+
+            watcher = asyncio.create_task(watch_stop())
+            await self._all_closed.wait()
+        except BaseException:
+            if self._texts is not None:
+                self._texts.discard()
+            if not any(w.sent for w in self.workers):  # a failed start leaves no empty run behind
+                self._fh.close()
+                resuming.remove_empty_run(self.directory)
+            raise
+        finally:
+            for task in (watcher, self._progress):
+                if task is not None:
+                    task.cancel()
+            self._halt()
+            for w in self.workers:
+                if w.proc is not None and w.proc.is_alive():
+                    w.proc.join(timeout=10)
+                    if w.proc.is_alive():
+                        w.proc.kill()
+            self._fh.close()
+            await self._cleanup()
+        host = self._host.stop()
+        return await self._finish(started_at, host, RunOutcome)
+
+    async def _finish(self, started_at: float, host: Any, outcome_type: Any) -> Any:
+        cfg = self.cfg
+        dones = [w.done for w in self.workers if w.done is not None]
+        endings = {d["ended"] for d in dones}
+        aborted = [d for d in dones if d["ended"] == "aborted"]
+        if aborted:
+            ended = "aborted"
+        elif self.interrupted:
+            ended = "interrupted"
+        elif self.failures:
+            ended = "worker_failed" if self.on_failure == "stop" else (endings - {"interrupted"} or {"done"}).pop()
+        else:
+            ended = "deadline" if "deadline" in endings else (endings.pop() if len(endings) == 1 else "done")
+        spans = [w.span for w in self.workers if w.span]
+        window_s = (cfg.duration_s if ended == "deadline" and cfg.duration_s
+                    else (max(s[1] for s in spans) - min(s[0] for s in spans) if spans else None))
+        model = next((d["model"] for d in dones if d.get("model")), cfg.model)
+        # After the run (never during it): exact tokens per chunk from the server's /tokenize, as one process does.
+        chunk_info = await refine.finish(self._texts, self.directory / "requests.jsonl", base_url=cfg.base_url,
+                                         model=model, headers=build_auth(cfg).headers,
+                                         stopped=ended in ("aborted", "interrupted", "worker_failed"))
+        result = compute_metrics(load_columns(self.directory / "requests.jsonl"), window_s=window_s)
+        cpu = [d["client_cpu_s"] for d in dones if d.get("client_cpu_s") is not None]
+        tokens = result["metrics"]["completion_tokens_total"]
+        delays = [d["event_loop_delay"] for d in dones if d.get("event_loop_delay")]
+        worst = max(delays, key=lambda d: d.get("p99_s") or 0.0) if delays else None
+        per_worker = [{
+            "name": w.name, "pid": w.pid or (w.done or {}).get("pid"), "host": w.host or (w.done or {}).get("host"),
+            "concurrency": w.share.concurrency if cfg.request_rate is None else None,
+            "scheduled": len(w.share.offsets) if cfg.request_rate is not None else None,
+            "max_concurrency": w.share.max_concurrency, "sent": w.sent, "completed": w.completed, "failed": w.failed,
+            "ended": (w.done or {}).get("ended", "died"), "client_cpu_s": (w.done or {}).get("client_cpu_s"),
+            "send_lag_p99_s": (w.done or {}).get("send_lag_p99_s"),
+            "event_loop_delay_p99_s": ((w.done or {}).get("event_loop_delay") or {}).get("p99_s"),
+            "error": (w.done or {}).get("message") or w.error,
+            "clock_origin_ns": (w.done or {}).get("clock_origin_ns"),  # its records' start_s are from here
+        } for w in self.workers]
+        run_info = {
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)), "ended": ended,
+            "model": model, "clock_origin_ns": None,
+            "warmup_requests": sum(d.get("warmup_requests") or 0 for d in dones), "resumed": False,
+            "pieces": [{"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)),
+                        "ended": ended, "window_s": window_s, "requests": result["counts"]["requests"]}],
+            "load": shaping.describe(cfg), "monitors": {"host_cpu": host, "event_loop_delay": worst},
+            **(dones[0]["sender"] if dones else {}), **chunk_info,
+            "connections_preopened": cfg.preconnect and cfg.transport == "fast", "tokenizer": cfg.tokenizer,
+            "client_cpu_s": sum(cpu) if cpu else None,
+            "client_cpu_s_per_1k_tokens": sum(cpu) / tokens * 1000 if cpu and tokens else None,
+            "client_cpu_user_s": None, "client_cpu_system_s": None,
+            "scale_out": {"workers": len(self.workers), "backend": self.backend, "on_worker_failure": self.on_failure,
+                          "worker_failures": self.failures, "clocks": CLOCKS},
+            "workers": per_worker,
+        }
+        summary = build_summary(command=cfg.command, config=cfg.to_json(),
+                                client=client_info(cfg.transport, f"scale-out ({self.backend})"), result=result, run=run_info,
+                                server=self.server_info() if self.server_info else None)
+        message, code = None, EXIT_OK
+        counts = result["counts"]
+        if aborted:
+            message, code = aborted[0]["message"], EXIT_FAILED
+        elif self.interrupted:
+            code = EXIT_INTERRUPTED
+        elif self.failures and self.on_failure == "stop":
+            message, code = self.failures[0] + " (--on-worker-failure stop: the others were stopped)", EXIT_FAILED
+        elif counts["requests"] and counts["completed"] == 0:
+            message, code = "no request succeeded", EXIT_FAILED
+        summary["run"]["error"] = redact(message) if message else None
+        write_summary(self.directory, summary)
+        return outcome_type(summary, self.directory, code, message)
+
+
+def coordinator(ns: argparse.Namespace, cfg: RunConfig, prompts: list[Prompt], server_info: Any) -> Any:
+    """The cli's entry: checks what scale-out cannot do, then the coordinator for this backend."""
+    if ns.resume is not None:
+        raise ConfigError("--resume does not combine with --workers / --ray-address")
+    assert cfg.output_dir is not None
+    if ns.ray_address:
+        from loadtest.scaleout.ray_actors import RayCoordinator
+
+        return RayCoordinator(cfg, prompts, directory=cfg.output_dir, workers=ns.workers,
+                              on_failure=ns.on_worker_failure, server_info=server_info, address=ns.ray_address)
+    return Coordinator(cfg, prompts, directory=cfg.output_dir, workers=ns.workers, on_failure=ns.on_worker_failure,
+                       server_info=server_info)

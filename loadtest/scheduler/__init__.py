@@ -1,0 +1,2 @@
+"""When requests start: load shapes (pure), phases (warm-up, measured, cooldown) and the loops
+that execute them. Knows nothing of LLMs: a job is an awaitable taking an index."""

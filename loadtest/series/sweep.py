@@ -1,0 +1,154 @@
+"""``loadtest sweep``: one throughput run per load level (concurrencies, rates, or GuideLLM-style
+automatic rates), a sub-directory each, one ``sweep.json`` and one table. Stops early when the
+server saturates, errors pass --max-error-rate, a run-level SLO breaks, or the client is bound.
+
+    DIR/concurrency-4/ or DIR/rate-2.5/   summary.json, requests.jsonl (the usual run files)
+    DIR/probe-synchronous/, probe-throughput/   with --request-rate auto
+    DIR/sweep.json                         levels, rows, why it stopped
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loadtest.judge import slo as slos
+from loadtest.errors import ConfigError
+from loadtest.series.level import CONCURRENCY, RATE, LevelResult, LevelRunner
+from loadtest.series.levels import auto_rates, parse_levels
+from loadtest.run.output import default_output_dir, render_rows
+
+SATURATION_GAIN = 0.05
+"""A level saturates when throughput grew by less than this over the best level so far..."""
+SATURATION_LATENCY = 0.20
+"""...while median e2e latency rose by more than this; or when an open loop's server completes
+under 90% of the requests asked of it."""
+
+
+def base_namespace(ns: argparse.Namespace, *, by: str, first: float) -> argparse.Namespace:
+    """The options of one throughput run at the first level (cli.config_from_args builds it)."""
+    one = copy.copy(ns)
+    one.command = "throughput"
+    one.concurrency = int(first) if by == CONCURRENCY else getattr(ns, "max_concurrency", None) or 1
+    one.request_rate = first if by == RATE else None
+    if by == CONCURRENCY:
+        one.max_concurrency = None
+    one.resume = None
+    return one
+
+
+def stop_reason(done: list[LevelResult], r: LevelResult, ns: argparse.Namespace) -> str | None:
+    """Why the sweep should not go higher than ``r`` (None: go on)."""
+    if r.exit_code != 0:
+        return f"level {r.level:g} failed: {r.message or 'exit ' + str(r.exit_code)}"
+    if r.error_rate > ns.max_error_rate:
+        return f"errors: {r.error_rate:.1%} of requests failed at level {r.level:g} (--max-error-rate {ns.max_error_rate:g})"
+    if r.client_bound and not getattr(ns, "allow_client_bound", False):
+        return f"client bound at level {r.level:g}: the client, not the server, limited the load"
+    broken = [c["objective"] for c in (r.slo or {}).get("run_level", []) if not c["met"]]
+    if broken:
+        return f"SLO broken at level {r.level:g}: {', '.join(broken)}"
+    m = r.metrics
+    if (r.summary.get("verdict") or {}).get("server_saturated"):
+        return f"saturated at {r.level:g} req/s: " + "; ".join(r.summary["verdict"]["reasons"])
+    ok = [d for d in done if d.exit_code == 0 and d.metrics.get("requests_per_s")]
+    if ok and m.get("requests_per_s"):
+        best = max(ok, key=lambda d: d.metrics["requests_per_s"])
+        gain = m["requests_per_s"] / best.metrics["requests_per_s"] - 1
+        e2e_prev, e2e_now = best.metrics["e2e_s"]["p50"], m["e2e_s"]["p50"]
+        if gain < SATURATION_GAIN and e2e_prev and e2e_now and e2e_now / e2e_prev - 1 > SATURATION_LATENCY:
+            return (f"saturated: throughput {m['requests_per_s']:.3g} req/s at level {r.level:g} vs "
+                    f"{best.metrics['requests_per_s']:.3g} at {best.level:g}, median e2e up {e2e_now / e2e_prev - 1:.0%}")
+    return None
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1e3:,.1f}"
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def render(rows: list[dict[str, Any]], by: str) -> str:
+    head = [by, "achieved req/s", "req/min", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "e2e p50/p99 s",
+            "errors", "goodput req/min", "verdict"]
+    body = [[f"{r['level']:g}", _num(r["achieved_rate_per_s"], 2), _num(r["requests_per_min"]),
+             _num(r["output_tokens_per_s"]), f"{_ms(r['ttft_p50_s'])} / {_ms(r['ttft_p99_s'])}",
+             f"{_ms(r['tpot_p50_s'])} / {_ms(r['tpot_p99_s'])}",
+             f"{_num(r['e2e_p50_s'], 3)} / {_num(r['e2e_p99_s'], 3)}", str(r["errors"]),
+             _num(r["goodput_requests_per_min"]) + ("" if r["slo_met"] in (None, True) else " (SLO missed)"),
+             ", ".join(r["verdict"] or []) or "valid"] for r in rows]
+    return render_rows(body, head)
+
+
+def _say(text: str) -> None:
+    print(f"sweep: {text}", file=sys.stderr, flush=True)
+
+
+def run(ns: argparse.Namespace, *, make_config: Callable[[argparse.Namespace], Any],
+        maybe_launch: Callable[..., Any]) -> int:
+    from loadtest.prompts.sources import load_prompts
+    from loadtest.tokens import load_tokenizer
+
+    if getattr(ns, "resume", None) is not None:
+        raise ConfigError("sweep has no --resume: a finished level's directory stays; run the remaining levels")
+    by = RATE if ns.request_rate is not None else CONCURRENCY
+    auto = by == RATE and ns.request_rate.strip().lower() == "auto"
+    levels = [] if auto else parse_levels(ns.request_rate if by == RATE else ns.concurrency,
+                                          integer=by == CONCURRENCY, flag=f"--{by.replace('rate', 'request-rate')}")
+    objectives = slos.parse(ns.slo)
+    root: Path = ns.output or default_output_dir("sweep")
+    if (root / "sweep.json").exists() and not ns.overwrite:
+        raise ConfigError(f"--output {root} already holds a sweep; pass --overwrite to replace it")
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = make_config(base_namespace(ns, by=by, first=levels[0] if levels else 1.0))
+    prompts = load_prompts(cfg.dataset)
+    tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+    results: list[LevelResult] = []
+    probes: dict[str, Any] = {}
+    reason = None
+    t0 = time.monotonic()
+    with maybe_launch(ns, cfg) as (cfg, server):
+        info = (lambda: {**server.info, "resources": server.resources()}) if server is not None else None
+        common = dict(root=root, tokenizer=tokenizer, server_info=info, objectives=objectives,
+                      attainment=ns.slo_attainment, num_prompts=ns.num_prompts)
+        runner = LevelRunner(cfg, prompts, by=by, **common)  # type: ignore[arg-type]
+        if auto:
+            _say("probing: one request at a time, then everything at once")
+            sync = LevelRunner(cfg, prompts, by=CONCURRENCY, **common).run(1, "probe-synchronous")  # type: ignore[arg-type]
+            peak = runner.run(math.inf, "probe-throughput")
+            probes = {"synchronous_requests_per_s": sync.metrics.get("requests_per_s"),
+                      "throughput_requests_per_s": peak.metrics.get("requests_per_s")}
+            levels = auto_rates(probes["synchronous_requests_per_s"] or 0, probes["throughput_requests_per_s"] or 0)
+            _say(f"rates {', '.join(f'{r:g}' for r in levels)} req/s")
+        for level in levels:
+            if runner.interrupted:
+                reason = "interrupted"
+                break
+            r = runner.run(level)
+            results.append(r)
+            _say(f"{by} {level:g}: {_num(r.metrics.get('requests_per_min'))} req/min, TTFT p99 "
+                 f"{_ms((r.metrics.get('ttft_s') or {}).get('p99'))} ms, {r.summary['counts']['failed']} failed"
+                 + (f"; {slos.line(r.slo)}" if r.slo else ""))
+            reason = stop_reason(results[:-1], r, ns)
+            if reason and not ns.no_early_stop:
+                _say(f"stopping: {reason}")
+                break
+            reason = None if not reason else reason + " (--no-early-stop: went on)"
+    rows = [r.row() for r in results]
+    out = {"by": by, "levels": levels, "auto": auto, "probes": probes or None, "rows": rows, "stopped": reason,
+           "objectives": [o.text() for o in objectives], "elapsed_s": time.monotonic() - t0}
+    (root / "sweep.json").write_text(json.dumps(out, indent=2))
+    print(render(rows, by))
+    if reason:
+        print(f"stopped early: {reason}")
+    print(f"\nresults: {root}/sweep.json (a sub-directory per level)")
+    return 0 if results and all(r.exit_code == 0 for r in results) else 2

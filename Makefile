@@ -39,19 +39,22 @@ demo: install engine-llamacpp
 	@echo
 	@echo "results in $(DEMO_DIR)/single and $(DEMO_DIR)/throughput (summary.json, requests.jsonl, server log)"
 
-# The client's own overhead against the test server (see README, "Performance").
+# The client's own overhead against the test server (see docs/performance.md).
 bench: install
 	$(PY) benchmarks/client_overhead.py
 
-# Open-loop accuracy: send lag and TTFT error at 500 req/s and ~50k tokens/s (README, "Performance").
+# Open-loop accuracy: send lag and TTFT error at 500 req/s and ~50k tokens/s (docs/performance.md).
 bench-open: install
 	$(PY) benchmarks/open_loop.py
 
+# The metric definitions in docs/metrics.md, regenerated from the code, then the manual as a site in
+# site/ (strict: a broken link or anchor, or a page missing from mkdocs.yml's nav, fails).
 docs: install
 	$(PY) -m loadtest.definitions --write docs/metrics.md
+	$(VENV)/bin/mkdocs build --strict -d site
 
 clean:
-	rm -rf $(VENV) .venvs build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venvs build site *.egg-info .pytest_cache
 	find loadtest -name "*.so" -delete
 
 include servers/engines.mk

@@ -47,10 +47,11 @@ bench: install
 bench-open: install
 	$(PY) benchmarks/open_loop.py
 
-# The metric definitions in docs/metrics.md, regenerated from the code, then the manual as a site in
-# site/ (strict: a broken link or anchor, or a page missing from mkdocs.yml's nav, fails).
+# The generated pages (docs/cli.md from the argparse tree, the definitions in docs/metrics.md),
+# regenerated from the code, then the manual as a site in site/ (strict: a broken link or anchor,
+# or a page missing from mkdocs.yml's nav, fails).
 docs: install
-	$(PY) -m loadtest.definitions --write docs/metrics.md
+	$(PY) docs/generate.py
 	$(VENV)/bin/mkdocs build --strict -d site
 
 clean:

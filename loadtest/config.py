@@ -50,7 +50,7 @@ class RunConfig:
     rpm_limit: float | None = None
     tpm_limit: float | None = None
 
-    # Load shape (loadtest/shaping.py): an open loop when request_rate is set (math.inf: all at once).
+    # Load shape (loadtest/scheduler/phases.py): an open loop when request_rate is set (math.inf: all at once).
     request_rate: float | None = None
     arrival: str = "poisson"
     burstiness: float = 1.0

@@ -7,7 +7,7 @@ A Linux timerfd armed at the absolute due time wakes the loop's poller exactly, 
 sleeps in between. Elsewhere we fall back to ``loop.call_later``.
 
 Two users: the test server's token schedule (sim/stream.py) and the client's open-loop starts
-(scheduler.py), whose times are ``perf_counter_ns`` stamps: on Linux that is CLOCK_MONOTONIC too.
+(scheduler/loops.py), whose times are ``perf_counter_ns`` stamps: on Linux that is CLOCK_MONOTONIC too.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def launched_tokenizer(model: dict[str, Any]) -> Tokenizer | None:
     """The tokenizer of a model loadtest launched, found without a flag: tokenizer.json in its local
     Hugging Face directory (or the one a GGUF was exported to), or in the local hub cache for a hub
     id (never downloaded). None for a bare GGUF file (llama.cpp answers /tokenize instead, see
-    loadtest.refine), when there is none, or without the ``tokenizers`` package."""
+    loadtest.measure.retokenize), when there is none, or without the ``tokenizers`` package."""
     file: Path | None = None
     # served_path: the HF directory an engine loads a GGUF from (transformers serve exports one)
     dirs = [Path(p) for p in (model.get("served_path"), model.get("path")) if p]

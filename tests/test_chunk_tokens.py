@@ -1,4 +1,4 @@
-"""The tokens-per-chunk rule (loadtest.chunk_tokens) and the /tokenize piece mapping, without sockets."""
+"""The tokens-per-chunk rule (loadtest.measure.chunk_tokens) and the /tokenize piece mapping, without sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from loadtest.measure.chunk_tokens import (TEXT_SHARE, TOKENIZER, USAGE_PER_CHUNK, from_usage, proportional,
                                            reconcile, split_chunk_tokens, text_share, tpot_from)
-from loadtest.measure.retokenize import pieces_per_chunk, root_url
+from loadtest.client.tokenize import pieces_per_chunk, root_url
 
 
 def test_proportional_sums_exactly_and_is_proportional():

@@ -199,7 +199,8 @@ def test_a_provider_that_only_rate_limits_stops_the_run_with_advice(sim, tmp_pat
 def test_sim_hosted_flag_fills_what_other_flags_leave_at_default():
     import argparse
 
-    from loadtest.sim.config import HOSTED, add_arguments, config_from_args
+    from loadtest.cli.serve import sim_config as config_from_args, sim_options as add_arguments
+    from loadtest.sim.config import HOSTED
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -11,7 +11,8 @@ from email.utils import formatdate
 import pytest
 
 from loadtest.client.auth import build_auth, is_azure_url
-from loadtest.cli.main import build_parser, config_from_args
+from loadtest.cli.main import build_parser
+from loadtest.cli.run import config_from_args
 from loadtest.config import RunConfig
 from loadtest.client.retry import RetryPolicy, parse_duration, parse_retry_after, provider_delay_s
 from loadtest.transport import Exchange

@@ -18,7 +18,8 @@ import openai
 import pytest
 
 from loadtest.errors import ConfigError, LaunchError
-from loadtest.sim import SimConfig, SimProcess, add_arguments, config_from_args, start_sim
+from loadtest.cli.serve import sim_config as config_from_args, sim_options as add_arguments
+from loadtest.sim import SimConfig, SimProcess, start_sim
 
 pytestmark = pytest.mark.timeout(60)
 

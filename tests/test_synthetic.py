@@ -134,7 +134,7 @@ def test_a_hugging_face_tokenizer_counts_exactly(sim: Any, cli: Any, tmp_path: P
     small byte-level BPE trained here stands in for a model's, on both sides."""
     tokenizers = pytest.importorskip("tokenizers")
     from loadtest.prompts.sources import load_prompts
-    from loadtest.run.synthetic import launched_tokenizer
+    from loadtest.client.synthetic import served_tokenizer_dir as launched_tokenizer
 
     tok = tokenizers.Tokenizer(tokenizers.models.BPE())
     tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)

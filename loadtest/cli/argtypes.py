@@ -1,9 +1,14 @@
-"""argparse types shared by every command: one clear message for each kind of bad number."""
+"""argparse types shared by every command: one clear message for each kind of bad value, given as
+the option's own error (``loadtest: error: argument --rate: ...``) before anything runs."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
+
+from loadtest.redact import add_secret, is_secret_name
 
 
 def positive_int(text: str) -> int:
@@ -23,16 +28,6 @@ def non_negative_int(text: str) -> int:
     return v
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
 def finite_float(text: str) -> float:
     """A float that is a real number: nan and inf would be sent as null or overflow timers."""
     try:
@@ -41,6 +36,13 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    v = finite_float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
 
 
@@ -57,3 +59,76 @@ def fraction(text: str) -> float:
     if v > 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
     return v
+
+
+def rate(text: str) -> float:
+    """Requests/s: a positive number, or inf (every request at once)."""
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate (requests/s, or inf)") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"rate must be > 0 (or inf), got {text!r}")
+    return v
+
+
+def seconds(text: str) -> float:
+    """Seconds, with an optional unit: 5, 5s, 500ms, 2m."""
+    t = text.strip().lower()
+    scale = 1.0
+    for suffix, k in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if t.endswith(suffix):
+            t, scale = t[: -len(suffix)], k
+            break
+    try:
+        v = float(t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 5, 5s, 500ms)") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"duration must be >= 0, got {text!r}")
+    return v
+
+
+def warmup(text: str) -> int | float:
+    """--warmup: a count of requests (10) or a time (5s, 500ms): a float means seconds."""
+    t = text.strip().lower()
+    if t.isdigit():
+        return int(t)
+    if t and t[-1] in "sm":
+        return seconds(t)
+    raise argparse.ArgumentTypeError(f"--warmup takes a request count (10) or a time (5s), got {text!r}")
+
+
+def worker_count(text: str) -> int:
+    """--workers N, or auto: the cores less one (the coordinator's)."""
+    if text == "auto":
+        return max(1, (os.cpu_count() or 2) - 1)
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto', got {text!r}")
+    return int(text)
+
+
+def header(text: str) -> tuple[str, str]:
+    """``'Name: value'`` (or ``Name=value``) as a (name, value) pair; the value of an auth-like name
+    is registered as a secret at once, so no later line can print it."""
+    sep = ":" if ":" in text else "=" if "=" in text else None
+    name, value = (text.split(sep, 1) if sep else (text, ""))
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {'a header' if is_secret_name(text) else repr(text)}")
+    if is_secret_name(name):
+        add_secret(value)
+    return name, value
+
+
+def sizes(text: str) -> list[int]:
+    """'16,128,512' -> [16, 128, 512] (sorted, unique), each >= 1."""
+    try:
+        values = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts, got {text!r}") from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"token counts must be >= 1, got {text!r}")
+    return values

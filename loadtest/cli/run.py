@@ -1,131 +1,139 @@
-"""The ``single`` and ``throughput`` commands: launch an engine when asked, build the prompts, run,
-print the table and the post-run verdicts. Also the engine-launch context other drivers share
-(``maybe_launch``: tokens, sweep, capacity)."""
+"""``loadtest single`` and ``loadtest throughput``: one run (in one process, or scaled out over
+workers), its table, the post-run judgements, and the files it leaves."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtest.cli import argtypes, options
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
-from loadtest.run.output import prepare_output_dir, render_table
-from loadtest.run.postrun import after_run
-from loadtest.redact import redact
-from loadtest.eventloop import loop_factory
 
 
-def launch_spec(ns: argparse.Namespace, engine: str, model: str | None, log_dir: Path) -> Any:
-    from loadtest.launch.launcher import LaunchSpec
+def add_parsers(sub: Any) -> None:
+    for command, help_text in (("single", "requests one at a time: per-request tokens/s, TTFT, decode rate"),
+                               ("throughput", "N requests in flight, or a request rate: requests/min, output tokens/s")):
+        p = sub.add_parser(command, help=help_text, description=help_text)
+        options.endpoint(p)
+        options.api(p)
+        options.streaming(p)
+        options.prompt_source(p)
+        if command == "throughput":
+            p.add_argument("--concurrency", type=argtypes.positive_int, help="requests kept in flight (or --request-rate)")
+            options.amount(p, num_help="measured requests (default: max(100, 4 x concurrency))")
+        else:
+            options.amount(p, num_help="measured requests (default 100)", num_default=100, duration=False)
+        options.sampling(p)
+        options.ignore_eos(p)
+        options.warmup(p)
+        options.output(p, wandb=True)
+        p.add_argument("--resume", type=Path, metavar="DIR",
+                       help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
+        options.debug(p)
+        if command == "throughput":
+            options.load(p, command=command)
+            options.workers(p)
+        options.launch(p)
+        options.synthetic(p)
+        p.set_defaults(run=main)
 
-    return LaunchSpec(engine=engine, model=model, port=ns.port, threads=ns.threads, slots=ns.slots,
-                      ctx_size=ns.ctx_size, gpu_layers=ns.gpu_layers, dtype=ns.dtype,
-                      attn_implementation=ns.attn_implementation, compile=ns.compile,
-                      tensor_parallel_size=ns.tensor_parallel_size, max_model_len=ns.max_model_len,
-                      gpu_memory_utilization=ns.gpu_memory_utilization, extra_args=list(ns.engine_arg),
-                      log_dir=log_dir, ready_timeout_s=ns.ready_timeout)
+
+@dataclass(frozen=True)
+class Invocation:
+    """What a single/throughput command line asks beyond the run's own configuration."""
+
+    launch: Any = None              # LaunchSpec | None
+    resume: bool = False
+    overwrite: bool = False
+    objectives: tuple[Any, ...] = ()
+    attainment: float = 0.9
+    workers: int = 1
+    ray_address: str | None = None
+    on_worker_failure: str = "stop"
+    wandb: str | None = None
 
 
-@contextlib.contextmanager
-def maybe_launch(ns: argparse.Namespace, cfg: RunConfig) -> Iterator[tuple[RunConfig, Any]]:
-    if not getattr(ns, "launch", None):
-        yield cfg, None
-        return
-    from loadtest.launch.launcher import launch
-
-    assert cfg.output_dir is not None
-    with launch(launch_spec(ns, ns.launch, cfg.model, cfg.output_dir)) as server:
-        ignore_eos = cfg.ignore_eos and "ignore_eos" in server.accepted_fields
-        if cfg.ignore_eos and not ignore_eos:
-            print(f"loadtest: {ns.launch} does not accept ignore_eos; not sending it", file=sys.stderr)
-        yield replace(cfg, base_url=server.base_url, model=server.model_name, ignore_eos=ignore_eos), server
-
-
-def run(ns: argparse.Namespace, cfg: RunConfig) -> int:
-    """Run ``single`` or ``throughput`` (cfg built from ns by cli.config_from_args)."""
-    from loadtest.prompts.sources import load_prompts
-    from loadtest.run.runner import Run
-    from loadtest.tokens import launched_tokenizer, load_tokenizer
-
-    from loadtest.run import synthetic as synthetic_run
-
-    cfg = synthetic_run.configure(cfg, ns)
+def configure(ns: argparse.Namespace) -> tuple[RunConfig, Invocation]:
+    throughput = ns.command == "throughput"
     if ns.resume is not None and ns.output is not None and ns.output != ns.resume:
         raise ConfigError("--resume DIR continues the run in DIR; leave out --output (or give the same directory)")
+    rate = getattr(ns, "request_rate", None)
+    concurrency = getattr(ns, "concurrency", None)
+    if throughput and concurrency is None and rate is None:
+        raise ConfigError("throughput needs --concurrency N (closed loop) or --request-rate R (open loop)")
+    concurrency = concurrency or 1
+    duration = getattr(ns, "duration", None)
+    num = ns.num_prompts if ns.num_prompts is not None else max(100, 4 * concurrency)
+    cfg = options.run_config(ns, command=ns.command, concurrency=concurrency, request_rate=rate, num_prompts=num,
+                             duration_s=duration, output_dir=ns.resume or options.output_dir(ns, ns.command))
+    objectives, attainment = options.objectives(ns)
+    workers, ray = getattr(ns, "workers", 1), getattr(ns, "ray_address", None)
+    if (workers > 1 or ray) and ns.resume is not None:
+        raise ConfigError("--resume does not combine with --workers / --ray-address")
+    return cfg, Invocation(launch=options.launch_spec(ns), resume=ns.resume is not None, overwrite=ns.overwrite,
+                           objectives=tuple(objectives), attainment=attainment, workers=workers, ray_address=ray,
+                           on_worker_failure=getattr(ns, "on_worker_failure", "stop"), wandb=ns.wandb)
+
+
+def config_from_args(ns: argparse.Namespace) -> RunConfig:
+    """The run's configuration alone (what a test of the options needs)."""
+    return configure(ns)[0]
+
+
+def main(ns: argparse.Namespace) -> int:
+    cfg, how = configure(ns)
+    return run_command(cfg, how)
+
+
+def run_command(cfg: RunConfig, how: Invocation) -> int:
+    """Launch when asked, build the prompts, run, then the table, the judgements and the files."""
+    from loadtest.client.synthetic import plan_for
+    from loadtest.prompts.sources import load_prompts
+    from loadtest.run.console import render_table
+    from loadtest.run.execute import execute
+    from loadtest.run.launched import launched, server_info
+    from loadtest.run.output import prepare_output_dir
+    from loadtest.run.postrun import annotate_prompts, judge_and_say
+    from loadtest.run.runner import Run
+    from loadtest.redact import redact
+    from loadtest.tokens import launched_tokenizer, load_tokenizer
+
     assert cfg.output_dir is not None
-    prepare_output_dir(cfg.output_dir, overwrite=ns.overwrite, resume=ns.resume is not None)
+    prepare_output_dir(cfg.output_dir, overwrite=how.overwrite, resume=how.resume)
     if cfg.dataset == "lima":
         print("loadtest: loading GAIR/lima from the Hugging Face hub (gated; retries take ~25 s when it is "
               "unreachable)", file=sys.stderr, flush=True)
-    synthetic = cfg.dataset == synthetic_run.DATASET
+    synthetic = cfg.dataset == options.SYNTHETIC
     prompts = [] if synthetic else load_prompts(cfg.dataset)
     tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
-    with maybe_launch(ns, cfg) as (cfg, server):
+    with launched(how.launch, cfg) as (cfg, server):
         if tokenizer is None and server is not None:  # the launched model's own, when it has one
             tokenizer = launched_tokenizer(server.info.get("model") or {})
-
-        def server_info() -> dict[str, Any] | None:
-            if server is None:
-                return None
-            return {**server.info, "resources": server.resources()}
-
-        assert cfg.output_dir is not None
-        plan = synthetic_run.plan_for(cfg, server) if synthetic else None  # counted with the server's tokenizer
+        plan = plan_for(cfg, server) if synthetic else None  # counted with the server's tokenizer
         prompts = plan.prompts if plan else prompts
-        if getattr(ns, "workers", 1) > 1 or getattr(ns, "ray_address", None):
-            from loadtest.scaleout.coordinator import coordinator
+        if how.workers > 1 or how.ray_address:
+            from loadtest.scaleout import make_coordinator
 
-            run = coordinator(ns, cfg, prompts, server_info)  # scale-out: same interface as Run
+            run: Any = make_coordinator(cfg, prompts, server_info(server), workers=how.workers,
+                                   on_failure=how.on_worker_failure, ray_address=how.ray_address)
         else:
-            run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info,
-                      resume=ns.resume is not None)
-        terminated = False
-
-        async def main() -> Any:
-            loop = asyncio.get_running_loop()
-            task = asyncio.current_task()
-
-            def on_signal(sig: signal.Signals) -> None:
-                nonlocal terminated
-                if not run.stop.is_set():
-                    run.interrupted = True
-                    terminated = sig == signal.SIGTERM
-                    run.stop.set()
-                    hint = "" if terminated else " (Ctrl-C again to quit now)"
-                    print(f"\nloadtest: stopping ({sig.name}); writing the summary of what completed{hint}",
-                          file=sys.stderr, flush=True)
-                elif task is not None:
-                    task.cancel()
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal, sig)
-            return await run.execute()
-
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            try:
-                outcome = runner.run(main())
-            except asyncio.CancelledError:
-                print(f"loadtest: interrupted; records so far are in {cfg.output_dir / 'requests.jsonl'}", file=sys.stderr)
-                return 143 if terminated else 130
+            run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info(server),
+                      resume=how.resume)
+        outcome = execute(run)
     if synthetic or cfg.ignore_eos:
-        synthetic_run.annotate(outcome.directory, outcome.summary, plan, cfg, quiet=cfg.quiet)
+        annotate_prompts(outcome.directory, outcome.summary, plan, cfg.max_tokens, quiet=cfg.quiet)
     print(render_table(outcome.summary))
-    after_run(ns, outcome)
+    judge_and_say(outcome.directory, outcome.summary, list(how.objectives), how.attainment)
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
     if outcome.message:
         print(f"loadtest: error: {redact(outcome.message)}", file=sys.stderr)
-    if ns.wandb:
+    if how.wandb:
         from loadtest.report.load import load_run
         from loadtest.report.wandb_sink import log_runs
 
-        log_runs([load_run(outcome.directory)], ns.wandb)
-    if terminated and outcome.exit_code == 130:
-        return 143  # 128 + SIGTERM, as a process killed by it would report
+        log_runs([load_run(outcome.directory)], how.wandb)
     return outcome.exit_code

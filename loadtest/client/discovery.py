@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import orjson
 
-from loadtest.measure.chunks import error_message
+from loadtest.config import RunConfig
 from loadtest.errors import RunAborted
+from loadtest.measure.chunks import error_message
 from loadtest.transport import Exchange, Transport
 
 
@@ -38,3 +39,29 @@ async def discover_model(transport: Transport, base_url: str, timeout_s: float =
     if not models:
         raise RunAborted(f"--model not given and {base_url}/models lists no model (HTTP {ex.status}); pass --model")
     return models[0]
+
+
+async def model_list(cfg: RunConfig, timeout_s: float) -> tuple[list[dict[str, object]], bytes]:
+    """The provider's /models answer, checked: (the model entries, the raw body); one clear
+    RunAborted when it cannot be asked or does not answer a model list."""
+    from loadtest.client.auth import auth_hint, open_transport
+
+    transport = open_transport(cfg, 1)
+    try:
+        ex = await transport.get("/models", timeout_s)
+    finally:
+        await transport.aclose()
+    if ex.error_kind:
+        raise RunAborted(f"cannot reach {cfg.base_url}: {ex.error}")
+    if ex.status in (401, 403):
+        raise RunAborted(f"{cfg.base_url}/models refused the key (HTTP {ex.status}: {error_message(ex.body())}); "
+                         f"{auth_hint(cfg)}")
+    if ex.status != 200:
+        raise RunAborted(f"{cfg.base_url}/models answered HTTP {ex.status}: {error_message(ex.body())}")
+    try:
+        data = orjson.loads(ex.body()).get("data")
+    except (orjson.JSONDecodeError, AttributeError):
+        data = None
+    if not isinstance(data, list):
+        raise RunAborted(f"{cfg.base_url}/models did not answer an OpenAI model list")
+    return [m for m in data if isinstance(m, dict) and "id" in m], ex.body()

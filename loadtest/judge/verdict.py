@@ -8,7 +8,7 @@
 - server_saturated: an open loop's server completed under SATURATED_SHARE of the rate asked:
   queues grew during the run, and the latencies depend on its length.
 
-Thresholds are documented in README ("Verdicts") and written into each verdict.
+Thresholds are documented in docs/load-shapes.md ("Verdicts") and written into each verdict.
 """
 
 from __future__ import annotations

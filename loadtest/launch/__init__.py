@@ -5,3 +5,5 @@ Import-free on purpose: the CLI reads ``ENGINES`` without loading the launcher (
 """
 
 ENGINES = ("llamacpp", "transformers", "vllm", "tgi")
+ENV_ENGINES = ("llamacpp", "transformers", "vllm")
+"""The engines loadtest installs into environments of their own (TGI runs as a Docker image)."""

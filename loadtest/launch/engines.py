@@ -12,16 +12,11 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from loadtest.errors import ConfigError, LaunchError
 from loadtest.launch.envs import EngineEnv, all_pythons, find_env, has_nvidia, install_hint, models_dir
 from loadtest.launch.models import ResolvedModel
+from loadtest.launch.spec import TGI_IMAGE, LaunchSpec
 
-if TYPE_CHECKING:
-    from loadtest.launch.launcher import LaunchSpec
-
-TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.5"
 LLAMACPP_VARIANTS = ("auto", "llama-server", "xllamacpp", "llama-cpp-python")
 
 
@@ -95,7 +90,7 @@ class Engine:
     def version(self, cmd: EngineCommand) -> str | None:
         raise NotImplementedError
 
-    def command(self, spec: "LaunchSpec", model: ResolvedModel, port: int) -> EngineCommand:
+    def command(self, spec: LaunchSpec, model: ResolvedModel, port: int) -> EngineCommand:
         raise NotImplementedError
 
 
@@ -105,7 +100,7 @@ class LlamaCpp(Engine):
     name = "llamacpp"
     accepted_fields = frozenset({"ignore_eos", "cache_prompt", "top_k", "min_p", "repeat_penalty", "n_probs"})
 
-    def variant(self, spec: "LaunchSpec") -> str:
+    def variant(self, spec: LaunchSpec) -> str:
         v = spec.variant or os.environ.get("LOADTEST_LLAMACPP") or "auto"
         if v not in LLAMACPP_VARIANTS:
             raise ConfigError(f"unknown llama.cpp variant {v!r}: choose from {', '.join(LLAMACPP_VARIANTS)}")
@@ -129,7 +124,7 @@ class LlamaCpp(Engine):
     def ensure(self) -> Path:
         return self.ensure_variant("llama-server" if shutil.which("llama-server") else "xllamacpp")
 
-    def command(self, spec: "LaunchSpec", model: ResolvedModel, port: int) -> EngineCommand:
+    def command(self, spec: LaunchSpec, model: ResolvedModel, port: int) -> EngineCommand:
         if model.path is None or not model.is_gguf:
             raise LaunchError(f"llama.cpp serves GGUF files; {model.requested!r} is not a local .gguf file")
         variant = self.variant(spec)
@@ -186,7 +181,7 @@ class Transformers(Engine):
     ready_path = "/health"
     accepted_fields = frozenset()   # 422 on any field it does not know
 
-    def command(self, spec: "LaunchSpec", model: ResolvedModel, port: int) -> EngineCommand:
+    def command(self, spec: LaunchSpec, model: ResolvedModel, port: int) -> EngineCommand:
         py = self.ensure()
         served: Path | str
         if model.is_gguf:
@@ -229,7 +224,7 @@ class Vllm(Engine):
     ready_path = "/health"
     accepted_fields = frozenset({"ignore_eos", "min_tokens", "top_k", "min_p", "repetition_penalty"})
 
-    def command(self, spec: "LaunchSpec", model: ResolvedModel, port: int) -> EngineCommand:
+    def command(self, spec: LaunchSpec, model: ResolvedModel, port: int) -> EngineCommand:
         py = self.ensure()
         if model.is_gguf:
             served = str(_exported_dir(model, py))
@@ -294,11 +289,11 @@ class Tgi(Engine):
             raise LaunchError(f"engine tgi needs a running Docker daemon, and `docker info` says: {why}")
         return Path(exe)
 
-    def command(self, spec: "LaunchSpec", model: ResolvedModel, port: int) -> EngineCommand:
+    def command(self, spec: LaunchSpec, model: ResolvedModel, port: int) -> EngineCommand:
         exe = self.ensure()
         return self.docker_command(spec, model, port, str(exe))
 
-    def docker_command(self, spec: "LaunchSpec", model: ResolvedModel, port: int, docker: str = "docker",
+    def docker_command(self, spec: LaunchSpec, model: ResolvedModel, port: int, docker: str = "docker",
                        served_dir: Path | None = None) -> EngineCommand:
         """The `docker run` line, separate from `command` so it can be built without a daemon."""
         container = f"loadtest-tgi-{port}"

@@ -27,7 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_ENGINES = ("llamacpp", "transformers", "vllm")
+from loadtest.launch import ENV_ENGINES
+
 STAMP = ".installed"
 
 #: The import that proves an engine is usable in an environment, and the distributions whose

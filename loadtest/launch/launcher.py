@@ -16,12 +16,12 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from loadtest.errors import LaunchError
-from loadtest.launch.engines import TGI_IMAGE, EngineCommand, get_engine
+from loadtest.launch.engines import EngineCommand, get_engine
+from loadtest.launch.spec import LaunchSpec
 from loadtest.launch.envs import find_env
 from loadtest.launch.pins import PinCheck
 from loadtest.launch.hostinfo import host_info
@@ -30,30 +30,6 @@ from loadtest.launch.monitor import ResourceMonitor
 from loadtest.launch.process import ManagedProcess, free_port, http_ready, probe_host, shell_command
 
 __all__ = ["LaunchSpec", "RunningServer", "launch", "ensure_engine", "LaunchError"]
-
-
-@dataclass
-class LaunchSpec:
-    engine: str
-    model: str | None = None          # None/"smollm2" -> the embedded SmolLM2 GGUF
-    host: str = "127.0.0.1"
-    port: int | None = None           # None -> a free port
-    threads: int | None = None        # default: os.cpu_count()
-    slots: int | None = None          # parallel sequences (llama.cpp -np); default 4 for llama.cpp
-    ctx_size: int = 2048              # per slot
-    gpu_layers: int | None = None     # llama.cpp -ngl
-    dtype: str | None = None          # transformers/vllm
-    attn_implementation: str | None = None  # transformers: eager|sdpa|...
-    compile: bool = False             # transformers: torch.compile'd forward
-    tensor_parallel_size: int | None = None
-    max_model_len: int | None = None
-    gpu_memory_utilization: float | None = None
-    tgi_image: str = TGI_IMAGE
-    extra_args: list[str] = field(default_factory=list)  # passed through to the engine
-    log_dir: Path = Path(".")
-    ready_timeout_s: float | None = None
-    variant: str | None = None        # llama.cpp: auto|llama-server|xllamacpp|llama-cpp-python
-    stop_grace_s: float = 10.0        # SIGTERM -> SIGKILL
 
 
 def ready_timeout(spec: LaunchSpec, cmd: EngineCommand, model_bytes: int | None) -> float:

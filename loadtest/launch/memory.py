@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tabulate import tabulate
-
 from loadtest.errors import ConfigError
 
 GIB = 2 ** 30
@@ -237,6 +235,8 @@ def memory_rows(models: list[ModelSize], *, context: int | None = None, batch: i
 def render_memory(rows: list[dict[str, Any]], fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(rows, indent=2)
+    from tabulate import tabulate  # here: --help never pays for it
+
     with_kv = any(r["what"] != rows[0]["what"] for r in rows)
     headers = ["model", "parameters", *(["memory"] if with_kv else []), *(f"{p} (GB)" for p, _ in PRECISIONS)]
     body = [[r["model"], _params_text(r["parameters"]), *([r["what"]] if with_kv else []),
@@ -247,20 +247,3 @@ def render_memory(rows: list[dict[str, Any]], fmt: str = "table") -> str:
     note = (f"GB = 2^30 bytes; parameters x bytes per parameter (4, 2, 1, 0.5) x {OVERHEAD} overhead"
             + ("; KV cache = 2 x layers x KV heads x head dim x context x batch x bytes" if with_kv else ""))
     return table + "\n\n" + note
-
-
-def add_arguments(p: Any) -> None:
-    p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="a parameter count (7b, 70b, 135m), a config.json or model directory, a GGUF file, or smollm2")
-    p.add_argument("--context", type=int, help="add the KV cache for this many tokens of context per sequence")
-    p.add_argument("--batch", type=int, default=1, help="sequences held at once, for the KV cache (default 1)")
-    p.add_argument("--kv-dtype", choices=sorted(KV_BYTES), default="fp16", help="KV cache element type (default fp16)")
-    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
-
-
-def run(ns: Any) -> int:
-    if ns.context is not None and ns.context < 1 or ns.batch < 1:
-        raise ConfigError("--context and --batch must be >= 1")
-    rows = memory_rows([resolve(m) for m in ns.models], context=ns.context, batch=ns.batch, kv_dtype=ns.kv_dtype)
-    print(render_memory(rows, ns.format))
-    return 0

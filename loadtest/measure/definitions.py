@@ -75,6 +75,11 @@ DEFINITIONS: dict[str, str] = {
         "completion tokens: the client's own overhead, to compare with what it measures. "
         "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads). With "
         "--warmup 5s / --cooldown it covers those phases too (the verdict divides by all three)."),
+    "client_startup_cpu_s": (
+        "CPU seconds the client process had used when the measured phase began: interpreter start, imports, "
+        "prompt loading, connection set-up and warm-up (in a sweep, capacity search, tokens sweep or matrix, "
+        "the earlier runs of the same process too). Reported apart from client_cpu_s so that a run's fixed "
+        "cost is never read as a per-token one. Scaled out: the workers' own plus the coordinator's."),
     "attempts": (
         "Per request: HTTP requests sent for it: 1, plus one per retry after a rate-limited answer, plus "
         "one per compatibility retry (stream_options or max_tokens rejected once). Latency fields are those "
@@ -207,22 +212,3 @@ DEFINITIONS: dict[str, str] = {
 def markdown() -> str:
     """The definitions block of docs/metrics.md (a test checks the doc matches)."""
     return "\n".join(f"- **`{name}`**: {text}" for name, text in DEFINITIONS.items()) + "\n"
-
-
-def rewrite_doc(path: str) -> None:
-    """Replace the generated block of docs/metrics.md with the current definitions."""
-    from pathlib import Path
-
-    doc = Path(path)
-    head, rest = doc.read_text().split("-->\n", 1)
-    tail = rest.split("<!-- definitions:end -->", 1)[1]
-    doc.write_text(head + "-->\n" + markdown() + "<!-- definitions:end -->" + tail)
-
-
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:2] == ["--write"]:
-        rewrite_doc(sys.argv[2])
-    else:
-        print(markdown(), end="")

@@ -46,14 +46,6 @@ def summarize(values: Sequence[float] | np.ndarray, weights: np.ndarray | None =
     return {k: out[k] for k in ("count", *STAT_KEYS, *(["weight"] if "weight" in out else []))}
 
 
-def itl_samples(records: Sequence[RequestRecord]) -> tuple[np.ndarray, np.ndarray]:
-    """(per-token ITL values, weights): chunk gaps shared among the tokens of the later chunk."""
-    cols = Columns()
-    for r in records:
-        cols.add_itl(r.chunk_offsets_s, r.chunk_tokens)
-    return cols.itl()
-
-
 _SAMPLED = ("tokens_per_s", "ttft_s", "ttft_content_s", "tpot_s", "decode_tokens_per_s", "e2e_s")
 
 

@@ -1,6 +1,6 @@
 """The per-request record: raw timestamps interpreted once, after the response is complete.
 
-Definitions live in :mod:`loadtest.definitions`; this module implements them. Times are seconds;
+Definitions live in :mod:`loadtest.measure.definitions`; this module implements them. Times are seconds;
 ``None`` means not measured.
 """
 
@@ -54,7 +54,7 @@ class RequestRecord:
     chunk_tokens: list[int] | None = None
     """Tokens attributed to each content chunk (sums to completion_tokens)."""
     chunk_token_source: str | None = None
-    """How chunk_tokens were obtained (see loadtest.chunk_tokens)."""
+    """How chunk_tokens were obtained (see loadtest.measure.chunk_tokens)."""
     engine_timings: dict[str, Any] | None = None
     bytes_received: int | None = None
     """Response body bytes that arrived (also when the request failed)."""
@@ -102,7 +102,7 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
                  keep_texts: Callable[[int, list[str]], None] | None = None) -> RequestRecord:
     """Interpret one Exchange. Implements every definition in docs/metrics.md. ``keep_texts(id,
     texts)`` receives the chunk texts of a request whose per-chunk counts are estimated, for an exact
-    count after the run (loadtest.refine)."""
+    count after the run (loadtest.measure.retokenize)."""
     s = Stream()
     ok = ex.error_kind is None
     kind, message = ex.error_kind, ex.error

@@ -1,7 +1,7 @@
 """Exact tokens per chunk after the run, from the server's own ``/tokenize`` (llama.cpp, vLLM, SGLang).
 
 During the run a request whose per-chunk counts are only estimated (the first-chunk rule, see
-:mod:`loadtest.chunk_tokens`) leaves its chunk texts in a side file next to requests.jsonl (on disk,
+:mod:`loadtest.measure.chunk_tokens`) leaves its chunk texts in a side file next to requests.jsonl (on disk,
 so memory does not grow). After the measured window, never during it, each response is tokenized
 by the server and requests.jsonl is rewritten with the exact per-chunk counts and the TPOT that
 follows from them. Statistics are computed from the file afterwards, so they see the exact counts.
@@ -19,106 +19,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import orjson
 
-from loadtest.redact import redact
 from loadtest.measure.chunk_tokens import TEXT_SHARE, TOKENIZE_ENDPOINT, reconcile, tpot_from
 
 SIDE_FILE = ".chunk_texts.jsonl"
 _CONCURRENCY = 16
 _BATCH = 256
 
-
-def root_url(base_url: str) -> str:
-    """/tokenize lives at the server root, not under /v1."""
-    base = base_url.rstrip("/")
-    return base[:-3] if base.endswith("/v1") else base
-
-
-class TokenizeEndpoint:
-    """A server's /tokenize and the request shape it answers."""
-
-    def __init__(self, url: str, mode: str, model: str | None, headers: dict[str, str]) -> None:
-        self.url, self.mode, self.model, self.headers = url, mode, model, headers
-        self.last_status: int | None = None
-
-    def _body(self, text: str) -> bytes:
-        if self.mode == "pieces":
-            return orjson.dumps({"content": text, "with_pieces": True})
-        if self.mode == "content":
-            return orjson.dumps({"content": text})
-        return orjson.dumps({"model": self.model, "prompt": text, "add_special_tokens": False})
-
-    async def _call(self, client: httpx.AsyncClient, text: str) -> list[Any] | None:
-        try:
-            r = await client.post(self.url, content=self._body(text), headers=self.headers)
-        except httpx.HTTPError:
-            return None
-        self.last_status = r.status_code
-        if r.status_code != 200:
-            return None
-        try:
-            tokens = orjson.loads(r.content).get("tokens")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        return tokens if isinstance(tokens, list) else None
-
-    async def chunk_counts(self, client: httpx.AsyncClient, texts: list[str]) -> list[int] | None:
-        """Tokens per chunk text, or None when the server would not say."""
-        if self.mode == "pieces":
-            tokens = await self._call(client, "".join(texts))
-            return None if tokens is None else pieces_per_chunk(tokens, texts)
-        counts = []
-        for text in texts:
-            tokens = await self._call(client, text)
-            if tokens is None:
-                return None
-            counts.append(len(tokens))
-        return counts
-
-
-def pieces_per_chunk(tokens: list[Any], texts: list[str]) -> list[int] | None:
-    """Each token goes to the chunk holding its last byte; None when the pieces do not spell the
-    text (a tokenizer that normalises it), so positions cannot be trusted."""
-    ends, pos = [], 0
-    for t in texts:
-        pos += len(t.encode())
-        ends.append(pos)
-    counts = [0] * len(texts)
-    at, j = 0, 0
-    for tok in tokens:
-        piece = tok.get("piece") if isinstance(tok, dict) else None
-        if isinstance(piece, str):
-            at += len(piece.encode())
-        elif isinstance(piece, list):  # llama.cpp: the bytes of a piece that is not valid UTF-8
-            at += len(piece)
-        else:
-            return None
-        while j < len(ends) - 1 and at > ends[j]:
-            j += 1
-        counts[j] += 1
-    return counts if at == pos else None
-
-
-async def probe(base_url: str, model: str | None, headers: dict[str, str],
-                timeout_s: float = 5.0) -> TokenizeEndpoint | None:
-    """Whether the server tokenizes, and how; one or two small requests before the run."""
-    url = root_url(base_url) + "/tokenize"
-    async with httpx.AsyncClient(timeout=timeout_s) as client:
-        for mode in ("pieces", "prompt"):
-            ep = TokenizeEndpoint(url, mode, model, {**headers, "Content-Type": "application/json"})
-            tokens = await ep._call(client, "Hello world")
-            if tokens:
-                if mode == "pieces" and not isinstance(tokens[0], dict):
-                    ep.mode = "content"
-                return ep
-            if ep.last_status not in (400, 422):  # no such endpoint (404), or no server answer
-                return None
-    return None
+ChunkCounter = Callable[[list[str]], Awaitable["list[int] | None"]]
+"""Tokens in each of a response's chunk texts, or None when the server would not say."""
 
 
 class TextLog:
@@ -185,75 +99,54 @@ def _refined(row: dict[str, Any], counts: list[int]) -> bool:
     return True
 
 
-async def refine_run(log: TextLog, endpoint: TokenizeEndpoint, records: Path, *, budget_s: float = 300.0) -> Refined:
-    """Count every logged response's chunks with the server and rewrite ``records`` in place (via a
-    temporary file, one batch of responses in memory at a time). Rows left when ``budget_s`` runs
-    out keep their estimate. The side file is removed."""
+async def refine_run(log: TextLog, count_chunks: ChunkCounter, records: Path, *, budget_s: float = 300.0,
+                     concurrency: int = _CONCURRENCY) -> Refined:
+    """Count every logged response's chunks with ``count_chunks`` (the server's /tokenize, see
+    client/tokenize.py) and rewrite ``records`` in place (via a temporary file, one batch of
+    responses in memory at a time). Rows left when ``budget_s`` runs out keep their estimate."""
     done = Refined()
     deadline = time.monotonic() + budget_s
     tmp = records.with_suffix(".jsonl.tmp")
-    sem = asyncio.Semaphore(_CONCURRENCY)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def count(texts: list[str]) -> list[int] | None:
+        async with sem:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:  # a server that drips bytes would outlast every per-read timeout
+                return await asyncio.wait_for(count_chunks(texts), left)
+            except asyncio.TimeoutError:
+                return None
+
     try:
-        async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=_CONCURRENCY)) as client:
-
-            async def count(texts: list[str]) -> list[int] | None:
-                async with sem:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return None
-                    try:  # a server that drips bytes would outlast every per-read timeout
-                        return await asyncio.wait_for(endpoint.chunk_counts(client, texts), left)
-                    except asyncio.TimeoutError:
-                        return None
-
-            with open(log.path, "rb") as side, open(records, "rb") as src, open(tmp, "wb") as dst:
-                while True:
-                    batch = [orjson.loads(line) for line in side.readlines(_BATCH * 4096)]
-                    if not batch:
-                        break
-                    results = await asyncio.gather(*(count(e["texts"]) for e in batch))
-                    wanted = {e["id"]: c for e, c in zip(batch, results) if c is not None}
-                    last = batch[-1]["id"]
-                    for line in src:  # rows and side entries are in the same order
-                        try:
-                            row = orjson.loads(line)
-                        except orjson.JSONDecodeError:  # a line a crash cut short stays as it was
-                            dst.write(line)
-                            continue
-                        rid = row.get("id")
-                        counts = wanted.pop(rid, None) if row.get("ok") else None
-                        if counts is not None and _refined(row, counts):
-                            line = orjson.dumps(row) + b"\n"
-                            done.rows += 1
-                            done.counted += sum(counts)
-                            done.usage += row["completion_tokens"]
+        with open(log.path, "rb") as side, open(records, "rb") as src, open(tmp, "wb") as dst:
+            while True:
+                batch = [orjson.loads(line) for line in side.readlines(_BATCH * 4096)]
+                if not batch:
+                    break
+                results = await asyncio.gather(*(count(e["texts"]) for e in batch))
+                wanted = {e["id"]: c for e, c in zip(batch, results) if c is not None}
+                last = batch[-1]["id"]
+                for line in src:  # rows and side entries are in the same order
+                    try:
+                        row = orjson.loads(line)
+                    except orjson.JSONDecodeError:  # a line a crash cut short stays as it was
                         dst.write(line)
-                        if rid == last and row.get("ok"):
-                            break
-                for line in src:
+                        continue
+                    rid = row.get("id")
+                    counts = wanted.pop(rid, None) if row.get("ok") else None
+                    if counts is not None and _refined(row, counts):
+                        line = orjson.dumps(row) + b"\n"
+                        done.rows += 1
+                        done.counted += sum(counts)
+                        done.usage += row["completion_tokens"]
                     dst.write(line)
+                    if rid == last and row.get("ok"):
+                        break
+            for line in src:
+                dst.write(line)
         os.replace(tmp, records)
     finally:
         tmp.unlink(missing_ok=True)
     return done
-
-
-async def finish(log: TextLog | None, records: Path, *, base_url: str, model: str | None,
-                 headers: dict[str, str], stopped: bool) -> dict[str, Any]:
-    """The post-run pass, when chunk texts were kept and the server answers /tokenize (probed now,
-    after the run, so the measured requests are the only ones the server saw during it); not after
-    Ctrl-C or an abort. Returns what summary.run says about it."""
-    endpoint, refined = None, None
-    if log is not None:
-        log.close()
-        if not stopped and log.count:
-            try:
-                endpoint = await asyncio.wait_for(probe(base_url, model, headers), 10.0)
-            except asyncio.TimeoutError:
-                endpoint = None
-            if endpoint is not None:
-                refined = await refine_run(log, endpoint, records)
-        log.discard()
-    return {"tokenize_endpoint": redact(endpoint.url) if endpoint is not None else None,
-            "chunk_tokens_refined": refined.rows if refined is not None else None,
-            "tokenize_to_usage_ratio": refined.ratio if refined is not None else None}

@@ -1,5 +1,6 @@
 """Synthetic prompts of exact token length (``--dataset synthetic --prompt-tokens N``): part of the
-prompt stage, producing the same :class:`Prompt` objects as any dataset.
+prompt stage, producing the same :class:`Prompt` objects as any dataset. What asks the server
+(its /tokenize, the overhead probe) is in client/synthetic.py; this module only builds and checks.
 
 A prompt is a seeded sequence of common English words, each of which is one token in the served
 model's vocabulary (checked with the counter below), so N words are N tokens; every prompt is then
@@ -22,9 +23,7 @@ from dataclasses import dataclass, field
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-import httpx
-
-from loadtest.errors import ConfigError, RunAborted
+from loadtest.errors import ConfigError
 from loadtest.prompts.sources import BUILTIN_PATH, Prompt, load_prompts
 
 DATASET = "synthetic"
@@ -54,51 +53,6 @@ class SyntheticPlan:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class ServerCounter:
-    """Counts with the server's own tokenizer: llama.cpp's ``POST /tokenize {content}`` or vLLM's
-    ``{model, prompt}`` (both fields are sent; each server ignores the other's)."""
-
-    def __init__(self, root_url: str, model: str | None, headers: dict[str, str]) -> None:
-        self.name = f"server:{root_url}/tokenize"
-        self._client = httpx.Client(base_url=root_url, headers=headers, timeout=30.0)
-        self._model = model
-
-    def count(self, text: str) -> int:
-        body: dict[str, Any] = {"content": text, "prompt": text, "add_special": False, "add_special_tokens": False}
-        if self._model:
-            body["model"] = self._model
-        r = self._client.post("/tokenize", json=body)
-        r.raise_for_status()
-        doc = r.json()
-        tokens = doc.get("tokens")
-        return len(tokens) if isinstance(tokens, list) else int(doc["count"])
-
-    def works(self) -> bool:
-        try:
-            return self.count("hello world") >= 1
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return False
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def root_url(base_url: str) -> str:
-    """Engines serve /tokenize and /props beside /v1, not under it."""
-    return re.sub(r"/v1/?$", "", base_url.rstrip("/"))
-
-
-def choose_counter(base_url: str, model: str | None, headers: dict[str, str], tokenizer: str | None) -> tuple[Counter, bool]:
-    """(counter, whether it is the server's own tokenizer)."""
-    server = ServerCounter(root_url(base_url), model, headers)
-    if server.works():
-        return server, True
-    server.close()
-    from loadtest.tokens import load_tokenizer
-
-    return load_tokenizer(tokenizer or "cl100k_base"), False
-
-
 def word_pool(counter: Counter) -> list[str]:
     """Distinct lowercase words of the builtin prompts that are one token each with a leading space
     (the form every word of a prompt takes), in a fixed order."""
@@ -126,37 +80,11 @@ def word_pool(counter: Counter) -> list[str]:
     return pool
 
 
-def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str, str], pool: list[str],
-                   counter: Counter, seed: int, timeout_s: float) -> tuple[int | None, str | None]:
-    """Tokens the server adds to a prompt (chat template, BOS): usage.prompt_tokens of one short
-    request minus the prompt's own count. (None, why) when the server does not say."""
+def probe_text(pool: list[str], seed: int) -> str:
+    """The short prompt (PROBE_TOKENS one-token words, seeded) whose usage.prompt_tokens tells what
+    the server adds to a prompt (client/synthetic.py sends it)."""
     rng = random.Random(f"probe-{seed}")
-    text = "".join(" " + rng.choice(pool) for _ in range(PROBE_TOKENS))
-    body: dict[str, Any] = {"max_tokens": 1, "stream": False}
-    if model:
-        body["model"] = model
-    if api == "chat":
-        body["messages"] = [{"role": "user", "content": text}]
-    else:
-        body["prompt"] = text
-    try:
-        with httpx.Client(headers=headers, timeout=timeout_s) as client:
-            if not model:
-                models = client.get(base_url.rstrip("/") + "/models").json().get("data") or []
-                if models:
-                    body["model"] = models[0]["id"]
-            r = client.post(base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions"), json=body)
-    except httpx.TimeoutException:
-        return None, f"the probe request took over {timeout_s:g} s"
-    except httpx.HTTPError as exc:
-        raise RunAborted(f"synthetic prompts: the probe request to {base_url} failed: {type(exc).__name__}: {exc}") from None
-    if r.status_code >= 400:
-        return None, f"probe request answered HTTP {r.status_code}"
-    try:
-        usage = r.json().get("usage") or {}
-        return int(usage["prompt_tokens"]) - counter.count(text), None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None, "the server reports no usage.prompt_tokens"
+    return "".join(" " + rng.choice(pool) for _ in range(PROBE_TOKENS))
 
 
 def _exact(words: list[str], n: int, counter: Counter, rng: random.Random, pool: list[str]) -> tuple[str, int]:
@@ -215,26 +143,6 @@ def build_prompts(spec: SyntheticSpec, count: int, counter: Counter, pool: list[
             "word_pool": len(pool), "template_overhead_tokens": overhead,
             "template_compensated": compensated and short < count, "prompts_too_short_to_compensate": short}
     return SyntheticPlan(prompts=prompts, expected=expected, info=info)
-
-
-def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None, api: str, headers: dict[str, str],
-            tokenizer: str | None, timeout_s: float = 60.0) -> SyntheticPlan:
-    """Choose the counter, build the word pool, probe the server's overhead, build the prompts."""
-    if spec.prompt_tokens < 1:
-        raise ConfigError("--prompt-tokens must be >= 1")
-    if spec.shared_prefix_tokens >= spec.prompt_tokens:
-        raise ConfigError("--shared-prefix-tokens must be smaller than --prompt-tokens")
-    counter, on_server = choose_counter(base_url, model, headers, tokenizer)
-    try:
-        pool = word_pool(counter)
-        overhead, why = probe_overhead(base_url, model, api, headers, pool, counter, spec.seed, timeout_s)
-        plan = build_prompts(spec, count, counter, pool, overhead)
-    finally:
-        if isinstance(counter, ServerCounter):
-            counter.close()
-    plan.info["verified_by_server_tokenize"] = on_server
-    plan.info["template_overhead_unknown_because"] = why
-    return plan
 
 
 def check_records(rows: Iterable[dict[str, Any]], expected: dict[str, int] | None, *, max_tokens: int) -> dict[str, Any]:

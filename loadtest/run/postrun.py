@@ -1,16 +1,18 @@
-"""Judgements made after a run, from its summary and records: SLOs and goodput (slo.py) and the
-verdict on the measurement itself (verdict.py). Written into summary.json, one line each on the
-console."""
+"""Judgements made after a run, from its summary and records: SLOs and goodput (judge/slo.py),
+the verdict on the measurement itself (judge/verdict.py), and for synthetic prompts how exactly the
+server saw the lengths asked. Written into summary.json, one line each on the console."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from loadtest.judge import slo
-from loadtest.judge import verdict
+import orjson
+
+from loadtest.judge import slo, verdict
+from loadtest.prompts.synthetic import SyntheticPlan, check_records, warnings
 from loadtest.run.output import write_summary
 
 RED, RESET = "\033[31m", "\033[0m"
@@ -32,9 +34,33 @@ def verdict_line(summary: dict[str, Any], stream: Any = sys.stdout) -> str:
     return text
 
 
-def after_run(ns: argparse.Namespace, outcome: Any) -> None:
-    judge(outcome.directory, outcome.summary, slo.parse(getattr(ns, "slo", None)),
-          getattr(ns, "slo_attainment", slo.DEFAULT_ATTAINMENT))
-    if outcome.summary.get("slo") is not None:
-        print(slo.line(outcome.summary["slo"]))
-    print(verdict_line(outcome.summary))
+def judge_and_say(directory: Path, summary: dict[str, Any], objectives: list[slo.Objective],
+                  attainment: float = slo.DEFAULT_ATTAINMENT) -> None:
+    """``judge``, then the SLO line (when there are objectives) and the verdict line on stdout."""
+    judge(directory, summary, objectives, attainment)
+    if summary.get("slo") is not None:
+        print(slo.line(summary["slo"]))
+    print(verdict_line(summary))
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    """requests.jsonl one line at a time (a long run's file is never held in memory)."""
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                yield orjson.loads(line)
+
+
+def annotate_prompts(directory: Path, summary: dict[str, Any], plan: SyntheticPlan | None, max_tokens: int,
+                     *, quiet: bool = False) -> dict[str, Any]:
+    """Add ``prompts`` (how synthetic prompts were made and how exactly the server saw them) to the
+    summary, in memory and in summary.json; say what did not match on stderr."""
+    check = check_records(_rows(directory / "requests.jsonl"), plan.expected if plan else None, max_tokens=max_tokens)
+    summary["prompts"] = {**(plan.info if plan else {}), **check}
+    write_summary(directory, summary)
+    if not quiet:
+        for line in warnings(check, max_tokens):
+            print(f"loadtest: warning: {line}", file=sys.stderr)
+    return summary["prompts"]

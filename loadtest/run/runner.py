@@ -1,5 +1,7 @@
-"""One run, wired stage by stage: prompts -> payloads -> scheduler -> transport -> record ->
-metrics -> output. The only module that knows all the stages."""
+"""One run, wired stage by stage: prompts -> payloads (client) -> scheduler -> transport ->
+record (measure) -> metrics -> output. The only module that knows all the stages; what is around
+the run (its own files, or a scale-out coordinator) comes in through ``Hooks`` (hooks.py), and how
+it ends is decided by outcome.py."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -19,40 +20,30 @@ try:
 except ImportError:  # Windows: the CPU split is then not measured
     resource = None  # type: ignore[assignment]
 
-from loadtest.config import RunConfig
-from loadtest.measure.metrics import compute_metrics, load_columns
-from loadtest.run.output import RecordWriter, build_summary, client_info, write_summary
-from loadtest.redact import redact
-from loadtest.run import resume as resuming
-from loadtest.client.payloads import base_body
-from loadtest.prompts.sources import Prompt
-from loadtest.prompts.order import PromptOrder
 from loadtest.client.aborts import abort_message
+from loadtest.client.auth import build_auth, open_transport
 from loadtest.client.discovery import discover_model
-from loadtest.measure import retokenize as refine
-from loadtest.measure.record import CANCELLED, RequestRecord, build_record, cancelled_record
-from loadtest.scheduler.loops import until_stopped
-from loadtest.scheduler import phases as shaping
+from loadtest.client.payloads import base_body
+from loadtest.client.sender import Sender
+from loadtest.client.tokenize import refine_records
+from loadtest.config import RunConfig
 from loadtest.judge.monitors import RunMonitor
+from loadtest.measure.metrics import compute_metrics, load_columns
+from loadtest.measure.record import CANCELLED, RequestRecord, build_record, cancelled_record
+from loadtest.prompts.order import PromptOrder
+from loadtest.prompts.sources import Prompt
 from loadtest.run import live
-from loadtest.run.livestats import LiveStats
+from loadtest.run import resume as resuming
 from loadtest.run.gctimer import collect_garbage
+from loadtest.run.hooks import MEASURED, START, Hooks
+from loadtest.run.livestats import LiveStats
+from loadtest.run.outcome import RunOutcome, conclude, run_block, timestamp
+from loadtest.run.output import RecordWriter, client_info
+from loadtest.scheduler import phases
+from loadtest.scheduler.loops import until_stopped
 from loadtest.tokens import Tokenizer
 from loadtest.transport import Exchange, Transport
-from loadtest.client.auth import build_auth, open_transport
-from loadtest.client.sender import Sender
 from loadtest.transport.base import CONNECT, response_limits
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
-
-
-@dataclass
-class RunOutcome:
-    summary: dict[str, Any]
-    directory: Path
-    exit_code: int
-    message: str | None
-
 
 def _rusage() -> Any:
     return resource.getrusage(resource.RUSAGE_SELF) if resource is not None else None
@@ -67,12 +58,17 @@ def _cpu_split(before: Any, after: Any) -> tuple[float, float] | None:
 
 
 class Run:
+    """``stop`` ends the run early (set by a signal, an abort, a coordinator); ``interrupted`` says
+    a signal or a coordinator asked (the outcome is then 130). ``stop_on_failure``: the first
+    failed measured request ends the run (a prefill/decode scenario that failed once has failed)."""
+
     def __init__(self, cfg: RunConfig, prompts: list[Prompt], *, directory: Path,
                  tokenizer: Tokenizer | None = None,
                  server_info: Callable[[], dict[str, Any] | None] | None = None, resume: bool = False,
-                 scale_out: Any = None) -> None:
+                 hooks: Hooks | None = None, stop_on_failure: bool = False) -> None:
         self.cfg = cfg
-        self.scale_out = scale_out  # a worker's share, record sink and barriers (worker_main.py)
+        self.hooks = hooks or Hooks()
+        self.stop_on_failure = stop_on_failure
         self.prompts = prompts
         self.directory = directory
         self.tokenizer = tokenizer
@@ -86,13 +82,12 @@ class Run:
         self._span_end: float | None = None
         self._sender: Sender = None  # type: ignore[assignment]  # made with the transport (execute)
         # chunk texts whose token counts are estimated, to count exactly after the run
-        self._texts = refine.text_log(directory, cfg.stream, tokenizer is not None)
+        self._texts = self.hooks.text_log(directory, cfg, tokenizer is not None)
         self._order = PromptOrder(prompts, cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
         self._connect_streak = 0
         self._measured_done = 0
-        self._measured_failed = 0
         self._abort: RequestRecord | None = None
         self._abort_reason: str | None = None
         self._t0_ns = 0
@@ -102,19 +97,18 @@ class Run:
         self._base: dict[str, Any] = {}
         # Finished exchanges wait here to be interpreted, one per event-loop turn (see _process).
         self._pending: deque[tuple[Exchange, int, str, bool, tuple[Any, Any, str]]] = deque()
-        self._phases = shaping.Phases.of(cfg)
+        self._phases = phases.Phases.of(cfg)
         self._phase_t0_ns = 0
         self.live = LiveStats()
         self._pending_ready = asyncio.Event()
 
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int, scheduled_ns: int | None = None, queue_ns: int = 0) -> None:
-        cfg = self.cfg
         prompt = self._order[i]
         t_start = perf_counter_ns()
         self.live.sent += 1
         phase = self._phases.phase(i, ((scheduled_ns or t_start) - self._phase_t0_ns) / 1e9)
-        warmup = phase != shaping.MEASURED
+        warmup = phase != phases.MEASURED
         sched = (None if scheduled_ns is None else (scheduled_ns - self._t0_ns) / 1e9,
                  None if scheduled_ns is None else queue_ns / 1e9, phase)
         try:
@@ -161,7 +155,8 @@ class Run:
         self.live.add(rec)
         if not rec.warmup:
             self._measured_done += 1
-            self._measured_failed += not rec.ok
+            if not rec.ok and self.stop_on_failure:
+                self.stop.set()
             if self._span_start is None or rec.start_s < self._span_start:
                 self._span_start = rec.start_s
             if rec.end_s is not None and (self._span_end is None or rec.end_s > self._span_end):
@@ -198,11 +193,12 @@ class Run:
     # -- the run --------------------------------------------------------------------------
     async def execute(self) -> RunOutcome:
         cfg = self.cfg
-        self._transport = open_transport(cfg, shaping.connections(cfg))
+        await self.hooks.open()
+        self._transport = open_transport(cfg, phases.connections(cfg))
         self._transport.limits = response_limits(cfg.max_tokens)
         self._sender = Sender(cfg, self._transport, note=self._note, tokenizer=self.tokenizer)
         plan = resuming.plan_resume(self.directory, cfg) if self.resume else resuming.start(self.directory, cfg)
-        self._writer = (self.scale_out.sink if self.scale_out else RecordWriter)(self.directory)
+        self._writer = self.hooks.record_writer(self.directory)
         started_at = time.time()
         progress: asyncio.Task[None] | None = None
         processor = asyncio.create_task(self._process())
@@ -213,9 +209,8 @@ class Run:
         gc.disable()
         collector = asyncio.create_task(collect_garbage())
         ended = "done"
-        measured_t0 = 0
         duration_s = plan.remaining_s if plan.remaining_s is not None else cfg.duration_s
-        cpu_measured = None
+        cpu_measured = startup_cpu = None
         cpu_split: tuple[float, float] | None = None
         monitored: dict[str, Any] | None = None
         monitor = RunMonitor(cfg.base_url).start()
@@ -225,25 +220,26 @@ class Run:
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
                 if cfg.preconnect:
-                    await until_stopped(self.stop, self._transport.preconnect(shaping.connections(cfg),
+                    await until_stopped(self.stop, self._transport.preconnect(phases.connections(cfg),
                                                                               min(cfg.timeout_s, 30.0)))
             if not cfg.quiet and not self.stop.is_set():
                 total = len(plan.todo) if plan.todo is not None else cfg.num_prompts
                 progress = asyncio.create_task(live.show(self.live, cfg.command, total=total if cfg.duration_s is None
                                                          else None, duration_s=self._phases.total_s()))
-            if self.scale_out and not self.stop.is_set():
-                await until_stopped(self.stop, self.scale_out.sync("start"))  # the coordinator's start barrier
+            if not self.stop.is_set():
+                await until_stopped(self.stop, self.hooks.barrier(START))
             self._t0_ns = perf_counter_ns()
-            if cfg.warmup and shaping.separate_warmup(cfg) and not self.resume and not self.stop.is_set():
+            if cfg.warmup and phases.separate_warmup(cfg) and not self.resume and not self.stop.is_set():
                 ended = await self._schedule(count=cfg.warmup, deadline_ns=None)
                 self._drain()
-            if self.scale_out and not self.stop.is_set():
-                await until_stopped(self.stop, self.scale_out.sync("measured"))
+            if not self.stop.is_set():
+                await until_stopped(self.stop, self.hooks.barrier(MEASURED))
             if not self.stop.is_set():
                 monitor.begin()
                 measured_t0 = self._phase_t0_ns = perf_counter_ns()
-                cpu0, rusage0 = time.process_time(), _rusage()
-                deadline = shaping.run_deadline_ns(cfg, measured_t0, duration_s)
+                startup_cpu = cpu0 = time.process_time()
+                rusage0 = _rusage()
+                deadline = phases.run_deadline_ns(cfg, measured_t0, duration_s)
                 if plan.todo is not None:  # resumed: only the prompts not done yet, by their own ids
                     todo = plan.todo
                     ended = await self._schedule(lambda k, *a: self._job(todo[k], *a), count=len(todo))
@@ -280,64 +276,39 @@ class Run:
         elif self.interrupted:
             ended = "interrupted"
         window_s = duration_s if ended == "deadline" and duration_s else self._window_s()
-        piece = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)), "ended": ended,
-                 "window_s": window_s, "requests": self._measured_done}
-        pieces = [*plan.pieces, piece]
+        pieces = [*plan.pieces, {"started_at": timestamp(started_at), "ended": ended, "window_s": window_s,
+                                 "requests": self._measured_done}]
         if plan.pieces:
             windows = [p["window_s"] for p in pieces if p["window_s"] is not None]
             window_s = sum(windows) if windows else None
         # After the measured window (never during it): exact tokens per chunk from the server's /tokenize.
-        chunk_info = await refine.finish(self._texts, self._writer.path, base_url=cfg.base_url, model=self._model,
-                                         headers=build_auth(cfg).headers, stopped=self.interrupted or self._abort is not None)
+        chunk_info = await refine_records(self._texts, self._writer.path, base_url=cfg.base_url, model=self._model,
+                                          headers=build_auth(cfg).headers,
+                                          stopped=self.interrupted or self._abort is not None)
         # The statistics come from the records file in one streaming pass (bounded memory; a
         # post-run pass that rewrites the file composes with it).
         result = compute_metrics(load_columns(self._writer.path), window_s=window_s)
-        run_info = {
-            "started_at": pieces[0]["started_at"],
-            "ended": ended, "model": self._model, "clock_origin_ns": self._t0_ns, "warmup_requests": self._warmup_count,
-            "resumed": bool(plan.pieces), "pieces": pieces,
-            "load": shaping.describe(cfg), "monitors": monitored,
-            **self._sender.run_info(), **chunk_info,
-            "connections_preopened": cfg.preconnect and cfg.transport == "fast",
-            "tokenizer": self.tokenizer.name if self.tokenizer else None,
-            # The client's own cost over the measured phase: known overhead, not a guess.
-            "client_cpu_s": cpu_measured,
-            "client_cpu_s_per_1k_tokens": (cpu_measured / tokens * 1000
-                                           if cpu_measured is not None and (tokens := result["metrics"]["completion_tokens_total"])
-                                           else None),
-            "client_cpu_user_s": cpu_split[0] if cpu_split else None,
-            "client_cpu_system_s": cpu_split[1] if cpu_split else None,
-        }
-        summary = build_summary(command=cfg.command, config=cfg.to_json(),
-                                client=client_info(cfg.transport, type(asyncio.get_running_loop()).__module__),
-                                result=result, run=run_info,
-                                server=self.server_info() if self.server_info else None)
-        message = None
-        exit_code = EXIT_OK
-        counts = result["counts"]
+        run = run_block(cfg, started_at=pieces[0]["started_at"], ended=ended, model=self._model,
+                        clock_origin_ns=self._t0_ns, warmup_requests=self._warmup_count, pieces=pieces,
+                        monitors=monitored, sender=self._sender.run_info(), chunk_info=chunk_info,
+                        tokenizer=self.tokenizer.name if self.tokenizer else None, cpu_s=cpu_measured,
+                        cpu_split=cpu_split, completion_tokens=result["metrics"]["completion_tokens_total"],
+                        startup_cpu_s=startup_cpu)
+        abort = None
         if self._abort is not None:
-            message = await abort_message(cfg, self._abort, reason=self._abort_reason, ok_count=self._ok_count,
-                                          model=self._model, directory=self.directory,
-                                          failures=len(self._early_failures))
-            exit_code = EXIT_FAILED
-        elif self.interrupted:
-            exit_code = EXIT_INTERRUPTED
-        elif duration_s and counts["requests"] and counts["completed"] == 0 and not result["errors"]:
-            message, exit_code = (f"no request completed within --duration {duration_s:g} s ({counts['cancelled']} "
-                                  "cancelled at the deadline): nothing was measured; use a longer --duration"), EXIT_FAILED
-        elif counts["requests"] and counts["completed"] == 0:
-            kinds = ", ".join(f"{k} x{v['count']}" for k, v in result["errors"].items())
-            message, exit_code = f"no request succeeded ({kinds})", EXIT_FAILED
-        summary["run"]["error"] = redact(message) if message else None
-        write_summary(self.directory, summary)
-        return RunOutcome(summary, self.directory, exit_code, message)
+            abort = await abort_message(cfg, self._abort, reason=self._abort_reason, ok_count=self._ok_count,
+                                        model=self._model, directory=self.directory, failures=len(self._early_failures))
+        return conclude(cfg, self.directory, result=result, run=run,
+                        client=client_info(cfg.transport, type(asyncio.get_running_loop()).__module__),
+                        server=self.server_info() if self.server_info else None, abort=abort,
+                        interrupted=self.interrupted, duration_s=duration_s)
 
-    async def _schedule(self, job: shaping.Job | None = None, *, count: int | None, deadline_ns: int | None = None,
+    async def _schedule(self, job: phases.Job | None = None, *, count: int | None, deadline_ns: int | None = None,
                         first_index: int = 0, with_warmup: bool = False) -> str:
-        run_shape = self.scale_out.run_shape if self.scale_out else shaping.run_shape
-        return await run_shape(self.cfg, job or self._job, count=count, deadline_ns=deadline_ns, stop=self.stop,
-                                       first_index=first_index, origin_ns=self._phase_t0_ns or perf_counter_ns(),
-                                       with_warmup=with_warmup and not self.resume)
+        return await self.hooks.run_shape(self.cfg, job or self._job, count=count, deadline_ns=deadline_ns,
+                                          stop=self.stop, first_index=first_index,
+                                          origin_ns=self._phase_t0_ns or perf_counter_ns(),
+                                          with_warmup=with_warmup and not self.resume)
 
     def _window_s(self) -> float | None:
         """First measured start to last measured end of this run (None when nothing finished)."""

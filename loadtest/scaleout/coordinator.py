@@ -1,5 +1,5 @@
 """Scale-out (--workers N): the coordinator. It deals the run into shares (share.py), starts one
-worker process per share (worker_main.py, multiprocessing's spawn context), holds the start
+worker process per share (worker.py, multiprocessing's spawn context), holds the start
 barrier, writes every record the workers stream to the one requests.jsonl as it arrives, and
 computes the summary from those raw records in one pass: percentiles are exact, never averaged
 across workers. A worker that dies is named with its last error; its records stay.
@@ -11,10 +11,8 @@ same clock; across machines (Ray) the hosts' clock offset only shifts when each 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,21 +22,22 @@ from typing import Any
 import orjson
 
 from loadtest.client.auth import build_auth
+from loadtest.client.tokenize import refine_records
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
-from loadtest.run.livestats import LiveStats
-from loadtest.measure.metrics import compute_metrics, load_columns
-from loadtest.run import live
 from loadtest.judge.monitors import HostMonitor
-from loadtest.run.output import build_summary, client_info, write_summary
+from loadtest.measure import retokenize
+from loadtest.measure.metrics import compute_metrics, load_columns
 from loadtest.prompts.sources import Prompt
 from loadtest.redact import redact
-from loadtest.measure import retokenize as refine
+from loadtest.run import live
 from loadtest.run import resume as resuming
-from loadtest.scheduler import phases as shaping
+from loadtest.run.livestats import LiveStats
+from loadtest.run.outcome import RunOutcome, conclude, run_block, timestamp
+from loadtest.run.output import client_info
+from loadtest.scaleout import wire
 from loadtest.scaleout.share import Share, deal
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
+from loadtest.scheduler import phases
 START_DELAY_S = 0.25
 """How far ahead of "now" the coordinator names the common start instant (covers the go message's trip)."""
 READ_BATCH = 512
@@ -49,25 +48,6 @@ CLOCKS = {
     "start": "one wall-clock instant named by the coordinator after every worker is ready (start barrier); "
              "records' start_s/end_s are seconds from each worker's own start at that instant",
 }
-
-
-def worker_count(text: str) -> int:
-    """--workers N, or auto: the cores less one (the coordinator's)."""
-    if text == "auto":
-        return max(1, (os.cpu_count() or 2) - 1)
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto', got {text!r}")
-    return int(text)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("scale-out (README: Scale out)")
-    g.add_argument("--workers", type=worker_count, default=1, metavar="N|auto",
-                   help="split the run over N client processes (auto: cores - 1); statistics from all records")
-    g.add_argument("--on-worker-failure", choices=("stop", "continue"), default="stop",
-                   help="when a worker dies: stop the run cleanly with a summary (default) or go on without it")
-    g.add_argument("--ray-address", metavar="auto|ray://HOST:PORT",
-                   help="run the workers as Ray actors on this cluster (needs loadtest[ray])")
 
 
 @dataclass
@@ -129,7 +109,7 @@ class _Group:
 
 
 class Coordinator:
-    """Runner-shaped (stop, interrupted, execute) so cli drives it like a Run."""
+    """Run-shaped (stop, interrupted, directory, execute), so run/execute.py drives it like a Run."""
 
     backend = "processes"
 
@@ -149,13 +129,14 @@ class Coordinator:
         self.failures: list[str] = []
         self._stopping = False
         self._fh: Any = None
-        self._texts: refine.TextLog | None = None
+        self._texts: retokenize.TextLog | None = None
         self._all_closed: asyncio.Event | None = None
         self._host = HostMonitor(cfg.base_url)
         self._started = False
         self._measured = False
         self.live = LiveStats()
         self._progress: asyncio.Future[None] | None = None
+        self._startup_cpu_s = 0.0  # this process's CPU when the measured phase began
 
     # -- messages ---------------------------------------------------------------------------
     def _broadcast(self, message: bytes) -> None:
@@ -169,30 +150,29 @@ class Coordinator:
     def _halt(self) -> None:
         if not self._stopping:
             self._stopping = True
-            self._broadcast(b"X")
+            self._broadcast(wire.STOP)
 
     def _handle(self, w: Worker, msg: bytes) -> None:
-        tag, body = msg[:1], msg[1:]
-        if tag == b"P":  # chunk texts for the post-run /tokenize pass, then the record
-            text, body = body.split(b"\n", 1)
+        tag, body = wire.split(msg)
+        if tag == wire.RECORD_WITH_TEXTS:  # chunk texts for the post-run /tokenize pass, then the record
+            entry, body = wire.texts_and_record(body)
             if self._texts is not None:
-                entry = orjson.loads(text)
                 self._texts.write(entry["id"], entry["texts"])
-            tag = b"R"
-        if tag == b"R":
+            tag = wire.RECORD
+        if tag == wire.RECORD:
             self._fh.write(body + b"\n")
             rec = w.take(body)
             self.live.sent += 1  # the coordinator sees finishes only: in flight is not shown
             self.live.add(SimpleNamespace(ok=rec["ok"], ttft_s=rec.get("ttft_s"), tpot_s=rec.get("tpot_s"),
                                           completion_tokens=rec.get("completion_tokens")))
             return  # records move no barrier
-        if tag == b"Y":
+        if tag == wire.READY:
             w.ready = True
-        elif tag == b"W":
+        elif tag == wire.WARM:
             w.warm = True
-        elif tag == b"D":
+        elif tag == wire.DONE:
             w.done = orjson.loads(body)
-        elif tag == b"E":
+        elif tag == wire.ERROR:
             w.error = body.decode(errors="replace")
         self._barriers()
 
@@ -200,17 +180,21 @@ class Coordinator:
         running = [w for w in self.workers if not w.closed]
         if not self._started and running and all(w.ready for w in running):
             self._started = True
-            self._broadcast(b"G%r" % (time.time() + START_DELAY_S))
+            self._broadcast(wire.go(time.time() + START_DELAY_S))
             if not self.cfg.quiet:
                 total = None if self.cfg.duration_s else (self.cfg.num_prompts or 0) + self.cfg.warmup
                 self._progress = asyncio.ensure_future(live.show(self.live, self.cfg.command, total=total,
-                                                                 duration_s=shaping.Phases.of(self.cfg).total_s()))
-            if not (self.cfg.warmup and shaping.separate_warmup(self.cfg)):
-                self._host.begin()
+                                                                 duration_s=phases.Phases.of(self.cfg).total_s()))
+            if not (self.cfg.warmup and phases.separate_warmup(self.cfg)):
+                self._begin_measured()
         elif self._started and running and all(w.warm for w in running) and not self._measured:
             self._measured = True
-            self._broadcast(b"M")
-            self._host.begin()
+            self._broadcast(wire.MEASURED)
+            self._begin_measured()
+
+    def _begin_measured(self) -> None:
+        self._host.begin()
+        self._startup_cpu_s = time.process_time()
 
     def _readable(self, w: Worker) -> None:
         try:
@@ -260,13 +244,11 @@ class Coordinator:
     async def _cleanup(self) -> None:
         """Backend teardown after every worker ended (Ray: the actors)."""
 
-    async def execute(self) -> Any:
-        from loadtest.run.runner import RunOutcome
-
+    async def execute(self) -> RunOutcome:
         cfg = self.cfg
         resuming.start(self.directory, cfg)
         self._fh = open(self.directory / "requests.jsonl", "ab")
-        self._texts = refine.text_log(self.directory, cfg.stream, cfg.tokenizer is not None)
+        self._texts = retokenize.text_log(self.directory, cfg.stream, cfg.tokenizer is not None)
         self._all_closed = asyncio.Event()
         started_at = time.time()
         self._host.start()
@@ -304,9 +286,9 @@ class Coordinator:
             self._fh.close()
             await self._cleanup()
         host = self._host.stop()
-        return await self._finish(started_at, host, RunOutcome)
+        return await self._finish(started_at, host)
 
-    async def _finish(self, started_at: float, host: Any, outcome_type: Any) -> Any:
+    async def _finish(self, started_at: float, host: Any) -> RunOutcome:
         cfg = self.cfg
         dones = [w.done for w in self.workers if w.done is not None]
         endings = {d["ended"] for d in dones}
@@ -324,68 +306,46 @@ class Coordinator:
                     else (max(s[1] for s in spans) - min(s[0] for s in spans) if spans else None))
         model = next((d["model"] for d in dones if d.get("model")), cfg.model)
         # After the run (never during it): exact tokens per chunk from the server's /tokenize, as one process does.
-        chunk_info = await refine.finish(self._texts, self.directory / "requests.jsonl", base_url=cfg.base_url,
-                                         model=model, headers=build_auth(cfg).headers,
-                                         stopped=ended in ("aborted", "interrupted", "worker_failed"))
+        chunk_info = await refine_records(self._texts, self.directory / "requests.jsonl", base_url=cfg.base_url,
+                                          model=model, headers=build_auth(cfg).headers,
+                                          stopped=ended in ("aborted", "interrupted", "worker_failed"))
         result = compute_metrics(load_columns(self.directory / "requests.jsonl"), window_s=window_s)
         cpu = [d["client_cpu_s"] for d in dones if d.get("client_cpu_s") is not None]
-        tokens = result["metrics"]["completion_tokens_total"]
+        startup = [d["client_startup_cpu_s"] for d in dones if d.get("client_startup_cpu_s") is not None]
         delays = [d["event_loop_delay"] for d in dones if d.get("event_loop_delay")]
         worst = max(delays, key=lambda d: d.get("p99_s") or 0.0) if delays else None
-        per_worker = [{
-            "name": w.name, "pid": w.pid or (w.done or {}).get("pid"), "host": w.host or (w.done or {}).get("host"),
-            "concurrency": w.share.concurrency if cfg.request_rate is None else None,
-            "scheduled": len(w.share.offsets) if cfg.request_rate is not None else None,
+        run = run_block(cfg, started_at=timestamp(started_at), ended=ended, model=model, clock_origin_ns=None,
+                        warmup_requests=sum(d.get("warmup_requests") or 0 for d in dones),
+                        pieces=[{"started_at": timestamp(started_at), "ended": ended, "window_s": window_s,
+                                 "requests": result["counts"]["requests"]}],
+                        monitors={"host_cpu": host, "event_loop_delay": worst},
+                        sender=dones[0]["sender"] if dones else {}, chunk_info=chunk_info, tokenizer=cfg.tokenizer,
+                        cpu_s=sum(cpu) if cpu else None, cpu_split=None,
+                        completion_tokens=result["metrics"]["completion_tokens_total"],
+                        # the workers' own start-up (spawned interpreters, imports, connections) and ours
+                        startup_cpu_s=sum(startup) + self._startup_cpu_s if startup else None)
+        run["scale_out"] = {"workers": len(self.workers), "backend": self.backend, "on_worker_failure": self.on_failure,
+                            "worker_failures": self.failures, "clocks": CLOCKS}
+        run["workers"] = [self._worker_row(w) for w in self.workers]
+        abort = aborted[0]["message"] if aborted else None
+        stopped_by = (self.failures[0] + " (--on-worker-failure stop: the others were stopped)"
+                      if self.failures and self.on_failure == "stop" else None)
+        return conclude(cfg, self.directory, result=result, run=run,
+                        client=client_info(cfg.transport, f"scale-out ({self.backend})"),
+                        server=self.server_info() if self.server_info else None, abort=abort,
+                        interrupted=self.interrupted, worker_failure=stopped_by, duration_s=cfg.duration_s)
+
+    def _worker_row(self, w: Worker) -> dict[str, Any]:
+        """One worker in summary.run.workers."""
+        done = w.done or {}
+        return {
+            "name": w.name, "pid": w.pid or done.get("pid"), "host": w.host or done.get("host"),
+            "concurrency": w.share.concurrency if self.cfg.request_rate is None else None,
+            "scheduled": len(w.share.offsets) if self.cfg.request_rate is not None else None,
             "max_concurrency": w.share.max_concurrency, "sent": w.sent, "completed": w.completed, "failed": w.failed,
-            "ended": (w.done or {}).get("ended", "died"), "client_cpu_s": (w.done or {}).get("client_cpu_s"),
-            "send_lag_p99_s": (w.done or {}).get("send_lag_p99_s"),
-            "event_loop_delay_p99_s": ((w.done or {}).get("event_loop_delay") or {}).get("p99_s"),
-            "error": (w.done or {}).get("message") or w.error,
-            "clock_origin_ns": (w.done or {}).get("clock_origin_ns"),  # its records' start_s are from here
-        } for w in self.workers]
-        run_info = {
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)), "ended": ended,
-            "model": model, "clock_origin_ns": None,
-            "warmup_requests": sum(d.get("warmup_requests") or 0 for d in dones), "resumed": False,
-            "pieces": [{"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)),
-                        "ended": ended, "window_s": window_s, "requests": result["counts"]["requests"]}],
-            "load": shaping.describe(cfg), "monitors": {"host_cpu": host, "event_loop_delay": worst},
-            **(dones[0]["sender"] if dones else {}), **chunk_info,
-            "connections_preopened": cfg.preconnect and cfg.transport == "fast", "tokenizer": cfg.tokenizer,
-            "client_cpu_s": sum(cpu) if cpu else None,
-            "client_cpu_s_per_1k_tokens": sum(cpu) / tokens * 1000 if cpu and tokens else None,
-            "client_cpu_user_s": None, "client_cpu_system_s": None,
-            "scale_out": {"workers": len(self.workers), "backend": self.backend, "on_worker_failure": self.on_failure,
-                          "worker_failures": self.failures, "clocks": CLOCKS},
-            "workers": per_worker,
+            "ended": done.get("ended", "died"), "client_cpu_s": done.get("client_cpu_s"),
+            "send_lag_p99_s": done.get("send_lag_p99_s"),
+            "event_loop_delay_p99_s": (done.get("event_loop_delay") or {}).get("p99_s"),
+            "error": done.get("message") or w.error,
+            "clock_origin_ns": done.get("clock_origin_ns"),  # its records' start_s are from here
         }
-        summary = build_summary(command=cfg.command, config=cfg.to_json(),
-                                client=client_info(cfg.transport, f"scale-out ({self.backend})"), result=result, run=run_info,
-                                server=self.server_info() if self.server_info else None)
-        message, code = None, EXIT_OK
-        counts = result["counts"]
-        if aborted:
-            message, code = aborted[0]["message"], EXIT_FAILED
-        elif self.interrupted:
-            code = EXIT_INTERRUPTED
-        elif self.failures and self.on_failure == "stop":
-            message, code = self.failures[0] + " (--on-worker-failure stop: the others were stopped)", EXIT_FAILED
-        elif counts["requests"] and counts["completed"] == 0:
-            message, code = "no request succeeded", EXIT_FAILED
-        summary["run"]["error"] = redact(message) if message else None
-        write_summary(self.directory, summary)
-        return outcome_type(summary, self.directory, code, message)
-
-
-def coordinator(ns: argparse.Namespace, cfg: RunConfig, prompts: list[Prompt], server_info: Any) -> Any:
-    """The cli's entry: checks what scale-out cannot do, then the coordinator for this backend."""
-    if ns.resume is not None:
-        raise ConfigError("--resume does not combine with --workers / --ray-address")
-    assert cfg.output_dir is not None
-    if ns.ray_address:
-        from loadtest.scaleout.ray_actors import RayCoordinator
-
-        return RayCoordinator(cfg, prompts, directory=cfg.output_dir, workers=ns.workers,
-                              on_failure=ns.on_worker_failure, server_info=server_info, address=ns.ray_address)
-    return Coordinator(cfg, prompts, directory=cfg.output_dir, workers=ns.workers, on_failure=ns.on_worker_failure,
-                       server_info=server_info)

@@ -1,7 +1,7 @@
 """One worker's share of a scaled-out run (--workers): which request indices it sends, with how
 much concurrency, and, in an open loop, at which of the shared schedule's start times.
 
-Pure dealing, no processes: the coordinator (workers.py) computes every share once, before any
+Pure dealing, no processes: the coordinator (coordinator.py) computes every share once, before any
 worker starts, so the union of the shares is exactly the single-process run's requests (same
 indices, so the same prompts in the same seeded order) and no index is sent twice."""
 

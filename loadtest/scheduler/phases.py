@@ -1,6 +1,6 @@
 """From a run's options to the scheduler: which load shape, how many requests, until when, and
 which phase (warmup / measured / cooldown) a request belongs to. The runner calls in here with a
-few lines; the shapes stay pure (loadshape.py) and the scheduler generic (scheduler.py)."""
+few lines; the shapes stay pure (shapes.py) and the loops generic (loops.py)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,9 @@ from typing import Literal
 
 import numpy as np
 
+from loadtest.scheduler import ARRIVALS
+
 Arrival = Literal["poisson", "constant", "gamma"]
-ARRIVALS: tuple[Arrival, ...] = ("poisson", "constant", "gamma")
 _BLOCK = 4096  # gaps drawn per RNG call; times(n) and iter_times() draw the same sequence
 
 

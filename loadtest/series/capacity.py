@@ -4,39 +4,46 @@ within --precision; finally repeat the boundary level to say how firm the answer
 
 A level *passes* when its run succeeded, its failed share is within --max-error-rate, every
 run-level objective holds, at least --slo-attainment of its requests met the per-request ones,
-and (open loop) the server completed at least 90% of the rate asked (levelrun.LevelResult.passes).
+and (open loop) the server completed at least 90% of the rate asked (levels.LevelResult.passes).
+A level stopped by a signal is not a measurement: the search ends there, announcing no answer.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from loadtest.judge import slo as slos
+from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
-from loadtest.series.level import CONCURRENCY, RATE, LevelResult, LevelRunner
-from loadtest.run.output import default_output_dir
-from loadtest.series.sweep import base_namespace, render
+from loadtest.judge import slo as slos
+from loadtest.run.execute import Signals
+from loadtest.series.levels import CONCURRENCY, RATE, LevelResult, LevelRunner, LevelSettings
+from loadtest.series.sweep import render
 
 MAX_LEVELS = 16
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from loadtest.cli.argtypes import positive_float as _positive_float
+@dataclass(frozen=True)
+class CapacityConfig:
+    """A capacity search: the run's config at the first level (its output_dir is the search's
+    root), what every level shares, and the search's own settings."""
 
-    g = p.add_argument_group("capacity search")
-    g.add_argument("--start", type=_positive_float, default=1.0, help="first level tried (default 1)")
-    g.add_argument("--precision", type=_positive_float, default=0.05,
-                   help="stop when the bracket is within this fraction of the answer (default 0.05; "
-                        "concurrency: within 1)")
-    g.add_argument("--max-levels", type=int, default=MAX_LEVELS, help=f"runs at most (default {MAX_LEVELS})")
-    g.add_argument("--no-repeat", dest="repeat", action="store_false",
-                   help="do not run the boundary level a second time")
+    base: RunConfig
+    settings: LevelSettings
+    start: float = 1.0
+    precision: float = 0.05
+    max_levels: int = MAX_LEVELS
+    repeat: bool = True
+    launch: Any = None           # LaunchSpec | None
+    overwrite: bool = False
+
+
+class Interrupted(Exception):
+    """A level was stopped by a signal: the search ends without a verdict on that level."""
 
 
 def _say(text: str) -> None:
@@ -55,6 +62,8 @@ class Search:
 
     def _ok(self, level: float) -> bool:
         r = self.run(level)
+        if r.interrupted:
+            raise Interrupted(level)
         self.tried.append(r)
         ok = r.passes(self.max_error_rate)
         _say(f"level {level:g}: {'meets' if ok else 'misses'} the objectives"
@@ -113,46 +122,53 @@ def answer_line(by: str, level: float | None, result: LevelResult | None, object
     return f"sustains {level:g} concurrent requests ({rpm:,.0f} req/min) with {what}"
 
 
-def run(ns: argparse.Namespace, *, make_config: Callable[[argparse.Namespace], Any],
-        maybe_launch: Callable[..., Any]) -> int:
+def run_capacity(cc: CapacityConfig) -> int:
+    """Launch when asked, search, write capacity.json, print the table and the answer."""
     from loadtest.prompts.sources import load_prompts
+    from loadtest.run.launched import launched, server_info
     from loadtest.tokens import load_tokenizer
 
-    objectives = slos.parse(ns.slo)
-    if not objectives:
+    settings = cc.settings
+    if not settings.objectives:
         raise ConfigError("capacity needs at least one --slo (e.g. --slo ttft:p99=0.5)")
-    if getattr(ns, "resume", None) is not None:
-        raise ConfigError("capacity has no --resume")
-    by = RATE if ns.by == "rate" else CONCURRENCY
+    by = settings.by
     integer = by == CONCURRENCY
-    start = max(1.0, float(int(ns.start))) if integer else ns.start
-    root: Path = ns.output or default_output_dir("capacity")
-    if (root / "capacity.json").exists() and not ns.overwrite:
+    start = max(1.0, float(int(cc.start))) if integer else cc.start
+    root = cc.base.output_dir
+    assert root is not None
+    if (root / "capacity.json").exists() and not cc.overwrite:
         raise ConfigError(f"--output {root} already holds a capacity search; pass --overwrite to replace it")
     root.mkdir(parents=True, exist_ok=True)
-    cfg = make_config(base_namespace(ns, by=by, first=start))
-    prompts = load_prompts(cfg.dataset)
-    tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+    prompts = load_prompts(cc.base.dataset)
+    tokenizer = load_tokenizer(cc.base.tokenizer) if cc.base.tokenizer else None
+    signals = Signals()
     t0 = time.monotonic()
-    with maybe_launch(ns, cfg) as (cfg, server):
-        info = (lambda: {**server.info, "resources": server.resources()}) if server is not None else None
-        runner = LevelRunner(cfg, prompts, by=by, root=root, tokenizer=tokenizer, server_info=info,
-                             objectives=objectives, attainment=ns.slo_attainment, num_prompts=ns.num_prompts)
-        search = Search(runner.run, integer=integer, precision=ns.precision, max_error_rate=ns.max_error_rate,
-                        max_levels=ns.max_levels)
-        lo, hi, early = search.find(start)
-        repeat = None
-        if lo is not None and ns.repeat and not runner.interrupted:
-            again = runner.run(lo, f"{by}-{lo:g}-repeat")
-            repeat = again.passes(ns.max_error_rate)
-            search.tried.append(again)
-    best = next((r for r in search.tried if r.level == lo and r.passes(ns.max_error_rate)), None)
-    line = answer_line(by, lo, best, objectives)
+    lo = hi = early = repeat = None
+    with launched(cc.launch, cc.base) as (cfg, server):
+        runner = LevelRunner(cfg, prompts, settings, root=root, tokenizer=tokenizer, server_info=server_info(server),
+                             signals=signals)
+        search = Search(runner.run, integer=integer, precision=cc.precision, max_error_rate=settings.max_error_rate,
+                        max_levels=cc.max_levels)
+        try:
+            lo, hi, early = search.find(start)
+            if lo is not None and cc.repeat:
+                again = runner.run(lo, f"{by}-{lo:g}-repeat")
+                if again.interrupted:
+                    raise Interrupted(lo)
+                repeat = again.passes(settings.max_error_rate)
+                search.tried.append(again)
+        except Interrupted as stopped:
+            early = f"interrupted at level {stopped.args[0]:g}: no answer is given for an interrupted search"
+            lo = None
+    best = next((r for r in search.tried if r.level == lo and r.passes(settings.max_error_rate)), None)
+    line = ("interrupted: no answer (an interrupted level is not a measurement)" if signals.received is not None
+            else answer_line(by, lo, best, list(settings.objectives)))
     confidence = ("not repeated" if repeat is None else
                   "the boundary level passed again when repeated" if repeat else
                   "the boundary level FAILED when repeated: the answer is at the edge; treat it as an upper bound")
-    out = {"by": by, "answer": lo, "lowest_failing": hi, "precision": ns.precision, "answer_line": line,
-           "confidence": confidence, "ended_early": early, "objectives": [o.text() for o in objectives],
+    out = {"by": by, "answer": lo, "lowest_failing": hi, "precision": cc.precision, "answer_line": line,
+           "confidence": confidence, "ended_early": early, "interrupted": signals.received is not None,
+           "objectives": [o.text() for o in settings.objectives],
            "rows": [r.row() for r in search.tried], "elapsed_s": time.monotonic() - t0}
     (root / "capacity.json").write_text(json.dumps(out, indent=2))
     print(render(out["rows"], by))
@@ -161,4 +177,6 @@ def run(ns: argparse.Namespace, *, make_config: Callable[[argparse.Namespace], A
     print(f"search: {len(search.tried)} runs{', ' + bracket if bracket else ''}; {confidence}"
           + (f"; ended early: {early}" if early else ""))
     print(f"\nresults: {root}/capacity.json (a sub-directory per level)")
+    if signals.exit_code is not None:
+        return signals.exit_code
     return 0 if lo is not None else 2

@@ -1,16 +1,28 @@
-"""Load levels for `sweep` and `capacity`: parsing ``--concurrency 1,2,4`` / ``--request-rate
-1,2,4|auto`` and spacing the automatic rates between a synchronous and a saturating probe."""
+"""The load levels of ``sweep`` and ``capacity``: parsing ``--concurrency 1,2,4`` /
+``--request-rate 1,2,4|auto``, spacing the automatic rates between a synchronous and a saturating
+probe, and running one level: a throughput run at a given concurrency or rate in its own
+sub-directory, judged against the SLOs, summarised as one table row. Every level runs through
+run/execute.py under the command's one ``Signals``: a signal stops the level it lands in (its
+summary is written, marked interrupted) and the series after it."""
 
 from __future__ import annotations
 
-import argparse
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
-from loadtest.cli.argtypes import fraction as _fraction, positive_float as _positive, positive_int as _positive_int
+from loadtest.judge import slo as slos
+from loadtest.run.execute import Signals, execute
+from loadtest.run.output import prepare_output_dir
+from loadtest.run.postrun import judge
 
+RATE, CONCURRENCY = "rate", "concurrency"
 AUTO_LEVELS = 10
 
 
@@ -40,18 +52,124 @@ def auto_rates(sync_rps: float, max_rps: float, n: int = AUTO_LEVELS) -> list[fl
     return [float(f"{r:.3g}") for r in np.linspace(lo, hi, n)]
 
 
-def add_level_arguments(p: argparse.ArgumentParser, command: str) -> None:
-    """--concurrency / --request-rate as levels, and how long each level runs."""
-    g = p.add_mutually_exclusive_group(required=command == "sweep")
-    if command == "sweep":
-        g.add_argument("--concurrency", metavar="LIST", help="closed-loop levels, e.g. 1,2,4,8,16,32")
-        g.add_argument("--request-rate", metavar="LIST", help="open-loop levels in requests/s, e.g. 1,2,4,8, or auto")
-    else:
-        g.add_argument("--by", choices=("rate", "concurrency"), default="rate",
-                       help="search over the request rate (open loop, default) or the concurrency")
-    amount = p.add_mutually_exclusive_group()
-    amount.add_argument("--num-prompts", type=_positive_int, help="measured requests per level (default: max(100, 4 x level); "
-                                                        "rate levels: 10 s worth, at least 50)")
-    amount.add_argument("--duration", type=_positive, help="measure each level for this many seconds instead")
-    p.add_argument("--max-error-rate", type=_fraction, default=0.05, metavar="F",
-                   help="a level whose failed share exceeds F counts as failing (default 0.05)")
+def level_name(by: str, level: float) -> str:
+    """Sub-directory of a level: rate-4, rate-2.5, concurrency-16."""
+    return f"{by}-{level:g}"
+
+
+@dataclass(frozen=True)
+class LevelSettings:
+    """What every level of a sweep or capacity search shares besides the run's own config: the
+    axis, how many requests a level measures, and what makes it pass."""
+
+    by: str                                    # RATE or CONCURRENCY
+    objectives: tuple[slos.Objective, ...] = ()
+    attainment: float = slos.DEFAULT_ATTAINMENT
+    num_prompts: int | None = None             # per level; None: max(100, 4 x level), rates 10 s worth
+    max_error_rate: float = 0.05
+    allow_client_bound: bool = False
+
+
+@dataclass
+class LevelResult:
+    by: str
+    level: float
+    directory: Path
+    summary: dict[str, Any]
+    exit_code: int
+    message: str | None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.summary["metrics"]
+
+    @property
+    def error_rate(self) -> float:
+        c = self.summary["counts"]
+        return c["failed"] / c["requests"] if c["requests"] else 1.0
+
+    @property
+    def slo(self) -> dict[str, Any] | None:
+        return self.summary.get("slo")
+
+    @property
+    def client_bound(self) -> bool:
+        return bool((self.summary.get("verdict") or {}).get("client_bound"))
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by a signal: what it measured is kept on disk but is not a level's result."""
+        return self.summary["run"].get("ended") == "interrupted"
+
+    def passes(self, max_error_rate: float) -> bool:
+        """A level meets its objectives: it ran, few enough requests failed, SLOs (if any) met, and
+        an open loop's server kept up (completions at >= 90% of the target rate)."""
+        if self.exit_code != 0 or self.error_rate > max_error_rate:
+            return False
+        if self.slo is not None and not self.slo["met"]:
+            return False
+        return not (self.summary.get("verdict") or {}).get("server_saturated")
+
+    def row(self) -> dict[str, Any]:
+        m = self.metrics
+
+        def stat(name: str, key: str) -> float | None:
+            return (m.get(name) or {}).get(key)
+
+        verdict = self.summary.get("verdict") or {}
+        return {
+            "level": self.level, "by": self.by, "directory": self.directory.name,
+            "achieved_rate_per_s": m.get("achieved_rate_per_s"),
+            "requests_per_s": m.get("requests_per_s"), "requests_per_min": m.get("requests_per_min"),
+            "output_tokens_per_s": m.get("output_tokens_per_s"),
+            "ttft_p50_s": stat("ttft_s", "p50"), "ttft_p99_s": stat("ttft_s", "p99"),
+            "tpot_p50_s": stat("tpot_s", "p50"), "tpot_p99_s": stat("tpot_s", "p99"),
+            "e2e_p50_s": stat("e2e_s", "p50"), "e2e_p99_s": stat("e2e_s", "p99"),
+            "send_lag_p99_s": stat("send_lag_s", "p99"),
+            "errors": self.summary["counts"]["failed"], "error_rate": self.error_rate,
+            "goodput_requests_per_min": (self.slo or {}).get("goodput_requests_per_min"),
+            "slo_met": None if self.slo is None else self.slo["met"],
+            "verdict": verdict.get("labels"),
+            "exit_code": self.exit_code,
+        }
+
+
+class LevelRunner:
+    """Runs levels against one endpoint with everything else fixed (prompts, seed, tokenizer)."""
+
+    def __init__(self, base: RunConfig, prompts: list[Any], settings: LevelSettings, *, root: Path,
+                 tokenizer: Any = None, server_info: Callable[[], dict[str, Any] | None] | None = None,
+                 signals: Signals | None = None) -> None:
+        self.base, self.prompts, self.settings, self.root = base, prompts, settings, root
+        self.by = settings.by
+        self.tokenizer, self.server_info = tokenizer, server_info
+        self.signals = signals if signals is not None else Signals()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signals.received is not None
+
+    def config(self, level: float, directory: Path, by: str | None = None) -> RunConfig:
+        by = by or self.by
+        cfg = self.base
+        if cfg.duration_s is None:
+            n = self.settings.num_prompts or (max(50, math.ceil(10 * level)) if by == RATE and math.isfinite(level)
+                                              else max(100, 4 * int(level)) if by == CONCURRENCY else 100)
+            cfg = replace(cfg, num_prompts=n)
+        if by == RATE:
+            return replace(cfg, request_rate=level, output_dir=directory, command="throughput")
+        return replace(cfg, concurrency=int(level), request_rate=None, max_concurrency=None, output_dir=directory,
+                       command="throughput")
+
+    def run(self, level: float, name: str | None = None, *, by: str | None = None) -> LevelResult:
+        from loadtest.run.runner import Run
+
+        by = by or self.by
+        directory = self.root / (name or level_name(by, level))
+        prepare_output_dir(directory, overwrite=True)
+        cfg = self.config(level, directory, by)
+        run = Run(cfg, self.prompts, directory=directory, tokenizer=self.tokenizer, server_info=self.server_info)
+        outcome = execute(run, self.signals)
+        result = LevelResult(by, level, directory, outcome.summary, outcome.exit_code, outcome.message)
+        judge(directory, outcome.summary, list(self.settings.objectives), self.settings.attainment)
+        return result

@@ -13,27 +13,25 @@ the table says why. Lengths beyond the server's context are skipped with a note.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
+import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
+from loadtest.client.auth import build_auth
+from loadtest.client.tokenize import context_limit
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, RunAborted
-from loadtest.run.output import default_output_dir, prepare_output_dir, render_rows
-from loadtest.client.auth import build_auth
 from loadtest.redact import redact_tree
-from loadtest.prompts.synthetic import root_url
-from loadtest.transport import normalize_base_url
-from loadtest.eventloop import loop_factory
+from loadtest.run.console import render_rows
+from loadtest.run.execute import Signals, execute
+from loadtest.run.output import prepare_output_dir
+from loadtest.run.postrun import annotate_prompts
 
 # Expected minimum speeds (tokens/s) by size, from the Spare Cores LLM benchmark.
 EXPECTED_PP = {16: 2, 128: 10, 512: 25, 1024: 50, 4096: 250, 16384: 1000}
@@ -41,41 +39,6 @@ EXPECTED_TG = {16: 1, 128: 5, 512: 25, 1024: 50, 4096: 250}
 TG_PROMPT_TOKENS = 16
 LOAD_BYTES_PER_S = 250e6
 SCHEMA_VERSION = 1
-
-
-def _sizes(text: str) -> list[int]:
-    """argparse type: '16,128,512' -> [16, 128, 512] (sorted, unique)."""
-    try:
-        sizes = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated token counts, got {text!r}") from None
-    if not sizes or sizes[0] < 1:
-        raise argparse.ArgumentTypeError(f"token counts must be >= 1, got {text!r}")
-    return sizes
-
-
-def add_arguments(p: Any) -> None:
-    p.add_argument("--endpoint", help="OpenAI base URL (or --launch ENGINE)")
-    p.add_argument("--model", help="model name to send (default: the first one /v1/models lists)")
-    p.add_argument("--api", choices=("chat", "completions"), default="completions",
-                   help="completions (default: the raw prompt, no chat template) or chat")
-    p.add_argument("--api-key", default=None, help="bearer token (default: $OPENAI_API_KEY)")
-    p.add_argument("--prompt-tokens", type=_sizes, default=_sizes("16,128,512,1024,4096,16384"),
-                   help="prompt processing sizes (default 16,128,512,1024,4096,16384)")
-    p.add_argument("--gen-tokens", type=_sizes, default=_sizes("16,128,512,1024,4096"),
-                   help="text generation sizes (default 16,128,512,1024,4096)")
-    p.add_argument("--repeat", type=int, default=5, help="requests per scenario: mean +- sd over them (default 5)")
-    p.add_argument("--timeout-scale", type=float, default=1.0, help="stretch every scenario's timeout (default 1)")
-    p.add_argument("--warmup", type=int, default=1, help="requests before the first scenario, not measured (default 1)")
-    p.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
-                   help="do not send ignore_eos (for servers that refuse it; generation may then stop early)")
-    p.add_argument("--seed", type=int, default=0, help="prompt seed (default 0)")
-    p.add_argument("--tokenizer", help="count prompt tokens with this tokenizer when the server has no /tokenize")
-    p.add_argument("--transport", choices=("fast", "httpx"), default="fast")
-    p.add_argument("--output", type=Path, help="results directory (default results/<time>-tokens/)")
-    p.add_argument("--overwrite", action="store_true", help="replace the sweep already in --output")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
 
 def expected_speed(size: int, table: dict[int, int]) -> float:
@@ -86,24 +49,6 @@ def expected_speed(size: int, table: dict[int, int]) -> float:
 
 def scenario_timeout(size: int, table: dict[int, int], scale: float, load_s: float) -> float:
     return size / expected_speed(size, table) * scale + load_s
-
-
-def context_limit(base_url: str, headers: dict[str, str]) -> int | None:
-    """The server's context in tokens: llama.cpp's /props n_ctx (per slot), vLLM's max_model_len."""
-    with httpx.Client(headers=headers, timeout=10.0) as client:
-        with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError, TypeError):
-            r = client.get(root_url(base_url) + "/props")
-            if r.status_code == 200:
-                doc = r.json()
-                n = (doc.get("default_generation_settings") or {}).get("n_ctx") or doc.get("n_ctx")
-                if isinstance(n, int) and n > 0:
-                    return n
-        with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError, TypeError, IndexError):
-            r = client.get(base_url.rstrip("/") + "/models")
-            n = (r.json().get("data") or [{}])[0].get("max_model_len")
-            if isinstance(n, int) and n > 0:
-                return n
-    return None
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
@@ -133,14 +78,30 @@ def rates(kind: str, rows: list[dict[str, Any]], prompt_tokens: int) -> tuple[li
     return ours, engine
 
 
+@dataclass(frozen=True)
+class TokensConfig:
+    """The prefill/decode sweep: the run's config (its output_dir is the sweep's root), the sizes,
+    and how each scenario runs."""
+
+    base: RunConfig
+    prompt_tokens: tuple[int, ...]
+    gen_tokens: tuple[int, ...]
+    repeat: int = 5
+    timeout_scale: float = 1.0
+    warmup: int = 1
+    launch: Any = None           # LaunchSpec | None
+    overwrite: bool = False
+    quiet: bool = False          # the progress lines (each scenario's run is quiet anyway)
+
+
 class Sweep:
-    def __init__(self, ns: Any, cfg: RunConfig, directory: Path, server: Any) -> None:
-        self.ns, self.cfg, self.directory, self.server = ns, cfg, directory, server
+    def __init__(self, tc: TokensConfig, cfg: RunConfig, directory: Path, server: Any, signals: Signals) -> None:
+        self.tc, self.cfg, self.directory, self.server, self.signals = tc, cfg, directory, server, signals
         size = ((server.info.get("model") or {}).get("file_size_bytes") or 0) if server else 0
         self.load_s = size / LOAD_BYTES_PER_S
         self.n_ctx = context_limit(cfg.base_url, build_auth(cfg).headers)
         self.results: list[dict[str, Any]] = []
-        self.warmup_left = max(0, ns.warmup)
+        self.warmup_left = max(0, tc.warmup)
 
     def _server_info(self) -> dict[str, Any] | None:
         return {**self.server.info, "resources": self.server.resources()} if self.server else None
@@ -150,23 +111,21 @@ class Sweep:
         table = EXPECTED_PP if kind == "pp" else EXPECTED_TG
         return {"test": f"{kind}{size}", "kind": kind, "prompt_tokens": prompt, "gen_tokens": gen, "size": size,
                 "expected_tokens_per_s": expected_speed(size, table),
-                "timeout_s": scenario_timeout(size, table, self.ns.timeout_scale, self.load_s),
+                "timeout_s": scenario_timeout(size, table, self.tc.timeout_scale, self.load_s),
                 "status": None, "reason": None, "tokens_per_s_mean": None, "tokens_per_s_sd": None,
                 "engine_tokens_per_s_mean": None, "engine_tokens_per_s_sd": None, "requests": 0, "directory": None}
 
     def _measure(self, sc: dict[str, Any]) -> None:
         """One scenario as an ordinary single run in its own directory; stops at its first failure."""
-        from dataclasses import replace
-
+        from loadtest.client.synthetic import plan_for
         from loadtest.run.runner import Run  # the run stages, imported when a sweep runs (not for --help)
-        from loadtest.run.synthetic import annotate, plan_for
 
         out = self.directory / sc["test"]
         warmup, self.warmup_left = self.warmup_left, 0
         extra = dict(self.cfg.extra_body)
         if self.cfg.ignore_eos and self.server is not None and "min_tokens" in self.server.accepted_fields:
             extra["min_tokens"] = sc["gen_tokens"]  # vLLM: the length forced a second way
-        cfg = replace(self.cfg, num_prompts=self.ns.repeat, warmup=warmup, max_tokens=sc["gen_tokens"], extra_body=extra,
+        cfg = replace(self.cfg, num_prompts=self.tc.repeat, warmup=warmup, max_tokens=sc["gen_tokens"], extra_body=extra,
                       prompt_tokens=sc["prompt_tokens"], timeout_s=sc["timeout_s"], output_dir=out,
                       seed=self.cfg.seed + len(self.results) - 1)  # scenario i: --seed + i
         prepare_output_dir(out, overwrite=True)
@@ -175,28 +134,18 @@ class Sweep:
         except RunAborted as exc:
             sc.update(status="failed", reason=str(exc))
             return
-        run = Run(cfg, plan.prompts, directory=out, server_info=self._server_info)
-
-        async def main() -> Any:
-            async def watch() -> None:  # a scenario that fails once has failed: do not wait out the rest
-                while not run.stop.is_set():
-                    if run._measured_failed:  # noqa: SLF001 - the runner's own count, read only
-                        run.stop.set()
-                    await asyncio.sleep(0.05)
-
-            watcher = asyncio.create_task(watch())
-            try:
-                return await run.execute()
-            finally:
-                watcher.cancel()
-
+        # a scenario that fails once has failed: do not wait out the rest
+        run = Run(cfg, plan.prompts, directory=out, server_info=self._server_info, stop_on_failure=True)
         try:
-            with asyncio.Runner(loop_factory=loop_factory()) as runner:
-                outcome = runner.run(main())
+            outcome = execute(run, self.signals)
         except RunAborted as exc:
             sc.update(status="failed", reason=str(exc))
             return
-        prompts = annotate(out, outcome.summary, plan, cfg, quiet=True)
+        if self.signals.received is not None:
+            sc.update(status="interrupted", reason=f"{self.signals.received.name}: what completed is in {out}",
+                      directory=str(out))
+            return
+        prompts = annotate_prompts(out, outcome.summary, plan, cfg.max_tokens, quiet=True)
         rows = [orjson.loads(line) for line in (out / "requests.jsonl").read_bytes().splitlines() if line.strip()]
         ours, engine = rates(sc["kind"], rows, sc["prompt_tokens"])
         counts = outcome.summary["counts"]
@@ -206,11 +155,11 @@ class Sweep:
         sc["completions_short"] = prompts.get("completions_short")
         sc["tokens_per_s_mean"], sc["tokens_per_s_sd"] = _mean_sd(ours)
         sc["engine_tokens_per_s_mean"], sc["engine_tokens_per_s_sd"] = _mean_sd(engine)
-        if counts["completed"] < self.ns.repeat or not ours:
+        if counts["completed"] < self.tc.repeat or not ours:
             kinds = ", ".join(f"{k} x{v['count']}" for k, v in outcome.summary["errors"].items()) or "nothing measured"
             hint = ("; the server may refuse ignore_eos: try --no-ignore-eos"
                     if "bad_request" in outcome.summary["errors"] and cfg.ignore_eos else "")
-            sc.update(status="failed", reason=f"{counts['completed']}/{self.ns.repeat} completed ({kinds}; "
+            sc.update(status="failed", reason=f"{counts['completed']}/{self.tc.repeat} completed ({kinds}; "
                                               f"timeout {sc['timeout_s']:.1f} s{hint})")
         else:
             sc["status"] = "ok"
@@ -229,12 +178,14 @@ class Sweep:
             if self.n_ctx is not None and need > self.n_ctx:
                 sc.update(status="skipped", reason=f"beyond the server's context ({need} > n_ctx {self.n_ctx} tokens)")
                 continue
-            if not self.ns.quiet:
+            if not self.tc.quiet:
                 print(f"loadtest tokens: {sc['test']} (timeout {sc['timeout_s']:.1f} s per request)",
                       file=sys.stderr, flush=True)
             first, attempted = not attempted, True
             self._measure(sc)
-            if not self.ns.quiet:
+            if sc["status"] == "interrupted":
+                return True  # the command stops here (execute sees the signal)
+            if not self.tc.quiet:
                 said = f"{sc['tokens_per_s_mean']:,.1f} tokens/s" if sc["status"] == "ok" else f"failed: {sc['reason']}"
                 print(f"loadtest tokens: {sc['test']}: {said}", file=sys.stderr, flush=True)
             if sc["status"] != "ok":
@@ -258,16 +209,19 @@ class Sweep:
                 f"{nxt['test']}, beyond its {nxt['timeout_s']:.0f} s timeout")
 
     def execute(self) -> int:
-        ok = self.run_kind("pp", self.ns.prompt_tokens)
-        if ok:
-            ok = self.run_kind("tg", self.ns.gen_tokens)
-        if not ok:  # what was not reached is listed, and why
-            failed = next(r for r in self.results if r["status"] == "failed")
-            for kind, sizes in (("pp", self.ns.prompt_tokens), ("tg", self.ns.gen_tokens)):
+        ok = self.run_kind("pp", list(self.tc.prompt_tokens))
+        if ok and self.signals.received is None:
+            ok = self.run_kind("tg", list(self.tc.gen_tokens))
+        if not ok or self.signals.received is not None:  # what was not reached is listed, and why
+            failed = next((r for r in self.results if r["status"] == "failed"), None)
+            why = (f"stopped: {self.signals.received.name}" if self.signals.received is not None or failed is None
+                   else f"stopped: the smallest size {failed['test']} failed")
+            for kind, sizes in (("pp", self.tc.prompt_tokens), ("tg", self.tc.gen_tokens)):
                 for size in sizes:
                     if not any(r["test"] == f"{kind}{size}" for r in self.results):
-                        self.results.append({**self._scenario(kind, size), "status": "skipped",
-                                             "reason": f"stopped: the smallest size {failed['test']} failed"})
+                        self.results.append({**self._scenario(kind, size), "status": "skipped", "reason": why})
+        if self.signals.exit_code is not None:
+            return self.signals.exit_code
         return 0 if ok else 2
 
 
@@ -281,46 +235,35 @@ def table(results: list[dict[str, Any]]) -> str:
     return render_rows(rows, ["test", "tokens/s", "engine tokens/s", "timeout s", "status"])
 
 
-def run(ns: Any, launcher: Callable[[Any, RunConfig], contextlib.AbstractContextManager[tuple[RunConfig, Any]]]) -> int:
-    """The command: configuration, optional launch, the sweep, tokens.json and the table."""
-    import os
+def run_tokens(tc: TokensConfig) -> int:
+    """The command: optional launch, the scenarios, tokens.json and the table."""
+    from loadtest.run.launched import launched
 
-    if not ns.endpoint and not getattr(ns, "launch", None):
-        raise ConfigError("--endpoint is required (or --launch ENGINE to start one)")
-    if ns.repeat < 1 or not ns.timeout_scale > 0 or ns.warmup < 0:
+    directory = tc.base.output_dir
+    assert directory is not None
+    if tc.repeat < 1 or not tc.timeout_scale > 0 or tc.warmup < 0:
         raise ConfigError("--repeat must be >= 1, --timeout-scale > 0 and --warmup >= 0")
-    directory = ns.output or default_output_dir("tokens")
-    if (directory / "tokens.json").exists() and not ns.overwrite:
+    if (directory / "tokens.json").exists() and not tc.overwrite:
         raise ConfigError(f"--output {directory} already holds a sweep (tokens.json); pass --overwrite to replace it")
-    if ns.overwrite and directory.exists():
-        import shutil
-
+    if tc.overwrite and directory.exists():
         for child in directory.iterdir():  # only what a sweep writes: its scenario directories and tokens.json
             if child.name == "tokens.json" or (child.is_dir() and (child / "summary.json").exists()):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     directory.mkdir(parents=True, exist_ok=True)
-    if ns.launch and ns.ctx_size is None:  # room for the longest scenario (and a template's tokens)
-        ns.ctx_size = max(max(ns.prompt_tokens) + 1, TG_PROMPT_TOKENS + max(ns.gen_tokens)) + 64
-    cfg = RunConfig(command="single", base_url=normalize_base_url(ns.endpoint) if ns.endpoint else "",
-                    model=ns.model, api=ns.api, api_key=ns.api_key or os.environ.get("OPENAI_API_KEY"),
-                    dataset="synthetic", ignore_eos=ns.ignore_eos, tokenizer=ns.tokenizer, transport=ns.transport,
-                    output_dir=directory, quiet=True, prompt_tokens=1)
+    launch = tc.launch
+    if launch is not None and launch.ctx_size is None:  # room for the longest scenario (and a template's tokens)
+        launch = replace(launch, ctx_size=context_needed(tc))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with launcher(ns, cfg) as (cfg, server):
-        sweep = Sweep(ns, cfg, directory, server)
-        try:
-            code = sweep.execute()
-        except KeyboardInterrupt:  # what was measured is kept, and tokens.json says where it stopped
-            code = 130
-            for r in sweep.results:
-                if r["status"] is None:
-                    r.update(status="interrupted", reason="Ctrl-C")
+    signals = Signals()
+    with launched(launch, tc.base) as (cfg, server):
+        sweep = Sweep(tc, cfg, directory, server, signals)
+        code = sweep.execute()
         doc = {"schema_version": SCHEMA_VERSION, "command": "tokens", "started_at": started,
-               "config": {**cfg.to_json(), "prompt_tokens": ns.prompt_tokens, "gen_tokens": ns.gen_tokens,
-                          "repeat": ns.repeat, "timeout_scale": ns.timeout_scale, "warmup": ns.warmup,
+               "config": {**cfg.to_json(), "prompt_tokens": list(tc.prompt_tokens), "gen_tokens": list(tc.gen_tokens),
+                          "repeat": tc.repeat, "timeout_scale": tc.timeout_scale, "warmup": tc.warmup,
                           "tg_prompt_tokens": TG_PROMPT_TOKENS},
                "expected_tokens_per_s": {"pp": EXPECTED_PP, "tg": EXPECTED_TG},
-               "model_load_s": sweep.load_s, "context_tokens": sweep.n_ctx,
+               "model_load_s": sweep.load_s, "context_tokens": sweep.n_ctx, "interrupted": signals.received is not None,
                "server": redact_tree(sweep._server_info()), "scenarios": sweep.results}
     tmp = directory / "tokens.json.tmp"
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
@@ -333,6 +276,6 @@ def run(ns: Any, launcher: Callable[[Any, RunConfig], contextlib.AbstractContext
     return code
 
 
-@contextlib.contextmanager
-def no_launch(ns: Any, cfg: RunConfig) -> Iterator[tuple[RunConfig, Any]]:
-    yield cfg, None
+def context_needed(tc: TokensConfig) -> int:
+    """The context a launched engine needs for the longest scenario, plus room for a template."""
+    return max(max(tc.prompt_tokens) + 1, TG_PROMPT_TOKENS + max(tc.gen_tokens)) + 64

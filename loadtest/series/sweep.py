@@ -9,21 +9,19 @@ server saturates, errors pass --max-error-rate, a run-level SLO breaks, or the c
 
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import math
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from loadtest.judge import slo as slos
+from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
-from loadtest.series.level import CONCURRENCY, RATE, LevelResult, LevelRunner
-from loadtest.series.levels import auto_rates, parse_levels
-from loadtest.run.output import default_output_dir, render_rows
+from loadtest.judge import slo as slos
+from loadtest.run.console import render_rows
+from loadtest.run.execute import Signals
+from loadtest.series.levels import CONCURRENCY, LevelResult, LevelRunner, LevelSettings, auto_rates
 
 SATURATION_GAIN = 0.05
 """A level saturates when throughput grew by less than this over the best level so far..."""
@@ -32,25 +30,27 @@ SATURATION_LATENCY = 0.20
 under 90% of the requests asked of it."""
 
 
-def base_namespace(ns: argparse.Namespace, *, by: str, first: float) -> argparse.Namespace:
-    """The options of one throughput run at the first level (cli.config_from_args builds it)."""
-    one = copy.copy(ns)
-    one.command = "throughput"
-    one.concurrency = int(first) if by == CONCURRENCY else getattr(ns, "max_concurrency", None) or 1
-    one.request_rate = first if by == RATE else None
-    if by == CONCURRENCY:
-        one.max_concurrency = None
-    one.resume = None
-    return one
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: the run's config at the first level (its output_dir is the sweep's root), the
+    levels (None: --request-rate auto, from two probes), what they share, and how to launch."""
+
+    base: RunConfig
+    settings: LevelSettings
+    levels: tuple[float, ...] | None
+    early_stop: bool = True
+    launch: Any = None           # LaunchSpec | None
+    overwrite: bool = False
 
 
-def stop_reason(done: list[LevelResult], r: LevelResult, ns: argparse.Namespace) -> str | None:
+def stop_reason(done: list[LevelResult], r: LevelResult, settings: LevelSettings) -> str | None:
     """Why the sweep should not go higher than ``r`` (None: go on)."""
     if r.exit_code != 0:
         return f"level {r.level:g} failed: {r.message or 'exit ' + str(r.exit_code)}"
-    if r.error_rate > ns.max_error_rate:
-        return f"errors: {r.error_rate:.1%} of requests failed at level {r.level:g} (--max-error-rate {ns.max_error_rate:g})"
-    if r.client_bound and not getattr(ns, "allow_client_bound", False):
+    if r.error_rate > settings.max_error_rate:
+        return (f"errors: {r.error_rate:.1%} of requests failed at level {r.level:g} "
+                f"(--max-error-rate {settings.max_error_rate:g})")
+    if r.client_bound and not settings.allow_client_bound:
         return f"client bound at level {r.level:g}: the client, not the server, limited the load"
     broken = [c["objective"] for c in (r.slo or {}).get("run_level", []) if not c["met"]]
     if broken:
@@ -93,62 +93,63 @@ def _say(text: str) -> None:
     print(f"sweep: {text}", file=sys.stderr, flush=True)
 
 
-def run(ns: argparse.Namespace, *, make_config: Callable[[argparse.Namespace], Any],
-        maybe_launch: Callable[..., Any]) -> int:
+def run_sweep(sc: SweepConfig) -> int:
+    """Launch when asked, run the levels (probing first for auto), write sweep.json, print the table."""
     from loadtest.prompts.sources import load_prompts
+    from loadtest.run.launched import launched, server_info
     from loadtest.tokens import load_tokenizer
 
-    if getattr(ns, "resume", None) is not None:
-        raise ConfigError("sweep has no --resume: a finished level's directory stays; run the remaining levels")
-    by = RATE if ns.request_rate is not None else CONCURRENCY
-    auto = by == RATE and ns.request_rate.strip().lower() == "auto"
-    levels = [] if auto else parse_levels(ns.request_rate if by == RATE else ns.concurrency,
-                                          integer=by == CONCURRENCY, flag=f"--{by.replace('rate', 'request-rate')}")
-    objectives = slos.parse(ns.slo)
-    root: Path = ns.output or default_output_dir("sweep")
-    if (root / "sweep.json").exists() and not ns.overwrite:
+    root = sc.base.output_dir
+    assert root is not None
+    if (root / "sweep.json").exists() and not sc.overwrite:
         raise ConfigError(f"--output {root} already holds a sweep; pass --overwrite to replace it")
     root.mkdir(parents=True, exist_ok=True)
-    cfg = make_config(base_namespace(ns, by=by, first=levels[0] if levels else 1.0))
-    prompts = load_prompts(cfg.dataset)
-    tokenizer = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+    by, auto = sc.settings.by, sc.levels is None
+    levels = list(sc.levels or [])
+    prompts = load_prompts(sc.base.dataset)
+    tokenizer = load_tokenizer(sc.base.tokenizer) if sc.base.tokenizer else None
+    signals = Signals()
     results: list[LevelResult] = []
     probes: dict[str, Any] = {}
     reason = None
     t0 = time.monotonic()
-    with maybe_launch(ns, cfg) as (cfg, server):
-        info = (lambda: {**server.info, "resources": server.resources()}) if server is not None else None
-        common = dict(root=root, tokenizer=tokenizer, server_info=info, objectives=objectives,
-                      attainment=ns.slo_attainment, num_prompts=ns.num_prompts)
-        runner = LevelRunner(cfg, prompts, by=by, **common)  # type: ignore[arg-type]
+    with launched(sc.launch, sc.base) as (cfg, server):
+        runner = LevelRunner(cfg, prompts, sc.settings, root=root, tokenizer=tokenizer, server_info=server_info(server),
+                             signals=signals)
         if auto:
             _say("probing: one request at a time, then everything at once")
-            sync = LevelRunner(cfg, prompts, by=CONCURRENCY, **common).run(1, "probe-synchronous")  # type: ignore[arg-type]
-            peak = runner.run(math.inf, "probe-throughput")
-            probes = {"synchronous_requests_per_s": sync.metrics.get("requests_per_s"),
-                      "throughput_requests_per_s": peak.metrics.get("requests_per_s")}
-            levels = auto_rates(probes["synchronous_requests_per_s"] or 0, probes["throughput_requests_per_s"] or 0)
-            _say(f"rates {', '.join(f'{r:g}' for r in levels)} req/s")
-        for level in levels:
-            if runner.interrupted:
-                reason = "interrupted"
-                break
+            sync = runner.run(1, "probe-synchronous", by=CONCURRENCY)
+            peak = runner.run(math.inf, "probe-throughput") if not runner.interrupted else None
+            if runner.interrupted or peak is None:
+                reason = "interrupted while probing"
+            else:
+                probes = {"synchronous_requests_per_s": sync.metrics.get("requests_per_s"),
+                          "throughput_requests_per_s": peak.metrics.get("requests_per_s")}
+                levels = auto_rates(probes["synchronous_requests_per_s"] or 0, probes["throughput_requests_per_s"] or 0)
+                _say(f"rates {', '.join(f'{r:g}' for r in levels)} req/s")
+        for level in levels if reason is None else []:
             r = runner.run(level)
+            if r.interrupted:  # never a measurement: its files stay, its row does not
+                reason = f"interrupted at {by} {level:g} (its partial results are in {r.directory})"
+                break
             results.append(r)
             _say(f"{by} {level:g}: {_num(r.metrics.get('requests_per_min'))} req/min, TTFT p99 "
                  f"{_ms((r.metrics.get('ttft_s') or {}).get('p99'))} ms, {r.summary['counts']['failed']} failed"
                  + (f"; {slos.line(r.slo)}" if r.slo else ""))
-            reason = stop_reason(results[:-1], r, ns)
-            if reason and not ns.no_early_stop:
+            reason = stop_reason(results[:-1], r, sc.settings)
+            if reason and sc.early_stop:
                 _say(f"stopping: {reason}")
                 break
             reason = None if not reason else reason + " (--no-early-stop: went on)"
     rows = [r.row() for r in results]
     out = {"by": by, "levels": levels, "auto": auto, "probes": probes or None, "rows": rows, "stopped": reason,
-           "objectives": [o.text() for o in objectives], "elapsed_s": time.monotonic() - t0}
+           "interrupted": signals.received is not None,
+           "objectives": [o.text() for o in sc.settings.objectives], "elapsed_s": time.monotonic() - t0}
     (root / "sweep.json").write_text(json.dumps(out, indent=2))
     print(render(rows, by))
     if reason:
         print(f"stopped early: {reason}")
     print(f"\nresults: {root}/sweep.json (a sub-directory per level)")
+    if signals.exit_code is not None:
+        return signals.exit_code
     return 0 if results and all(r.exit_code == 0 for r in results) else 2

@@ -24,8 +24,16 @@ from typing import Any
 from loadtest.errors import LaunchError
 from loadtest.sim.config import SimConfig
 
+LISTENING_PREFIX = "loadtest-sim listening on "
+"""The one stdout line of a test server, a contract: ``announce`` prints it, ``SimProcess`` reads the port."""
 _LISTENING = re.compile(rb"^loadtest-sim listening on http://(\[[^\]]+\]|[^:/]+):(\d+)/v1\s*$")
 _live: weakref.WeakSet[SimProcess] = weakref.WeakSet()
+
+
+def announce(host: str, port: int) -> None:
+    """The listening line, printed by the server once its socket listens."""
+    shown = f"[{host}]" if ":" in host else host
+    print(f"{LISTENING_PREFIX}http://{shown}:{port}/v1", flush=True)
 
 
 class SimProcess:

@@ -6,15 +6,12 @@ template's extra tokens, a context limit, and a prompt-processing speed that del
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, _words
-
-if TYPE_CHECKING:
-    from loadtest.sim.server import Connection, Request
 
 PATHS = (b"/props",)
 
@@ -92,10 +89,11 @@ class Prompting:
             "predicted_n": sent, "predicted_ms": predicted_ms,
             "predicted_per_second": (sent - 1) / predicted_ms * 1000 if predicted_ms else None})
 
-    def handle(self, conn: Connection, req: Request) -> None:
-        keep = req.keep_alive
-        if req.path == b"/props" and req.method == b"GET" and self.config.n_ctx is not None:
+    def answer(self, method: bytes, path: bytes) -> tuple[int, bytes]:
+        """(status, body) for one of PATHS; the server's HTTP layer sends it (this module knows
+        nothing of connections)."""
+        if path == b"/props" and method == b"GET" and self.config.n_ctx is not None:
             body = {"default_generation_settings": {"n_ctx": self.config.n_ctx}, "n_ctx": self.config.n_ctx}
-            return conn.respond(200, orjson.dumps(body), keep)
-        error = RequestError(404, f"Not found: {req.path.decode(errors='replace')}", code="not_found")
-        conn.respond(error.status, error.body(), keep)
+            return 200, orjson.dumps(body)
+        error = RequestError(404, f"Not found: {path.decode(errors='replace')}", code="not_found")
+        return error.status, error.body()

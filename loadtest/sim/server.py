@@ -225,7 +225,7 @@ class Sim(SimState):
             self.stats.reset()
             return conn.respond(200, b'{"status":"ok"}', keep)
         if path in PROMPT_PATHS:
-            return self.prompting.handle(conn, req)
+            return conn.respond(*self.prompting.answer(method, path), keep)
         if path in (b"/v1/models", b"/health", b"/sim/stats", b"/sim/reset"):
             return self._error(conn, RequestError(405, f"Method {method.decode()} not allowed"), keep)
         self._error(conn, RequestError(404, f"Not found: {path.decode(errors='replace')}",

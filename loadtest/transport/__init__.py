@@ -2,8 +2,8 @@
 
 Every transport returns the same :class:`Exchange`: the status, and the body bytes exactly as they
 arrived, each piece stamped with ``time.perf_counter_ns()`` *before* anything parses it. Nothing on
-the per-chunk path interprets SSE or JSON; that happens once per request in :mod:`loadtest.sse`
-and :mod:`loadtest.record`, so one parser serves every transport and the hot path stays a stamp
+the per-chunk path interprets SSE or JSON; that happens once per request in :mod:`loadtest.measure.sse`
+and :mod:`loadtest.measure.record`, so one parser serves every transport and the hot path stays a stamp
 and an append.
 """
 

@@ -2,10 +2,10 @@
 for users who want the SDK's exact behaviour (its HTTP client, SSE parser and typed models).
 
 Each chunk the SDK yields is stamped as it is handed over, then written back as one SSE event of
-its JSON (``model_dump_json``), so one parser (loadtest.sse / chunks) interprets every transport.
+its JSON (``model_dump_json``), so one parser (loadtest.measure.sse / chunks) interprets every transport.
 What the SDK adds per chunk (SSE decode, JSON parse, pydantic model) is inside those stamps: that
 is the point of comparing it with the default transport (benchmarks/client_overhead.py). The
-SDK's own retries are off (``max_retries=0``): 429s are retried by loadtest.sender, visibly.
+SDK's own retries are off (``max_retries=0``): 429s are retried by loadtest.client.sender, visibly.
 """
 
 from __future__ import annotations

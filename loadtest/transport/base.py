@@ -13,7 +13,7 @@ from loadtest.errors import ConfigError
 
 TransportKind = Literal["fast", "httpx"]
 
-# Transport-level failure kinds (HTTP status failures are classified in loadtest.record).
+# Transport-level failure kinds (HTTP status failures are classified in loadtest.measure.record).
 CONNECT = "connect"          # refused, DNS failure, unreachable, TLS handshake
 TIMEOUT = "timeout"          # the per-request --timeout elapsed
 DISCONNECT = "disconnect"    # the server closed the connection before the response was complete
@@ -63,7 +63,7 @@ def new_pieces() -> StampedPieces:
 
 @dataclass(slots=True)
 class AttemptInfo:
-    """How a request got its answer (filled by loadtest.sender): attempts made, 429s met, and the
+    """How a request got its answer (filled by loadtest.client.sender): attempts made, 429s met, and the
     seconds waited for retries and for client-side budgets, all outside the latency measured."""
 
     attempts: int = 0

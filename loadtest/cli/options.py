@@ -1,0 +1,357 @@
+"""Every option group, defined once; each command picks the groups it takes (cli/<command>.py),
+and the readers at the bottom turn parsed options into the config objects domain code takes
+(RunConfig, LaunchSpec, objectives). Nothing here imports more than argparse and light modules,
+so that ``loadtest X --help`` stays cheap."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from loadtest.cli import argtypes
+from loadtest.client import AZURE_API_VERSION
+from loadtest.config import RunConfig
+from loadtest.errors import ConfigError
+from loadtest.launch import ENGINES
+from loadtest.scheduler import ARRIVALS
+
+APIS = ("chat", "completions", "responses")
+TRANSPORTS = ("fast", "httpx", "openai")
+SYNTHETIC = "synthetic"
+
+
+# -- where the requests go, and who the client says it is --------------------------------------------
+def endpoint(p: argparse.ArgumentParser, *, required: bool = False, timeout_s: float | None = 600.0,
+             limits: bool = True) -> None:
+    """--endpoint, --model, --api-key, --transport, --timeout, and the hosted-API group (auth,
+    Azure, TLS; with ``limits`` the retry and budget options, which only a run has)."""
+    p.add_argument("--endpoint", required=required,
+                   help="OpenAI base URL, e.g. http://127.0.0.1:8080/v1 (/v1 added to a bare host)")
+    model(p, "model name to send (default: the first one /v1/models lists)")
+    p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"),
+                   help="bearer token (default: $OPENAI_API_KEY)")
+    p.add_argument("--transport", choices=TRANSPORTS, default="fast",
+                   help="HTTP client: fast (asyncio + httptools, default), httpx, or openai (the official SDK)")
+    if timeout_s is not None:
+        timeout(p, timeout_s)
+    g = p.add_argument_group("hosted APIs (auth, Azure" + (", rate limits, retries)" if limits else ")"))
+    g.add_argument("--api-key-env", metavar="NAME", help="read the API key from this environment variable")
+    g.add_argument("--header", dest="headers", action="append", type=argtypes.header, default=[], metavar="'K: V'",
+                   help="extra request header (repeatable); values of auth-like names are redacted")
+    g.add_argument("--azure", action="store_true",
+                   help="Azure OpenAI: api-key header and api-version query (detected from *.openai.azure.com)")
+    g.add_argument("--api-version", help=f"Azure api-version query (default: the URL's, else {AZURE_API_VERSION} "
+                                         "for a deployment URL)")
+    g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (self-signed gateways)")
+    if not limits:
+        p.set_defaults(max_retries=0, rpm_limit=None, tpm_limit=None)
+        return
+    g.add_argument("--max-retries", type=int, default=5, metavar="N",
+                   help="retries of a rate-limited request (429, or 503 with Retry-After); default 5")
+    g.add_argument("--no-retry", dest="max_retries", action="store_const", const=0,
+                   help="record a 429 as a failed request (same as --max-retries 0)")
+    g.add_argument("--rpm-limit", type=float, metavar="N", help="send at most N requests per minute (client-side)")
+    g.add_argument("--tpm-limit", type=float, metavar="N",
+                   help="send at most N tokens per minute, estimated as prompt tokens + max tokens (client-side)")
+
+
+def model(p: Any, help_text: str) -> None:
+    """--model: the name to send, and with --launch (or ``serve ENGINE``) the model to start."""
+    p.add_argument("--model", help=help_text)
+
+
+def timeout(p: Any, default_s: float) -> None:
+    p.add_argument("--timeout", type=argtypes.positive_float, default=default_s,
+                   help=f"per-request timeout in seconds (default {default_s:g})")
+
+
+# -- what each request asks -------------------------------------------------------------------------
+def api(p: Any, *, choices: tuple[str, ...] = APIS, default: str = "chat") -> None:
+    helps = {"chat": "/chat/completions", "completions": "/completions (the raw prompt, no chat template)",
+             "responses": "/responses (the Responses API)"}
+    p.add_argument("--api", choices=choices, default=default,
+                   help=", ".join(helps[c] for c in choices) + f" (default {default})")
+
+
+def prompt_source(p: Any, *, dataset: bool = True) -> None:
+    """--dataset, --seed, --tokenizer."""
+    if dataset:
+        p.add_argument("--dataset", default="builtin",
+                       help="builtin (default), lima, synthetic (--prompt-tokens), or a JSONL/JSON/Parquet file")
+    p.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default 0)")
+    p.add_argument("--tokenizer", help="count tokens when the server sends no usage (and, for synthetic prompts, when "
+                                       "it has no /tokenize): a local HF tokenizer dir or a tiktoken encoding "
+                                       "(cl100k_base works offline), or 'model': the --model's encoding (o200k_base "
+                                       "for GPT-4o and later, else cl100k_base)")
+
+
+def sampling(p: Any, *, max_tokens: int = 256) -> None:
+    """--max-tokens, --temperature, --top-p, --extra-body."""
+    p.add_argument("--max-tokens", type=argtypes.positive_int, default=max_tokens,
+                   help=f"max_tokens per request (default {max_tokens})")
+    p.add_argument("--temperature", type=argtypes.finite_float, help="sent only when given")
+    p.add_argument("--top-p", type=argtypes.finite_float, help="sent only when given")
+    p.add_argument("--extra-body", default="{}", help="JSON object merged into every request body")
+
+
+def ignore_eos(p: Any, *, default: bool = False) -> None:
+    """--ignore-eos, or --no-ignore-eos where sending it is the default (the tokens command)."""
+    if default:
+        p.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
+                       help="do not send ignore_eos (for servers that refuse it; generation may then stop early)")
+    else:
+        p.add_argument("--ignore-eos", action="store_true", help="send ignore_eos=true (vLLM, llama.cpp accept it)")
+
+
+def warmup(p: Any, *, default: int = 0, timed: bool = True) -> None:
+    p.add_argument("--warmup", type=argtypes.warmup if timed else argtypes.non_negative_int, default=default,
+                   help="requests sent first and left out of the statistics" + (
+                       " (10), or a time with --duration (5s)" if timed else f" (default {default})"))
+
+
+def streaming(p: Any) -> None:
+    p.add_argument("--no-stream", dest="stream", action="store_false",
+                   help="non-streaming requests (TTFT then not measured)")
+    p.add_argument("--no-preconnect", dest="preconnect", action="store_false",
+                   help="do not open keep-alive connections before the measured window")
+
+
+def synthetic(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("synthetic prompts (--dataset synthetic)")
+    g.add_argument("--prompt-tokens", type=int, help="prompt length in tokens of the served model's tokenizer")
+    g.add_argument("--prompt-tokens-stddev", type=float, default=0.0,
+                   help="vary the length per prompt (normal, seeded; default 0: every prompt exactly --prompt-tokens)")
+    g.add_argument("--shared-prefix-tokens", type=int, default=0,
+                   help="K leading tokens shared by every prompt (default 0: each prompt starts differently)")
+
+
+# -- how much, and how the load is shaped ----------------------------------------------------------
+def amount(p: argparse.ArgumentParser, *, num_help: str, num_default: int | None = None,
+           duration: bool = True) -> None:
+    """--num-prompts, or (mutually exclusive) --duration."""
+    g = p.add_mutually_exclusive_group() if duration else p
+    g.add_argument("--num-prompts", type=argtypes.positive_int, default=num_default, help=num_help)
+    if duration:
+        g.add_argument("--duration", type=argtypes.positive_float, help="measure for this many seconds instead")
+
+
+def load(p: argparse.ArgumentParser, *, command: str) -> None:
+    g = p.add_argument_group("load shape (open loop: requests start at a rate, whatever is in flight)")
+    if command == "throughput":
+        g.add_argument("--request-rate", type=argtypes.rate, metavar="R",
+                       help="requests/s (inf: all at once); replaces --concurrency's closed loop")
+    g.add_argument("--arrival", choices=ARRIVALS, default="poisson",
+                   help="gaps between starts under --request-rate: poisson (default), constant, gamma")
+    g.add_argument("--burstiness", type=argtypes.positive_float, default=1.0,
+                   help="gamma shape k, the rate kept (vLLM's): CV = 1/sqrt(k); 1 = Poisson, < 1 burstier")
+    g.add_argument("--max-concurrency", type=argtypes.positive_int, metavar="N",
+                   help="cap on requests in flight under --request-rate; a request waiting for a slot records queue_s")
+    g.add_argument("--ramp-up", type=argtypes.seconds, default=0.0, metavar="S",
+                   help="rise linearly to the rate (or concurrency) over S seconds")
+    g.add_argument("--cooldown", type=argtypes.seconds, default=0.0, metavar="S",
+                   help="with --duration: keep the load S more seconds, requests started then left out")
+    g.add_argument("--slo", action="append", metavar="SPEC",
+                   help="objective, repeatable or comma-separated: ttft=0.5 (per request, seconds), tpot=50ms, "
+                        "ttft:p99=0.5 (run-level); adds goodput to the summary")
+    g.add_argument("--slo-attainment", type=argtypes.fraction, default=0.9, metavar="F",
+                   help="share of requests that must meet the per-request objectives (default 0.9)")
+    g.add_argument("--allow-client-bound", action="store_true",
+                   help="sweep: go on when the verdict says the client limited the load (a run only reports it)")
+    if command == "sweep":
+        g.add_argument("--no-early-stop", action="store_true", help="run every level, even past saturation")
+
+
+def levels(p: argparse.ArgumentParser, *, command: str) -> None:
+    """The load levels of sweep (--concurrency LIST | --request-rate LIST|auto) or capacity (--by),
+    and how long each level runs."""
+    g = p.add_mutually_exclusive_group(required=command == "sweep")
+    if command == "sweep":
+        g.add_argument("--concurrency", metavar="LIST", help="closed-loop levels, e.g. 1,2,4,8,16,32")
+        g.add_argument("--request-rate", metavar="LIST", help="open-loop levels in requests/s, e.g. 1,2,4,8, or auto")
+    else:
+        g.add_argument("--by", choices=("rate", "concurrency"), default="rate",
+                       help="search over the request rate (open loop, default) or the concurrency")
+    amount(p, num_help="measured requests per level (default: max(100, 4 x level); rate levels: 10 s worth, "
+                       "at least 50)")
+    p.add_argument("--max-error-rate", type=argtypes.fraction, default=0.05, metavar="F",
+                   help="a level whose failed share exceeds F counts as failing (default 0.05)")
+
+
+def workers(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale-out (docs/scale-out.md)")
+    g.add_argument("--workers", type=argtypes.worker_count, default=1, metavar="N|auto",
+                   help="split the run over N client processes (auto: cores - 1); statistics from all records")
+    g.add_argument("--on-worker-failure", choices=("stop", "continue"), default="stop",
+                   help="when a worker dies: stop the run cleanly with a summary (default) or go on without it")
+    g.add_argument("--ray-address", metavar="auto|ray://HOST:PORT",
+                   help="run the workers as Ray actors on this cluster (needs loadtest[ray])")
+
+
+# -- engines ---------------------------------------------------------------------------------------
+def launch(p: argparse.ArgumentParser, *, engine_option: bool = True, port: bool = True,
+           ctx_size: int | None = 2048) -> None:
+    g = p.add_argument_group("engine launch (docs/engines.md)")
+    if engine_option:
+        g.add_argument("--launch", choices=ENGINES, metavar="ENGINE",
+                       help=f"start this engine first ({', '.join(ENGINES)}), run against it, then stop it")
+    g.add_argument("--threads", type=argtypes.positive_int, help="engine CPU threads (default: all cores)")
+    g.add_argument("--slots", type=argtypes.positive_int, help="llama.cpp parallel slots (default 4)")
+    g.add_argument("--ctx-size", type=argtypes.positive_int, default=ctx_size,
+                   help="context per slot" + (f" (default {ctx_size})" if ctx_size else
+                                              " (default: room for the longest scenario)"))
+    g.add_argument("--gpu-layers", type=int, help="llama.cpp -ngl")
+    g.add_argument("--dtype", help="transformers/vLLM dtype (e.g. float32, bfloat16)")
+    g.add_argument("--attn-implementation", help="transformers attention implementation (eager, sdpa, ...)")
+    g.add_argument("--compile", action="store_true", help="transformers: torch.compile the forward")
+    g.add_argument("--tensor-parallel-size", type=argtypes.positive_int, help="vLLM")
+    g.add_argument("--max-model-len", type=argtypes.positive_int, help="vLLM")
+    g.add_argument("--gpu-memory-utilization", type=argtypes.finite_float, help="vLLM")
+    if port:
+        g.add_argument("--port", type=int, help="engine port (default: a free one)")
+    g.add_argument("--ready-timeout", type=argtypes.positive_float,
+                   help="seconds to wait for the engine to be ready (default: 60 + 30 per GB of weights; vLLM 300)")
+    g.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument passed to the engine verbatim (repeatable)")
+
+
+# -- where results go ------------------------------------------------------------------------------
+def output(p: argparse.ArgumentParser, *, what: str = "results directory", required: bool = False,
+           overwrite: bool = True, wandb: bool = False) -> None:
+    """--output, --overwrite, --quiet (and --wandb where a command can log to it)."""
+    p.add_argument("--output", type=Path, required=required,
+                   help=what + ("" if required else " (default results/<time>-<command>/)"))
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help="replace what --output already holds")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    if wandb:
+        wandb_project(p)
+
+
+def wandb_project(p: Any) -> None:
+    p.add_argument("--wandb", metavar="PROJECT", help="also log to Weights & Biases (needs wandb)")
+
+
+def debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+
+# == readers: parsed options -> config objects ==========================================================
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def extra_body(text: str) -> dict[str, Any]:
+    try:
+        extra = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise ConfigError("--extra-body must be a JSON object")
+    return extra
+
+
+def require_endpoint(ns: argparse.Namespace) -> None:
+    if not ns.endpoint and not getattr(ns, "launch", None):
+        raise ConfigError("--endpoint is required (or --launch ENGINE to start one)")
+
+
+def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, request_rate: float | None = None,
+               num_prompts: int | None = None, duration_s: float | None = None, output_dir: Path) -> RunConfig:
+    """The RunConfig of a run command's options; ConfigError (one line) on a combination that
+    cannot work, before anything starts."""
+    from loadtest.client.auth import hosted_fields
+
+    require_endpoint(ns)
+    load = _load_fields(ns, request_rate=request_rate, duration_s=duration_s)
+    fields: dict[str, Any] = dict(
+        command=command, base_url=normalized(ns.endpoint), model=ns.model, api=ns.api, stream=ns.stream,
+        api_key=ns.api_key, dataset=ns.dataset, num_prompts=None if duration_s else num_prompts,
+        duration_s=duration_s, concurrency=concurrency, seed=ns.seed, max_tokens=ns.max_tokens,
+        temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos, extra_body=extra_body(ns.extra_body),
+        tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport, preconnect=ns.preconnect,
+        output_dir=output_dir, quiet=ns.quiet, **load)
+    fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
+                                api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
+                                rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
+                                model=ns.model))
+    return _synthetic(RunConfig(**fields), ns)
+
+
+def normalized(endpoint: str | None) -> str:
+    from loadtest.transport.base import normalize_base_url
+
+    return normalize_base_url(endpoint) if endpoint else ""
+
+
+def _load_fields(ns: argparse.Namespace, *, request_rate: float | None, duration_s: float | None) -> dict[str, Any]:
+    """RunConfig's load-shape fields; ConfigError on a combination that cannot work."""
+    objectives(ns)  # bad objectives: one line before anything runs
+    warm = ns.warmup
+    warmup_s = float(warm) if isinstance(warm, float) else None
+    cooldown = getattr(ns, "cooldown", 0.0)
+    arrival, burstiness = getattr(ns, "arrival", "poisson"), getattr(ns, "burstiness", 1.0)
+    max_concurrency = getattr(ns, "max_concurrency", None)
+    if request_rate is None:
+        if max_concurrency is not None:
+            raise ConfigError("--max-concurrency needs --request-rate (a closed loop's cap is --concurrency)")
+        if arrival != "poisson" or burstiness != 1.0:
+            raise ConfigError("--arrival and --burstiness need --request-rate")
+    if burstiness != 1.0 and arrival != "gamma":
+        raise ConfigError("--burstiness applies to --arrival gamma")
+    if (warmup_s is not None or cooldown) and duration_s is None:
+        raise ConfigError("--warmup in seconds and --cooldown need --duration (the phases are times around it)")
+    if request_rate is not None and duration_s is not None and isinstance(warm, int) and warm:
+        raise ConfigError("with --request-rate and --duration give --warmup as a time (e.g. --warmup 5s)")
+    if getattr(ns, "resume", None) is not None and (request_rate is not None or warmup_s is not None or cooldown):
+        raise ConfigError("--resume continues closed-loop runs only (not --request-rate, --warmup 5s, --cooldown)")
+    return {"request_rate": request_rate, "arrival": arrival, "burstiness": burstiness,
+            "max_concurrency": max_concurrency, "ramp_up_s": getattr(ns, "ramp_up", 0.0), "warmup_s": warmup_s,
+            "cooldown_s": cooldown, "warmup": 0 if warmup_s is not None else int(warm)}
+
+
+def _synthetic(cfg: RunConfig, ns: argparse.Namespace) -> RunConfig:
+    """The synthetic-prompt options checked against the dataset and written into the config."""
+    given = getattr(ns, "prompt_tokens", None)
+    stddev, shared = getattr(ns, "prompt_tokens_stddev", 0.0), getattr(ns, "shared_prefix_tokens", 0)
+    if cfg.dataset != SYNTHETIC:
+        if given is not None or shared or stddev:
+            raise ConfigError("--prompt-tokens, --prompt-tokens-stddev and --shared-prefix-tokens need --dataset synthetic")
+        return cfg
+    if given is None or given < 1:
+        raise ConfigError("--dataset synthetic needs --prompt-tokens N (N >= 1)")
+    if stddev < 0 or not 0 <= shared < given:
+        raise ConfigError("--prompt-tokens-stddev must be >= 0 and --shared-prefix-tokens between 0 and --prompt-tokens - 1")
+    return replace(cfg, prompt_tokens=given, prompt_tokens_stddev=stddev, shared_prefix_tokens=shared)
+
+
+def objectives(ns: argparse.Namespace) -> tuple[list[Any], float]:
+    """(the --slo objectives, --slo-attainment)."""
+    from loadtest.judge import slo
+
+    return slo.parse(getattr(ns, "slo", None)), getattr(ns, "slo_attainment", slo.DEFAULT_ATTAINMENT)
+
+
+def launch_spec(ns: argparse.Namespace, engine: str | None = None) -> Any:
+    """The LaunchSpec of the launch options (``engine``: serve's positional engine), or None when
+    nothing is to be launched. The model and log directory are the run's (run/launched.py)."""
+    engine = engine or getattr(ns, "launch", None)
+    if not engine:
+        return None
+    from loadtest.launch.spec import LaunchSpec
+
+    return LaunchSpec(engine=engine, model=getattr(ns, "model", None), port=getattr(ns, "port", None),
+                      threads=ns.threads, slots=ns.slots, ctx_size=ns.ctx_size, gpu_layers=ns.gpu_layers,
+                      dtype=ns.dtype, attn_implementation=ns.attn_implementation, compile=ns.compile,
+                      tensor_parallel_size=ns.tensor_parallel_size, max_model_len=ns.max_model_len,
+                      gpu_memory_utilization=ns.gpu_memory_utilization, extra_args=list(ns.engine_arg),
+                      ready_timeout_s=ns.ready_timeout)
+
+
+def output_dir(ns: argparse.Namespace, command: str) -> Path:
+    from loadtest.run.output import default_output_dir
+
+    return ns.output if ns.output is not None else default_output_dir(command)

@@ -1,0 +1,64 @@
+"""``loadtest sweep``: one throughput run per load level, a sub-directory each, one table
+(series/sweep.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from loadtest.cli import options
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="one throughput run per concurrency or rate level, one table",
+                       description="One throughput run per load level (concurrencies, rates, or automatic rates), "
+                                   "stopping early at saturation, errors or a broken SLO.")
+    options.endpoint(p)
+    options.api(p)
+    options.streaming(p)
+    options.prompt_source(p)
+    options.levels(p, command="sweep")
+    options.sampling(p)
+    options.ignore_eos(p)
+    options.warmup(p)
+    options.output(p)
+    options.debug(p)
+    options.load(p, command="sweep")
+    options.launch(p)
+    options.synthetic(p)
+    p.set_defaults(run=main)
+
+
+def level_settings(ns: argparse.Namespace, by: str) -> Any:
+    from loadtest.series.levels import LevelSettings
+
+    objectives, attainment = options.objectives(ns)
+    return LevelSettings(by=by, objectives=tuple(objectives), attainment=attainment, num_prompts=ns.num_prompts,
+                         max_error_rate=ns.max_error_rate, allow_client_bound=ns.allow_client_bound)
+
+
+def base_config(ns: argparse.Namespace, *, by: str, first: float, command: str) -> Any:
+    """The run's config at the first level (series/levels.py moves it level by level)."""
+    from loadtest.series.levels import RATE
+
+    rate = first if by == RATE else None
+    concurrency = int(first) if rate is None else (getattr(ns, "max_concurrency", None) or 1)
+    if rate is None:
+        ns = argparse.Namespace(**{**vars(ns), "max_concurrency": None})  # a closed loop's cap is its level
+    return options.run_config(ns, command="throughput", concurrency=concurrency, request_rate=rate,
+                              num_prompts=ns.num_prompts, duration_s=ns.duration,
+                              output_dir=options.output_dir(ns, command))
+
+
+def main(ns: argparse.Namespace) -> int:
+    from loadtest.series.levels import CONCURRENCY, RATE, parse_levels
+    from loadtest.series.sweep import SweepConfig, run_sweep
+
+    by = RATE if ns.request_rate is not None else CONCURRENCY
+    auto = by == RATE and ns.request_rate.strip().lower() == "auto"
+    levels = None if auto else parse_levels(ns.request_rate if by == RATE else ns.concurrency,
+                                            integer=by == CONCURRENCY, flag=f"--{by.replace('rate', 'request-rate')}")
+    base = base_config(ns, by=by, first=levels[0] if levels else 1.0, command="sweep")
+    return run_sweep(SweepConfig(base=base, settings=level_settings(ns, by), levels=tuple(levels) if levels else None,
+                                 early_stop=not ns.no_early_stop, launch=options.launch_spec(ns),
+                                 overwrite=ns.overwrite))

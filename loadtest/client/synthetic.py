@@ -1,0 +1,102 @@
+"""Synthetic prompts for a run against a real server: the prompt stage's builder (prompts/synthetic.py)
+fed with the server's own tokenizer (its /tokenize, else --tokenizer, else cl100k_base) and the
+tokens its chat template adds, measured by one probe request before the run."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtest.client.auth import build_auth
+from loadtest.client.tokenize import ServerCounter, root_url
+from loadtest.config import RunConfig
+from loadtest.errors import ConfigError, RunAborted
+from loadtest.prompts.synthetic import Counter, SyntheticPlan, SyntheticSpec, build_prompts, probe_text, word_pool
+from loadtest.tokens import load_tokenizer
+
+DEFAULT_DURATION_PROMPTS = 1000
+"""Prompts made for a --duration run (a counted run makes exactly its warm-up + measured count)."""
+PROBE_TIMEOUT_S = 120.0
+"""The overhead probe's own timeout (8 prompt tokens, 1 generated), apart from --timeout."""
+
+
+def choose_counter(base_url: str, model: str | None, headers: dict[str, str], tokenizer: str | None) -> tuple[Counter, bool]:
+    """(counter, whether it is the server's own tokenizer)."""
+    server = ServerCounter(root_url(base_url), model, headers)
+    if server.works():
+        return server, True
+    server.close()
+    return load_tokenizer(tokenizer or "cl100k_base"), False
+
+
+def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str, str], pool: list[str],
+                   counter: Counter, seed: int, timeout_s: float) -> tuple[int | None, str | None]:
+    """Tokens the server adds to a prompt (chat template, BOS): usage.prompt_tokens of one short
+    request minus the prompt's own count. (None, why) when the server does not say."""
+    text = probe_text(pool, seed)
+    body: dict[str, Any] = {"max_tokens": 1, "stream": False}
+    if model:
+        body["model"] = model
+    if api == "chat":
+        body["messages"] = [{"role": "user", "content": text}]
+    else:
+        body["prompt"] = text
+    try:
+        with httpx.Client(headers=headers, timeout=timeout_s) as client:
+            if not model:
+                models = client.get(base_url.rstrip("/") + "/models").json().get("data") or []
+                if models:
+                    body["model"] = models[0]["id"]
+            r = client.post(base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions"), json=body)
+    except httpx.TimeoutException:
+        return None, f"the probe request took over {timeout_s:g} s"
+    except httpx.HTTPError as exc:
+        raise RunAborted(f"synthetic prompts: the probe request to {base_url} failed: {type(exc).__name__}: {exc}") from None
+    if r.status_code >= 400:
+        return None, f"probe request answered HTTP {r.status_code}"
+    try:
+        usage = r.json().get("usage") or {}
+        return int(usage["prompt_tokens"]) - counter.count(text), None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, "the server reports no usage.prompt_tokens"
+
+
+def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None, api: str, headers: dict[str, str],
+            tokenizer: str | None, timeout_s: float = 60.0) -> SyntheticPlan:
+    """Choose the counter, build the word pool, probe the server's overhead, build the prompts."""
+    if spec.prompt_tokens < 1:
+        raise ConfigError("--prompt-tokens must be >= 1")
+    if spec.shared_prefix_tokens >= spec.prompt_tokens:
+        raise ConfigError("--shared-prefix-tokens must be smaller than --prompt-tokens")
+    counter, on_server = choose_counter(base_url, model, headers, tokenizer)
+    try:
+        pool = word_pool(counter)
+        overhead, why = probe_overhead(base_url, model, api, headers, pool, counter, spec.seed, timeout_s)
+        plan = build_prompts(spec, count, counter, pool, overhead)
+    finally:
+        if isinstance(counter, ServerCounter):
+            counter.close()
+    plan.info["verified_by_server_tokenize"] = on_server
+    plan.info["template_overhead_unknown_because"] = why
+    return plan
+
+
+def served_tokenizer_dir(server: Any) -> str | None:
+    """The launched model's own tokenizer, for engines without /tokenize (transformers serves an
+    exported Hugging Face directory): used when the `tokenizers` package is installed."""
+    served = ((getattr(server, "info", None) or {}).get("model") or {}).get("served_path")
+    if served and (Path(served) / "tokenizer.json").is_file() and importlib.util.find_spec("tokenizers"):
+        return str(served)
+    return None
+
+
+def plan_for(cfg: RunConfig, server: Any = None) -> SyntheticPlan:
+    """The run's prompts (one per request, so none repeats) counted with the server's tokenizer."""
+    assert cfg.prompt_tokens is not None
+    count = (cfg.num_prompts or DEFAULT_DURATION_PROMPTS) + cfg.warmup
+    spec = SyntheticSpec(cfg.prompt_tokens, cfg.prompt_tokens_stddev, cfg.shared_prefix_tokens, cfg.seed)
+    return prepare(spec, count, base_url=cfg.base_url, model=cfg.model, api=cfg.api, headers=build_auth(cfg).headers,
+                   tokenizer=cfg.tokenizer or served_tokenizer_dir(server), timeout_s=PROBE_TIMEOUT_S)

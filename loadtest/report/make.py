@@ -1,0 +1,40 @@
+"""A report from saved runs: load -> tables -> text, Markdown, CSV, JSON or HTML (and plots).
+The command's options are in cli/report.py; ``matrix`` calls this too."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loadtest.report.cost import Prices
+
+FORMATS = ("table", "markdown", "csv", "json", "html")
+
+
+def make_report(paths: list[Path], *, by: list[str], fmt: str, output: Path | None, plots: Path | None,
+                prices: Prices | None = None, title: str = "loadtest report",
+                slos: dict[str, float | None] | None = None) -> str:
+    """Build the report in `fmt`; write it to `output` when given. Returns the text."""
+    from loadtest.report.build import build_report
+    from loadtest.report.load import find_failures, load_runs
+    from loadtest.report.render import render_text
+
+    runs = load_runs(paths)
+    tables = build_report(runs, by, prices, find_failures(paths))
+    if fmt == "html":
+        from loadtest.report.html import render_html
+
+        text = render_html(runs, tables, title=title, by=by, slos=slos)
+    else:
+        text = render_text(tables, fmt)
+    if plots is not None:
+        from loadtest.report.plots import save_plots
+
+        for path in save_plots(runs, plots, by, slos):
+            print(f"plot: {path}", file=sys.stderr)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    return text

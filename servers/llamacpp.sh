@@ -20,12 +20,15 @@ run() {
 
 cd "$(dirname "$0")/.."
 
+# The positional arguments (at most 5) end at a `--`; what follows goes to the engine unchanged.
+ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 5 ]; do ARGS+=("$1"); shift; done
+[ "${1:-}" = -- ] && shift
+EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL_PATH PORT [THREADS] [SLOTS] [CTX_PER_SLOT] [-- extra args]}
 PORT=${2:?usage: $0 MODEL_PATH PORT [THREADS] [SLOTS] [CTX_PER_SLOT] [-- extra args]}
 THREADS=${3:-$(nproc)}
 SLOTS=${4:-4}
 CTX=${5:-2048}
-shift $(( $# < 5 ? $# : 5 )); [ "${1:-}" = "--" ] && shift
 HOST=${HOST:-127.0.0.1}
 PY=${LOADTEST_ENGINE_PYTHON:-.venvs/llamacpp/bin/python}   # the engine environment's interpreter
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
@@ -39,11 +42,11 @@ fi
 
 if command -v llama-server >/dev/null; then
   run llama-server -m "$MODEL" -c $((CTX * SLOTS)) -np "$SLOTS" -t "$THREADS" \
-    --host "$HOST" --port "$PORT" -a "$ALIAS" "$@"
+    --host "$HOST" --port "$PORT" -a "$ALIAS" "${EXTRA[@]}"
 fi
 [ -x "$PY" ] || { echo "engine llamacpp is not installed: run \`make engine-llamacpp\`" >&2; exit 1; }
 run "$PY" loadtest/launch/scripts/xllamacpp_server.py --model "$MODEL" --host "$HOST" --port "$PORT" \
-  --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --alias "$ALIAS" "$@"
+  --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --alias "$ALIAS" "${EXTRA[@]}"
 
 # Third option, not installed by default (compiles ~8 min): llama-cpp-python's server. It serves one
 # request at a time, never sends usage in streams, and needs --interrupt_requests False or a new

@@ -19,10 +19,13 @@ run() {
   exec "$@"
 }
 
+# The positional arguments (at most 3) end at a `--`; what follows goes to the engine unchanged.
+ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 3 ]; do ARGS+=("$1"); shift; done
+[ "${1:-}" = -- ] && shift
+EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL PORT [IMAGE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [IMAGE] [-- extra args]}
 IMAGE=${3:-ghcr.io/huggingface/text-generation-inference:3.3.5}
-shift $(( $# < 3 ? $# : 3 )); [ "${1:-}" = "--" ] && shift
 HOST=${HOST:-127.0.0.1}
 
 if [ -z "${DRY_RUN:-}" ]; then
@@ -36,4 +39,4 @@ else
   MOUNT=(-v "${HF_HOME:-$HOME/.cache/huggingface}:/data"); MODEL_ID=$MODEL
 fi
 run docker run --rm --name "loadtest-tgi-$PORT" -p "$HOST:$PORT:80" --shm-size 1g "${GPUS[@]}" \
-  -e HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "${MOUNT[@]}" "$IMAGE" --model-id "$MODEL_ID" "$@"
+  -e HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "${MOUNT[@]}" "$IMAGE" --model-id "$MODEL_ID" "${EXTRA[@]}"

@@ -21,11 +21,14 @@ run() {
 
 cd "$(dirname "$0")/.."
 
+# The positional arguments (at most 4) end at a `--`; what follows goes to the engine unchanged.
+ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 4 ]; do ARGS+=("$1"); shift; done
+[ "${1:-}" = -- ] && shift
+EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
 THREADS=${3:-$(nproc)}
 DTYPE=${4:-float32}
-shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
 HOST=${HOST:-127.0.0.1}
 PY=${LOADTEST_ENGINE_PYTHON:-.venvs/transformers/bin/python}   # the engine environment's interpreter
 [ -x "$PY" ] || { echo "engine transformers is not installed: run \`make engine-transformers\`" >&2; exit 1; }
@@ -42,4 +45,4 @@ if [[ "$MODEL" == *.gguf ]]; then
 fi
 DEVICE=cpu; command -v nvidia-smi >/dev/null && DEVICE=cuda
 echo "serving $MODEL: send \"model\": \"$MODEL\"" >&2
-run "$(dirname "$PY")/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" "$@"
+run "$(dirname "$PY")/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" "${EXTRA[@]}"

@@ -21,12 +21,15 @@ run() {
 
 cd "$(dirname "$0")/.."
 
+# The positional arguments (at most 4) end at a `--`; what follows goes to the engine unchanged.
+ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 4 ]; do ARGS+=("$1"); shift; done
+[ "${1:-}" = -- ] && shift
+EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- extra args]}
 MAXLEN=${3:-2048}
 GPU=; command -v nvidia-smi >/dev/null && GPU=1
 DTYPE=${4:-$([ -n "$GPU" ] && echo auto || echo float32)}
-shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
 HOST=${HOST:-127.0.0.1}
 PY=${LOADTEST_ENGINE_PYTHON:-.venvs/vllm/bin/python}   # the engine environment's interpreter
 [ -x "$PY" ] || { echo "engine vllm is not installed: run \`make engine-vllm\`" >&2; exit 1; }
@@ -48,4 +51,4 @@ fi
 NAME=${NAME:-$(basename "$MODEL")}
 echo "serving $MODEL as \"$NAME\"" >&2
 run "$PY" -m vllm.entrypoints.openai.api_server --model "$MODEL" --served-model-name "$NAME" \
-  --host "$HOST" --port "$PORT" --dtype "$DTYPE" --max-model-len "$MAXLEN" "$@"
+  --host "$HOST" --port "$PORT" --dtype "$DTYPE" --max-model-len "$MAXLEN" "${EXTRA[@]}"

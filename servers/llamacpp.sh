@@ -26,7 +26,7 @@ ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 5 ]; do ARGS+
 EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL_PATH PORT [THREADS] [SLOTS] [CTX_PER_SLOT] [-- extra args]}
 PORT=${2:?usage: $0 MODEL_PATH PORT [THREADS] [SLOTS] [CTX_PER_SLOT] [-- extra args]}
-THREADS=${3:-$(nproc)}
+THREADS=${3:-$(getconf _NPROCESSORS_ONLN)}   # every online CPU, as the launcher (os.cpu_count())
 SLOTS=${4:-4}
 CTX=${5:-2048}
 HOST=${HOST:-127.0.0.1}

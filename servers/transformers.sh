@@ -27,7 +27,7 @@ ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 4 ]; do ARGS+
 EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
-THREADS=${3:-$(nproc)}
+THREADS=${3:-$(getconf _NPROCESSORS_ONLN)}   # every online CPU, as the launcher (os.cpu_count())
 DTYPE=${4:-float32}
 HOST=${HOST:-127.0.0.1}
 PY=${LOADTEST_ENGINE_PYTHON:-.venvs/transformers/bin/python}   # the engine environment's interpreter

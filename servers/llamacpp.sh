@@ -18,8 +18,6 @@ run() {
   exec "$@"
 }
 
-cd "$(dirname "$0")/.."
-
 # The positional arguments (at most 5) end at a `--`; what follows goes to the engine unchanged.
 ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 5 ]; do ARGS+=("$1"); shift; done
 [ "${1:-}" = -- ] && shift
@@ -29,6 +27,10 @@ PORT=${2:?usage: $0 MODEL_PATH PORT [THREADS] [SLOTS] [CTX_PER_SLOT] [-- extra a
 THREADS=${3:-$(getconf _NPROCESSORS_ONLN)}   # every online CPU, as the launcher (os.cpu_count())
 SLOTS=${4:-4}
 CTX=${5:-2048}
+# A model path is taken from where you are, symlinks resolved, as the launcher does; then work from
+# the repository root.
+if [ "$MODEL" != smollm2 ] && [ -e "$MODEL" ]; then MODEL=$(realpath "$MODEL"); fi
+cd "$(dirname "$0")/.."
 HOST=${HOST:-127.0.0.1}
 PY=${LOADTEST_ENGINE_PYTHON:-.venvs/llamacpp/bin/python}   # the engine environment's interpreter
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}

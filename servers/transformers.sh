@@ -19,8 +19,6 @@ run() {
   exec "$@"
 }
 
-cd "$(dirname "$0")/.."
-
 # The positional arguments (at most 4) end at a `--`; what follows goes to the engine unchanged.
 ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 4 ]; do ARGS+=("$1"); shift; done
 [ "${1:-}" = -- ] && shift
@@ -29,6 +27,10 @@ MODEL=${1:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
 THREADS=${3:-$(getconf _NPROCESSORS_ONLN)}   # every online CPU, as the launcher (os.cpu_count())
 DTYPE=${4:-float32}
+# A model path is taken from where you are, symlinks resolved, as the launcher does; then work from
+# the repository root.
+if [ "$MODEL" != smollm2 ] && [ -e "$MODEL" ]; then MODEL=$(realpath "$MODEL"); fi
+cd "$(dirname "$0")/.."
 HOST=${HOST:-127.0.0.1}
 PY=${LOADTEST_ENGINE_PYTHON:-.venvs/transformers/bin/python}   # the engine environment's interpreter
 [ -x "$PY" ] || { echo "engine transformers is not installed: run \`make engine-transformers\`" >&2; exit 1; }

@@ -19,8 +19,6 @@ run() {
   exec "$@"
 }
 
-cd "$(dirname "$0")/.."
-
 # The positional arguments (at most 4) end at a `--`; what follows goes to the engine unchanged.
 ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 4 ]; do ARGS+=("$1"); shift; done
 [ "${1:-}" = -- ] && shift
@@ -30,6 +28,10 @@ PORT=${2:?usage: $0 MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- extra args]}
 MAXLEN=${3:-2048}
 GPU=; command -v nvidia-smi >/dev/null && GPU=1
 DTYPE=${4:-$([ -n "$GPU" ] && echo auto || echo float32)}
+# A model path is taken from where you are, symlinks resolved, as the launcher does; then work from
+# the repository root.
+if [ "$MODEL" != smollm2 ] && [ -e "$MODEL" ]; then MODEL=$(realpath "$MODEL"); fi
+cd "$(dirname "$0")/.."
 HOST=${HOST:-127.0.0.1}
 PY=${LOADTEST_ENGINE_PYTHON:-.venvs/vllm/bin/python}   # the engine environment's interpreter
 [ -x "$PY" ] || { echo "engine vllm is not installed: run \`make engine-vllm\`" >&2; exit 1; }

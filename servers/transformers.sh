@@ -26,7 +26,8 @@ EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
 THREADS=${3:-$(getconf _NPROCESSORS_ONLN)}   # every online CPU, as the launcher (os.cpu_count())
-DTYPE=${4:-float32}
+DEVICE=cpu; command -v nvidia-smi >/dev/null && DEVICE=cuda
+DTYPE=${4:-$([ "$DEVICE" = cuda ] && echo auto || echo float32)}   # as the launcher: auto on a GPU
 # A model path is taken from where you are, symlinks resolved, as the launcher does; then work from
 # the repository root.
 if [ "$MODEL" != smollm2 ] && [ -e "$MODEL" ]; then MODEL=$(realpath "$MODEL"); fi
@@ -45,6 +46,5 @@ if [[ "$MODEL" == *.gguf ]]; then
   "$PY" loadtest/launch/scripts/transformers_export.py "$MODEL" "$OUT" "$SHA"
   MODEL=$OUT
 fi
-DEVICE=cpu; command -v nvidia-smi >/dev/null && DEVICE=cuda
 echo "serving $MODEL: send \"model\": \"$MODEL\"" >&2
 run "$(dirname "$PY")/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" "${EXTRA[@]}"

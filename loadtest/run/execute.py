@@ -47,14 +47,58 @@ class Interrupted(LoadtestError):
 
 @dataclass
 class Signals:
-    """The signal that stopped the command, if any: shared by all the runs of one command."""
+    """The command's signal policy, one for all its runs. Plain signal handlers, installed for the
+    whole command (not the event loop's, which go with each loop and leave the default, deadly
+    action behind them): while a run's loop runs, a signal is handed to the loop, which stops the
+    run (first) or cancels it (second); between runs, a first signal is noted (a series starts no
+    further run) and a second quits at once."""
 
     received: signal.Signals | None = None
+    _active: tuple[asyncio.AbstractEventLoop, Runnable, asyncio.Task[Any]] | None = None
+    _installed: bool = False
 
     @property
     def exit_code(self) -> int | None:
         """128 + the signal, as a process killed by it would report: 130 (SIGINT), 143 (SIGTERM)."""
         return None if self.received is None else 128 + int(self.received)
+
+    def install(self) -> None:
+        if not self._installed:
+            for sig in SIGNALS:
+                signal.signal(sig, self._handle)
+            self._installed = True
+
+    def _first(self, sig: signal.Signals) -> bool:
+        """Note ``sig``; True when it is the command's first signal (said once on stderr)."""
+        if self.received is not None:
+            return False
+        self.received = sig
+        hint = " (Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
+        print(f"\nloadtest: stopping ({sig.name}); writing the summary of what completed{hint}",
+              file=sys.stderr, flush=True)
+        return True
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        sig = signal.Signals(signum)
+        if self._active is not None:
+            loop = self._active[0]
+            try:  # the loop acts on it at its next turn, never in the middle of its own work
+                loop.call_soon_threadsafe(self._in_loop, sig)
+                return
+            except RuntimeError:  # the loop closed a moment ago: between runs
+                self._active = None
+        if not self._first(sig):
+            raise Interrupted("interrupted", self.exit_code or EXIT_INTERRUPTED)
+
+    def _in_loop(self, sig: signal.Signals) -> None:
+        if self._active is None:
+            return
+        _, run, task = self._active
+        if self._first(sig) or not run.stop.is_set():
+            run.interrupted = True
+            run.stop.set()
+        else:
+            task.cancel()
 
 
 def execute(run: Runnable, signals: Signals | None = None, *, handle_signals: bool = True) -> RunOutcome:
@@ -62,36 +106,21 @@ def execute(run: Runnable, signals: Signals | None = None, *, handle_signals: bo
     for a process whose signals belong to someone else (a scale-out worker: the coordinator tells
     it to stop). A run started after the command was signalled stops at once."""
     signals = signals if signals is not None else Signals()
+    if handle_signals:
+        signals.install()
 
     async def main() -> RunOutcome:
-        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
-
-        def on_signal(sig: signal.Signals) -> None:
-            if signals.received is None or not run.stop.is_set():
-                first = signals.received is None
-                signals.received = signals.received or sig
-                run.interrupted = True
-                run.stop.set()
-                if first:
-                    hint = " (Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
-                    print(f"\nloadtest: stopping ({sig.name}); writing the summary of what completed{hint}",
-                          file=sys.stderr, flush=True)
-            elif task is not None:
-                task.cancel()
-
+        assert task is not None
         if handle_signals:
-            for sig in SIGNALS:
-                loop.add_signal_handler(sig, on_signal, sig)
+            signals._active = (asyncio.get_running_loop(), run, task)
         if signals.received is not None:  # signalled before this run began: it measures nothing new
             run.interrupted = True
             run.stop.set()
         try:
             return await run.execute()
         finally:
-            if handle_signals:
-                for sig in SIGNALS:
-                    loop.remove_signal_handler(sig)
+            signals._active = None
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         try:

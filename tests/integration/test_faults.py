@@ -307,7 +307,7 @@ LOADTEST = [sys.executable, "-m", "loadtest"]
 
 def _start(args: list[str], out: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([*LOADTEST, *args, "--output", str(out), "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -20,7 +20,7 @@ from test_faults import LOADTEST, _start, check_files
 
 def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LOADTEST, *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})}, cwd=Path(__file__).parent.parent)
+                          env={**os.environ, **(env or {})}, cwd=Path(__file__).parents[2])
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LOADTEST := $(VENV)/bin/loadtest
 DEMO_DIR ?= results/demo
 
-.PHONY: install test test-fast demo bench bench-open docs clean chromium
+.PHONY: install test test-fast test-unit demo bench bench-open docs clean chromium
 
 # The client's own environment (light: no engine, no torch). setup.py builds the C hot path
 # (loadtest/csrc/) in place; without gcc the pure-Python path runs.
@@ -17,13 +17,18 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard loadtest/csrc/*)
 
 install: $(VENV)/.installed
 
-# Everything: unit and loopback integration tests, then real engines (llama.cpp, transformers serve).
+# Everything in tests/: unit, loopback integration, the slow tier (soak, wheel, Ray, headless browser,
+# wandb, the longest loopback runs), then real engines (llama.cpp, transformers serve). CI runs this.
 test: install engine-llamacpp engine-transformers chromium
 	$(PY) -m pytest -q
 
-# Without the real engines (seconds).
+# tests/unit and tests/integration: no real engine, no slow tier (under 2 minutes).
 test-fast: install
-	$(PY) -m pytest -q -m "not engine"
+	$(PY) -m pytest -q tests/unit tests/integration
+
+# tests/unit alone: the pure stages, no server (seconds).
+test-unit: install
+	$(PY) -m pytest -q tests/unit
 
 # Headless Chromium (Debian's package) for the test that opens `loadtest report --format html`.
 chromium:

@@ -4,7 +4,7 @@ watching the client process from outside: resident memory (RSS), open file descr
 sockets, and how soon it exits after its deadline.
 
     python benchmarks/soak.py                    # one hour (outside CI), samples every 10 s
-    python benchmarks/soak.py --duration 60      # the CI variant (tests/test_soak.py)
+    python benchmarks/soak.py --duration 60      # the CI variant (tests/slow/test_soak.py)
 
 Short replies (TTFT 24 ms, 8 tokens 1 ms apart) with 32 requests in flight make ~1,000
 requests/s (the client alone sustains ~3,000-4,000/s on a 2-core VM with TTFT 1 ms). Prints one

@@ -10,6 +10,23 @@ import pytest
 from loadtest.cli.main import main
 from loadtest.sim.process import SimProcess, start_sim
 
+# The marker of each test directory (pyproject.toml lists them): `-m unit`, `-m "not slow"` and
+# `-m "not engine"` select by where a test lives, and no test has to be marked by hand.
+DIRECTORY_MARKERS = {"unit": "unit", "integration": "integration", "slow": "slow", "engines": "engine"}
+TESTS = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            directory = item.path.relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside tests/ (given on the command line)
+            continue
+        marker = DIRECTORY_MARKERS.get(directory)
+        if marker is not None:
+            item.add_marker(marker)
+
 
 @pytest.fixture
 def sim() -> Iterator[Callable[..., SimProcess]]:

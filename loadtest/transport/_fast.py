@@ -248,7 +248,7 @@ class FastTransport:
         loop = asyncio.get_running_loop()
         # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns the connection
         # and swallows a cancellation that arrives as the connect completes, so a stopped run's
-        # request went on to wait its full --timeout (tests/test_faults.py reproduces it).
+        # request went on to wait its full --timeout (tests/slow/test_faults_slow.py reproduces it).
         async with asyncio.timeout(timeout_s):
             _, conn = await loop.create_connection(_Conn, self._host, self._port, ssl=self._ssl,
                                                    server_hostname=self._host if self._tls else None)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 LOADTEST = [sys.executable, "-m", "loadtest"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def commands(url: str) -> dict[str, list[str]]:

@@ -26,7 +26,7 @@ from loadtest.launch import models
 from loadtest.launch.spec import LaunchSpec
 from loadtest.launch.models import resolve_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVERS = REPO / "servers"
 ENGINE_ENV = re.compile(r"(HF|OMP|VLLM|CUDA)_")   # what the scripts' dry run prints
 TOOLS = ("bash", "env", "dirname", "basename", "getconf", "grep", "sort", "sha256sum", "cut", "realpath")
@@ -372,5 +372,5 @@ def test_one_list_of_engines() -> None:
 
     assert tuple(eng.ENGINE_CLASSES) == ENGINES
     assert set(ENV_ENGINES) < set(ENGINES)
-    scripts = {p.stem for p in (Path(__file__).resolve().parents[1] / "servers").glob("*.sh")}
+    scripts = {p.stem for p in (REPO / "servers").glob("*.sh")}
     assert scripts == set(ENGINES)

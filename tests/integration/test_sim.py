@@ -3,7 +3,6 @@ the timing schedule, and the SimProcess lifecycle."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -17,9 +16,8 @@ import httpx
 import openai
 import pytest
 
-from loadtest.errors import ConfigError, LaunchError
-from loadtest.cli.serve import sim_config as config_from_args, sim_options as add_arguments
-from loadtest.sim import SimConfig, SimProcess, start_sim
+from loadtest.errors import LaunchError
+from loadtest.sim import SimProcess, start_sim
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,26 +52,6 @@ def chunks(body: bytes) -> list[dict[str, Any]]:
 
 def content_of(cs: list[dict[str, Any]], key: str = "content") -> str:
     return "".join(c["choices"][0]["delta"].get(key) or "" for c in cs if c["choices"])
-
-
-# -- configuration --------------------------------------------------------------------------------
-def test_config_round_trips_through_cli_flags() -> None:
-    cfg = SimConfig(port=1234, model="m", api_key="k", ttft_ms=1.5, tpot_ms=2.0, output_tokens=7,
-                    tokens_per_chunk=3, empty_chunks=True, role_chunk=False, reasoning_tokens=2, usage=False,
-                    usage_per_chunk=True, done=False, reject_stream_options=True, fail_every=3,
-                    stream_error_after_tokens=4, crlf=True)
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert config_from_args(parser.parse_args(cfg.to_args())) == cfg
-    assert config_from_args(parser.parse_args([])) == SimConfig(port=8000)
-
-
-@pytest.mark.parametrize("bad", [dict(tokens_per_chunk=0), dict(ttft_ms=-1), dict(fail_status=200),
-                                 dict(fail_every=2), dict(fail_status=500, disconnect_after_tokens=1),
-                                 dict(output_tokens=0), dict(model="")])
-def test_unusable_configs_are_refused(bad: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError):
-        SimConfig(**bad)
 
 
 # -- OpenAI compatibility -------------------------------------------------------------------------
@@ -356,20 +334,6 @@ def test_sim_process_lifecycle_and_pinning() -> None:
             start_sim(port=s.port)
     assert pid is not None and _gone(pid)
     s.stop()  # idempotent
-
-
-def test_sim_dies_with_a_killed_parent(tmp_path) -> None:
-    script = ("import sys, time\nfrom loadtest.sim import start_sim\n"
-              "s = start_sim()\nprint(s.pid, flush=True)\ntime.sleep(60)\n")
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        child = int(parent.stdout.readline())  # type: ignore[union-attr]
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait()
-        assert _gone(child), "sim outlived its parent"
-    finally:
-        parent.kill()
-        parent.wait()
 
 
 def test_main_module_prints_one_listening_line() -> None:

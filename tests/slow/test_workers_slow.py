@@ -1,5 +1,6 @@
-"""Scale-out (--workers): the dealing is exact, the merged run equals a single process's, one
-record per request, and a dead worker is handled as --on-worker-failure says. Against the sim."""
+"""The slowest scale-out tests of tests/integration/test_workers.py (a killed worker, Ctrl-C to every
+worker, the dealt open-loop schedule, a timed open loop; 2-8 s each), moved whole so that make
+test-fast stays under 2 minutes. Against the sim."""
 
 from __future__ import annotations
 
@@ -15,67 +16,8 @@ import numpy as np
 import psutil
 import pytest
 
-from loadtest.config import RunConfig
 from loadtest.scheduler.shapes import OpenLoop
-from loadtest.scaleout.share import deal, split
-
-
-def _cfg(**kw) -> RunConfig:
-    return RunConfig(command="throughput", base_url="http://127.0.0.1:1/v1", model="m", **kw)
-
-
-def test_split_spreads_the_remainder():
-    assert split(10, 3) == [4, 3, 3] and split(2, 2) == [1, 1] and sum(split(7, 4)) == 7
-
-
-def test_closed_loop_shares_cover_every_index_once():
-    shares = deal(_cfg(concurrency=5, num_prompts=23, warmup=3), 2)
-    assert [s.concurrency for s in shares] == [3, 2]
-    for first, count in ((0, 3), (3, 23)):  # the warm-up pass, then the measured one
-        got = sorted(i for s in shares for i in s.closed_indices(first, count))
-        assert got == list(range(first, first + count))
-
-
-def test_open_loop_schedule_is_computed_once_and_dealt():
-    shares = deal(_cfg(request_rate=50.0, num_prompts=20, warmup=4, seed=3, max_concurrency=5), 3)
-    want = OpenLoop(50.0, seed=3).times(24)
-    merged = sorted((i, t) for s in shares for i, t in zip(s.indices, s.offsets))
-    assert [i for i, _ in merged] == list(range(24))
-    assert np.array_equal([t for _, t in merged], want)  # the very same schedule, no re-draws
-    assert [s.max_concurrency for s in shares] == [2, 2, 1]
-    timed = deal(_cfg(request_rate=20.0, num_prompts=None, duration_s=2.0, warmup_s=0.5, cooldown_s=0.5), 2)
-    offsets = sorted(t for s in timed for t in s.offsets)
-    assert offsets and offsets[-1] < 3.0 and offsets == sorted(OpenLoop(20.0).times(len(offsets)))
-
-
-def _run(cli, s, tmp_path, name, *extra):
-    return cli(["throughput", "--endpoint", s.base_url, "--model", "sim-model", "--max-tokens", "16", *extra],
-               tmp_path / name)
-
-
-def test_merged_closed_loop_equals_a_single_process(cli, sim, tmp_path):
-    s = sim(ttft_ms=5, tpot_ms=1, output_tokens=12)
-    args = ("--concurrency", "4", "--num-prompts", "24", "--warmup", "4", "--seed", "5")
-    code1, one, rows1 = _run(cli, s, tmp_path, "one", *args)
-    code2, two, rows2 = _run(cli, s, tmp_path, "two", *args, "--workers", "2")
-    assert code1 == code2 == 0
-    assert one["counts"] == two["counts"] and two["counts"]["completed"] == 24
-    for key in ("completion_tokens_total", "prompt_tokens_total"):
-        assert one["metrics"][key] == two["metrics"][key]
-    assert two["run"]["warmup_requests"] == 4
-    # Exactly one record per request, the same requests (index -> prompt) as one process sent.
-    ids = [r["id"] for r in rows2]
-    assert sorted(ids) == list(range(28)) and len(set(ids)) == len(ids)
-    pick = ("id", "prompt_id", "completion_tokens", "prompt_tokens", "warmup")
-    assert sorted(tuple(r[k] for k in pick) for r in rows1) == sorted(tuple(r[k] for k in pick) for r in rows2)
-    workers = two["run"]["workers"]
-    assert [w["concurrency"] for w in workers] == [2, 2] and sum(w["sent"] for w in workers) == 28
-    assert all(w["ended"] == "done" and w["client_cpu_s"] is not None for w in workers)
-    assert two["run"]["scale_out"]["workers"] == 2 and "request_durations" in two["run"]["scale_out"]["clocks"]
-    # Statistics over the raw merged records: the TTFT percentiles are those of the file's rows.
-    ttft = [r["ttft_s"] for r in rows2 if not r["warmup"]]
-    assert two["metrics"]["ttft_s"]["p99"] == pytest.approx(float(np.percentile(ttft, 99)), rel=1e-12)
-    assert "client_bound" in two["verdict"]
+from test_workers import _run
 
 
 def test_merged_open_loop_runs_the_one_seeded_schedule(cli, sim, tmp_path):
@@ -172,38 +114,3 @@ def test_timed_open_loop_lasts_to_the_deadline(cli, sim, tmp_path):
     assert all(w["ended"] == "deadline" for w in summary["run"]["workers"])
     assert {r["phase"] for r in rows} <= {"warmup", "measured", "cooldown"} and len({r["id"] for r in rows}) == len(rows)
     assert max(r["id"] for r in rows) < sum(w["scheduled"] for w in summary["run"]["workers"])
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--workers", "0"], "--workers: must be an integer >= 1 or 'auto'"),
-    (["--workers", "3", "--concurrency", "2"], "--concurrency 2 is fewer than --workers 3"),
-    (["--workers", "2", "--request-rate", "5", "--max-concurrency", "1"], "--max-concurrency 1 is fewer than --workers 2"),
-])
-def test_bad_worker_options_are_one_line(args, message, capsys, tmp_path):
-    from loadtest.cli.main import main
-
-    base = ["throughput", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--num-prompts", "4",
-            "--output", str(tmp_path / "x")]
-    if "--concurrency" not in args and "--request-rate" not in args:
-        base += ["--concurrency", "2"]
-    try:
-        code = main([*base, *args])
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    assert code == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
-
-
-def test_scaled_out_run_gets_the_post_run_tokenize_pass(cli, sim, tmp_path):
-    """Chunk texts travel with their records; the coordinator refines the merged file as one process would."""
-    log = tmp_path / "chunks.jsonl"
-    s = sim(ttft_ms=5, tpot_ms=2, chunk_tokens_max=4, log_chunks=str(log), tokenize_endpoint=True)
-    code, summary, rows = _run(cli, s, tmp_path, "refined", "--concurrency", "4", "--num-prompts", "16",
-                               "--max-tokens", "32", "--workers", "2")
-    truth = {e["id"]: e for e in map(json.loads, log.read_text().splitlines())}
-    assert code == 0 and summary["counts"]["completed"] == 16
-    assert summary["run"]["chunk_tokens_refined"] == 16 and summary["run"]["tokenize_to_usage_ratio"] == 1.0
-    for r in rows:
-        assert r["chunk_tokens"] == truth[r["response_id"]]["tokens"] and r["chunk_token_source"] == "tokenize_endpoint"
-    assert sorted(p.name for p in (tmp_path / "refined").iterdir()) == ["config.json", "requests.jsonl", "summary.json"]

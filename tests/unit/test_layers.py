@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "loadtest"
+PACKAGE = Path(__file__).resolve().parents[2] / "loadtest"
 FLOORS: list[set[str]] = [
     {"cli"},
     {"series"},

@@ -10,7 +10,7 @@ from loadtest.cli.main import main
 from loadtest.errors import LaunchError
 from loadtest.launch.memory import PRECISIONS, count_config, memory_rows, parse_count, render_memory, resolve
 
-FIXTURES = Path(__file__).parent / "fixtures" / "memory"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "memory"
 
 # The published table: GB (2^30 bytes) for FP32, FP16/BF16, INT8, INT4, the 1.2 overhead included.
 PUBLISHED = {

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 LOADTEST = [sys.executable, "-m", "loadtest"]
 
 
@@ -81,18 +79,6 @@ def test_every_request_failing_with_5xx(sim, tmp_path):
     s = sim(fail_status=503)
     proc = run(["throughput", "--endpoint", s.base_url, "--model", "sim-model", "--concurrency", "4"], tmp_path)
     assert proc.returncode == 2 and "failed with server_error" in error_line(proc) and "HTTP 503" in proc.stderr
-
-
-@pytest.mark.parametrize("args,needle", [
-    (["single", "--endpoint", "ftp://x"], "not an http(s) URL"),
-    (["single", "--model", "m"], "--endpoint is required"),
-    (["single", "--endpoint", "http://127.0.0.1:1", "--dataset", "/no/such.jsonl"], "no/such.jsonl"),
-    (["single", "--endpoint", "http://127.0.0.1:1", "--extra-body", "{bad"], "--extra-body"),
-    (["single", "--endpoint", "http://127.0.0.1:1", "--tokenizer", "/no/dir/tok"], "--tokenizer"),
-])
-def test_bad_arguments_give_one_line(tmp_path, args, needle):
-    proc = run(args, tmp_path)
-    assert proc.returncode == 2 and needle in error_line(proc)
 
 
 def test_argparse_errors_exit_2_without_traceback(tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from loadtest.measure.definitions import DEFINITIONS, markdown
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "metrics.md"
 MKDOCS_YML = REPO / "mkdocs.yml"
 README = REPO / "README.md"

@@ -17,7 +17,7 @@ from loadtest.report.fit import fit_records
 from loadtest.report.load import SavedRun, load_runs
 from loadtest.report.render import render_text
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 RUNS = FIXTURES / "runs"
 GOLDEN = FIXTURES / "golden"
 

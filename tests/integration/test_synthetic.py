@@ -3,34 +3,15 @@ the same tokenizer (tiktoken cl100k_base) the client uses."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loadtest.prompts.synthetic import SyntheticSpec, build_prompts, word_pool
-from loadtest.tokens import load_tokenizer
-
-CL100K = load_tokenizer("cl100k_base")
-
 
 def _run(cli: Callable[..., Any], sim: Any, out: Path, *extra: str) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
     return cli(["single", "--endpoint", sim.base_url, "--dataset", "synthetic", "--max-tokens", "4", *extra], out)
-
-
-@pytest.mark.parametrize("n", [1, 37, 512])
-def test_prompts_hit_the_requested_count_exactly(sim: Any, cli: Any, tmp_path: Path, n: int) -> None:
-    server = sim(prompt_tokenizer="cl100k_base", ttft_ms=1, tpot_ms=0.1)
-    code, summary, rows = _run(cli, server, tmp_path, "--prompt-tokens", str(n), "--num-prompts", "12",
-                               "--tokenizer", "cl100k_base")
-    assert code == 0
-    assert [r["prompt_tokens"] for r in rows] == [n] * 12  # the server's usage: exactly as asked
-    p = summary["prompts"]
-    assert p["tokenizer"] == "tiktoken:cl100k_base" and p["verified_by_server_tokenize"] is False
-    assert p["usage_checked"] == p["usage_exact"] == 12 and p["usage_mismatched"] == 0
-    assert p["seed"] == 0 == summary["config"]["seed"] and summary["config"]["prompt_tokens"] == n
 
 
 def test_server_tokenize_is_used_and_the_template_compensated(sim: Any, cli: Any, tmp_path: Path) -> None:
@@ -73,39 +54,6 @@ def test_short_completions_are_counted(sim: Any, cli: Any, tmp_path: Path) -> No
     assert code == 0 and summary["prompts"]["completions_short"] == 0
 
 
-def _first_tokens(text: str) -> list[int]:
-    return CL100K._enc.encode(text)  # type: ignore[attr-defined]
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
-def test_every_prompt_starts_differently() -> None:
-    pool = word_pool(CL100K)
-    plan = build_prompts(SyntheticSpec(64, seed=3), 200, CL100K, pool, overhead=0)
-    ids = [_first_tokens(p.text) for p in plan.prompts]
-    assert all(len(t) == 64 for t in ids)
-    assert len({t[0] for t in ids}) == 200  # no two prompts share even their first token
-    again = build_prompts(SyntheticSpec(64, seed=3), 200, CL100K, pool, overhead=0)
-    assert [p.text for p in again.prompts] == [p.text for p in plan.prompts]  # seeded
-    other = build_prompts(SyntheticSpec(64, seed=4), 200, CL100K, pool, overhead=0)
-    assert other.prompts[0].text != plan.prompts[0].text
-
-
-@pytest.mark.parametrize("k", [1, 10, 50])
-def test_shared_prefix_is_exactly_k_tokens(k: int) -> None:
-    pool = word_pool(CL100K)
-    plan = build_prompts(SyntheticSpec(64, shared_prefix_tokens=k), 50, CL100K, pool, overhead=0)
-    ids = [_first_tokens(p.text) for p in plan.prompts]
-    assert all(len(t) == 64 for t in ids)
-    common = {_common(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]}
-    assert common == {k}  # every pair shares exactly the K leading tokens, never more
-
-
 def test_stddev_varies_lengths_exactly(sim: Any, cli: Any, tmp_path: Path) -> None:
     server = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, ttft_ms=1, tpot_ms=0.1)
     code, summary, rows = _run(cli, server, tmp_path, "--prompt-tokens", "200", "--prompt-tokens-stddev", "40",
@@ -113,20 +61,6 @@ def test_stddev_varies_lengths_exactly(sim: Any, cli: Any, tmp_path: Path) -> No
     lengths = [r["prompt_tokens"] for r in rows]
     assert code == 0 and len(set(lengths)) > 10 and 150 < sum(lengths) / 30 < 250
     assert summary["prompts"]["usage_exact"] == 30
-
-
-@pytest.mark.parametrize("args, text", [
-    (["--dataset", "synthetic"], "--dataset synthetic needs --prompt-tokens"),
-    (["--prompt-tokens", "10"], "need --dataset synthetic"),
-    (["--dataset", "synthetic", "--prompt-tokens", "10", "--shared-prefix-tokens", "10"], "--shared-prefix-tokens"),
-])
-def test_bad_options_are_one_line(args: list[str], text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from loadtest.cli.main import main
-
-    code = main(["single", "--endpoint", "http://127.0.0.1:9/v1", *args, "--output", str(tmp_path / "o")])
-    err = capsys.readouterr().err
-    assert code == 2 and text in err and len(err.strip().splitlines()) == 1
-    assert json  # noqa: B018
 
 
 def test_a_hugging_face_tokenizer_counts_exactly(sim: Any, cli: Any, tmp_path: Path) -> None:
@@ -151,13 +85,3 @@ def test_a_hugging_face_tokenizer_counts_exactly(sim: Any, cli: Any, tmp_path: P
     assert summary["prompts"]["tokenizer"] == f"hf:{directory / 'tokenizer.json'}"
     launched = type("Server", (), {"info": {"model": {"served_path": str(directory)}}})()
     assert launched_tokenizer(launched) == str(directory)
-
-
-def test_throughput_with_a_duration(sim: Any, cli: Any, tmp_path: Path) -> None:
-    server = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, ttft_ms=2, tpot_ms=1)
-    code, summary, rows = cli(["throughput", "--endpoint", server.base_url, "--concurrency", "4", "--duration", "1",
-                               "--dataset", "synthetic", "--prompt-tokens", "48", "--max-tokens", "8"], tmp_path)
-    done = [r for r in rows if r["ok"]]
-    assert code == 0 and len(done) > 20 and all(r["prompt_tokens"] == 48 for r in done)
-    assert summary["prompts"]["prompts"] == 1000 and summary["prompts"]["usage_exact"] == len(done)
-    assert len({r["prompt_id"] for r in done}) == len(done)  # no prompt sent twice

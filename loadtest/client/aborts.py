@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.config import RunConfig
+from loadtest.client.auth import auth_hint, open_transport
 from loadtest.client.discovery import list_models
 from loadtest.client.payloads import request_path
+from loadtest.config import RunConfig
 from loadtest.measure.record import AUTH, NOT_FOUND, RATE_LIMITED, RequestRecord
-from loadtest.client.auth import auth_hint, open_transport
 from loadtest.transport.base import CONNECT, TIMEOUT
 
 

@@ -16,7 +16,6 @@ from time import perf_counter
 
 from aiolimiter import AsyncLimiter
 
-
 BURST_S = 0.05
 
 

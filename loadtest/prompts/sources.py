@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import resources
 import random
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loadtest.errors import ConfigError

@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from loadtest.report.tables import Table
 
+
 def cells(table: Table, *, bold: str | None = None) -> list[list[str]]:
     """Formatted cells; the bold cells wrapped as `bold` says (e.g. "**{}**")."""
     out = []

@@ -13,8 +13,8 @@ from typing import IO, Any
 import orjson
 
 from loadtest import __version__
-from loadtest.measure.definitions import DEFINITIONS
 from loadtest.errors import ConfigError
+from loadtest.measure.definitions import DEFINITIONS
 from loadtest.measure.record import RequestRecord
 from loadtest.redact import redact, redact_tree
 

@@ -45,6 +45,7 @@ from loadtest.tokens import Tokenizer
 from loadtest.transport import Exchange, Transport
 from loadtest.transport.base import CONNECT, response_limits
 
+
 def _rusage() -> Any:
     return resource.getrusage(resource.RUSAGE_SELF) if resource is not None else None
 

@@ -38,6 +38,7 @@ from loadtest.run.output import client_info
 from loadtest.scaleout import wire
 from loadtest.scaleout.share import Share, deal
 from loadtest.scheduler import phases
+
 START_DELAY_S = 0.25
 """How far ahead of "now" the coordinator names the common start instant (covers the go message's trip)."""
 READ_BATCH = 512

@@ -12,10 +12,9 @@ import math
 from dataclasses import dataclass, field
 
 from loadtest.config import RunConfig
-from loadtest.scheduler.shapes import ClosedLoop
-from loadtest.scheduler.loops import run_closed_loop, run_open_loop
 from loadtest.scheduler import phases as shaping
-
+from loadtest.scheduler.loops import run_closed_loop, run_open_loop
+from loadtest.scheduler.shapes import ClosedLoop
 
 FAR_S = 1e9
 """A start time beyond any run's end (about 31 years)."""

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from loadtest.config import RunConfig
-from loadtest.scheduler.shapes import ClosedLoop, OpenLoop
 from loadtest.scheduler.loops import run_closed_loop, run_open_loop
+from loadtest.scheduler.shapes import ClosedLoop, OpenLoop
 
 WARMUP, MEASURED, COOLDOWN = "warmup", "measured", "cooldown"
 OPEN_LOOP_CONNECTIONS = 64

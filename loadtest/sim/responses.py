@@ -14,7 +14,7 @@ from typing import Any
 
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import DEFAULT_MAX_TOKENS, Plan, RequestError, _positive_int, _words, token_text
-from loadtest.sim.stream import SSE_HEADERS, END_OF_BODY, Stream
+from loadtest.sim.stream import END_OF_BODY, SSE_HEADERS, Stream
 
 _DEPLOYMENT = re.compile(rb"^/openai/deployments/([^/]+)(/.*)$")
 

@@ -14,8 +14,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import cast
 from time import monotonic_ns
+from typing import cast
 
 import httptools
 import orjson
@@ -23,8 +23,9 @@ import orjson
 from loadtest.eventloop import loop_factory
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
-from loadtest.sim.prompting import PATHS as PROMPT_PATHS, Prompting
 from loadtest.sim.limits import ServerLimits
+from loadtest.sim.prompting import PATHS as PROMPT_PATHS
+from loadtest.sim.prompting import Prompting
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
 from loadtest.sim.state import SimState
 from loadtest.sim.stream import Scheduler, Stream

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import random
 import sys
 import traceback
 from time import monotonic_ns
-import random
 
 from loadtest.sim.generate import Plan, RequestError, completion_body, token_text, usage_json
 from loadtest.sim.state import Conn, SimState, Stats

@@ -5,15 +5,23 @@ per-chunk cost. Same Exchange as the fast transport, stamped on each raw piece."
 from __future__ import annotations
 
 import asyncio
+import ssl
 from time import perf_counter_ns
 
 import httpx
 
 from loadtest import __version__
-import ssl
-
-from loadtest.transport.base import (CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, is_limit_header,
-                                     runaway_message, with_query)
+from loadtest.transport.base import (
+    CONNECT,
+    DISCONNECT,
+    PROTOCOL,
+    RUNAWAY,
+    TIMEOUT,
+    Exchange,
+    is_limit_header,
+    runaway_message,
+    with_query,
+)
 
 
 class HttpxTransport:

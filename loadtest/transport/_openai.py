@@ -19,8 +19,16 @@ from urllib.parse import parse_qsl
 import httpx
 
 from loadtest.errors import ConfigError
-from loadtest.transport.base import (CONNECT, DISCONNECT, PROTOCOL, RUNAWAY, TIMEOUT, Exchange, is_limit_header,
-                                     runaway_message)
+from loadtest.transport.base import (
+    CONNECT,
+    DISCONNECT,
+    PROTOCOL,
+    RUNAWAY,
+    TIMEOUT,
+    Exchange,
+    is_limit_header,
+    runaway_message,
+)
 
 try:
     import openai

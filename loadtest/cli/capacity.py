@@ -13,19 +13,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("capacity", help="the highest load that meets the SLOs (bracket + bisection)",
                        description="The highest request rate (or concurrency) at which the server still meets "
                                    "the SLOs: bracket by doubling, bisect, then repeat the boundary level.")
-    options.endpoint(p)
-    options.api(p)
-    options.streaming(p)
-    options.prompt_source(p)
-    options.levels(p, command="capacity")
-    options.sampling(p)
-    options.ignore_eos(p)
-    options.warmup(p)
-    options.output(p)
-    options.debug(p)
-    options.load(p, command="capacity")
-    options.launch(p)
-    options.synthetic(p)
+    options.run_options(p, command="capacity", amount_options=lambda q: options.levels(q, command="capacity"))
     g = p.add_argument_group("capacity search")
     g.add_argument("--start", type=argtypes.positive_float, default=1.0, help="first level tried (default 1)")
     g.add_argument("--precision", type=argtypes.positive_float, default=0.05,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,25 @@ def wandb_project(p: Any) -> None:
 
 def debug(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+
+def run_options(p: argparse.ArgumentParser, *, command: str, amount_options: Callable[[Any], None]) -> None:
+    """The groups every run command takes (single, throughput, sweep, capacity), in --help's order;
+    ``amount_options`` adds the command's own: how many requests, or the load levels."""
+    endpoint(p)
+    api(p)
+    streaming(p)
+    prompt_source(p)
+    amount_options(p)
+    sampling(p)
+    ignore_eos(p)
+    warmup(p)
+    output(p, wandb=command in ("single", "throughput"))
+    debug(p)
+    if command != "single":
+        load(p, command=command)
+    launch(p)
+    synthetic(p)
 
 
 # == readers: parsed options -> config objects ==========================================================

@@ -14,31 +14,27 @@ from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 
 
+def _single_amount(p: Any) -> None:
+    options.amount(p, num_help="measured requests (default 100)", num_default=100, duration=False)
+
+
+def _throughput_amount(p: Any) -> None:
+    p.add_argument("--concurrency", type=argtypes.positive_int, help="requests kept in flight (or --request-rate)")
+    options.amount(p, num_help="measured requests (default: max(100, 4 x concurrency))")
+
+
+COMMANDS = (("single", "requests one at a time: per-request tokens/s, TTFT, decode rate", _single_amount),
+            ("throughput", "N requests in flight, or a request rate: requests/min, output tokens/s", _throughput_amount))
+
+
 def add_parsers(sub: Any) -> None:
-    for command, help_text in (("single", "requests one at a time: per-request tokens/s, TTFT, decode rate"),
-                               ("throughput", "N requests in flight, or a request rate: requests/min, output tokens/s")):
+    for command, help_text, amount in COMMANDS:
         p = sub.add_parser(command, help=help_text, description=help_text)
-        options.endpoint(p)
-        options.api(p)
-        options.streaming(p)
-        options.prompt_source(p)
-        if command == "throughput":
-            p.add_argument("--concurrency", type=argtypes.positive_int, help="requests kept in flight (or --request-rate)")
-            options.amount(p, num_help="measured requests (default: max(100, 4 x concurrency))")
-        else:
-            options.amount(p, num_help="measured requests (default 100)", num_default=100, duration=False)
-        options.sampling(p)
-        options.ignore_eos(p)
-        options.warmup(p)
-        options.output(p, wandb=True)
+        options.run_options(p, command=command, amount_options=amount)
         p.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
-        options.debug(p)
         if command == "throughput":
-            options.load(p, command=command)
             options.workers(p)
-        options.launch(p)
-        options.synthetic(p)
         p.set_defaults(run=main)
 
 

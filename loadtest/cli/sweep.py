@@ -13,19 +13,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("sweep", help="one throughput run per concurrency or rate level, one table",
                        description="One throughput run per load level (concurrencies, rates, or automatic rates), "
                                    "stopping early at saturation, errors or a broken SLO.")
-    options.endpoint(p)
-    options.api(p)
-    options.streaming(p)
-    options.prompt_source(p)
-    options.levels(p, command="sweep")
-    options.sampling(p)
-    options.ignore_eos(p)
-    options.warmup(p)
-    options.output(p)
-    options.debug(p)
-    options.load(p, command="sweep")
-    options.launch(p)
-    options.synthetic(p)
+    options.run_options(p, command="sweep", amount_options=lambda q: options.levels(q, command="sweep"))
     p.set_defaults(run=main)
 
 

@@ -59,6 +59,11 @@ class RunConfig:
     warmup_s: float | None = None
     cooldown_s: float = 0.0
 
+    # The server's side (loadtest/servermetrics): /metrics sources ("auto": the endpoint's own) and
+    # NVML, sampled by a child process every server_metrics_interval_s; () turns it all off.
+    server_metrics: tuple[str, ...] = ("auto",)
+    server_metrics_interval_s: float = 1.0
+
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""
         d = asdict(self)
@@ -66,6 +71,7 @@ class RunConfig:
         d["base_url"] = redact(self.base_url)
         d["output_dir"] = str(self.output_dir) if self.output_dir else None
         d["headers"] = [[k, "***" if is_secret_name(k) else redact(v)] for k, v in self.headers]
+        d["server_metrics"] = [redact(u) for u in self.server_metrics]
         if d["request_rate"] == float("inf"):
             d["request_rate"] = "inf"  # JSON has no infinity
         return d

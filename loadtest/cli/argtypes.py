@@ -53,6 +53,14 @@ def positive_float(text: str) -> float:
     return v
 
 
+def sample_interval(text: str) -> float:
+    """A sampling interval in seconds: 0.1 or more (a faster scrape would load the server it measures)."""
+    v = positive_float(text)
+    if v < 0.1:
+        raise argparse.ArgumentTypeError(f"must be 0.1 or more, got {text}")
+    return v
+
+
 def fraction(text: str) -> float:
     """A number in (0, 1]."""
     v = positive_float(text)

@@ -192,6 +192,31 @@ def workers(p: argparse.ArgumentParser) -> None:
                    help="run the workers as Ray actors on this cluster (needs loadtest[ray])")
 
 
+# -- the server's side ------------------------------------------------------------------------------
+def server_metrics(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("server metrics (docs/server-metrics.md)")
+    g.add_argument("--server-metrics", action="append", default=None, metavar="URL|auto",
+                   help="a Prometheus /metrics to sample through the run (repeatable; replaces the default, "
+                        "'auto': the endpoint's own /metrics, sampled when it answers)")
+    g.add_argument("--server-metrics-interval", type=argtypes.sample_interval, default=1.0, metavar="S",
+                   help="seconds between samples, 0.1 or more (default %(default)s)")
+    g.add_argument("--no-server-metrics", action="store_true",
+                   help="sample no /metrics and no GPU (NVML)")
+
+
+def server_metrics_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    given = getattr(ns, "server_metrics", None)
+    if getattr(ns, "no_server_metrics", False):
+        if given:
+            raise ConfigError("--server-metrics and --no-server-metrics contradict each other")
+        return {"server_metrics": ()}
+    for url in given or ():
+        if url != "auto" and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--server-metrics {url!r}: give an http(s):// URL or 'auto'")
+    return {"server_metrics": tuple(given or ("auto",)),
+            "server_metrics_interval_s": getattr(ns, "server_metrics_interval", 1.0)}
+
+
 # -- engines ---------------------------------------------------------------------------------------
 def launch(p: argparse.ArgumentParser, *, engine_option: bool = True, port: bool = True,
            ctx_size: int | None = 2048) -> None:
@@ -257,6 +282,7 @@ def run_options(p: argparse.ArgumentParser, *, command: str, amount_options: Cal
         load(p, command=command)
     launch(p)
     synthetic(p)
+    server_metrics(p)
 
 
 # == readers: parsed options -> config objects ==========================================================
@@ -293,7 +319,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
         duration_s=duration_s, concurrency=concurrency, seed=ns.seed, max_tokens=ns.max_tokens,
         temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos, extra_body=extra_body(ns.extra_body),
         tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport, preconnect=ns.preconnect,
-        output_dir=output_dir, quiet=ns.quiet, **load)
+        output_dir=output_dir, quiet=ns.quiet, **load, **server_metrics_fields(ns))
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",

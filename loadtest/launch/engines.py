@@ -137,13 +137,13 @@ class LlamaCpp(Engine):
                       gpu_layers=spec.gpu_layers)
         if variant == "llama-server":
             argv = [str(exe), "-m", str(model.path), "-c", str(spec.ctx_size * slots), "-np", str(slots),
-                    "-t", str(threads), "--host", spec.host, "--port", str(port), "-a", alias]
+                    "-t", str(threads), "--host", spec.host, "--port", str(port), "-a", alias, "--metrics"]
             if spec.gpu_layers is not None:
                 argv += ["-ngl", str(spec.gpu_layers)]
         elif variant == "xllamacpp":
             argv = [str(exe), str(SCRIPTS / "xllamacpp_server.py"), "--model", str(model.path),
                     "--host", spec.host, "--port", str(port), "--threads", str(threads), "--slots", str(slots),
-                    "--ctx-size", str(spec.ctx_size), "--alias", alias]
+                    "--ctx-size", str(spec.ctx_size), "--alias", alias, "--metrics"]
             if spec.gpu_layers is not None:
                 argv += ["--n-gpu-layers", str(spec.gpu_layers)]
         else:  # llama-cpp-python: one request at a time; without this flag a new request aborts the stream

@@ -78,6 +78,9 @@ class RequestRecord:
     """Open loop with --max-concurrency: time waited for a free slot before the request started."""
     phase: str | None = None
     """warmup, measured or cooldown (only measured requests enter the statistics)."""
+    cached_tokens: int | None = None
+    """Prompt tokens the server answered from its prefix cache: usage.prompt_tokens_details.cached_tokens
+    (OpenAI, vLLM, SGLang, llama.cpp), else llama.cpp's timings.cache_n (None: not reported)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
@@ -145,6 +148,9 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         total, rec.token_source = int(s.usage["completion_tokens"]), USAGE
         pt = s.usage.get("prompt_tokens")
         rec.prompt_tokens = pt if isinstance(pt, int) else None
+        cached = s.usage.get("prompt_tokens_details")
+        if isinstance(cached, dict) and type(cached.get("cached_tokens")) is int:
+            rec.cached_tokens = cached["cached_tokens"]
         details = s.usage.get("completion_tokens_details")
         if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
             rec.reasoning_tokens = details["reasoning_tokens"]
@@ -153,6 +159,8 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
     else:
         total, rec.token_source = len(s.times), CHUNKS
     rec.completion_tokens = total
+    if rec.cached_tokens is None and s.timings is not None and type(s.timings.get("cache_n")) is int:
+        rec.cached_tokens = s.timings["cache_n"]
     if rec.reasoning_tokens is None and s.reasoning_texts:  # streamed reasoning, no usage details
         rec.reasoning_tokens = (min(total, tokenizer.count("".join(s.reasoning_texts))) if tokenizer is not None
                                 else round(total * len(s.reasoning_texts) / len(s.texts)))

@@ -8,6 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from loadtest.measure.hosted import console_lines
+from loadtest.servermetrics.scraper import metrics_url
 
 
 def _fmt(v: Any, scale: float = 1.0, digits: int = 2) -> str:
@@ -75,5 +76,69 @@ def render_table(summary: dict[str, Any]) -> str:
     if summary["run"].get("resumed"):
         spans = ", ".join(f"{p['window_s']:.1f} s" if p["window_s"] is not None else "-" for p in summary["run"]["pieces"])
         head.append(f"resumed run: {len(summary['run']['pieces'])} pieces ({spans}), statistics over all of them")
-    return "\n".join(head) + "\n\n" + table
+    server = server_lines(summary)
+    return "\n".join(head) + "\n\n" + table + ("\n\n" + "\n".join(server) if server else "")
 
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def _mean_max(k: dict[str, Any], key: str, fmt: Any = lambda v: f"{v:.1f}") -> str | None:
+    g = k.get(key)
+    return None if not g else f"{key.replace('_', ' ')} mean {fmt(g['mean'])} max {fmt(g['max'])}"
+
+
+def server_lines(summary: dict[str, Any]) -> list[str]:
+    """The server's side in a few lines under the run's table (nothing when it was not sampled)."""
+    block = summary.get("server_metrics")
+    if not block:
+        return []
+    lines = []
+    for s in block["sources"]:
+        if s["status"] == "absent" and s["url"] == metrics_url(summary["config"]["base_url"]):
+            continue  # the endpoint has no /metrics: nothing to say unless asked for it
+        if s["status"] != "ok" or s.get("note"):
+            lines.append(f"server metrics {s['url']}: {s['status']}" + (f" ({s['note']})" if s.get("note") else ""))
+    k = block["known"]
+    engines = ", ".join(sorted({s["engine"] for s in block["sources"] if s.get("engine")}))
+    parts = [p for p in (_mean_max(k, "running"), _mean_max(k, "waiting"),
+                         _mean_max(k, "kv_cache_usage", _pct)) if p]
+    if k.get("preemptions") is not None:
+        parts.append(f"preemptions {k['preemptions']:.0f}")
+    pc = block.get("prefix_cache") or {}
+    if pc.get("server_hit_rate") is not None or pc.get("usage_hit_rate") is not None:
+        agree = {True: "agree", False: "DISAGREE", None: ""}[pc.get("agree")]
+        parts.append(f"prefix cache hits {_pct(pc.get('server_hit_rate'))} (usage: {_pct(pc.get('usage_hit_rate'))}"
+                     + (f", {agree})" if agree else ")"))
+    if parts:
+        lines.append(f"server ({engines}): " + "  |  ".join(parts))
+    tc = block.get("tokens_check") or {}
+    if tc.get("agree") is False:
+        lines.append(f"server tokens DISAGREE with usage: {tc['note']}")
+    elif tc.get("agree"):
+        lines.append(f"server token counters match usage ({tc['client']['completion_tokens']:,} generated, "
+                     f"{tc['client']['prompt_tokens']:,} prompt)")
+    gpu = block.get("gpu") or {}
+    if gpu.get("sampled") and gpu.get("energy_j") is not None:
+        per = gpu.get("joules_per_output_token")
+        lines.append(f"GPU energy {gpu['energy_j']:,.0f} J" + (f", {per:.3f} J per output token" if per else ""))
+    table = ttft_table(block.get("ttft_split") or {})
+    return lines + ([""] + table if table else [])
+
+
+def ttft_table(split: dict[str, Any]) -> list[str]:
+    """Where TTFT goes, one column per source of the split (means, ms)."""
+    h, t = split.get("from_histograms"), split.get("from_engine_timings")
+    if not h and not t:
+        return []
+    ms = lambda v: "-" if v is None else f"{v * 1e3:,.1f}"
+    rows = [["queue (server)", ms(h and h.get("queue_s")), "-"],
+            ["prefill (server)", ms(h and h.get("prefill_s")), ms(t and t["prefill_s"])],
+            ["rest of the server's TTFT", ms(h and h.get("server_other_s")), "-"],
+            ["network, HTTP, client", ms(h and h.get("network_http_client_s")), "-"],
+            ["everything but prefill", ms(h and h.get("rest_s")), ms(t and t["rest_s"])],
+            ["client TTFT", ms(split.get("client_ttft_mean_s") if h else None), ms(t and t["ttft_s"])]]
+    rows = [r for r in rows if r[1] != "-" or r[2] != "-"]
+    return ["where TTFT goes (means, ms)"] + render_rows(
+        rows, ["", "server histograms", "engine timings"]).splitlines()

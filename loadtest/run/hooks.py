@@ -26,6 +26,10 @@ warm-up and the measured requests."""
 class Hooks:
     """A run on its own."""
 
+    samples_server = True
+    """Whether this process samples the server's /metrics (a scale-out worker leaves it to its
+    coordinator: one scraper per run, not per worker)."""
+
     async def open(self) -> None:
         """The run's event loop is up (the first thing the run does): a worker starts listening to
         its coordinator here. Alone: nothing to do."""

@@ -82,10 +82,12 @@ def failure(result: dict[str, Any], *, abort: str | None, interrupted: bool, wor
 def conclude(cfg: RunConfig, directory: Path, *, result: dict[str, Any], run: dict[str, Any],
              client: dict[str, Any], server: dict[str, Any] | None, abort: str | None = None,
              interrupted: bool = False, worker_failure: str | None = None,
-             duration_s: float | None = None) -> RunOutcome:
-    """Write summary.json and say how the run ended."""
+             duration_s: float | None = None, extra: dict[str, Any] | None = None) -> RunOutcome:
+    """Write summary.json and say how the run ended. ``extra``: top-level blocks of the summary a
+    run adds when it has them (``server_metrics``)."""
     summary = build_summary(command=cfg.command, config=cfg.to_json(), client=client, result=result, run=run,
                             server=server)
+    summary.update({k: v for k, v in (extra or {}).items() if v is not None})
     code, message = failure(result, abort=abort, interrupted=interrupted, worker_failure=worker_failure,
                             duration_s=duration_s)
     summary["run"]["error"] = redact(message) if message else None

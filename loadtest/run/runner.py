@@ -11,6 +11,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
@@ -39,6 +40,7 @@ from loadtest.run.hooks import MEASURED, START, Hooks
 from loadtest.run.livestats import LiveStats
 from loadtest.run.outcome import RunOutcome, conclude, run_block, timestamp
 from loadtest.run.output import RecordWriter, client_info
+from loadtest.run.serverside import ServerSide
 from loadtest.scheduler import phases
 from loadtest.scheduler.loops import until_stopped
 from loadtest.tokens import Tokenizer
@@ -215,6 +217,9 @@ class Run:
         cpu_split: tuple[float, float] | None = None
         monitored: dict[str, Any] | None = None
         monitor = RunMonitor(cfg.base_url).start()
+        server_side = ServerSide(cfg if self.hooks.samples_server else replace(cfg, server_metrics=()),
+                                 self.directory, self.live)
+        server_side.start()  # a child process: its first samples come while the run gets ready
         try:
             if self._model is None:
                 self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url))
@@ -230,11 +235,14 @@ class Run:
             if not self.stop.is_set():
                 await until_stopped(self.stop, self.hooks.barrier(START))
             self._t0_ns = perf_counter_ns()
+            server_side.set_origin(self._t0_ns)
             if cfg.warmup and phases.separate_warmup(cfg) and not self.resume and not self.stop.is_set():
                 ended = await self._schedule(count=cfg.warmup, deadline_ns=None)
                 self._drain()
             if not self.stop.is_set():
                 await until_stopped(self.stop, self.hooks.barrier(MEASURED))
+            if not self.stop.is_set():
+                await server_side.ready()
             if not self.stop.is_set():
                 monitor.begin()
                 measured_t0 = self._phase_t0_ns = perf_counter_ns()
@@ -251,6 +259,7 @@ class Run:
                 monitored = monitor.stop()
                 cpu_measured = time.process_time() - cpu0
                 cpu_split = _cpu_split(rusage0, _rusage())
+                await server_side.stop(final=not self.interrupted and self._abort is None)
         except BaseException:
             if self._texts is not None:
                 self._texts.discard()
@@ -261,6 +270,7 @@ class Run:
         finally:
             if monitored is None:
                 monitor.stop()
+            server_side.stop_now()
             processor.cancel()
             collector.cancel()
             self._drain()
@@ -302,7 +312,9 @@ class Run:
         return conclude(cfg, self.directory, result=result, run=run,
                         client=client_info(cfg.transport, type(asyncio.get_running_loop()).__module__),
                         server=self.server_info() if self.server_info else None, abort=abort,
-                        interrupted=self.interrupted, duration_s=duration_s)
+                        interrupted=self.interrupted, duration_s=duration_s,
+                        extra={"server_metrics": server_side.block(self._writer.path, begin_s=self._span_start,
+                                                                   end_s=self._span_end)})
 
     async def _schedule(self, job: phases.Job | None = None, *, count: int | None, deadline_ns: int | None = None,
                         first_index: int = 0, with_warmup: bool = False) -> str:

@@ -77,6 +77,8 @@ class WorkerHooks(Hooks):
     """The run's hooks in a worker: records and chunk texts to the coordinator, only this share of
     the load shape, and the coordinator's barriers, listening to the coordinator from ``open``."""
 
+    samples_server = False
+
     def __init__(self, cfg: RunConfig, share: Share, send: Send, recv: Callable[[], bytes]) -> None:
         self.share, self.send, self.recv = share, send, recv
         self.counted_warmup = bool(cfg.warmup) and phases.separate_warmup(cfg)

@@ -88,7 +88,7 @@ def test_llamacpp_llama_server_command(root: Path, monkeypatch: pytest.MonkeyPat
     cmd = eng.get_engine("llamacpp").command(LaunchSpec("llamacpp", threads=2, slots=4, ctx_size=2048), model, 8080)
     assert cmd.variant == "llama-server"
     assert cmd.argv == [str(fake), "-m", str(model.path), "-c", "8192", "-np", "4", "-t", "2",
-                        "--host", "127.0.0.1", "--port", "8080", "-a", "m"]
+                        "--host", "127.0.0.1", "--port", "8080", "-a", "m", "--metrics"]
 
 
 def test_llamacpp_python_variant_needs_flag(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """The floors of the package (docs/architecture.md): imports go one way, down.
 
     entry (__main__) -> cli -> series -> scaleout -> {run, report} -> client
-        -> {prompts, scheduler, measure, judge, launch, sim} -> transport -> base
+        -> {prompts, scheduler, measure, judge, launch, sim, servermetrics} -> transport -> base
 
 Every module is parsed, and every import counts: at the top, inside functions, and under
 ``TYPE_CHECKING``. An import may go down any number of floors, never up, and never sideways
@@ -24,7 +24,7 @@ FLOORS: list[set[str]] = [
     {"scaleout"},
     {"run", "report"},
     {"client"},
-    {"prompts", "scheduler", "measure", "judge", "launch", "sim"},
+    {"prompts", "scheduler", "measure", "judge", "launch", "sim", "servermetrics"},
     {"transport"},
     {"base"},
 ]

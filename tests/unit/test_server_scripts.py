@@ -186,7 +186,7 @@ def test_llamacpp_xllamacpp(bench: Bench) -> None:
                      spec, str(gguf), 9999)
     assert cmd.argv == [str(bench.python), str(eng.SCRIPTS / "xllamacpp_server.py"), "--model", str(gguf),
                         "--host", "0.0.0.0", "--port", "9999", "--threads", "3", "--slots", "2",
-                        "--ctx-size", "1024", "--alias", "Tiny-Q8_0", "--set", "warmup=False"]
+                        "--ctx-size", "1024", "--alias", "Tiny-Q8_0", "--metrics", "--set", "warmup=False"]
     assert cmd.env == {"HF_HUB_OFFLINE": "1"}
 
 
@@ -196,7 +196,7 @@ def test_llamacpp_llama_server(bench: Bench) -> None:
     spec = LaunchSpec("llamacpp", threads=2, slots=4, ctx_size=512, extra_args=["--no-webui"])
     cmd = bench.same(("llamacpp.sh", str(gguf), "8080", "2", "4", "512", "--", "--no-webui"), spec, str(gguf), 8080)
     assert cmd.argv == [str(exe), "-m", str(gguf), "-c", "2048", "-np", "4", "-t", "2", "--host", "127.0.0.1",
-                        "--port", "8080", "-a", "m", "--no-webui"]
+                        "--port", "8080", "-a", "m", "--metrics", "--no-webui"]
 
 
 def test_llamacpp_defaults(bench: Bench) -> None:

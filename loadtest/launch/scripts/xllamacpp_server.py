@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ctx-size", "-c", type=int, default=2048, help="context per slot")
     ap.add_argument("--n-gpu-layers", "-ngl", type=int, default=None)
     ap.add_argument("--alias", "-a", default=None, help="model name clients send (default: file stem)")
+    ap.add_argument("--metrics", action="store_true", help="serve Prometheus /metrics (llama-server --metrics)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="any other xllamacpp.CommonParams field (dots for nested: sampling.temp=0)")
     return ap.parse_args(argv)
@@ -60,6 +61,7 @@ def build_params(args: argparse.Namespace):  # -> xllamacpp.CommonParams
         p.n_gpu_layers = args.n_gpu_layers
     alias = args.alias or os.path.splitext(os.path.basename(args.model))[0]
     p.model_alias = {alias}
+    p.endpoint_metrics = args.metrics
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from loadtest.report.load import SavedRun, iter_jsonl
-from loadtest.report.server import ServerSeries, run_server_series
+from loadtest.report.server import KNOWN, ServerSeries, run_server_series
 
 MAX_BINS = 1200
 """Bins are 1 s wide, wider (whole seconds) for runs longer than this many seconds: a plot's lines
@@ -156,12 +156,12 @@ def bins(lo_s: float, hi_s: float) -> tuple[float, np.ndarray]:
 
 
 def run_timeline(run: SavedRun) -> Timeline | None:
-    """None unless server_metrics.jsonl has ok samples (the report's timeseries plot already draws
-    the client side of every run); the server samples are cut to the requests' span, padded by a
+    """None unless server_metrics.jsonl has ok samples with a known value (the report's
+    timeseries plot already draws the client side of every run); the server samples are cut to the requests' span, padded by a
     couple of sampling intervals."""
     server = run_server_series(run)
-    if server is None:
-        return None
+    if server is None or all(getattr(server, k) is None for k in KNOWN):
+        return None  # no sample, or none with a value the panel draws
     client = read_client_series(run.path / "requests.jsonl")
     if client is not None:
         lo, hi = client.span

@@ -229,6 +229,9 @@ def test_no_timeline_without_ok_samples(tmp_path: Path) -> None:
     failed = write_run(tmp_path / "failed", samples=False)
     (failed / "server_metrics.jsonl").write_text(json.dumps({"t_s": 0.0, "source": A, "ok": False, "error": "x"}))
     assert run_timeline(load_runs([failed])[0]) is None
+    gauges_only = json.dumps({"t_s": 0.0, "source": A, "ok": True, "known": {}, "gauges": {"x": 1.0}})
+    (failed / "server_metrics.jsonl").write_text(gauges_only + "\n")
+    assert run_timeline(load_runs([failed])[0]) is None  # an ok sample, but nothing the panel draws
 
 
 def test_bins_widen_for_long_runs() -> None:

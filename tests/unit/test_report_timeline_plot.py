@@ -75,3 +75,15 @@ def test_report_writes_the_png_and_the_html_figure(tmp_path: Path, capsys: pytes
     assert not (tmp_path / "plots" / "timeline-b.png").exists()
     page = out.read_text()
     assert page.count('data-plot="timeline-') == 1 and 'data-plot="timeline-a"' in page
+
+
+def test_server_panel_alone_without_requests(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run")
+    (run_dir / "requests.jsonl").write_text("")  # a run killed before its first request ended
+    tl = run_timeline(load_runs([run_dir])[0])
+    assert tl is not None and tl.client is None
+    assert tl.server.t_s.tolist() == [-3.0, *TIMES]  # nothing to cut to
+    fig = plots.run_timeline_figure(tl)
+    server, kv, power = fig.axes
+    assert server.get_title() == "run" and server.get_xlabel() == "run clock (s)"
+    assert _line(server, "running").get_ydata().tolist() == [9, *RUNNING]

@@ -84,6 +84,7 @@ def test_server_panel_alone_without_requests(tmp_path: Path) -> None:
     assert tl is not None and tl.client is None
     assert tl.server.t_s.tolist() == [-3.0, *TIMES]  # nothing to cut to
     fig = plots.run_timeline_figure(tl)
-    server, kv, power = fig.axes
+    assert len(fig.axes) == 3  # the server panel and its KV and power axes
+    server = fig.axes[0]
     assert server.get_title() == "run" and server.get_xlabel() == "run clock (s)"
     assert _line(server, "running").get_ydata().tolist() == [9, *RUNNING]

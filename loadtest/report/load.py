@@ -6,6 +6,7 @@ report: every field is looked up with a default, and a field the report does not
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +17,23 @@ import orjson
 from loadtest.errors import ConfigError
 
 MISSING = "-"
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """A JSON-lines file's objects one line at a time (a long run's file is never held whole in
+    memory); nothing when the file is missing, a torn or non-object line skipped."""
+    try:
+        f = path.open("rb")
+    except OSError:
+        return
+    with f:
+        for line in f:
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                yield row
 
 
 def dig(d: Any, *keys: str, default: Any = None) -> Any:
@@ -40,20 +58,7 @@ class SavedRun:
     def records(self) -> list[dict[str, Any]]:
         """requests.jsonl rows (warm-up requests left out); [] when the file is missing. A torn last
         line (a run killed mid-write) is skipped."""
-        path = self.path / "requests.jsonl"
-        rows: list[dict[str, Any]] = []
-        try:
-            lines = path.read_bytes().splitlines()
-        except OSError:
-            return rows
-        for line in lines:
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and not row.get("warmup"):
-                rows.append(row)
-        return rows
+        return [row for row in iter_jsonl(self.path / "requests.jsonl") if not row.get("warmup")]
 
     @property
     def ok_records(self) -> list[dict[str, Any]]:

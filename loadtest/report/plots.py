@@ -8,6 +8,7 @@ can read the series and labels back before anything is saved. matplotlib is the 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ from loadtest.errors import ConfigError
 from loadtest.report.fit import fit_records
 from loadtest.report.load import SavedRun
 from loadtest.report.tables import group_runs, group_stats
+from loadtest.report.timeline import Timeline, run_timeline
 
 MAX_SERIES = 10
+MAX_TIMELINES = 20
+"""Per-run timelines drawn at most (the first runs with server samples, in the report's order)."""
 
 
 def _figure(n_axes: int = 1, width: float = 7.0, height: float = 4.0) -> Any:
@@ -193,6 +197,91 @@ def timeseries_figure(runs: Sequence[SavedRun], bin_s: float | None = None) -> A
     return fig
 
 
+def _offset_twin(ax: Any, position: float) -> Any:
+    """A further right-hand axis, its spine moved out so two right axes do not overlap."""
+    twin = ax.twinx()
+    twin.spines.right.set_position(("axes", position))
+    return twin
+
+
+def _legend(ax: Any, *twins: Any) -> None:
+    handles = [h for a in (ax, *twins) for h in a.get_legend_handles_labels()[0]]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper left")
+
+
+def timeline_caption(tl: Timeline) -> str:
+    return (f"run clock (s). In flight: requests started and not ended. TTFT p50: over requests whose first token "
+            f"came in the trailing {tl.window_s:g} s. Output tokens/s: per {tl.bin_s:g} s bin, each request's "
+            f"tokens spread evenly over its decode span (first token to end). Server: its /metrics samples"
+            + (f", summed over {tl.server.sources} sources (KV: the fullest)" if tl.server.sources > 1 else "") + ".")
+
+
+def run_timeline_figure(tl: Timeline) -> Any:
+    """Client (top: in flight, rolling TTFT p50, output tokens/s) and server (bottom: running,
+    waiting, KV-cache usage %, GPU power) on the run's clock; the server panel alone when the run
+    left no requests."""
+    from matplotlib.ticker import MaxNLocator  # _figure has made sure matplotlib is there
+
+    fig, axes = _figure(2 if tl.client is not None else 1, width=8.0)
+    srv_ax = axes[-1]
+    if tl.client is not None:
+        ax = axes[0]
+        ax.step(*tl.in_flight_steps(), where="post", color="C0", label="in flight")
+        ax.set_ylabel("requests in flight")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        tok = ax.twinx()
+        tps = tl.tokens_per_s  # per bin: drawn from each bin's start to its end
+        tok.step(tl.edges, np.append(tps, tps[-1]), where="post", color="C2", label="output tok/s")
+        tok.set_ylabel("output tokens/s")
+        ttft = _offset_twin(ax, 1.12)
+        ttft.plot(tl.edges[1:], tl.ttft_p50_s * 1e3, color="C3", label=f"TTFT p50 ({tl.window_s:g} s)")
+        ttft.set_ylabel("TTFT p50 (ms)")
+        ax.set_title(f"{tl.label}: client", fontsize=9)
+        _legend(ax, tok, ttft)
+        srv_ax.sharex(ax)
+    srv = tl.server
+    twins = []
+    for key, label, color in (("running", "running", "C0"), ("waiting", "waiting", "C1")):
+        if (v := getattr(srv, key)) is not None:
+            srv_ax.step(srv.t_s, v, where="post", color=color, label=label)
+    srv_ax.set_ylabel("requests on the server")
+    srv_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if srv.kv_cache_usage is not None:
+        kv = srv_ax.twinx()
+        kv.plot(srv.t_s, srv.kv_cache_usage * 100, color="C4", label="KV cache %")
+        kv.set_ylabel("KV-cache usage (%)")
+        kv.set_ylim(0, 105)
+        twins.append(kv)
+    if srv.gpu_power_w is not None:
+        power = _offset_twin(srv_ax, 1.12) if twins else srv_ax.twinx()
+        power.plot(srv.t_s, srv.gpu_power_w, color="C5", linestyle="--", label="GPU power W")
+        power.set_ylabel("GPU power (W)")
+        twins.append(power)
+    srv_ax.set_title(f"{tl.label}: server" if tl.client is not None else tl.label, fontsize=9)
+    srv_ax.set_xlabel("run clock (s)")
+    _legend(srv_ax, *twins)
+    fig.supxlabel(timeline_caption(tl), fontsize=7, wrap=True)
+    return fig
+
+
+def timeline_figures(runs: Sequence[SavedRun]) -> dict[str, Any]:
+    """One timeline per run with server samples, named timeline-<run label> (a file name)."""
+    out: dict[str, Any] = {}
+    for r in runs:
+        if len(out) >= MAX_TIMELINES:
+            break
+        tl = run_timeline(r)
+        if tl is None:
+            continue
+        name = base = "timeline-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", r.label).strip("_") or "run")
+        n = 1
+        while name in out:  # two runs of one name in different folders
+            n += 1
+            name = f"{base}-{n}"
+        out[name] = run_timeline_figure(tl)
+    return out
+
+
 PLOTS: dict[str, Callable[..., Any]] = {
     "tokens_per_s": tokens_per_s_figure,
     "latency_throughput": latency_throughput_figure,
@@ -211,6 +300,7 @@ def figures(runs: Sequence[SavedRun], by: Sequence[str] = ("engine", "model"),
             if name == "latency_throughput" else make(runs)
         if fig is not None:
             out[name] = fig
+    out.update(timeline_figures(runs))
     return out
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from loadtest.measure.metrics import summarize
 from loadtest.report.load import MISSING, SavedRun, dig
+from loadtest.report.server import group_server_stats
 
 # (name, where in summary.json, compared across which runs: "all" or "command")
 SETTINGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -158,6 +159,17 @@ STAT_COLUMNS = [
     Column("peak_memory_gb", "peak mem GB", num(2)),
 ]
 
+SERVER_COLUMNS = [
+    Column("server_kv_cache_max", "KV max %", num(1, 100)),
+    Column("server_queue_p99_s", "queue p99 ms", num(1, 1e3)),
+    Column("server_preemptions", "preemptions", num(0)),
+    Column("server_prefix_cache_hit_rate", "prefix hit %", num(1, 100)),
+]
+SERVER_NOTE = ("KV max, queue p99, preemptions, prefix hit: from the server's /metrics over the run (KV-cache "
+               "usage's largest sample, the server's own queue-time p99, preemptions counted, the prefix-cache hit "
+               "rate); several runs in a row: the largest KV max and queue p99, preemptions summed, the mean "
+               "hit rate; - where the server did not expose it")
+
 
 def comparison_table(runs: Sequence[SavedRun], by: Sequence[str]) -> tuple[Table, list[Group]]:
     groups, differs = group_runs(runs, by)
@@ -166,16 +178,24 @@ def comparison_table(runs: Sequence[SavedRun], by: Sequence[str]) -> tuple[Table
     if differs:
         columns.append(Column("settings", "settings"))
     columns += STAT_COLUMNS
+    server = [group_server_stats(g.runs) for g in groups]
+    with_server = any(v is not None for s in server for v in s.values())
+    if with_server:
+        columns += SERVER_COLUMNS
     rows = []
-    for g in groups:
+    for g, s in zip(groups, server):
         row: dict[str, Any] = dict(zip([*by, "command"], g.key))
         if differs:
             row["settings"] = g.settings
         row.update(group_stats(g))
+        if with_server:
+            row.update(s)
         rows.append(row)
     notes = ["tok/s: per request, completion tokens / end-to-end time (single); req/min and out tok/s: over the "
              "measured window; TTFT/TPOT percentiles over requests; peak mem: the launched engine's (GPU if "
              "sampled, else RSS of its process tree)"]
+    if with_server:
+        notes.append(SERVER_NOTE)
     if differs:
         notes.insert(0, "runs differ in " + "; ".join(f"{n} ({', '.join(map(str, v))})" for n, v in differs.items())
                      + ": such runs are not merged, the settings column tells them apart")

@@ -24,6 +24,10 @@ class LiveStats:
     ttft: deque[float] = field(default_factory=lambda: deque(maxlen=ROLLING))
     tpot: deque[float] = field(default_factory=lambda: deque(maxlen=ROLLING))
     ends: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=ROLLING))
+    server: dict[str, float] | None = None
+    """The server's latest /metrics values (running, waiting, kv_cache_usage; any may be missing),
+    or None without a scraper. Replaced whole by the scraper's thread, never mutated: a reader
+    holding the old dict sees one consistent sample."""
 
     def add(self, rec: Any) -> None:
         self.done += 1
@@ -44,6 +48,7 @@ class LiveStats:
                         self.tokens + other.tokens, min(self.t0, other.t0))
         for name in ("ttft", "tpot", "ends"):
             getattr(out, name).extend([*getattr(self, name), *getattr(other, name)])
+        out.server = self.server if self.server is not None else other.server  # one server, seen by both
         return out
 
     def snapshot(self) -> dict[str, Any]:
@@ -57,4 +62,5 @@ class LiveStats:
             "tokens_per_s": sum(n for _, n in ends[1:]) / span if span > 0 else None,
             "ttft_p50_s": float(np.median(self.ttft)) if self.ttft else None,
             "tpot_p50_s": float(np.median(self.tpot)) if self.tpot else None,
+            "server": self.server,
         }

@@ -59,6 +59,11 @@ class RunConfig:
     warmup_s: float | None = None
     cooldown_s: float = 0.0
 
+    # Abandoned requests (loadtest/client/abandon.py): a seeded share of the requests is let go
+    # cancel_after_s seconds after it was sent, as users who close the tab. None: not asked for.
+    cancel_rate: float | None = None
+    cancel_after_s: float | None = None
+
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""
         d = asdict(self)

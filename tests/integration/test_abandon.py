@@ -116,8 +116,11 @@ def test_every_request_abandoned_says_so_in_one_line(sim, tmp_path, capsys):
     s = sim(ttft_ms=50, tpot_ms=5)
     code = main(["single", "--endpoint", s.base_url, "--model", "sim-model", "--num-prompts", "3", "--max-tokens",
                  "8", "--cancel-rate", "1", "--output", str(tmp_path / "out"), "--quiet"])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("loadtest: error:")]
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.startswith("loadtest: error:")]
     assert code == 2 and len(err) == 1
+    assert "0/3 requests completed, 0 failed, 3 abandoned" in captured.out  # the console summary
+    assert "abandoned: 3 requests let go 0.000 s after sending (--cancel-rate 1.0), 0 tokens" in captured.out
     assert "3 of 3 measured requests were abandoned" in err[0] and "nothing was measured" in err[0]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["counts"]["abandoned"] == 3 and summary["counts"]["failed"] == 0

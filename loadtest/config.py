@@ -63,6 +63,10 @@ class RunConfig:
     # NVML, sampled by a child process every server_metrics_interval_s; () turns it all off.
     server_metrics: tuple[str, ...] = ("auto",)
     server_metrics_interval_s: float = 1.0
+    # Abandoned requests (loadtest/client/abandon.py): a seeded share of the requests is let go
+    # cancel_after_s seconds after it was sent, as users who close the tab. None: not asked for.
+    cancel_rate: float | None = None
+    cancel_after_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""

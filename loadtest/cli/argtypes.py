@@ -69,6 +69,14 @@ def fraction(text: str) -> float:
     return v
 
 
+def probability(text: str) -> float:
+    """A share in [0, 1] (0 and 1 included)."""
+    v = finite_float(text)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text!r}")
+    return v
+
+
 def rate(text: str) -> float:
     """Requests/s: a positive number, or inf (every request at once)."""
     if text.strip().lower() in ("inf", "infinity"):

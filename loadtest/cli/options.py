@@ -121,6 +121,17 @@ def streaming(p: Any) -> None:
                    help="do not open keep-alive connections before the measured window")
 
 
+def abandonment(p: argparse.ArgumentParser) -> None:
+    """--cancel-rate, --cancel-after: users who close the tab (loadtest/client/abandon.py)."""
+    g = p.add_argument_group("abandoned requests (users who close the tab)")
+    g.add_argument("--cancel-rate", type=argtypes.probability, metavar="P",
+                   help="abandon a seeded share P (0..1) of the requests: the client closes the connection, the "
+                        "server sees a disconnect; recorded as 'abandoned', outside every statistic")
+    g.add_argument("--cancel-after", type=argtypes.seconds, metavar="S",
+                   help="with --cancel-rate: let go S seconds after the request was sent (default 0: at once, "
+                        "during prefill; e.g. 2s: mid-decode)")
+
+
 def synthetic(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("synthetic prompts (--dataset synthetic)")
     g.add_argument("--prompt-tokens", type=int, help="prompt length in tokens of the served model's tokenizer")
@@ -276,6 +287,7 @@ def run_options(p: argparse.ArgumentParser, *, command: str, amount_options: Cal
     sampling(p)
     ignore_eos(p)
     warmup(p)
+    abandonment(p)
     output(p, wandb=command in ("single", "throughput"))
     debug(p)
     if command != "single":
@@ -319,7 +331,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
         duration_s=duration_s, concurrency=concurrency, seed=ns.seed, max_tokens=ns.max_tokens,
         temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos, extra_body=extra_body(ns.extra_body),
         tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport, preconnect=ns.preconnect,
-        output_dir=output_dir, quiet=ns.quiet, **load, **server_metrics_fields(ns))
+        output_dir=output_dir, quiet=ns.quiet, **load, **server_metrics_fields(ns), **_abandonment_fields(ns))
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
@@ -357,6 +369,14 @@ def _load_fields(ns: argparse.Namespace, *, request_rate: float | None, duration
     return {"request_rate": request_rate, "arrival": arrival, "burstiness": burstiness,
             "max_concurrency": max_concurrency, "ramp_up_s": getattr(ns, "ramp_up", 0.0), "warmup_s": warmup_s,
             "cooldown_s": cooldown, "warmup": 0 if warmup_s is not None else int(warm)}
+
+
+def _abandonment_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """cancel_rate and cancel_after_s (None: no abandonment asked for)."""
+    rate, after = getattr(ns, "cancel_rate", None), getattr(ns, "cancel_after", None)
+    if after is not None and rate is None:
+        raise ConfigError("--cancel-after needs --cancel-rate P (the share of requests to abandon)")
+    return {"cancel_rate": rate, "cancel_after_s": None if rate is None else (after or 0.0)}
 
 
 def _synthetic(cfg: RunConfig, ns: argparse.Namespace) -> RunConfig:

@@ -62,7 +62,9 @@ class Sender:
             self._bases = (id(base), adapted)
         return self._bases[1]
 
-    async def send(self, prompt: Prompt, base: dict[str, Any]) -> Exchange:
+    async def send(self, prompt: Prompt, base: dict[str, Any], abandon_after_s: float | None = None) -> Exchange:
+        """``abandon_after_s`` (--cancel-after, for the requests client/abandon.py picks): each
+        attempt is let go that long after its own start, the transport closing its connection."""
         cfg, post = self.cfg, self.transport.post
         info = AttemptInfo()
         usage, continuous = self.include_usage, self.continuous_usage
@@ -75,7 +77,7 @@ class Sender:
                 info.limit_wait_s = (info.limit_wait_s or 0.0) + waited
             used = self._base(base)
             body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
-            ex = await post(self.path, body, cfg.timeout_s)
+            ex = await post(self.path, body, cfg.timeout_s, abandon_after_s)
             info.attempts += 1
             if ex.limit_headers:
                 self._note_limits(ex.limit_headers)

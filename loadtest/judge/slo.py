@@ -93,8 +93,8 @@ def evaluate(summary: dict[str, Any], rows_path: Path, objectives: list[Objectiv
                 row = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue  # a line a crash cut short
-            if row.get("warmup") or row.get("error_kind") == "cancelled":
-                continue
+            if row.get("warmup") or row.get("error_kind") in ("cancelled", "abandoned"):
+                continue  # stopped by the run, or let go by the user (--cancel-rate): neither good nor bad
             measured += 1
             good += request_ok(row, per_request)
     window = summary["metrics"].get("window_s")

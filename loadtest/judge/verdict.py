@@ -26,14 +26,23 @@ THRESHOLDS = {"client_send_lag_p99_s": CLIENT_LAG_P99_S, "event_loop_delay_p99_s
               "saturated_completed_share": SATURATED_SHARE}
 
 
-def kept_up(metrics: dict[str, Any], rate: Any) -> tuple[bool, str]:
+def kept_up(metrics: dict[str, Any], rate: Any, kept_share: float = 1.0) -> tuple[bool, str]:
     """Did an open loop's server complete what was asked? Completions/s against the start rate
-    actually achieved (a Poisson schedule's own count varies) or the target, whichever is lower."""
+    actually achieved (a Poisson schedule's own count varies) or the target, whichever is lower,
+    times ``kept_share``: the share of requests not abandoned (--cancel-rate), which the server
+    was never asked to complete."""
     done = metrics.get("requests_per_s")
     if not isinstance(rate, (int, float)) or not math.isfinite(rate) or done is None:
         return True, ""
-    asked = min(rate, metrics.get("achieved_rate_per_s") or rate)
-    return done >= SATURATED_SHARE * asked, f"completed {done:.3g} req/s of {asked:.3g} started"
+    asked = min(rate, metrics.get("achieved_rate_per_s") or rate) * kept_share
+    kept = "" if kept_share == 1.0 else " and not abandoned"
+    return done >= SATURATED_SHARE * asked, f"completed {done:.3g} req/s of {asked:.3g} started{kept}"
+
+
+def kept_share(counts: dict[str, Any]) -> float:
+    """The share of measured requests the client did not abandon (--cancel-rate)."""
+    requests, abandoned = counts.get("requests") or 0, counts.get("abandoned") or 0
+    return (requests - abandoned) / requests if requests else 1.0
 
 
 def cpu_span_s(summary: dict[str, Any]) -> float | None:
@@ -82,7 +91,7 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
         disturbed.append(f"other processes used {others:.2f} cores on average (> {DISTURBED_CORES:g}) of "
                          f"{host.get('cpu_count')}")
     saturated: list[str] = []
-    ok, why = kept_up(m, cfg.get("request_rate"))
+    ok, why = kept_up(m, cfg.get("request_rate"), kept_share(summary.get("counts") or {}))
     if not ok:
         saturated.append(why)
     labels = [name for name, why in (("client-bound", client), ("disturbed", disturbed),

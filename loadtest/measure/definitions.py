@@ -51,13 +51,27 @@ DEFINITIONS: dict[str, str] = {
         "a tokenizer (true) or any was estimated by the rule (false)."),
     "percentiles": (
         "Statistics over requests (ITL: over tokens): mean, population std, min, max, and p50/p90/p95/"
-        "p99 by linear interpolation (ITL: token-weighted, inverted CDF). Failed, cancelled and warm-up "
-        "requests are excluded."),
+        "p99 by linear interpolation (ITL: token-weighted, inverted CDF). Failed, cancelled, abandoned and "
+        "warm-up requests are excluded."),
     "window_s": (
         "The measured window. With --num-prompts: from the start of the first measured (non-warm-up) "
         "request to the end of the last one. With --duration D: exactly D seconds from the start of the "
         "first measured request; requests still in flight then are cancelled, recorded as 'cancelled', "
         "and not counted."),
+    "abandoned": (
+        "--cancel-rate P --cancel-after S: the share P of requests that users abandon (close the tab). Which "
+        "ones is a function of (seed, request index) alone (a keyed BLAKE2b hash of the two read as a number "
+        "in [0, 1), compared with P), so the same seed abandons the same requests whatever the scheduling "
+        "order or the number of --workers. S seconds after its request start (but never before its request "
+        "was written) the client closes the connection, and the server sees a disconnect (S = 0: at once, "
+        "during prefill). The record has error_kind 'abandoned' (apart from 'cancelled', the run's own stop), "
+        "abandoned_after_s (when the client let go, after the request start), ttft_s when the first token "
+        "had come, and partial_tokens (tokens received). counts.abandoned counts them apart: neither completed "
+        "nor failed, outside every latency statistic, the error rate, output throughput, SLO attainment and "
+        "goodput. A run in which every request was abandoned measured nothing and exits 2."),
+    "abandoned_tokens_received": (
+        "Sum of partial_tokens over the abandoned measured requests: tokens the server sent before the client "
+        "let go, never in completion_tokens_total or output_tokens_per_s."),
     "requests_per_s": "Completed (successful) measured requests / window_s.",
     "requests_per_min": "60 * requests_per_s.",
     "output_tokens_per_s": "Sum of completion_tokens of completed measured requests / window_s.",
@@ -178,7 +192,8 @@ DEFINITIONS: dict[str, str] = {
         "least --slo-attainment (default 0.9) of its measured requests met every per-request objective."),
     "goodput_requests_per_min": (
         "Completed measured requests that met every per-request objective, per minute of window_s "
-        "(goodput_requests_per_s per second); good_fraction is their share of the measured requests."),
+        "(goodput_requests_per_s per second); good_fraction is their share of the measured requests "
+        "(abandoned and cancelled ones left out)."),
     "event_loop_delay": (
         "run.monitors.event_loop_delay: how late a 20 ms ticker on the client's event loop woke during the "
         "measured phase (p50/p99/max): a delay any arrival stamp taken then could have suffered."),
@@ -191,7 +206,7 @@ DEFINITIONS: dict[str, str] = {
         "Whether the measurement is valid. client_bound: open-loop send_lag_s p99 > 10 ms, event_loop_delay "
         "p99 > 10 ms, or client CPU (client_cpu_s / window_s; scaled out: each worker's) > 0.9 cores. disturbed: host_cpu others mean "
         "> 0.5 cores (null when the host was not sampled). server_saturated: open loop, requests_per_s < 0.9 "
-        "x the lower of the target rate and achieved_rate_per_s."),
+        "x the lower of the target rate and achieved_rate_per_s x the share of requests not abandoned."),
     "scale_out": (
         "run.scale_out (--workers N, --ray-address): the worker count, backend (processes or ray), "
         "--on-worker-failure, worker_failures (each dead worker by name, pid, exit code and last error) "

@@ -14,7 +14,7 @@ import numpy as np
 
 from loadtest.measure.chunk_tokens import EXACT_SOURCES
 from loadtest.measure.hosted import HostedTotals
-from loadtest.measure.record import CANCELLED, RequestRecord
+from loadtest.measure.record import ABANDONED, CANCELLED, RequestRecord
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max", "std")
 _QUANTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99}
@@ -61,6 +61,7 @@ class Columns:
         self._itl_tokens: array[float] = array("d")
         self._itl_starts: array[int] = array("q")
         self.requests = self.completed = self.cancelled = self.warmup = 0
+        self.abandoned = self.abandoned_tokens = 0  # --cancel-rate: apart from every statistic
         self.completion_total = 0
         self.prompt_total: int | None = None
         self.token_source: Counter[str] = Counter()
@@ -129,6 +130,9 @@ class Columns:
             kind = row.error_kind
             if kind == CANCELLED:
                 self.cancelled += 1
+            elif kind == ABANDONED:
+                self.abandoned += 1
+                self.abandoned_tokens += row.partial_tokens or 0
             else:
                 e = self.errors.setdefault(kind or "unknown", {"count": 0, "example": row.error})
                 e["count"] += 1
@@ -184,6 +188,7 @@ class _Row(msgspec.Struct, gc=False):
     retry_wait_s: float = 0.0
     limit_wait_s: float | None = None
     reasoning_tokens: int | None = None
+    partial_tokens: int | None = None
 
 
 _BATCH_ROWS = msgspec.json.Decoder(list[_Row])
@@ -240,12 +245,13 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
         "output_tokens_per_s": cols.completion_total / window_s if window_s else None,
         "completion_tokens_total": cols.completion_total,
         "prompt_tokens_total": cols.prompt_total,
+        "abandoned_tokens_received": cols.abandoned_tokens,
     })
     metrics.update(cols.hosted.metrics(window_s))
-    failed = cols.requests - cols.completed - cols.cancelled
+    failed = cols.requests - cols.completed - cols.cancelled - cols.abandoned
     return {
         "counts": {"requests": cols.requests, "completed": cols.completed, "failed": failed,
-                   "cancelled": cols.cancelled, "rate_limited": cols.hosted.rate_limited},
+                   "cancelled": cols.cancelled, "abandoned": cols.abandoned, "rate_limited": cols.hosted.rate_limited},
         "metrics": metrics,
         "token_source": dict(cols.token_source),
         "chunk_token_source": dict(cols.chunk_token_source),

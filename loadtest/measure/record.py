@@ -16,11 +16,14 @@ from loadtest.measure.chunk_tokens import TEXT_SHARE, split_chunk_tokens, tpot_f
 from loadtest.measure.chunks import Stream, error_message
 from loadtest.tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
 from loadtest.transport import Exchange
+from loadtest.transport.base import ABANDONED
 
 # Request-level failure kinds beyond the transport's (connect, timeout, disconnect, protocol).
 AUTH, NOT_FOUND, BAD_REQUEST, RATE_LIMITED, SERVER_ERROR, HTTP_ERROR = (
     "auth", "not_found", "bad_request", "rate_limited", "server_error", "http_error")
-CANCELLED = "cancelled"
+CANCELLED = "cancelled"  # the run stopped (deadline, signal, abort) while the request was in flight
+# ABANDONED ("abandoned", from the transport): the user let go on purpose (--cancel-rate), neither a
+# success nor a failure; kept apart from CANCELLED, which is the run's doing, not a user's.
 
 
 @dataclass(slots=True)
@@ -59,8 +62,9 @@ class RequestRecord:
     bytes_received: int | None = None
     """Response body bytes that arrived (also when the request failed)."""
     partial_tokens: int | None = None
-    """Failed requests: tokens that arrived before the failure (usage, else --tokenizer, else content
-    chunks), so a runaway or cut-off server is told apart from a silent one."""
+    """Failed and abandoned requests: tokens that arrived before the failure or the abandonment
+    (usage, else --tokenizer, else content chunks), so a runaway or cut-off server is told apart
+    from a silent one."""
     attempts: int = 1
     """Requests sent for this one: 1 + retries after rate limiting + compatibility retries."""
     rate_limited: int = 0
@@ -81,6 +85,10 @@ class RequestRecord:
     cached_tokens: int | None = None
     """Prompt tokens the server answered from its prefix cache: usage.prompt_tokens_details.cached_tokens
     (OpenAI, vLLM, SGLang, llama.cpp), else llama.cpp's timings.cache_n (None: not reported)."""
+    abandoned_after_s: float | None = None
+    """Abandoned requests (error_kind 'abandoned', --cancel-rate): when the client let go and closed
+    the connection, seconds after the request start. ttft_s is then set when the first token had
+    come, and partial_tokens counts the tokens received."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
@@ -142,6 +150,13 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         if s.times:
             rec.partial_tokens = (int(s.usage["completion_tokens"]) if s.usage is not None else
                                   tokenizer.count("".join(s.texts)) if tokenizer is not None else len(s.times))
+        if kind == ABANDONED and ex.abandoned_ns is not None:
+            rec.abandoned_after_s = (ex.abandoned_ns - ex.t_start_ns) / ms
+            rec.partial_tokens = rec.partial_tokens or 0  # received nothing: 0, measured
+            if s.times:
+                rec.ttft_s = (s.times[0] - ex.t_start_ns) / ms
+                if s.first_content_ns is not None:
+                    rec.ttft_content_s = (s.first_content_ns - ex.t_start_ns) / ms
         return rec
 
     if s.usage is not None:

@@ -60,6 +60,7 @@ def render_table(summary: dict[str, Any]) -> str:
     head = [
         f"{summary['command']}: {counts['completed']}/{counts['requests']} requests completed, "
         f"{counts['failed']} failed" + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
+        + (f", {counts['abandoned']} abandoned" if counts.get("abandoned") else "")
         + f"  |  {_load(summary['config'])}  |  window {_fmt(m['window_s'], 1, 2)} s",
         f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
         f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}",
@@ -68,6 +69,11 @@ def render_table(summary: dict[str, Any]) -> str:
     if chunk_srcs:
         how = "exact" if summary.get("chunk_tokens_exact") else "estimated (first chunk 1 token, the rest by text)"
         head.append(f"tokens per chunk: {how}: " + ", ".join(f"{k}: {v}" for k, v in chunk_srcs.items()))
+    if counts.get("abandoned"):
+        cfg = summary["config"]
+        head.append(f"abandoned: {counts['abandoned']} requests let go {_fmt(cfg.get('cancel_after_s'), 1, 3)} s after "
+                    f"sending (--cancel-rate {cfg.get('cancel_rate')}), {m.get('abandoned_tokens_received', 0):,} "
+                    "tokens received before; outside every statistic above")
     head += console_lines(summary)
     if summary["errors"]:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))

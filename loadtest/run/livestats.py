@@ -32,7 +32,7 @@ class LiveStats:
     def add(self, rec: Any) -> None:
         self.done += 1
         if not rec.ok:
-            self.failed += 1
+            self.failed += getattr(rec, "error_kind", None) != "abandoned"  # a user's choice, not a failure
             return
         if rec.ttft_s is not None:
             self.ttft.append(rec.ttft_s)

@@ -62,7 +62,9 @@ def failure(result: dict[str, Any], *, abort: str | None, interrupted: bool, wor
             duration_s: float | None) -> tuple[int, str | None]:
     """(exit code, why it failed) from what the run measured and how it ended, in this order: an
     abort (the first requests all failed, the server went away), a stop by signal, a dead worker
-    (with --on-worker-failure stop), nothing completed."""
+    (with --on-worker-failure stop), nothing completed. A run whose requests were all abandoned
+    (--cancel-rate) failed nothing but measured nothing either: it exits 2 like any run that
+    measured nothing, with a line that says so rather than "no request succeeded"."""
     counts = result["counts"]
     if abort is not None:
         return EXIT_FAILED, abort
@@ -70,6 +72,12 @@ def failure(result: dict[str, Any], *, abort: str | None, interrupted: bool, wor
         return EXIT_INTERRUPTED, None
     if worker_failure is not None:
         return EXIT_FAILED, worker_failure
+    abandoned = counts.get("abandoned") or 0
+    if abandoned and counts["completed"] == 0 and not result["errors"]:
+        cut = f", {counts['cancelled']} cancelled at the deadline" if counts["cancelled"] else ""
+        return EXIT_FAILED, (f"no request completed: {abandoned} of {counts['requests']} measured requests were "
+                             f"abandoned as --cancel-rate asked{cut}, none failed, and nothing was measured; lower "
+                             "--cancel-rate or raise --cancel-after")
     if duration_s and counts["requests"] and counts["completed"] == 0 and not result["errors"]:
         return EXIT_FAILED, (f"no request completed within --duration {duration_s:g} s ({counts['cancelled']} "
                              "cancelled at the deadline): nothing was measured; use a longer --duration")

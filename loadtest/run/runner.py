@@ -21,6 +21,7 @@ try:
 except ImportError:  # Windows: the CPU split is then not measured
     resource = None  # type: ignore[assignment]
 
+from loadtest.client.abandon import abandonment
 from loadtest.client.aborts import abort_message
 from loadtest.client.auth import build_auth, open_transport
 from loadtest.client.discovery import discover_model
@@ -30,7 +31,7 @@ from loadtest.client.tokenize import refine_records
 from loadtest.config import RunConfig
 from loadtest.judge.monitors import RunMonitor
 from loadtest.measure.metrics import compute_metrics, load_columns
-from loadtest.measure.record import CANCELLED, RequestRecord, build_record, cancelled_record
+from loadtest.measure.record import ABANDONED, CANCELLED, RequestRecord, build_record, cancelled_record
 from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
 from loadtest.run import live
@@ -104,6 +105,7 @@ class Run:
         self._phase_t0_ns = 0
         self.live = LiveStats()
         self._pending_ready = asyncio.Event()
+        self._abandon_after = abandonment(cfg)  # request index -> --cancel-after, or None (client/abandon.py)
 
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int, scheduled_ns: int | None = None, queue_ns: int = 0) -> None:
@@ -115,14 +117,15 @@ class Run:
         sched = (None if scheduled_ns is None else (scheduled_ns - self._t0_ns) / 1e9,
                  None if scheduled_ns is None else queue_ns / 1e9, phase)
         try:
-            ex = await self._sender.send(prompt, self._base)  # budgets, 429 retries, dialect fallbacks
+            # budgets, 429 retries, dialect fallbacks; the seeded share of --cancel-rate is let go on time
+            ex = await self._sender.send(prompt, self._base, self._abandon_after(i))
         except asyncio.CancelledError:
             rec = cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
                                    run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight")
             rec.scheduled_s, rec.queue_s, rec.phase = sched
             self._emit(rec)
             raise
-        if ex.error_kind is not None or (ex.status or 0) >= 400:
+        if (ex.error_kind is not None and ex.error_kind != ABANDONED) or (ex.status or 0) >= 400:
             self._interpret((ex, i, prompt.id, warmup, sched))  # cheap, and abort detection must not lag
             return
         self._pending.append((ex, i, prompt.id, warmup, sched))
@@ -158,7 +161,7 @@ class Run:
         self.live.add(rec)
         if not rec.warmup:
             self._measured_done += 1
-            if not rec.ok and self.stop_on_failure:
+            if not rec.ok and self.stop_on_failure and rec.error_kind != ABANDONED:
                 self.stop.set()
             if self._span_start is None or rec.start_s < self._span_start:
                 self._span_start = rec.start_s
@@ -171,8 +174,8 @@ class Run:
             self._any_ok = True
             self._connect_streak = 0
             return
-        if rec.error_kind == CANCELLED or self._abort is not None:
-            return
+        if rec.error_kind in (CANCELLED, ABANDONED) or self._abort is not None:
+            return  # neither says anything about the server: no abort
         if not self._any_ok:
             self._early_failures.append(rec)
             n = len(self._early_failures)

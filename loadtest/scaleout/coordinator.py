@@ -76,7 +76,7 @@ class Worker:
         self.sent += 1
         if rec["ok"]:
             self.completed += 1
-        else:
+        elif rec.get("error_kind") != "abandoned":  # let go on purpose (--cancel-rate): not a failure
             self.failed += 1
             self.last_record_error = rec.get("error")
         if not rec.get("warmup"):
@@ -164,7 +164,8 @@ class Coordinator:
             self._fh.write(body + b"\n")
             rec = w.take(body)
             self.live.sent += 1  # the coordinator sees finishes only: in flight is not shown
-            self.live.add(SimpleNamespace(ok=rec["ok"], ttft_s=rec.get("ttft_s"), tpot_s=rec.get("tpot_s"),
+            self.live.add(SimpleNamespace(ok=rec["ok"], error_kind=rec.get("error_kind"), ttft_s=rec.get("ttft_s"),
+                                          tpot_s=rec.get("tpot_s"),
                                           completion_tokens=rec.get("completion_tokens")))
             return  # records move no barrier
         if tag == wire.READY:

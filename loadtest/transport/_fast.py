@@ -27,8 +27,10 @@ from loadtest.transport.base import (
     TIMEOUT,
     Exchange,
     StampedPieces,
+    abandon_delay_s,
     describe_os_error,
     is_limit_header,
+    mark_abandoned,
     runaway_message,
     with_query,
 )
@@ -62,6 +64,7 @@ class _Protocol(asyncio.Protocol):
         self._pieces: StampedPieces | None = None
         self._body_mode = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._giveup: asyncio.TimerHandle | None = None  # --cancel-after: when this exchange is let go
         self._seen_n = self._seen_bytes = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -152,7 +155,8 @@ class _Protocol(asyncio.Protocol):
         self._resolve()
 
     # -- exchange lifecycle -----------------------------------------------------------------
-    def begin(self, ex: Exchange, fut: asyncio.Future[None], request: bytes, timeout_s: float) -> None:
+    def begin(self, ex: Exchange, fut: asyncio.Future[None], request: bytes, timeout_s: float,
+              abandon_after_s: float | None = None) -> None:
         self._ex, self._fut = ex, fut
         self._pieces = ex.pieces
         self._parser = httptools.HttpResponseParser(self)
@@ -162,11 +166,30 @@ class _Protocol(asyncio.Protocol):
         self._seen_n = self._seen_bytes = 0
         self.reusable = False
         self.bytes_seen = False
-        self._timer = fut.get_loop().call_later(timeout_s, self._on_timeout, timeout_s)
+        loop = fut.get_loop()
+        self._timer = loop.call_later(timeout_s, self._on_timeout, timeout_s)
         self.transport.write(request)  # type: ignore[union-attr]
+        if abandon_after_s is not None:  # armed after the write: the server always got the request
+            self._giveup = loop.call_later(abandon_delay_s(abandon_after_s, ex.t_start_ns), self._on_abandon,
+                                           abandon_after_s)
 
     def _on_timeout(self, timeout_s: float) -> None:
         self._fail(TIMEOUT, f"no complete response within {timeout_s:g} s")
+        self.abort()
+
+    def _on_abandon(self, after_s: float) -> None:
+        """The user let go: the socket is closed now (abort), so the server sees the disconnect at
+        once and this half-read connection can never go back to the pool."""
+        self._giveup = None
+        ex = self._ex
+        if ex is not None and (early := abandon_delay_s(after_s, ex.t_start_ns)) > 0.0:
+            # uvloop's timers have 1 ms resolution and may fire a little early: never let go before S.
+            self._giveup = asyncio.get_running_loop().call_later(early, self._on_abandon, after_s)
+            return
+        if ex is not None and ex.error_kind is None:
+            mark_abandoned(ex, after_s)
+        self.reusable = False
+        self._resolve()
         self.abort()
 
     def check_size(self, max_pieces: int, max_bytes: int) -> None:
@@ -201,6 +224,9 @@ class _Protocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._giveup is not None:
+            self._giveup.cancel()
+            self._giveup = None
         fut, self._ex, self._fut = self._fut, None, None
         self._pieces = None
         self._body_mode = 0
@@ -287,7 +313,8 @@ class FastTransport:
             conn.check_size(max_pieces, max_bytes)
         self._watchdog = asyncio.get_running_loop().call_later(RUNAWAY_CHECK_S, self._watch)
 
-    async def _exchange(self, method: bytes, path: str, body: bytes, timeout_s: float) -> Exchange:
+    async def _exchange(self, method: bytes, path: str, body: bytes, timeout_s: float,
+                        abandon_after_s: float | None = None) -> Exchange:
         request = self._request_bytes(method, path, body)
         loop = asyncio.get_running_loop()
         if self._watchdog is None and self.limits is not None:
@@ -311,7 +338,7 @@ class FastTransport:
                 ex.connect_s = (perf_counter_ns() - t0) / 1e9
             fut: asyncio.Future[None] = loop.create_future()
             try:
-                conn.begin(ex, fut, request, timeout_s)
+                conn.begin(ex, fut, request, timeout_s, abandon_after_s)
                 await fut
             except asyncio.CancelledError:
                 conn.abort()
@@ -338,8 +365,8 @@ class FastTransport:
             return ex
         return ex
 
-    async def post(self, path: str, body: bytes, timeout_s: float) -> Exchange:
-        return await self._exchange(b"POST", path, body, timeout_s)
+    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None) -> Exchange:
+        return await self._exchange(b"POST", path, body, timeout_s, abandon_after_s)
 
     async def get(self, path: str, timeout_s: float) -> Exchange:
         return await self._exchange(b"GET", path, b"", timeout_s)

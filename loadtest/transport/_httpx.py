@@ -11,6 +11,7 @@ from time import perf_counter_ns
 import httpx
 
 from loadtest import __version__
+from loadtest.transport._giveup import GiveUp
 from loadtest.transport.base import (
     CONNECT,
     DISCONNECT,
@@ -19,6 +20,7 @@ from loadtest.transport.base import (
     TIMEOUT,
     Exchange,
     is_limit_header,
+    mark_abandoned,
     runaway_message,
     with_query,
 )
@@ -40,22 +42,28 @@ class HttpxTransport:
     async def preconnect(self, n: int, timeout_s: float) -> None:
         """httpx opens connections on demand; its first requests include connection set-up."""
 
-    async def _exchange(self, method: str, path: str, body: bytes | None, timeout_s: float) -> Exchange:
-        ex = await self._attempt(method, path, body, timeout_s, perf_counter_ns())
+    async def _exchange(self, method: str, path: str, body: bytes | None, timeout_s: float,
+                        abandon_after_s: float | None = None) -> Exchange:
+        ex = await self._attempt(method, path, body, timeout_s, perf_counter_ns(), abandon_after_s)
         if ex.error_kind in (PROTOCOL, DISCONNECT) and ex.status is None and not ex.pieces:
             # A kept-alive connection the server had already closed: nothing came back, so the
             # request never reached it. Retry once on a fresh connection, as the fast transport
             # and browsers do (the latency still counts from the first attempt).
-            ex = await self._attempt(method, path, body, timeout_s, ex.t_start_ns)
+            ex = await self._attempt(method, path, body, timeout_s, ex.t_start_ns, abandon_after_s)
         return ex
 
     async def _attempt(self, method: str, path: str, body: bytes | None, timeout_s: float,
-                       t_start_ns: int) -> Exchange:
+                       t_start_ns: int, abandon_after_s: float | None = None) -> Exchange:
         ex = Exchange(t_start_ns=t_start_ns)
+        giveup = GiveUp(abandon_after_s, t_start_ns) if abandon_after_s is not None else None
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s), asyncio.timeout(None) as scope:  # scope: see _giveup.py
                 headers = {"Content-Type": "application/json"} if body is not None else None
-                async with self._client.stream(method, with_query(self.base_url + path, self._query), content=body, headers=headers) as resp:
+                if giveup is not None:
+                    giveup.scope = scope
+                extensions = {"trace": giveup.trace} if giveup is not None else None
+                async with self._client.stream(method, with_query(self.base_url + path, self._query), content=body,
+                                               headers=headers, extensions=extensions) as resp:
                     ex.status = resp.status_code
                     ex.content_type = resp.headers.get("content-type", "")
                     kept = {k: v for k, v in resp.headers.items() if is_limit_header(k.lower().encode())}
@@ -70,7 +78,10 @@ class HttpxTransport:
                             return ex
                     ex.t_end_ns = pieces[-1][0] if pieces else perf_counter_ns()
         except TimeoutError:
-            ex.error_kind, ex.error = TIMEOUT, f"no complete response within {timeout_s:g} s"
+            if giveup is not None and giveup.fired():
+                mark_abandoned(ex, giveup.after_s)
+            else:
+                ex.error_kind, ex.error = TIMEOUT, f"no complete response within {timeout_s:g} s"
         except httpx.ConnectError as exc:
             ex.error_kind, ex.error = CONNECT, str(exc) or "connection failed"
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
@@ -80,8 +91,8 @@ class HttpxTransport:
             ex.error_kind, ex.error = CONNECT, f"{type(exc).__name__}: {exc}"
         return ex
 
-    async def post(self, path: str, body: bytes, timeout_s: float) -> Exchange:
-        return await self._exchange("POST", path, body, timeout_s)
+    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None) -> Exchange:
+        return await self._exchange("POST", path, body, timeout_s, abandon_after_s)
 
     async def get(self, path: str, timeout_s: float) -> Exchange:
         return await self._exchange("GET", path, None, timeout_s)

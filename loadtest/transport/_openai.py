@@ -11,6 +11,7 @@ SDK's own retries are off (``max_retries=0``): 429s are retried by loadtest.clie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from time import perf_counter_ns
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from loadtest.errors import ConfigError
+from loadtest.transport._giveup import GiveUp, event_hook
 from loadtest.transport.base import (
     CONNECT,
     DISCONNECT,
@@ -27,6 +29,7 @@ from loadtest.transport.base import (
     TIMEOUT,
     Exchange,
     is_limit_header,
+    mark_abandoned,
     runaway_message,
 )
 
@@ -61,7 +64,8 @@ class OpenAITransport:
         self.limits: tuple[int, int] | None = None
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=max_connections,
                                                      max_keepalive_connections=max_connections),
-                                 timeout=httpx.Timeout(None), verify=ssl_context if ssl_context is not None else True)
+                                 timeout=httpx.Timeout(None), verify=ssl_context if ssl_context is not None else True,
+                                 event_hooks={"request": [event_hook]})  # --cancel-after (see _giveup.py)
         self._http, self._headers, self._query = http, dict(headers), dict(parse_qsl(query))
         # No key (a local server, or Azure's api-key header): the SDK must send no Authorization.
         keyless = not any(k.lower() == "authorization" for k in headers)
@@ -73,22 +77,29 @@ class OpenAITransport:
     async def preconnect(self, n: int, timeout_s: float) -> None:
         """The SDK opens connections on demand."""
 
-    async def post(self, path: str, body: bytes, timeout_s: float) -> Exchange:
+    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None) -> Exchange:
         plain, chunk = self._kinds.get(path, (object, object))
         stream = b'"stream":true' in body
         ex = Exchange(t_start_ns=perf_counter_ns())
+        giveup = GiveUp(abandon_after_s, ex.t_start_ns) if abandon_after_s is not None else None
+        events: Any = None
         try:
-            async with asyncio.timeout(timeout_s):
-                if not stream:
-                    raw = await self._client.post(path, cast_to=httpx.Response, content=body, options=self._options)
-                    ex.status, ex.content_type = raw.status_code, raw.headers.get("content-type", "")
-                    _keep_headers(ex, raw.headers)
-                    data = raw.content
-                    ex.t_end_ns = perf_counter_ns()
-                    ex.pieces.append((ex.t_end_ns, data))
-                    return ex
-                events = await self._client.post(path, cast_to=plain, content=body, stream=True, options=self._options,
-                                                 stream_cls=AsyncStream[chunk])  # type: ignore[valid-type]
+            async with asyncio.timeout(timeout_s), asyncio.timeout(None) as scope:  # scope: see _giveup.py
+                if giveup is not None:
+                    giveup.scope = scope
+                with giveup if giveup is not None else contextlib.nullcontext():
+                    if not stream:
+                        raw = await self._client.post(path, cast_to=httpx.Response, content=body,
+                                                      options=self._options)
+                        ex.status, ex.content_type = raw.status_code, raw.headers.get("content-type", "")
+                        _keep_headers(ex, raw.headers)
+                        data = raw.content
+                        ex.t_end_ns = perf_counter_ns()
+                        ex.pieces.append((ex.t_end_ns, data))
+                        return ex
+                    events = await self._client.post(path, cast_to=plain, content=body, stream=True,
+                                                     options=self._options,
+                                                     stream_cls=AsyncStream[chunk])  # type: ignore[valid-type]
                 ex.status, ex.content_type = events.response.status_code, "text/event-stream"
                 _keep_headers(ex, events.response.headers)
                 pieces, size = ex.pieces, 0
@@ -103,7 +114,12 @@ class OpenAITransport:
                         return ex
                 ex.t_end_ns = pieces[-1][0] if len(pieces) else perf_counter_ns()
         except TimeoutError:
-            ex.error_kind, ex.error = TIMEOUT, f"no complete response within {timeout_s:g} s"
+            if giveup is not None and giveup.fired():
+                mark_abandoned(ex, giveup.after_s)
+                if events is not None:  # httpcore already closed the connection; this closes the response
+                    await events.close()
+            else:
+                ex.error_kind, ex.error = TIMEOUT, f"no complete response within {timeout_s:g} s"
         except openai.APIStatusError as exc:
             ex.status, ex.content_type = exc.status_code, exc.response.headers.get("content-type", "")
             _keep_headers(ex, exc.response.headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +20,7 @@ TIMEOUT = "timeout"          # the per-request --timeout elapsed
 DISCONNECT = "disconnect"    # the server closed the connection before the response was complete
 PROTOCOL = "protocol"        # the bytes were not valid HTTP/1.1
 RUNAWAY = "runaway"          # the response outgrew its hard limit (see response_limits)
+ABANDONED = "abandoned"      # the client let go on purpose (--cancel-rate): an outcome, not a failure
 
 
 def response_limits(max_tokens: int) -> tuple[int, int]:
@@ -32,6 +34,19 @@ def response_limits(max_tokens: int) -> tuple[int, int]:
 
 
 RUNAWAY_CHECK_S = 0.2
+
+
+def abandon_delay_s(after_s: float, t_start_ns: int) -> float:
+    """Seconds from now until a request that started at ``t_start_ns`` is to be let go: ``after_s``
+    counts from the request start (as start_s and every latency do), and 0 means at once. Called
+    once the request bytes are written, so even a request let go "at once" reached the server."""
+    return max(0.0, after_s - (perf_counter_ns() - t_start_ns) / 1e9)
+
+
+def mark_abandoned(ex: Exchange, after_s: float) -> None:
+    """Record on ``ex`` that the client let go of it now (its connection is being closed)."""
+    ex.abandoned_ns = perf_counter_ns()
+    ex.error_kind, ex.error = ABANDONED, f"abandoned by the client (--cancel-after {after_s:g} s)"
 
 
 def runaway_message(pieces: int, size: int, limits: tuple[int, int]) -> str | None:
@@ -93,6 +108,9 @@ class Exchange:
     """Rate-limit response headers (``retry-after*``, ``x-ratelimit-*``, lower-cased names), kept
     so that a 429 is retried when the provider says and a run can report the limits it met."""
     attempt_info: AttemptInfo | None = None
+    abandoned_ns: int | None = None
+    """When the client let go of the request on purpose (``post(..., abandon_after_s=...)``), its
+    connection closed then; None when it was not abandoned."""
 
     def body(self) -> bytes:
         pieces = self.pieces
@@ -106,7 +124,12 @@ class Transport(Protocol):
     base_url: str
     limits: tuple[int, int] | None
 
-    async def post(self, path: str, body: bytes, timeout_s: float) -> Exchange: ...
+    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None) -> Exchange:
+        """``abandon_after_s``: let go of the request that many seconds after its start, but never
+        before its bytes were written, by closing its connection (never returned to a pool
+        half-read), so the server sees the disconnect; the Exchange then has error_kind
+        ABANDONED, abandoned_ns, and what arrived until then."""
+        ...
 
     async def get(self, path: str, timeout_s: float) -> Exchange: ...
 

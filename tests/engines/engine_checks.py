@@ -37,7 +37,8 @@ def assert_engine_gone(summary: dict[str, Any]) -> None:
 
 
 def assert_plausible(summary: dict[str, Any], rows: list[dict[str, Any]], n: int) -> None:
-    assert summary["counts"] == {"requests": n, "completed": n, "failed": 0, "cancelled": 0, "rate_limited": 0}
+    assert summary["counts"] == {"requests": n, "completed": n, "failed": 0, "cancelled": 0, "abandoned": 0,
+                                 "rate_limited": 0}
     assert summary["token_source"] == {"usage": n}
     for r in rows:
         assert r["ok"] and r["completion_tokens"] > 0 and r["tokens_per_s"] > 0

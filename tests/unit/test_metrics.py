@@ -38,7 +38,8 @@ def test_run_metrics_rates_and_itl_pooling():
                           run_t0_ns=0, stream=True, tokenizer=None)
     cancelled = cancelled_record(request_id=4, prompt_id="4", t_start_ns=0, run_t0_ns=0, warmup=False, reason="x")
     out = compute_metrics([*recs, failed, cancelled], window_s=2.0)
-    assert out["counts"] == {"requests": 5, "completed": 3, "failed": 1, "cancelled": 1, "rate_limited": 0}
+    assert out["counts"] == {"requests": 5, "completed": 3, "failed": 1, "cancelled": 1, "abandoned": 0,
+                             "rate_limited": 0}
     m = out["metrics"]
     assert m["requests_per_s"] == 1.5 and m["requests_per_min"] == 90
     assert m["completion_tokens_total"] == 7 and m["output_tokens_per_s"] == 3.5

@@ -221,6 +221,21 @@ DEFINITIONS: dict[str, str] = {
         "p99, its pid and host, and clock_origin_ns (its records' start_s/end_s count from there; worker "
         "k's records are those with id % N == k). The verdict's CPU test applies to each worker (one "
         "Python thread each)."),
+    "server_metrics": (
+        "The server's own /metrics (and NVML) sampled by a child process every server_metrics.interval_s "
+        "through the run (server_metrics.jsonl, on the run's clock). Counters and histograms: change from "
+        "each source's last sample at or before the measured window to its first at or after it; gauges: "
+        "mean and max over the samples inside the window; histogram percentiles interpolated within "
+        "buckets, with the bucket edges that bound them. known: the engine-independent names "
+        "(docs/server-metrics.md); absent when the engine does not expose them."),
+    "ttft_split": (
+        "server_metrics.ttft_split: the client's mean TTFT over measured successes split into means "
+        "(which add up): from the server's histograms, queue + prefill + the rest of the server's TTFT, "
+        "and client TTFT - server TTFT (network, HTTP, client); from engine timings per request "
+        "(llama.cpp prompt_ms), prefill and everything else."),
+    "cached_tokens": (
+        "Per request: prompt tokens served from the server's prefix cache, from "
+        "usage.prompt_tokens_details.cached_tokens, else llama.cpp's timings.cache_n (null: not reported)."),
 }
 
 

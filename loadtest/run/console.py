@@ -125,6 +125,12 @@ def server_lines(summary: dict[str, Any]) -> list[str]:
     elif tc.get("agree"):
         lines.append(f"server token counters match usage ({tc['client']['completion_tokens']:,} generated, "
                      f"{tc['client']['prompt_tokens']:,} prompt)")
+    freed = block.get("abandoned_freed") or {}
+    if freed.get("freed") is True:
+        lines.append(f"abandoned requests freed on the server: running never exceeded what the client held open "
+                     f"({freed['samples']} samples, within {freed['within_s']:g} s)")
+    elif freed.get("freed") is False:
+        lines.append(f"abandoned requests NOT freed on the server: {freed['note']}")
     gpu = block.get("gpu") or {}
     if gpu.get("sampled") and gpu.get("energy_j") is not None:
         per = gpu.get("joules_per_output_token")

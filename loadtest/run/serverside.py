@@ -72,6 +72,8 @@ class ServerSide:
         client = _client_side(records)
         out["tokens_check"] = tokens_check(out, client, lines)
         out["ttft_split"] = ttft_split(out["known"], client)
+        out["abandoned_freed"] = abandoned_freed(lines, client, interval_s=self.metrics.interval_s) if (
+            self.cfg.cancel_rate) else None
         out["prefix_cache"] = {"server_hit_rate": out["known"].get("prefix_cache_hit_rate"),
                                "usage_hit_rate": client["cached_hit_rate"],
                                "agree": _agree(out["known"].get("prefix_cache_hit_rate"), client["cached_hit_rate"])}
@@ -104,12 +106,19 @@ def _client_side(records: Path) -> dict[str, Any]:
     """What the records say, in one streaming pass: usage sums with each request's span (for the
     counted-span check), TTFT of the measured successes, llama.cpp-style engine timings."""
     spans: list[tuple[float, float]] = []
+    held: list[tuple[float, float]] = []  # while the client held each request open (to its end, or letting go)
+    abandoned = 0
     prompt = completion = cached = cached_prompt = 0
     ttft: list[float] = []
     prefill: list[float] = []
     for r in _rows(records):
         end = r.get("end_s") if r.get("end_s") is not None else r["start_s"]
         spans.append((r["start_s"], end))
+        if r.get("abandoned_after_s") is not None:
+            abandoned += 1
+            held.append((r["start_s"], r["start_s"] + r["abandoned_after_s"]))
+        else:
+            held.append((r["start_s"], end))
         prompt += r.get("prompt_tokens") or 0
         completion += r.get("completion_tokens") or r.get("partial_tokens") or 0
         if r.get("cached_tokens") is not None:
@@ -123,7 +132,7 @@ def _client_side(records: Path) -> dict[str, Any]:
             prefill.append(t["prompt_ms"] / 1000)
         else:
             prefill.append(np.nan)
-    return {"spans": spans, "prompt_tokens": prompt, "completion_tokens": completion,
+    return {"spans": spans, "held": held, "abandoned": abandoned, "prompt_tokens": prompt, "completion_tokens": completion,
             "ttft": np.array(ttft), "prefill": np.array(prefill),
             "cached_hit_rate": cached / cached_prompt if cached_prompt else None}
 
@@ -199,3 +208,45 @@ def _agree(a: float | None, b: float | None) -> bool | None:
         return None
     return abs(a - b) <= 0.02 + 0.05 * max(a, b)
 
+
+FREED_WITHIN_S = 0.25
+"""How soon after the client lets go the server must have stopped counting a request as running
+(the gauge is read at some instant of a scrape; a disconnect takes an engine step to notice)."""
+
+
+def abandoned_freed(lines: list[dict[str, Any]], client: dict[str, Any], *, interval_s: float) -> dict[str, Any]:
+    """Did the server really stop the requests the client abandoned? At every sample, the server's
+    running requests should not exceed what the client held open at some moment in the
+    FREED_WITHIN_S before it. An engine that keeps generating for a disconnected client shows
+    more running requests than the client has open (the excess), until those replies would have ended."""
+    out: dict[str, Any] = {"abandoned": client["abandoned"], "within_s": FREED_WITHIN_S, "samples": 0,
+                           "excess_running_max": None, "excess_s": None, "freed": None, "note": None}
+    sources = {ln["source"] for ln in lines if ln.get("ok") and "running" in ln.get("known", {})}
+    if not client["abandoned"]:
+        out["note"] = "no request was abandoned"
+        return out
+    if len(sources) != 1:
+        out["note"] = "no running-requests gauge" if not sources else "several sources: not compared"
+        return out
+    held = np.array(client["held"], dtype=float).reshape(-1, 2)
+    first, last = float(held[:, 0].min()), float(held[:, 1].max())
+    excess = []
+    for ln in lines:
+        t = ln["t_s"]
+        if not ln.get("ok") or "running" not in ln.get("known", {}) or t < first or t > last + 2 * interval_s:
+            continue
+        lo = t - FREED_WITHIN_S  # the most the client held open at any moment of [lo, t]
+        edges = np.concatenate(([lo], held[:, 0][(held[:, 0] > lo) & (held[:, 0] <= t)]))
+        open_max = max(int(((held[:, 0] <= e) & (held[:, 1] > e)).sum()) for e in edges)
+        excess.append(ln["known"]["running"] - open_max)
+    if not excess:
+        out["note"] = "no sample while requests were in flight"
+        return out
+    ex = np.array(excess)
+    out |= {"samples": len(ex), "excess_running_max": float(ex.max()),
+            "excess_s": float((ex > 0).sum() * interval_s), "freed": bool(ex.max() <= 0)}
+    if not out["freed"]:
+        out["note"] = (f"the server ran up to {ex.max():.0f} more requests than the client held open, in "
+                       f"{(ex > 0).sum()} of {len(ex)} samples: abandoned requests were not stopped (or another "
+                       "client was using the server)")
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import argtypes, options
+from loadtest.cli import argtypes, configs, options
 from loadtest.cli.sweep import base_config, level_settings
 
 
@@ -34,4 +34,4 @@ def main(ns: argparse.Namespace) -> int:
     base = base_config(ns, by=by, first=start, command="capacity")
     return run_capacity(CapacityConfig(base=base, settings=level_settings(ns, by), start=ns.start,
                                        precision=ns.precision, max_levels=ns.max_levels, repeat=ns.repeat,
-                                       launch=options.launch_spec(ns), overwrite=ns.overwrite))
+                                       launch=configs.launch_spec(ns), overwrite=ns.overwrite))

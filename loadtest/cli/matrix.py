@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import argtypes, options
+from loadtest.cli import argtypes, configs, options
 
 
 def add_parsers(sub: Any) -> None:
@@ -38,9 +38,9 @@ def main(ns: argparse.Namespace) -> int:
 
     base = RunConfig(command="single", base_url="", model=None, dataset=ns.dataset, seed=ns.seed,
                      tokenizer=ns.tokenizer, max_tokens=ns.max_tokens, temperature=ns.temperature, top_p=ns.top_p,
-                     extra_body=options.extra_body(ns.extra_body), warmup=ns.warmup, timeout_s=ns.timeout,
+                     extra_body=configs.extra_body(ns.extra_body), warmup=ns.warmup, timeout_s=ns.timeout,
                      quiet=ns.quiet)
-    launch = options.launch_spec(ns, "llamacpp")  # the engine options; each pair sets its engine and model
+    launch = configs.launch_spec(ns, "llamacpp")  # the engine options; each pair sets its engine and model
     return run_matrix(MatrixConfig(
         base=base, variants=tuple(parse_engine(e) for e in ns.engines.split(",") if e.strip()),
         models=tuple(m.strip() for m in ns.models.split(",") if m.strip()), launch=launch, output=ns.output,

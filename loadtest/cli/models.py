@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import options
+from loadtest.cli import configs, options
 
 
 def add_parsers(sub: Any) -> None:
@@ -26,7 +26,7 @@ def main(ns: argparse.Namespace) -> int:
     from loadtest.run.console import render_rows
     from loadtest.run.execute import run_async
 
-    base = options.normalized(ns.endpoint)
+    base = configs.normalized(ns.endpoint)
     fields = hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                            api_version=ns.api_version, insecure=ns.insecure, max_retries=0, rpm_limit=None,
                            tpm_limit=None, endpoint=ns.endpoint, model=ns.model)

@@ -1,22 +1,17 @@
-"""Every option group, defined once; each command picks the groups it takes (cli/<command>.py),
-and the readers at the bottom turn parsed options into the config objects domain code takes
-(RunConfig, LaunchSpec, objectives). Nothing here imports more than argparse and light modules,
-so that ``loadtest X --help`` stays cheap."""
+"""Every option group, defined once; each command picks the groups it takes (cli/<command>.py), and
+cli/configs.py turns the parsed options into the config objects domain code takes. Nothing here
+imports more than argparse and light modules, so that ``loadtest X --help`` stays cheap."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from loadtest.cli import argtypes
 from loadtest.client import AZURE_API_VERSION
-from loadtest.config import RunConfig
-from loadtest.errors import ConfigError
 from loadtest.launch import ENGINES
 from loadtest.scheduler import ARRIVALS
 
@@ -215,19 +210,6 @@ def server_metrics(p: argparse.ArgumentParser) -> None:
                    help="sample no /metrics and no GPU (NVML)")
 
 
-def server_metrics_fields(ns: argparse.Namespace) -> dict[str, Any]:
-    given = getattr(ns, "server_metrics", None)
-    if getattr(ns, "no_server_metrics", False):
-        if given:
-            raise ConfigError("--server-metrics and --no-server-metrics contradict each other")
-        return {"server_metrics": ()}
-    for url in given or ():
-        if url != "auto" and not url.startswith(("http://", "https://")):
-            raise ConfigError(f"--server-metrics {url!r}: give an http(s):// URL or 'auto'")
-    return {"server_metrics": tuple(given or ("auto",)),
-            "server_metrics_interval_s": getattr(ns, "server_metrics_interval", 1.0)}
-
-
 # -- engines ---------------------------------------------------------------------------------------
 def launch(p: argparse.ArgumentParser, *, engine_option: bool = True, port: bool = True,
            ctx_size: int | None = 2048) -> None:
@@ -295,129 +277,3 @@ def run_options(p: argparse.ArgumentParser, *, command: str, amount_options: Cal
     launch(p)
     synthetic(p)
     server_metrics(p)
-
-
-# == readers: parsed options -> config objects ==========================================================
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def extra_body(text: str) -> dict[str, Any]:
-    try:
-        extra = json.loads(text, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
-    if not isinstance(extra, dict):
-        raise ConfigError("--extra-body must be a JSON object")
-    return extra
-
-
-def require_endpoint(ns: argparse.Namespace) -> None:
-    if not ns.endpoint and not getattr(ns, "launch", None):
-        raise ConfigError("--endpoint is required (or --launch ENGINE to start one)")
-
-
-def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, request_rate: float | None = None,
-               num_prompts: int | None = None, duration_s: float | None = None, output_dir: Path) -> RunConfig:
-    """The RunConfig of a run command's options; ConfigError (one line) on a combination that
-    cannot work, before anything starts."""
-    from loadtest.client.auth import hosted_fields
-
-    require_endpoint(ns)
-    load = _load_fields(ns, request_rate=request_rate, duration_s=duration_s)
-    fields: dict[str, Any] = dict(
-        command=command, base_url=normalized(ns.endpoint), model=ns.model, api=ns.api, stream=ns.stream,
-        api_key=ns.api_key, dataset=ns.dataset, num_prompts=None if duration_s else num_prompts,
-        duration_s=duration_s, concurrency=concurrency, seed=ns.seed, max_tokens=ns.max_tokens,
-        temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos, extra_body=extra_body(ns.extra_body),
-        tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport, preconnect=ns.preconnect,
-        output_dir=output_dir, quiet=ns.quiet, **load, **server_metrics_fields(ns), **_abandonment_fields(ns))
-    fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
-                                api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
-                                rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
-                                model=ns.model))
-    return _synthetic(RunConfig(**fields), ns)
-
-
-def normalized(endpoint: str | None) -> str:
-    from loadtest.transport.base import normalize_base_url
-
-    return normalize_base_url(endpoint) if endpoint else ""
-
-
-def _load_fields(ns: argparse.Namespace, *, request_rate: float | None, duration_s: float | None) -> dict[str, Any]:
-    """RunConfig's load-shape fields; ConfigError on a combination that cannot work."""
-    objectives(ns)  # bad objectives: one line before anything runs
-    warm = ns.warmup
-    warmup_s = float(warm) if isinstance(warm, float) else None
-    cooldown = getattr(ns, "cooldown", 0.0)
-    arrival, burstiness = getattr(ns, "arrival", "poisson"), getattr(ns, "burstiness", 1.0)
-    max_concurrency = getattr(ns, "max_concurrency", None)
-    if request_rate is None:
-        if max_concurrency is not None:
-            raise ConfigError("--max-concurrency needs --request-rate (a closed loop's cap is --concurrency)")
-        if arrival != "poisson" or burstiness != 1.0:
-            raise ConfigError("--arrival and --burstiness need --request-rate")
-    if burstiness != 1.0 and arrival != "gamma":
-        raise ConfigError("--burstiness applies to --arrival gamma")
-    if (warmup_s is not None or cooldown) and duration_s is None:
-        raise ConfigError("--warmup in seconds and --cooldown need --duration (the phases are times around it)")
-    if request_rate is not None and duration_s is not None and isinstance(warm, int) and warm:
-        raise ConfigError("with --request-rate and --duration give --warmup as a time (e.g. --warmup 5s)")
-    if getattr(ns, "resume", None) is not None and (request_rate is not None or warmup_s is not None or cooldown):
-        raise ConfigError("--resume continues closed-loop runs only (not --request-rate, --warmup 5s, --cooldown)")
-    return {"request_rate": request_rate, "arrival": arrival, "burstiness": burstiness,
-            "max_concurrency": max_concurrency, "ramp_up_s": getattr(ns, "ramp_up", 0.0), "warmup_s": warmup_s,
-            "cooldown_s": cooldown, "warmup": 0 if warmup_s is not None else int(warm)}
-
-
-def _abandonment_fields(ns: argparse.Namespace) -> dict[str, Any]:
-    """cancel_rate and cancel_after_s (None: no abandonment asked for)."""
-    rate, after = getattr(ns, "cancel_rate", None), getattr(ns, "cancel_after", None)
-    if after is not None and rate is None:
-        raise ConfigError("--cancel-after needs --cancel-rate P (the share of requests to abandon)")
-    return {"cancel_rate": rate, "cancel_after_s": None if rate is None else (after or 0.0)}
-
-
-def _synthetic(cfg: RunConfig, ns: argparse.Namespace) -> RunConfig:
-    """The synthetic-prompt options checked against the dataset and written into the config."""
-    given = getattr(ns, "prompt_tokens", None)
-    stddev, shared = getattr(ns, "prompt_tokens_stddev", 0.0), getattr(ns, "shared_prefix_tokens", 0)
-    if cfg.dataset != SYNTHETIC:
-        if given is not None or shared or stddev:
-            raise ConfigError("--prompt-tokens, --prompt-tokens-stddev and --shared-prefix-tokens need --dataset synthetic")
-        return cfg
-    if given is None or given < 1:
-        raise ConfigError("--dataset synthetic needs --prompt-tokens N (N >= 1)")
-    if stddev < 0 or not 0 <= shared < given:
-        raise ConfigError("--prompt-tokens-stddev must be >= 0 and --shared-prefix-tokens between 0 and --prompt-tokens - 1")
-    return replace(cfg, prompt_tokens=given, prompt_tokens_stddev=stddev, shared_prefix_tokens=shared)
-
-
-def objectives(ns: argparse.Namespace) -> tuple[list[Any], float]:
-    """(the --slo objectives, --slo-attainment)."""
-    from loadtest.judge import slo
-
-    return slo.parse(getattr(ns, "slo", None)), getattr(ns, "slo_attainment", slo.DEFAULT_ATTAINMENT)
-
-
-def launch_spec(ns: argparse.Namespace, engine: str | None = None) -> Any:
-    """The LaunchSpec of the launch options (``engine``: serve's positional engine), or None when
-    nothing is to be launched. The model and log directory are the run's (run/launched.py)."""
-    engine = engine or getattr(ns, "launch", None)
-    if not engine:
-        return None
-    from loadtest.launch.spec import LaunchSpec
-
-    return LaunchSpec(engine=engine, model=getattr(ns, "model", None), port=getattr(ns, "port", None),
-                      threads=ns.threads, slots=ns.slots, ctx_size=ns.ctx_size, gpu_layers=ns.gpu_layers,
-                      dtype=ns.dtype, attn_implementation=ns.attn_implementation, compile=ns.compile,
-                      tensor_parallel_size=ns.tensor_parallel_size, max_model_len=ns.max_model_len,
-                      gpu_memory_utilization=ns.gpu_memory_utilization, extra_args=list(ns.engine_arg),
-                      ready_timeout_s=ns.ready_timeout)
-
-
-def output_dir(ns: argparse.Namespace, command: str) -> Path:
-    from loadtest.run.output import default_output_dir
-
-    return ns.output if ns.output is not None else default_output_dir(command)

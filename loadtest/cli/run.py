@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli import argtypes, options
+from loadtest.cli import argtypes, configs, options
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 
@@ -64,13 +64,13 @@ def configure(ns: argparse.Namespace) -> tuple[RunConfig, Invocation]:
     concurrency = concurrency or 1
     duration = getattr(ns, "duration", None)
     num = ns.num_prompts if ns.num_prompts is not None else max(100, 4 * concurrency)
-    cfg = options.run_config(ns, command=ns.command, concurrency=concurrency, request_rate=rate, num_prompts=num,
-                             duration_s=duration, output_dir=ns.resume or options.output_dir(ns, ns.command))
-    objectives, attainment = options.objectives(ns)
+    cfg = configs.run_config(ns, command=ns.command, concurrency=concurrency, request_rate=rate, num_prompts=num,
+                             duration_s=duration, output_dir=ns.resume or configs.output_dir(ns, ns.command))
+    objectives, attainment = configs.objectives(ns)
     workers, ray = getattr(ns, "workers", 1), getattr(ns, "ray_address", None)
     if (workers > 1 or ray) and ns.resume is not None:
         raise ConfigError("--resume does not combine with --workers / --ray-address")
-    return cfg, Invocation(launch=options.launch_spec(ns), resume=ns.resume is not None, overwrite=ns.overwrite,
+    return cfg, Invocation(launch=configs.launch_spec(ns), resume=ns.resume is not None, overwrite=ns.overwrite,
                            objectives=tuple(objectives), attainment=attainment, workers=workers, ray_address=ray,
                            on_worker_failure=getattr(ns, "on_worker_failure", "stop"), wandb=ns.wandb)
 

@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli import options
+from loadtest.cli import configs, options
 from loadtest.errors import ConfigError
 from loadtest.launch import ENGINES
 from loadtest.sim.config import HOSTED, SimConfig
@@ -52,7 +52,7 @@ def serve_engine(ns: argparse.Namespace) -> int:
 
     from loadtest.launch.launcher import launch
 
-    spec = replace(options.launch_spec(ns, ns.engine), log_dir=ns.log_dir)
+    spec = replace(configs.launch_spec(ns, ns.engine), log_dir=ns.log_dir)
     with launch(spec) as server:
         print(f"{ns.engine} ready at {server.base_url} (model name: {server.model_name}); Ctrl-C to stop", flush=True)
         print(f"launch command: {server.info['launch_command']['shell']}", flush=True)

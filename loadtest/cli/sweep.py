@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import options
+from loadtest.cli import configs, options
 
 
 def add_parsers(sub: Any) -> None:
@@ -20,7 +20,7 @@ def add_parsers(sub: Any) -> None:
 def level_settings(ns: argparse.Namespace, by: str) -> Any:
     from loadtest.series.levels import LevelSettings
 
-    objectives, attainment = options.objectives(ns)
+    objectives, attainment = configs.objectives(ns)
     return LevelSettings(by=by, objectives=tuple(objectives), attainment=attainment, num_prompts=ns.num_prompts,
                          max_error_rate=ns.max_error_rate, allow_client_bound=ns.allow_client_bound)
 
@@ -31,9 +31,9 @@ def base_config(ns: argparse.Namespace, *, by: str, first: float, command: str) 
 
     rate = first if by == RATE else None
     concurrency = int(first) if rate is None else (getattr(ns, "max_concurrency", None) or 1)
-    return options.run_config(ns, command="throughput", concurrency=concurrency, request_rate=rate,
+    return configs.run_config(ns, command="throughput", concurrency=concurrency, request_rate=rate,
                               num_prompts=ns.num_prompts, duration_s=ns.duration,
-                              output_dir=options.output_dir(ns, command))
+                              output_dir=configs.output_dir(ns, command))
 
 
 def main(ns: argparse.Namespace) -> int:
@@ -46,5 +46,5 @@ def main(ns: argparse.Namespace) -> int:
                                             integer=by == CONCURRENCY, flag=f"--{by.replace('rate', 'request-rate')}")
     base = base_config(ns, by=by, first=levels[0] if levels else 1.0, command="sweep")
     return run_sweep(SweepConfig(base=base, settings=level_settings(ns, by), levels=tuple(levels) if levels else None,
-                                 early_stop=not ns.no_early_stop, launch=options.launch_spec(ns),
+                                 early_stop=not ns.no_early_stop, launch=configs.launch_spec(ns),
                                  overwrite=ns.overwrite))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.cli import argtypes, options
+from loadtest.cli import argtypes, configs, options
 
 
 def add_parsers(sub: Any) -> None:
@@ -36,14 +36,14 @@ def main(ns: argparse.Namespace) -> int:
     from loadtest.config import RunConfig
     from loadtest.series.prefill_decode import TokensConfig, run_tokens
 
-    options.require_endpoint(ns)
-    cfg = RunConfig(command="single", base_url=options.normalized(ns.endpoint), model=ns.model, api=ns.api,
+    configs.require_endpoint(ns)
+    cfg = RunConfig(command="single", base_url=configs.normalized(ns.endpoint), model=ns.model, api=ns.api,
                     dataset=options.SYNTHETIC, ignore_eos=ns.ignore_eos, seed=ns.seed, tokenizer=ns.tokenizer,
-                    transport=ns.transport, output_dir=options.output_dir(ns, "tokens"), quiet=True, prompt_tokens=1,
+                    transport=ns.transport, output_dir=configs.output_dir(ns, "tokens"), quiet=True, prompt_tokens=1,
                     **hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                     api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                     rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
                                     model=ns.model))
     return run_tokens(TokensConfig(base=cfg, prompt_tokens=tuple(ns.prompt_tokens), gen_tokens=tuple(ns.gen_tokens),
                                    repeat=ns.repeat, timeout_scale=ns.timeout_scale, warmup=ns.warmup,
-                                   launch=options.launch_spec(ns), overwrite=ns.overwrite, quiet=ns.quiet))
+                                   launch=configs.launch_spec(ns), overwrite=ns.overwrite, quiet=ns.quiet))

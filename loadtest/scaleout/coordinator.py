@@ -34,6 +34,7 @@ from loadtest.run import live
 from loadtest.run import resume as resuming
 from loadtest.run.livestats import LiveStats
 from loadtest.run.outcome import RunOutcome, conclude, run_block, timestamp
+from loadtest.run.serverside import ServerSide
 from loadtest.run.output import client_info
 from loadtest.scaleout import wire
 from loadtest.scaleout.share import Share, deal
@@ -138,6 +139,7 @@ class Coordinator:
         self.live = LiveStats()
         self._progress: asyncio.Future[None] | None = None
         self._startup_cpu_s = 0.0  # this process's CPU when the measured phase began
+        self._server_side = ServerSide(cfg, directory, self.live)
 
     # -- messages ---------------------------------------------------------------------------
     def _broadcast(self, message: bytes) -> None:
@@ -182,7 +184,10 @@ class Coordinator:
         running = [w for w in self.workers if not w.closed]
         if not self._started and running and all(w.ready for w in running):
             self._started = True
-            self._broadcast(wire.go(time.time() + START_DELAY_S))
+            at_wall = time.time() + START_DELAY_S
+            self._broadcast(wire.go(at_wall))
+            # The workers' records count from that instant: the scraper's clock starts there too.
+            self._server_side.set_origin(time.perf_counter_ns() + int((at_wall - time.time()) * 1e9))
             if not self.cfg.quiet:
                 total = None if self.cfg.duration_s else (self.cfg.num_prompts or 0) + self.cfg.warmup
                 self._progress = asyncio.ensure_future(live.show(self.live, self.cfg.command, total=total,
@@ -254,6 +259,7 @@ class Coordinator:
         self._all_closed = asyncio.Event()
         started_at = time.time()
         self._host.start()
+        self._server_side.start()  # one scraper for the run, in the coordinator (workers sample nothing)
         watcher: asyncio.Task[None] | None = None
         try:
             await self._spawn()
@@ -268,6 +274,8 @@ class Coordinator:
 
             watcher = asyncio.create_task(watch_stop())
             await self._all_closed.wait()
+            await self._server_side.stop(final=not self.interrupted and not any(
+                w.done and w.done["ended"] == "aborted" for w in self.workers))
         except BaseException:
             if self._texts is not None:
                 self._texts.discard()
@@ -286,6 +294,7 @@ class Coordinator:
                     if w.proc.is_alive():
                         w.proc.kill()
             self._fh.close()
+            self._server_side.stop_now()
             await self._cleanup()
         host = self._host.stop()
         return await self._finish(started_at, host)
@@ -335,7 +344,10 @@ class Coordinator:
         return conclude(cfg, self.directory, result=result, run=run,
                         client=client_info(cfg.transport, f"scale-out ({self.backend})"),
                         server=self.server_info() if self.server_info else None, abort=abort,
-                        interrupted=self.interrupted, worker_failure=stopped_by, duration_s=cfg.duration_s)
+                        interrupted=self.interrupted, worker_failure=stopped_by, duration_s=cfg.duration_s,
+                        extra={"server_metrics": self._server_side.block(
+                            self.directory / "requests.jsonl", begin_s=min(s[0] for s in spans) if spans else None,
+                            end_s=max(s[1] for s in spans) if spans else None)})
 
     def _worker_row(self, w: Worker) -> dict[str, Any]:
         """One worker in summary.run.workers."""

@@ -132,6 +132,23 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
                    help="llama.cpp-style timings (prompt_per_second, predicted_per_second) on the usage chunk")
 
 
+    m = parser.add_argument_group("server-side metrics (GET /metrics, Prometheus text; docs/test-server.md)")
+    m.add_argument("--metrics", type=_names, default=d.metrics, metavar="NAMES",
+                   help="families GET /metrics serves, a comma list of vllm, llamacpp, dcgm (default: none, "
+                        "/metrics answers 404)")
+    m.add_argument("--kv-cache-tokens", type=int, default=d.kv_cache_tokens, metavar="N",
+                   help="KV-cache capacity: usage = (prompt + generated tokens of running requests) / N "
+                        "(default %(default)s)")
+    m.add_argument("--keep-generating-on-disconnect", action="store_true",
+                   help="a request whose client went away keeps its slot and KV and generates to its end, "
+                        "queued ones still run (an engine bug); default: aborted at once")
+    m.add_argument("--metrics-delay-ms", type=float, default=d.metrics_delay_ms, metavar="MS",
+                   help="each /metrics answer waits MS first; generation goes on meanwhile")
+    m.add_argument("--metrics-malformed", action="store_true",
+                   help="/metrics answers 200 with a page the Prometheus text parser rejects")
+    m.add_argument("--metrics-extra-series", type=int, default=d.metrics_extra_series, metavar="N",
+                   help="N extra gauge series on the page, to make it large")
+
     h = parser.add_argument_group("hosted API (--hosted: key sk-sim unless --api-key, 600 RPM, 200k TPM, "
                                   "SSE comments, choices:[] chunks, max_tokens rejected, 8 reasoning tokens)")
     h.add_argument("--hosted", action="store_true", help="behave like a hosted API (the mix above)")
@@ -147,6 +164,11 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--data-no-space", action="store_true", help="write 'data:{...}' without the space")
     h.add_argument("--reject-max-tokens", action="store_true",
                    help="answer 400 to max_tokens (chat): only max_completion_tokens is accepted, as o-series models")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma list as a tuple; SimConfig says which names are allowed."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def sim_config(ns: argparse.Namespace) -> SimConfig:

@@ -14,6 +14,8 @@ from typing import Any
 from loadtest.errors import ConfigError
 
 _FAULT_FIELDS = ("disconnect_after_tokens", "stream_error_after_tokens", "malformed_after_tokens")
+METRICS_FAMILIES = ("vllm", "llamacpp", "dcgm")
+"""What GET /metrics can serve (sim/metrics.py): vLLM's and llama.cpp's names, and DCGM's GPU fields."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,17 @@ class SimConfig:
     # timing starts when a slot frees, so queueing under overload is real. None = unlimited.
     max_concurrency: int | None = None
 
+    # GET /metrics (sim/engine.py keeps the truth, sim/metrics.py writes the page): which engines'
+    # families it serves; () = none, /metrics answers 404 as a server without metrics does.
+    metrics: tuple[str, ...] = ()
+    kv_cache_tokens: int = 65536  # KV capacity: usage = tokens held by running requests / this
+    # The known engine bug: a request whose client went away keeps its slot and KV, and generates
+    # until it would have finished (default: aborted at once, as engines that handle it do).
+    keep_generating_on_disconnect: bool = False
+    metrics_delay_ms: float = 0.0  # each /metrics answer waits this long (generation goes on)
+    metrics_malformed: bool = False  # /metrics answers 200 with a page the Prometheus parser rejects
+    metrics_extra_series: int = 0  # this many extra gauge series, to make the page large
+
     def __post_init__(self) -> None:
         # Fail at construction so a bad option never reaches a child process and dies there.
         if not 0 <= self.port <= 65535:
@@ -116,6 +129,24 @@ class SimConfig:
             raise ConfigError("sim: retry_after_s must be a finite number >= 0")
         if self.fail_every is not None and not faults and self.fail_status is None:
             raise ConfigError("sim: fail_every needs fail_status or one of " + ", ".join(_FAULT_FIELDS))
+        self._check_metrics()
+
+    def _check_metrics(self) -> None:
+        if not isinstance(self.metrics, tuple):  # a list from a caller would not survive to_args
+            object.__setattr__(self, "metrics", tuple(self.metrics))
+        unknown = [name for name in self.metrics if name not in METRICS_FAMILIES]
+        if unknown or len(set(self.metrics)) != len(self.metrics):
+            raise ConfigError(f"sim: metrics must be distinct names from {', '.join(METRICS_FAMILIES)}, "
+                              f"got {','.join(self.metrics)}")
+        if self.kv_cache_tokens < 1:
+            raise ConfigError("sim: kv_cache_tokens must be >= 1")
+        if not (math.isfinite(self.metrics_delay_ms) and self.metrics_delay_ms >= 0):
+            raise ConfigError("sim: metrics_delay_ms must be a finite number >= 0")
+        if self.metrics_extra_series < 0:
+            raise ConfigError("sim: metrics_extra_series must be >= 0")
+        if not self.metrics and (self.metrics_delay_ms or self.metrics_malformed or self.metrics_extra_series):
+            raise ConfigError("sim: metrics_delay_ms, metrics_malformed and metrics_extra_series need metrics "
+                              "(--metrics vllm,llamacpp,dcgm)")
 
     @property
     def fault(self) -> tuple[str, int] | None:
@@ -143,6 +174,9 @@ class SimConfig:
             elif isinstance(value, bool):
                 if value:
                     args.append(flag)
+            elif isinstance(value, tuple):
+                if value:
+                    args += [flag, ",".join(value)]
             elif value is not None:
                 args += [flag, str(value)]
         return args

@@ -149,8 +149,9 @@ def usage_json(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int
         prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, details)
 
 
-def completion_body(plan: Plan, head: bytes, with_usage: bool) -> bytes:
-    """The non-stream chat.completion / text_completion JSON; ``head`` holds id, object, created, model."""
+def completion_body(plan: Plan, head: bytes, with_usage: bool, extra: bytes = b"") -> bytes:
+    """The non-stream chat.completion / text_completion JSON; ``head`` holds id, object, created, model,
+    and ``extra`` more top-level members (llama.cpp's timings)."""
     n, r = plan.n_tokens, plan.reasoning_tokens
     finish = plan.finish_reason.encode()
     if plan.chat:
@@ -161,7 +162,7 @@ def completion_body(plan: Plan, head: bytes, with_usage: bool) -> bytes:
     else:
         choice = b'{"index":0,"text":"%s","logprobs":null,"finish_reason":"%s"}' % (token_text(0, n), finish)
     usage = b',"usage":' + usage_json(plan.prompt_tokens, n, r) if with_usage else b""
-    return head + b',"choices":[' + choice + b"]" + usage + b"}"
+    return head + b',"choices":[' + choice + b"]" + usage + extra + b"}"
 
 
 def object_head(chat: bool, stream: bool, rid: int, created: int, model_json: bytes) -> bytes:

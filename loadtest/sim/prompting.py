@@ -75,13 +75,15 @@ class Prompting:
         """Delay of the whole reply schedule: prompt processing at --prefill-tokens-per-s."""
         return round(prompt_tokens * self.prefill_ns_per_token)
 
-    def timings(self, plan: Any, sent: int) -> bytes:
-        """With --timings, llama.cpp's own figures on the usage chunk, from the sim's schedule: the
-        prompt phase is prefill plus --ttft-ms, generation --tpot-ms per token after the first."""
+    def timings(self, plan: Any, sent: int, prefill_ns: int) -> bytes:
+        """With --timings, llama.cpp's own figures on the usage chunk (and a non-stream body), from
+        the sim's schedule: the prompt phase is the true prefill, slot -> first token (--prefill-
+        tokens-per-s plus --ttft-ms, never the wait for a slot), generation --tpot-ms per token
+        after the first."""
         c = self.config
         if not c.timings:
             return b""
-        prompt_ms = plan.prompt_tokens * self.prefill_ns_per_token / 1e6 + c.ttft_ms
+        prompt_ms = prefill_ns / 1e6
         predicted_ms = max(sent - 1, 0) * c.tpot_ms
         return b',"timings":' + orjson.dumps({
             "prompt_n": plan.prompt_tokens, "prompt_ms": prompt_ms,

@@ -96,8 +96,7 @@ class ResponsesStream(Stream):
         sim, plan = self.sim, self.plan
         self.seq = 0
         if not plan.stream:
-            sim.stats.active += 1
-            sim.stats.max_active = max(sim.stats.max_active, sim.stats.active)
+            sim.engine.take_slot(self)
             self.next_end = plan.n_tokens
             self.due = self.recv_ns + sim.ttft_ns + max(self.next_end - 1, 0) * sim.tpot_ns
             sim.scheduler.push(self.due, self)
@@ -106,8 +105,7 @@ class ResponsesStream(Stream):
         head = SSE_HEADERS + (b"Connection: keep-alive\r\n\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
         created = self._event(b"response.created", b'{"type":"response.created","sequence_number":0,"response":'
                               + self._response(b"in_progress", None) + b"}")
-        sim.stats.active += 1
-        sim.stats.max_active = max(sim.stats.max_active, sim.stats.active)
+        sim.engine.take_slot(self)
         self.conn.write(head + created)
         self.next_end = self._end_after(0)
         self.due = self.recv_ns + sim.ttft_ns + max(self.next_end - 1, 0) * sim.tpot_ns
@@ -119,6 +117,7 @@ class ResponsesStream(Stream):
         if not plan.stream:
             self.sent = plan.n_tokens
             sim.stats.tokens_sent += plan.n_tokens
+            sim.engine.generated(self, 0, plan.n_tokens)
             text = token_text(plan.reasoning_tokens, plan.n_tokens)
             status = b"incomplete" if plan.finish_reason == "length" else b"completed"
             self.conn.send(200, self._response(status, text), self.keep_alive)
@@ -128,6 +127,7 @@ class ResponsesStream(Stream):
         start, end = self.sent, self.next_end
         self.sent = end
         sim.stats.tokens_sent += end - start
+        sim.engine.generated(self, start, end)
         if end > plan.reasoning_tokens:  # hidden reasoning sends nothing
             self.seq += 1
             text = token_text(max(start, plan.reasoning_tokens), end)

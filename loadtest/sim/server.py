@@ -24,6 +24,8 @@ from loadtest.eventloop import loop_factory
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.limits import ServerLimits
+from loadtest.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from loadtest.sim.metrics import MetricsPage
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS
 from loadtest.sim.prompting import Prompting
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
@@ -137,16 +139,19 @@ class Connection(asyncio.Protocol):
         if not self.closing and self.transport is not None:
             self.transport.write(data)
 
-    def send(self, status: int, body: bytes, keep_alive: bool, headers: dict[str, str] | None = None) -> None:
-        """Write a whole JSON response; the caller decides when the connection is free again."""
+    def send(self, status: int, body: bytes, keep_alive: bool, headers: dict[str, str] | None = None,
+             content_type: bytes = b"application/json") -> None:
+        """Write a whole response (JSON unless told); the caller decides when the connection is free again."""
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() if headers else b""
-        head = b"HTTP/1.1 %d %b\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%bConnection: %b\r\n\r\n" % (
-            status, _REASONS.get(status, b"Error"), len(body), extra, b"keep-alive" if keep_alive else b"close")
+        head = b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n%bConnection: %b\r\n\r\n" % (
+            status, _REASONS.get(status, b"Error"), content_type, len(body), extra,
+            b"keep-alive" if keep_alive else b"close")
         self.write(head + body)
 
-    def respond(self, status: int, body: bytes, keep_alive: bool, headers: dict[str, str] | None = None) -> None:
-        """Answer at once (not scheduled): errors, stats, models, health."""
-        self.send(status, body, keep_alive, headers)
+    def respond(self, status: int, body: bytes, keep_alive: bool, headers: dict[str, str] | None = None,
+                content_type: bytes = b"application/json") -> None:
+        """Answer at once (not scheduled): errors, stats, models, health, metrics."""
+        self.send(status, body, keep_alive, headers, content_type)
         if not keep_alive:
             self.close()
 
@@ -186,7 +191,9 @@ class Sim(SimState):
 
     def __init__(self, config: SimConfig, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(config)
+        self.loop = loop
         self.scheduler = Scheduler(loop, self.stats)
+        self.metrics_page = MetricsPage(config, self.engine)
         self.connections: set[Connection] = set()
         self.waiting: deque[Stream] = deque()  # replies waiting for a slot under max_concurrency
         self.model_json = orjson.dumps(config.model)
@@ -220,6 +227,8 @@ class Sim(SimState):
             return conn.respond(status, body, keep)
         if path == b"/health" and method == b"GET":
             return conn.respond(200, b'{"status":"ok"}', keep)
+        if path == b"/metrics" and method == b"GET" and self.config.metrics:  # none: 404, as without metrics
+            return self._metrics(conn, keep)
         if path == b"/sim/stats" and method == b"GET":
             return conn.respond(200, orjson.dumps(self.stats.snapshot(self.public_config)), keep)
         if path == b"/sim/reset" and method == b"POST":
@@ -231,6 +240,18 @@ class Sim(SimState):
             return self._error(conn, RequestError(405, f"Method {method.decode()} not allowed"), keep)
         self._error(conn, RequestError(404, f"Not found: {path.decode(errors='replace')}",
                                        code="not_found"), keep)
+
+    def _metrics(self, conn: Connection, keep_alive: bool) -> None:
+        """GET /metrics, written when answered; --metrics-delay-ms holds the answer (and this
+        connection's next request) back on a timer while every reply goes on generating."""
+        if not self.config.metrics_delay_ms:
+            return conn.respond(200, self.metrics_page.render(), keep_alive, content_type=_METRICS_TYPE)
+        conn.busy = True
+        self.loop.call_later(self.config.metrics_delay_ms / 1e3, self._metrics_late, conn, keep_alive)
+
+    def _metrics_late(self, conn: Connection, keep_alive: bool) -> None:
+        conn.send(200, self.metrics_page.render(), keep_alive, content_type=_METRICS_TYPE)
+        conn.stream_done(keep_alive)  # frees the connection for its next request (or closes it)
 
     def _authorized(self, req: Request) -> bool:
         return self.auth_ok is None or req.auth == self.auth_ok
@@ -276,10 +297,11 @@ class Sim(SimState):
             return conn.begin(ResponsesStream(self, conn, plan, req.recv_ns, head, req.keep_alive))
         head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
         recv_ns = req.recv_ns + self.prompting.prefill_ns(plan.prompt_tokens)  # slow prefill shifts the schedule
-        stream = Stream(self, conn, plan, recv_ns, head, req.keep_alive)
+        stream = Stream(self, conn, plan, recv_ns, head, req.keep_alive, arrival_ns=req.recv_ns)
         if self.config.max_concurrency is not None and self.stats.active >= self.config.max_concurrency:
             conn.stream = stream  # a waiting reply: a closed connection still cancels it
             self.waiting.append(stream)
+            self.engine.waiting += 1
             return
         conn.begin(stream)
 
@@ -287,9 +309,14 @@ class Sim(SimState):
         """A slot freed: start the longest-waiting live reply, its clock from now."""
         while self.waiting and (self.config.max_concurrency is None or self.stats.active < self.config.max_concurrency):
             stream = self.waiting.popleft()
-            if stream.live:
-                stream.recv_ns = monotonic_ns() + self.prompting.prefill_ns(stream.plan.prompt_tokens)
+            if stream.live:  # a reply whose client left is gone (or still here: --keep-generating-on-disconnect)
+                self.engine.waiting -= 1
+                stream.slot_ns = monotonic_ns()
+                stream.recv_ns = stream.slot_ns + self.prompting.prefill_ns(stream.plan.prompt_tokens)
                 stream.start()
+
+
+_METRICS_TYPE = METRICS_CONTENT_TYPE.encode()
 
 
 def _unauthorized() -> RequestError:

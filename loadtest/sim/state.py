@@ -11,6 +11,7 @@ from typing import IO, Any, Protocol
 import orjson
 
 from loadtest.sim.config import SimConfig
+from loadtest.sim.engine import Engine
 
 
 class Conn(Protocol):
@@ -98,12 +99,15 @@ class SimState:
         self.chunk_tokens_max = config.chunk_tokens_max
         self.eol2 = b"\r\n\r\n" if config.crlf else b"\n\n"
         self.chunk_log: IO[bytes] | None = open(config.log_chunks, "ab") if config.log_chunks else None
+        self.engine = Engine(config, self.stats, self.ttft_ns, self.tpot_ns)
 
-    def log_chunks(self, response_id: str, tokens: list[int], sent_ns: list[int], completed: bool) -> None:
-        """One line per reply: the ground truth a client's per-chunk counts are checked against."""
+    def log_chunks(self, response_id: str, tokens: list[int], sent_ns: list[int], completed: bool,
+                   engine: dict[str, Any] | None = None) -> None:
+        """One line per reply: the ground truth a client's per-chunk counts are checked against, and
+        the engine's side of it (``engine``: queue, prefill, how it ended; docs/test-server.md)."""
         if self.chunk_log is not None:
             self.chunk_log.write(orjson.dumps({"id": response_id, "tokens": tokens, "sent_ns": sent_ns,
-                                               "completed": completed}) + b"\n")
+                                               "completed": completed, **(engine or {})}) + b"\n")
             self.chunk_log.flush()
 
     def close(self) -> None:

@@ -71,14 +71,20 @@ class Scheduler:
 class Stream:
     """One generation reply (streamed or not) on its way out; ``step`` runs when ``due`` is reached."""
 
-    __slots__ = ("sim", "conn", "plan", "recv_ns", "head", "keep_alive", "sent", "next_end", "due", "live",
-                 "first_ns", "rng", "log_tokens", "log_ns")
+    __slots__ = ("arrival_ns", "conn", "disconnect_ns", "due", "first_ns", "head", "keep_alive", "live", "log_ns",
+                 "log_tokens", "next_end", "plan", "recv_ns", "rng", "sent", "sim", "slot_ns")
 
-    def __init__(self, sim: SimState, conn: Conn, plan: Plan, recv_ns: int, head: bytes, keep_alive: bool) -> None:
+    def __init__(self, sim: SimState, conn: Conn, plan: Plan, recv_ns: int, head: bytes, keep_alive: bool,
+                 arrival_ns: int | None = None) -> None:
         self.sim = sim
         self.conn = conn
         self.plan = plan
+        # recv_ns anchors the schedule (receipt, or the slot when it waited, plus its prefill);
+        # arrival_ns is the receipt itself and slot_ns when it took its slot (sim/engine.py).
         self.recv_ns = recv_ns
+        self.arrival_ns = recv_ns if arrival_ns is None else arrival_ns
+        self.slot_ns = self.arrival_ns
+        self.disconnect_ns: int | None = None
         self.head = head
         self.keep_alive = keep_alive
         self.sent = 0
@@ -91,11 +97,14 @@ class Stream:
         self.log_tokens: list[int] | None = [] if logging else None
         self.log_ns: list[int] | None = [] if logging else None
 
+    @property
+    def prompt_tokens(self) -> int:
+        return self.plan.prompt_tokens
+
     def start(self) -> None:
         """Send what is due on receipt (headers, role chunk) and schedule the first timed write."""
         sim, plan = self.sim, self.plan
-        sim.stats.active += 1
-        sim.stats.max_active = max(sim.stats.max_active, sim.stats.active)
+        sim.engine.take_slot(self)
         has_fault = plan.fault is not None and plan.fault_after <= plan.n_tokens
         if not has_fault:
             plan.fault = None
@@ -172,7 +181,8 @@ class Stream:
                                                     if plan.chat else b',"choices":[{"index":0,"text":"",')
                                        + b'"logprobs":null,"finish_reason":null}]}'))
             stats.tokens_sent += end - start
-            if self.log_tokens is not None:
+            sim.engine.generated(self, start, end)
+            if self.log_tokens is not None and self.disconnect_ns is None:  # what really went out
                 self.log_tokens.append(end - start)
                 self.log_ns.append(now)  # type: ignore[union-attr]
             if self.first_ns is None:
@@ -197,8 +207,7 @@ class Stream:
             choice = b'{"index":0,"text":"","logprobs":null,"finish_reason":"%b"}' % finish
         out.append(self._frame(self.head + b',"choices":[' + choice + b"]" + usage + b"}"))
         if plan.include_usage:
-            out.append(self._frame(self.head + b',"choices":[]' + self._usage() + sim.prompting.timings(plan, self.sent)
-                                   + b"}"))
+            out.append(self._frame(self.head + b',"choices":[]' + self._usage() + self._timings() + b"}"))
         if sim.config.done:
             out.append(self._frame(b"[DONE]"))
         out.append(END_OF_BODY)
@@ -235,18 +244,38 @@ class Stream:
         else:
             self.sent = plan.n_tokens
             self.sim.stats.tokens_sent += plan.n_tokens
-            conn.send(200, completion_body(plan, self.head, self.sim.config.usage), self.keep_alive)
+            self.sim.engine.generated(self, 0, plan.n_tokens)  # a whole reply: accounted when it is sent
+            conn.send(200, completion_body(plan, self.head, self.sim.config.usage, self._timings()), self.keep_alive)
         self._close(now, completed=plan.fault is None)
+
+    def _timings(self) -> bytes:
+        """llama.cpp's timings (--timings): prompt_ms is the true prefill, slot -> first token."""
+        return self.sim.prompting.timings(self.plan, self.sent, self.recv_ns + self.sim.ttft_ns - self.slot_ns)
+
+    def _log(self, end: str, now: int) -> None:
+        """The reply's line in --log-chunks: its chunks, and the engine's side (sim/engine.py) of it."""
+        if self.log_tokens is None:
+            return
+        head = self.head
+        first_ns = self.recv_ns + self.sim.ttft_ns if self.sent else None
+        slot_ns = self.slot_ns if self.due else None  # a reply still waiting has due 0 and no slot
+        self.sim.log_chunks(head[7:head.index(b'"', 7)].decode(), self.log_tokens, self.log_ns or [],
+                            end == "finished" and self.disconnect_ns is None, {
+            "end": end, "recv_ns": self.arrival_ns, "slot_ns": slot_ns, "first_token_ns": first_ns, "end_ns": now,
+            "disconnect_ns": self.disconnect_ns,
+            "queue_s": None if slot_ns is None else (slot_ns - self.arrival_ns) / 1e9,
+            "prefill_s": None if first_ns is None else (first_ns - self.slot_ns) / 1e9,
+            "prompt_tokens": self.plan.prompt_tokens, "generated_tokens": self.sent})
 
     def _close(self, now: int, *, completed: bool, drop: bool = False) -> None:
         stats = self.sim.stats
         self.live = False
-        stats.active -= 1
-        if self.log_tokens is not None:
-            head = self.head
-            self.sim.log_chunks(head[7:head.index(b'"', 7)].decode(), self.log_tokens, self.log_ns or [], completed)
+        self.sim.engine.free_slot(self, now, self.plan.finish_reason if completed else "abort")
+        self._log("disconnected" if self.disconnect_ns is not None else "finished" if completed else "failed", now)
         stats.last_done_ns = now
-        if completed:
+        if self.disconnect_ns is not None:
+            pass  # an engine that keeps generating after its client left: counted as aborted then
+        elif completed:
             stats.requests_completed += 1
             if self.first_ns is not None:
                 stats.ttft_ns.append(self.first_ns - self.recv_ns)
@@ -262,11 +291,22 @@ class Stream:
             self.sim.release()
 
     def cancel(self) -> None:
-        """The client went away: stop writing and count the reply as aborted."""
-        if self.live:
-            self.live = False
-            self.sim.stats.requests_aborted += 1
-            if self.due:  # started (a reply still waiting for a slot has due 0 and holds none)
-                self.sim.stats.active -= 1
-                if self.sim.waiting:
-                    self.sim.release()
+        """The client went away: count the reply as aborted and, as an engine that handles it does,
+        free its slot and KV at once (or leave the queue); with --keep-generating-on-disconnect it
+        runs on unseen (or still waits for its slot) until it would have ended."""
+        sim = self.sim
+        if not self.live or self.disconnect_ns is not None:
+            return
+        now = monotonic_ns()
+        self.disconnect_ns = now
+        sim.stats.requests_aborted += 1
+        if sim.config.keep_generating_on_disconnect:
+            return
+        self.live = False
+        if self.due:  # started (a reply still waiting for a slot has due 0 and holds none)
+            sim.engine.free_slot(self, now, "abort")
+        else:
+            sim.engine.waiting -= 1
+        self._log("disconnected", now)
+        if self.due and sim.waiting:
+            sim.release()

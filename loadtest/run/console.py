@@ -102,7 +102,8 @@ def server_lines(summary: dict[str, Any]) -> list[str]:
         return []
     lines = []
     for s in block["sources"]:
-        if s["status"] == "absent" and s["url"] == metrics_url(summary["config"]["base_url"]):
+        asked = summary["config"].get("server_metrics") not in (None, ["auto"])
+        if s["status"] == "absent" and not asked and s["url"] == metrics_url(summary["config"]["base_url"]):
             continue  # the endpoint has no /metrics: nothing to say unless asked for it
         if s["status"] != "ok" or s.get("note"):
             lines.append(f"server metrics {s['url']}: {s['status']}" + (f" ({s['note']})" if s.get("note") else ""))

@@ -66,7 +66,8 @@ class ServerSide:
         if self.metrics is None:
             return None
         lines = scraping.read_lines(self.metrics.path)
-        out = window.summarise(lines, begin_s=begin_s, end_s=end_s, interval_s=self.metrics.interval_s)
+        out = window.summarise(lines, begin_s=begin_s, end_s=end_s, interval_s=self.metrics.interval_s,
+                               sources=self.metrics.labels)
         out["scraper_cpu_s"] = self.metrics.cpu_s
         out["gpu"] = _gpu_status(out)
         client = _client_side(records)

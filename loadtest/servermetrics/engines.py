@@ -67,7 +67,7 @@ SGLANG = Engine(
 TGI = Engine(
     "tgi", "tgi_",
     gauges={"running": ("tgi_batch_current_size",), "waiting": ("tgi_queue_size",)},
-    counters={"requests_finished": ("tgi_request_success",)},
+    counters={"requests_finished": ("tgi_request_success_total", "tgi_request_success")},
     histogram_sums={"prompt_tokens": ("tgi_request_input_length",),
                     "generation_tokens": ("tgi_request_generated_tokens",)},
     histograms={"queue_s": ("tgi_request_queue_duration",), "e2e_s": ("tgi_request_duration",),
@@ -89,7 +89,8 @@ DCGM = Engine(
     "dcgm", "DCGM_FI_",
     gauges={"gpu_power_w": ("DCGM_FI_DEV_POWER_USAGE",), "gpu_utilization_pct": ("DCGM_FI_DEV_GPU_UTIL",),
             "gpu_memory_used_mib": ("DCGM_FI_DEV_FB_USED",)},
-    counters={"gpu_energy_j": ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",)},
+    # typed counter without _total: prometheus-client's parser names its sample ..._total
+    counters={"gpu_energy_j": ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION_total", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")},
     scale={"gpu_energy_j": 1e-3},  # mJ
     max_gauges=frozenset({"gpu_utilization_pct"}),
 )
@@ -106,14 +107,21 @@ LIVE = ("running", "waiting", "kv_cache_usage", "gpu_power_w")
 """The known gauges every sample line carries under "known" (the live view and report plots)."""
 
 
+def present(names: set[str]) -> list[Engine]:
+    """The engines (and GPU exporters) whose names are on a page, most names first: one page can
+    carry several (an engine and a DCGM exporter behind one proxy, or the test server)."""
+    hits = [(sum(1 for m in names if m.startswith(e.prefix)), i, e) for i, e in enumerate(ENGINES)]
+    return [e for n, _, e in sorted(hits, key=lambda h: (-h[0], h[1])) if n]
+
+
 def detect(names: set[str]) -> Engine | None:
     """The engine whose prefix most metric names on the page carry (None: an unknown exporter)."""
-    best, hits = None, 0
-    for e in ENGINES:
-        n = sum(1 for m in names if m.startswith(e.prefix))
-        if n > hits:
-            best, hits = e, n
-    return best
+    found = present(names)
+    return found[0] if found else None
+
+
+def by_name(names: list[str] | None) -> list[Engine]:
+    return [e for n in names or () for e in ENGINES if e.name == n]
 
 
 def names_of(scrape: Scrape) -> set[str]:
@@ -133,15 +141,14 @@ def pick(values: dict[str, float | None], names: tuple[str, ...], *, take_max: b
     return None
 
 
-def live_gauges(engine: Engine | None, gauges: dict[str, float | None]) -> dict[str, float]:
+def live_gauges(found: list[Engine], gauges: dict[str, float | None]) -> dict[str, float]:
     """The known gauges of one scrape, for its sample line's "known" (absent when not served)."""
-    if engine is None:
-        return {}
-    out = {}
-    for key in LIVE:
-        names = engine.gauges.get(key)
-        if names:
-            v = pick(gauges, names, take_max=key in engine.max_gauges)
-            if v is not None:
-                out[key] = v
+    out: dict[str, float] = {}
+    for engine in found:
+        for key in LIVE:
+            names = engine.gauges.get(key)
+            if names and key not in out:
+                v = pick(gauges, names, take_max=key in engine.max_gauges)
+                if v is not None:
+                    out[key] = v
     return out

@@ -73,12 +73,12 @@ class Fetcher:
             self._conn = None
 
 
-def _keep_known(scrape: Scrape, engine: engines.Engine | None) -> Scrape:
-    """A huge page reduced to the series the engine map names."""
+def _keep_known(scrape: Scrape, found: list[engines.Engine]) -> Scrape:
+    """A huge page reduced to the series the engine maps name."""
     wanted: set[str] = set()
-    if engine is not None:
+    for engine in found:
         for names in (*engine.gauges.values(), *engine.counters.values(), *engine.histograms.values(),
-                      *engine.histogram_sums.values()):
+                      *engine.histogram_sums.values(), *engine.counter_sums.values()):
             wanted.update(names)
     keep = lambda m: {k: v for k, v in m.items() if metric_name(k) in wanted}
     return Scrape(keep(scrape.gauges), keep(scrape.counters), keep(scrape.histograms), {})
@@ -103,7 +103,7 @@ class Source(threading.Thread):
         self.label = spec.get("labels", {}).get(url, url)  # what files show: credentials redacted
         self.interval_s, self.timeout_s = float(spec["interval_s"]), float(spec["timeout_s"])
         self.prev: Scrape | None = None
-        self.engine: engines.Engine | None = None
+        self.engines: list[engines.Engine] = []
         self.reduced = False
         self.nvml: Any = None
         self.fetcher = Fetcher(url, self.timeout_s) if url != NVML_SOURCE else None
@@ -137,16 +137,17 @@ class Source(threading.Thread):
             return not give_up
         t1 = time.perf_counter_ns()
         if self.prev is None:
-            self.engine = engines.detect(engines.names_of(scrape))
-            line["engine"] = self.engine.name if self.engine else None
+            self.engines = engines.present(engines.names_of(scrape))
+            line["engine"] = self.engines[0].name if self.engines else None
+            line["engines"] = [e.name for e in self.engines]
             if scrape.series_count() > MAX_UNKNOWN_SERIES:
                 self.reduced = True
                 line["note"] = (f"{scrape.series_count()} series on the page: only the "
-                                f"{self.engine.name if self.engine else 'known'} metrics are kept")
+                                f"{self.engines[0].name if self.engines else 'known'} metrics are kept")
         if self.reduced:
-            scrape = _keep_known(scrape, self.engine)
+            scrape = _keep_known(scrape, self.engines)
         line |= {"t_ns": (t0 + t1) // 2, "ok": True, "scrape_s": (t1 - t0) / 1e9,
-                 "known": engines.live_gauges(self.engine, scrape.gauges)}
+                 "known": engines.live_gauges(self.engines, scrape.gauges)}
         line |= _compact(difference(scrape, self.prev))
         self.prev = scrape
         self.out.put(line)

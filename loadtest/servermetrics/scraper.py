@@ -51,6 +51,7 @@ class ServerMetrics:
     def __init__(self, sources: list[str], *, interval_s: float, directory: Path, gpu: bool = True,
                  on_live: Callable[[dict[str, float]], None] | None = None) -> None:
         self.sources = sources + ([NVML_SOURCE] if gpu else [])
+        self.labels = [redact(u) for u in self.sources]  # as the sample lines name them
         self.interval_s = interval_s
         self.path = directory / FILE
         self.on_live = on_live
@@ -62,7 +63,7 @@ class ServerMetrics:
 
     def start(self) -> ServerMetrics:
         self.path.unlink(missing_ok=True)  # a resumed or repeated run starts its own file
-        spec = {"sources": self.sources, "labels": {u: redact(u) for u in self.sources},
+        spec = {"sources": self.sources, "labels": dict(zip(self.sources, self.labels)),
                 "interval_s": self.interval_s, "out": str(self.path),
                 "timeout_s": max(2.0, min(5.0, 2 * self.interval_s))}
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_package_root(),

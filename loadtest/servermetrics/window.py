@@ -55,10 +55,14 @@ def histogram_stats(h: Histogram) -> dict[str, Any]:
 
 
 def _span(lines: list[dict[str, Any]], begin_s: float, end_s: float) -> tuple[int, int, list[str]]:
-    """Indexes of the baseline and final samples among one source's ok lines, and what was imperfect."""
+    """Indexes of the baseline and final samples among one source's ok lines, and what was imperfect.
+    A sample's t_s is its scrape's midpoint; the server read its values at some instant of the scrape,
+    so the baseline must have been *answered* by the time the window opened and the final one *asked
+    for* after it closed."""
     notes = []
-    before = [i for i, ln in enumerate(lines) if ln["t_s"] <= begin_s]
-    after = [i for i, ln in enumerate(lines) if ln["t_s"] >= end_s]
+    half = [ln.get("scrape_s", 0.0) / 2 for ln in lines]
+    before = [i for i, ln in enumerate(lines) if ln["t_s"] + half[i] <= begin_s]
+    after = [i for i, ln in enumerate(lines) if ln["t_s"] - half[i] >= end_s]
     b = before[-1] if before else 0
     if not before:
         notes.append(f"first sample {lines[0]['t_s'] - begin_s:.2f} s after the window opened")
@@ -73,11 +77,12 @@ def summarise_source(url: str, lines: list[dict[str, Any]], begin_s: float, end_
     ok = [ln for ln in lines if ln.get("ok")]
     failed = [ln for ln in lines if not ln.get("ok")]
     info: dict[str, Any] = {"url": url, "engine": next((ln.get("engine") for ln in ok if "engine" in ln), None),
+                            "engines": next((ln.get("engines") for ln in ok if "engines" in ln), []),
                             "samples": len(ok), "failed": len(failed), "status": "ok", "note": None}
     notes = [ln["note"] for ln in ok if ln.get("note")]
     if not ok:
         info["status"] = "absent" if any(ln.get("gave_up") for ln in failed) else "failed"
-        info["note"] = failed[0]["error"] if failed else "no sample"
+        info["note"] = failed[0]["error"] if failed else "no answer within the run"
         return {"info": info}
     if failed:
         notes.append(f"{len(failed)} scrapes failed (first: {failed[0]['error']})")
@@ -111,65 +116,78 @@ def _known(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The known block over all sources: counts and watts add up, a usage ratio takes the fullest."""
     known: dict[str, Any] = {}
     for part in parts:
-        e = next((x for x in engines.ENGINES if x.name == part["info"]["engine"]), None)
-        if e is None or "counters" not in part:
-            continue
+        if "counters" in part:
+            _known_of_part(known, part)
+    return _finish_known(known)
+
+
+def _known_of_part(known: dict[str, Any], part: dict[str, Any]) -> None:
+    """Add one source's known values, from every engine map on its page; each key once per page
+    (the first map that has it), then summed over sources (a ratio: the fullest source)."""
+    seen: set[str] = set()
+    served = part["all_series"]
+    means = {k: g["mean"] for k, g in part["gauges"].items()}
+    maxes = {k: g["max"] for k, g in part["gauges"].items()}
+    sums = {k: h["sum"] for k, h in part["histograms"].items()}
+
+    def add(key: str, value: Any, take_max: bool = False) -> None:
+        seen.add(key)
+        prev = known.get(key)
+        if isinstance(value, dict):  # a gauge: mean and max
+            if prev is None:
+                known[key] = value
+            else:
+                op = max if take_max else (lambda x, y: x + y)
+                known[key] = {"mean": op(prev["mean"], value["mean"]), "max": op(prev["max"], value["max"])}
+        else:
+            known[key] = (prev or 0.0) + value
+
+    def on_page(name: str) -> bool:
+        return any(metric_name(k) == name for k in served)
+
+    for e in engines.by_name(part["info"]["engines"]):
         for key, names in e.gauges.items():
             take_max = key in e.max_gauges
-            means = {k: g["mean"] for k, g in part["gauges"].items()}
-            maxes = {k: g["max"] for k, g in part["gauges"].items()}
-            mean, mx = engines.pick(means, names, take_max=take_max), engines.pick(maxes, names, take_max=take_max)
-            if mean is None:
-                continue
-            prev = known.get(key)
-            if prev is None:
-                known[key] = {"mean": mean, "max": mx}
-            elif take_max:
-                known[key] = {"mean": max(prev["mean"], mean), "max": max(prev["max"], mx)}
-            else:
-                known[key] = {"mean": prev["mean"] + mean, "max": prev["max"] + mx}
-        served = part["all_series"]
+            mean = engines.pick(means, names, take_max=take_max)
+            if key not in seen and mean is not None:
+                add(key, {"mean": mean, "max": engines.pick(maxes, names, take_max=take_max)}, take_max)
         for key, names in e.counters.items():
-            name = next((n for n in names if any(metric_name(k) == n for k in served)), None)
-            if name is None:
-                continue  # the engine does not serve it (one it serves that did not move counts 0)
-            v = engines.pick(part["counters"], (name,)) or 0.0
-            known[key] = known.get(key, 0.0) + v * e.scale.get(key, 1.0)
+            name = next((n for n in names if on_page(n)), None)
+            if key not in seen and name is not None:  # served; one that did not move counts 0
+                add(key, (engines.pick(part["counters"], (name,)) or 0.0) * e.scale.get(key, 1.0))
         for key, names in e.counter_sums.items():
-            present = [n for n in names if any(metric_name(k) == n for k in served)]
-            if present:
-                known[key] = known.get(key, 0.0) + sum(engines.pick(part["counters"], (n,)) or 0.0 for n in present)
+            present = [n for n in names if on_page(n)]
+            if key not in seen and present:
+                add(key, sum(engines.pick(part["counters"], (n,)) or 0.0 for n in present))
         for key, names in e.histogram_sums.items():
-            sums = {k: h["sum"] for k, h in part["histograms"].items()}
             v = engines.pick(sums, names)
-            if v is not None:
-                known[key] = known.get(key, 0.0) + v
+            if key not in seen and v is not None:
+                add(key, v)
         for key, names in e.histograms.items():
-            for name in names:
-                found = {k: h for k, h in part["histograms"].items() if metric_name(k) == name}
-                if found:
-                    merged: dict[str, Histogram] = {}
-                    for h in found.values():
-                        _add_hist(merged, key, h)
-                    known.setdefault("_hist", {}).setdefault(key, [])
-                    known["_hist"][key].append(merged[key])
-                    break
-    hists = known.pop("_hist", {})
-    for key, hs in hists.items():
-        acc: dict[str, Histogram] = {}
-        for h in hs:
-            _add_hist(acc, key, h)
-        known[key] = histogram_stats(acc[key])
+            name = next((n for n in names if any(metric_name(k) == n for k in part["histograms"])), None)
+            if key in seen or name is None:
+                continue
+            seen.add(key)
+            for k, h in part["histograms"].items():
+                if metric_name(k) == name:
+                    _add_hist(known.setdefault("_hist", {}), key, h)
+
+
+def _finish_known(known: dict[str, Any]) -> dict[str, Any]:
+    """Histograms merged over label sets and sources -> their statistics; the prefix-cache hit rate."""
+    for key, h in known.pop("_hist", {}).items():
+        known[key] = histogram_stats(h)
     q, hits = known.get("prefix_cache_queries"), known.get("prefix_cache_hits")
     known["prefix_cache_hit_rate"] = hits / q if q and hits is not None else None
     return known
 
 
 def summarise(lines: list[dict[str, Any]], *, begin_s: float | None, end_s: float | None,
-              interval_s: float) -> dict[str, Any]:
+              interval_s: float, sources: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
     """The summary block; ``begin_s``/``end_s`` on the run clock (None when nothing was measured:
-    every sample then counts)."""
-    by_source: dict[str, list[dict[str, Any]]] = {}
+    every sample then counts). ``sources``: every source asked, so one that never answered within
+    the run is listed too."""
+    by_source: dict[str, list[dict[str, Any]]] = {s: [] for s in sources}
     for ln in lines:
         by_source.setdefault(ln["source"], []).append(ln)
     if begin_s is None or end_s is None:

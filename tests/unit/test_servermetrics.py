@@ -90,7 +90,7 @@ def test_engines_are_told_apart_by_their_names() -> None:
     llama = "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing 2\n"
     assert engines.detect(engines.names_of(parse(llama))).name == "llamacpp"
     assert engines.detect({"up", "process_cpu_seconds_total"}) is None
-    known = engines.live_gauges(engines.VLLM, parse(VLLM_PAGE).gauges)
+    known = engines.live_gauges([engines.VLLM], parse(VLLM_PAGE).gauges)
     assert known == {"running": 3.0, "waiting": 1.0, "kv_cache_usage": 0.25}
 
 
@@ -104,7 +104,7 @@ def test_a_window_sums_deltas_from_baseline_to_final_and_averages_gauges_inside(
     gen, q = f"vllm:generation_tokens_total{L}", f"vllm:request_queue_time_seconds{L}"
     hist = lambda n, s: {"buckets": {"0.1": n, "+Inf": n}, "sum": s, "count": n}  # noqa: E731
     lines = [
-        _line(-0.5, engine="vllm", baseline=True, gauges={run: 0.0, kv: 0.0}, counters={gen: 5000.0},
+        _line(-0.5, engine="vllm", engines=["vllm"], baseline=True, gauges={run: 0.0, kv: 0.0}, counters={gen: 5000.0},
               histograms={q: hist(10.0, 0.5)}),
         _line(0.5, gauges={run: 4.0, kv: 0.5}, counters={gen: 100.0}, histograms={q: hist(2.0, 0.1)}),
         _line(1.5, gauges={run: 2.0, kv: 0.9}, counters={gen: 50.0}),

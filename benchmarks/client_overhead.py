@@ -38,23 +38,28 @@ TARGETS = {64: (0.005, None), 512: (0.050, 0.012)}  # concurrency: (mean TTFT er
 
 
 def run_client(base_url: str, concurrency: int, transport: str, requests: int, tokens: int, cpu: int | None,
-               out: Path, client_path: Path | None = None) -> tuple[dict, list[dict]]:
+               out: Path, client_path: Path | None = None, extra: tuple[str, ...] = ()) -> tuple[dict, list[dict]]:
     env = dict(os.environ, PYTHONPATH=str(client_path)) if client_path else None
     # python -m puts the working directory first on sys.path: run there so that tree is the one imported
     return run_loadtest(["throughput", "--endpoint", base_url, "--model", "sim-model", "--concurrency", str(concurrency),
-                         "--num-prompts", str(requests), "--max-tokens", str(tokens), "--transport", transport],
-                        out, cpu=cpu, env=env, cwd=client_path)
+                         "--num-prompts", str(requests), "--max-tokens", str(tokens), "--transport", transport,
+                         *extra], out, cpu=cpu, env=env, cwd=client_path)
 
 
-def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
+def measure(concurrency: int, transport: str, args: argparse.Namespace, server_metrics: str | None) -> list:
+    """``server_metrics``: None leaves the client's default; "on" has the server serve vLLM's /metrics
+    and the client sample it every second (its scraper inherits the client's core); "off" passes
+    --no-server-metrics."""
     requests = max(args.min_requests, concurrency * args.waves)
     pin = len(os.sched_getaffinity(0)) >= 2
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "chunks.jsonl"
         with start_sim(ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, output_tokens=args.tokens,
-                       chunk_tokens_max=args.chunk_tokens_max, log_chunks=str(log), cpu=1 if pin else None) as sim:
+                       chunk_tokens_max=args.chunk_tokens_max, log_chunks=str(log), cpu=1 if pin else None,
+                       metrics=("vllm",) if server_metrics == "on" else ()) as sim:
+            extra = ("--no-server-metrics",) if server_metrics == "off" else ()
             summary, rows = run_client(sim.base_url, concurrency, transport, requests, args.tokens,
-                                       0 if pin else None, Path(tmp) / "run", args.client_path)
+                                       0 if pin else None, Path(tmp) / "run", args.client_path, extra)
             stats = sim.stats()
         truth = {e["id"]: e for e in map(json.loads, log.read_text().splitlines())}
     m, run = summary["metrics"], summary["run"]
@@ -78,7 +83,8 @@ def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
     if cpu_target is not None:
         cpu_ok = run["client_cpu_s_per_1k_tokens"] < cpu_target
         verdict.append("CPU ok" if cpu_ok else f"CPU MISS (> {cpu_target})")
-    return [transport, concurrency, summary["counts"]["completed"], round(m["output_tokens_per_s"]),
+    scraper = (summary.get("server_metrics") or {}).get("scraper_cpu_s")
+    return [transport, server_metrics or "default", concurrency, summary["counts"]["completed"], round(m["output_tokens_per_s"]),
             round(m["ttft_s"]["mean"] * 1e3, 2), round((m["ttft_s"]["mean"] - server_mean) * 1e3, 2),
             round(err * 1e3, 3), round(err_p99 * 1e3, 2), round(m["tpot_s"]["mean"] * 1e3, 3),
             f"{tpot_err_ms:+.4f} ({tpot_err_pct:+.3f}%)",
@@ -87,6 +93,7 @@ def measure(concurrency: int, transport: str, args: argparse.Namespace) -> list:
             round(100 * run["client_cpu_system_s"] / (run["client_cpu_user_s"] + run["client_cpu_system_s"]))
             if run.get("client_cpu_system_s") is not None else "-",
             round(stats["lateness_ms"]["mean"], 2),
+            "-" if scraper is None else round(scraper, 3),
             ", ".join(verdict) or "-"]
 
 
@@ -103,14 +110,18 @@ def main() -> int:
     p.add_argument("--chunk-tokens-max", type=int, default=None,
                    help="server chunks of 1..N tokens, the first of 1 (default: one token per chunk)")
     p.add_argument("--client-path", type=Path, default=None, help="run the client from this source tree")
+    p.add_argument("--server-metrics", nargs="+", choices=["on", "off"], default=None,
+                   help="on: the server serves /metrics and the client samples it; off: --no-server-metrics; "
+                        "both (on off) alternate (default: the client's default against a server without /metrics)")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
-    table = Table(["transport", "conc.", "done", "tok/s", "TTFT ms", "TTFT - server's ms", "TTFT error ms",
+    table = Table(["transport", "server metrics", "conc.", "done", "tok/s", "TTFT ms", "TTFT - server's ms", "TTFT error ms",
                    "error p99 ms", "TPOT ms", "TPOT error ms", "client CPU s/1k tok", "client CPU %", "of it kernel %",
-                   "server late ms", "targets"])
+                   "server late ms", "scraper CPU s", "targets"])
     for c in args.concurrency:
         for t in args.transport:
-            table.add(measure(c, t, args))
+            for sm in args.server_metrics or [None]:
+                table.add(measure(c, t, args, sm))
     table.finish(args.json)
     return 0
 

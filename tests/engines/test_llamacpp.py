@@ -47,6 +47,20 @@ def test_llamacpp_throughput(tmp_path: Path) -> None:
         level += d
         peak = max(peak, level)
     assert peak == 4
+    # The server's side (--launch llamacpp passes --metrics): its token counters over the window equal
+    # the usage the client received, request by request summed; its slots never exceeded ours.
+    block = summary["server_metrics"]
+    src = block["sources"][0]
+    assert (src["engine"], src["status"], src["failed"]) == ("llamacpp", "ok", 0)
+    k = block["known"]
+    assert k["generation_tokens"] == sum(r["completion_tokens"] for r in rows)
+    assert k["prompt_tokens"] == sum(r["prompt_tokens"] for r in rows)  # computed + cached, as usage counts
+    assert block["tokens_check"]["agree"] is True
+    assert 1 <= k["running"]["max"] <= 4
+    per = block["ttft_split"]["from_engine_timings"]
+    assert per["requests"] == 12 and 0 < per["prefill_s"] < per["ttft_s"] and per["rest_s"] >= 0
+    cache = block["prefix_cache"]
+    assert cache["server_hit_rate"] == pytest.approx(cache["usage_hit_rate"]) and cache["agree"] is True
     assert_engine_gone(summary)
 
 

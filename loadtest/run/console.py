@@ -136,7 +136,10 @@ def server_lines(summary: dict[str, Any]) -> list[str]:
     if gpu.get("sampled") and gpu.get("energy_j") is not None:
         per = gpu.get("joules_per_output_token")
         lines.append(f"GPU energy {gpu['energy_j']:,.0f} J" + (f", {per:.3f} J per output token" if per else ""))
-    table = ttft_table(block.get("ttft_split") or {})
+    split = block.get("ttft_split") or {}
+    if split.get("note") and not split.get("from_engine_timings"):
+        lines.append(f"where TTFT goes: {split['note']}")
+    table = ttft_table(split)
     return lines + ([""] + table if table else [])
 
 
@@ -151,7 +154,7 @@ def ttft_table(split: dict[str, Any]) -> list[str]:
             ["rest of the server's TTFT", ms(h and h.get("server_other_s")), "-"],
             ["network, HTTP, client", ms(h and h.get("network_http_client_s")), "-"],
             ["everything but prefill", ms(h and h.get("rest_s")), ms(t and t["rest_s"])],
-            ["client TTFT", ms(split.get("client_ttft_mean_s") if h else None), ms(t and t["ttft_s"])]]
+            ["client TTFT", ms(h and h.get("client_ttft_s")), ms(t and t["ttft_s"])]]
     rows = [r for r in rows if r[1] != "-" or r[2] != "-"]
     return ["where TTFT goes (means, ms)"] + render_rows(
         rows, ["", "server histograms", "engine timings"]).splitlines()

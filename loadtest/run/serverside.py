@@ -105,11 +105,15 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
 
 def _client_side(records: Path) -> dict[str, Any]:
     """What the records say, in one streaming pass: usage sums with each request's span (for the
-    counted-span check), TTFT of the measured successes, llama.cpp-style engine timings."""
+    counted-span check) and how many ended without the server's count (``unknown``); TTFT of every
+    request that had a first token (the population the server's TTFT histogram counts), and of the
+    measured successes with llama.cpp-style engine timings."""
     spans: list[tuple[float, float]] = []
     held: list[tuple[float, float]] = []  # while the client held each request open (to its end, or letting go)
     abandoned = 0
     prompt = completion = cached = cached_prompt = 0
+    unknown = 0
+    ttft_all: list[float] = []
     ttft: list[float] = []
     prefill: list[float] = []
     for r in _rows(records):
@@ -122,6 +126,10 @@ def _client_side(records: Path) -> dict[str, Any]:
             held.append((r["start_s"], end))
         prompt += r.get("prompt_tokens") or 0
         completion += r.get("completion_tokens") or r.get("partial_tokens") or 0
+        if not r.get("ok") or r.get("token_source") != "usage":
+            unknown += 1  # cancelled, failed, abandoned or counted by the client: the server's count is unknown
+        if r.get("ttft_s") is not None:
+            ttft_all.append(r["ttft_s"])
         if r.get("cached_tokens") is not None:
             cached += r["cached_tokens"]
             cached_prompt += r.get("prompt_tokens") or 0
@@ -133,8 +141,9 @@ def _client_side(records: Path) -> dict[str, Any]:
             prefill.append(t["prompt_ms"] / 1000)
         else:
             prefill.append(np.nan)
-    return {"spans": spans, "held": held, "abandoned": abandoned, "prompt_tokens": prompt, "completion_tokens": completion,
-            "ttft": np.array(ttft), "prefill": np.array(prefill),
+    return {"spans": spans, "held": held, "abandoned": abandoned, "unknown": unknown, "prompt_tokens": prompt,
+            "completion_tokens": completion, "ttft_all": np.array(ttft_all), "ttft": np.array(ttft),
+            "prefill": np.array(prefill),
             "cached_hit_rate": cached / cached_prompt if cached_prompt else None}
 
 
@@ -157,6 +166,10 @@ def tokens_check(block: dict[str, Any], client: dict[str, Any], lines: list[dict
     straddle = [(a, b) for a, b in client["spans"] if a < lo < b or a < hi < b]
     if straddle:
         out["note"] = f"{len(straddle)} requests straddle the counted span's edges: not compared"
+        return out
+    if client["unknown"]:
+        out["note"] = (f"{client['unknown']} requests ended without the server's usage (cancelled, failed, "
+                       "abandoned): what the server generated for them is unknown, not compared")
         return out
     out["client"] = {"prompt_tokens": client["prompt_tokens"], "completion_tokens": client["completion_tokens"]}
     out["checked"] = bool(inside)
@@ -182,9 +195,15 @@ def ttft_split(known: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
                            "from_histograms": None, "from_engine_timings": None}
     if not ttft.size:
         return out
-    mean = out["client_ttft_mean_s"]
     q, p, s = (known.get(k, {}) or {} for k in ("queue_s", "prefill_s", "ttft_s"))
-    if any(x.get("mean") is not None for x in (q, p, s)):
+    every = client["ttft_all"]
+    counts = {x.get("count") for x in (q, p, s) if x.get("mean") is not None}
+    if counts and counts != {float(every.size)}:
+        out["note"] = (f"the server's histograms count {', '.join(f'{c:.0f}' for c in sorted(counts))} requests, "
+                       f"the client saw {every.size} first tokens: not split (requests that never got one, or "
+                       "another client)")
+    elif counts:
+        mean = float(every.mean())
         parts = {"queue_s": q.get("mean"), "prefill_s": p.get("mean")}
         server_ttft = s.get("mean")
         if server_ttft is not None:
@@ -193,8 +212,8 @@ def ttft_split(known: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
             parts["network_http_client_s"] = mean - server_ttft
         else:
             parts["rest_s"] = mean - (parts["queue_s"] or 0) - (parts["prefill_s"] or 0)
-        out["from_histograms"] = {"server_ttft_s": server_ttft, **parts,
-                                  "requests": (s or q or p).get("count")}
+        out["from_histograms"] = {"client_ttft_s": mean, "server_ttft_s": server_ttft, **parts,
+                                  "requests": every.size}
     have = ~np.isnan(client["prefill"])
     if have.any():
         pre = client["prefill"][have]

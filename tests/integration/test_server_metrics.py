@@ -188,3 +188,18 @@ def test_scaled_out_runs_sample_once_in_the_coordinator(sim, tmp_path: Path) -> 
     assert len(block["sources"]) == 1 and block["sources"][0]["status"] == "ok"
     assert block["known"]["generation_tokens"] == 160 == sum(r["completion_tokens"] for r in rows)
     assert block["tokens_check"]["agree"] is True
+
+
+def test_requests_cut_at_the_deadline_are_never_compared_as_if_complete(sim, tmp_path: Path) -> None:
+    """Four requests run, four wait in the server's queue and are cut by the deadline: the server generated
+    (or queued) work the client never saw counted, so neither the token check nor the TTFT split
+    may pretend the two populations are the same."""
+    s = sim(metrics=("vllm",), max_concurrency=4, tpot_ms=20, output_tokens=75)
+    code, summary, rows, _ = run(s.base_url, tmp_path / "out", "--concurrency", "8", "--duration", "2.5",
+                                 "--max-tokens", "75")
+    assert code == 0 and sum(1 for r in rows if r["error_kind"] == "cancelled") >= 4
+    block = summary["server_metrics"]
+    assert block["tokens_check"]["agree"] is None and "not compared" in block["tokens_check"]["note"]
+    split = block["ttft_split"]
+    assert split["from_histograms"] is None and "not split" in split["note"]
+    assert block["known"]["waiting"]["max"] == 4  # what the split could not say, the gauges do

@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -116,3 +117,13 @@ def build_summary(*, command: str, config: dict[str, Any], client: dict[str, Any
         "definitions": DEFINITIONS,
         **result,
     }
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """requests.jsonl one line at a time (a long run's file is never held in memory)."""
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                yield orjson.loads(line)

@@ -5,15 +5,12 @@ server saw the lengths asked. Written into summary.json, one line each on the co
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from loadtest.judge import slo, verdict
 from loadtest.prompts.synthetic import SyntheticPlan, check_records, warnings
-from loadtest.run.output import write_summary
+from loadtest.run.output import read_records, write_summary
 
 RED, RESET = "\033[31m", "\033[0m"
 
@@ -43,21 +40,14 @@ def judge_and_say(directory: Path, summary: dict[str, Any], objectives: list[slo
     print(verdict_line(summary))
 
 
-def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    """requests.jsonl one line at a time (a long run's file is never held in memory)."""
-    if not path.exists():
-        return
-    with path.open("rb") as f:
-        for line in f:
-            if line.strip():
-                yield orjson.loads(line)
 
 
 def annotate_prompts(directory: Path, summary: dict[str, Any], plan: SyntheticPlan | None, max_tokens: int,
                      *, quiet: bool = False) -> dict[str, Any]:
     """Add ``prompts`` (how synthetic prompts were made and how exactly the server saw them) to the
     summary, in memory and in summary.json; say what did not match on stderr."""
-    check = check_records(_rows(directory / "requests.jsonl"), plan.expected if plan else None, max_tokens=max_tokens)
+    check = check_records(read_records(directory / "requests.jsonl"), plan.expected if plan else None,
+                          max_tokens=max_tokens)
     summary["prompts"] = {**(plan.info if plan else {}), **check}
     write_summary(directory, summary)
     if not quiet:

@@ -10,15 +10,14 @@ pipe writes; the summing reads files after the window)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from loadtest.config import RunConfig
 from loadtest.run.livestats import LiveStats
+from loadtest.run.output import read_records
 from loadtest.servermetrics import scraper as scraping
 from loadtest.servermetrics import window
 
@@ -94,13 +93,6 @@ def _gpu_status(block: dict[str, Any]) -> dict[str, Any]:
             "output_tokens_per_joule": tokens / energy if energy and tokens else None}
 
 
-def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
-        return
-    with path.open("rb") as f:
-        for line in f:
-            if line.strip():
-                yield orjson.loads(line)
 
 
 def _client_side(records: Path) -> dict[str, Any]:
@@ -116,7 +108,7 @@ def _client_side(records: Path) -> dict[str, Any]:
     ttft_all: list[float] = []
     ttft: list[float] = []
     prefill: list[float] = []
-    for r in _rows(records):
+    for r in read_records(records):
         end = r.get("end_s") if r.get("end_s") is not None else r["start_s"]
         spans.append((r["start_s"], end))
         if r.get("abandoned_after_s") is not None:

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.timeout(120)
 
 def run(sim_url: str, out: Path, *extra: str) -> tuple[int, dict[str, Any], list[dict[str, Any]], float]:
     t0 = time.monotonic()
-    code = main(["throughput", "--endpoint", sim_url, "--model", "sim-model", "--max-tokens", "20", "--concurrency", "1",
-                 "--server-metrics-interval", "0.1", *extra, "--output", str(out), "--quiet"])
+    code = main(["throughput", "--endpoint", sim_url, "--model", "sim-model", "--max-tokens", "20",
+                 "--concurrency", "1", "--server-metrics-interval", "0.1", *extra, "--output", str(out), "--quiet"])
     took = time.monotonic() - t0
     summary = json.loads((out / "summary.json").read_text())
     rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]

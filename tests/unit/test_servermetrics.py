@@ -131,3 +131,61 @@ def test_a_source_without_metrics_is_absent_not_an_error() -> None:
     assert block["sources"][0]["status"] == "absent"
     assert block["known"]["prefix_cache_hit_rate"] is None
     assert not math.isnan(block["interval_s"])
+
+
+SGLANG_PAGE = """# TYPE sglang:num_running_reqs gauge
+sglang:num_running_reqs{model_name="m"} 5.0
+# TYPE sglang:num_queue_reqs gauge
+sglang:num_queue_reqs{model_name="m"} 2.0
+# TYPE sglang:token_usage gauge
+sglang:token_usage{model_name="m"} 0.5
+# TYPE sglang:prompt_tokens_total counter
+sglang:prompt_tokens_total{model_name="m"} 400.0
+# TYPE sglang:cached_tokens_total counter
+sglang:cached_tokens_total{model_name="m"} 100.0
+# TYPE sglang:generation_tokens_total counter
+sglang:generation_tokens_total{model_name="m"} 80.0
+"""
+TGI_PAGE = """# TYPE tgi_queue_size gauge
+tgi_queue_size 3
+# TYPE tgi_batch_current_size gauge
+tgi_batch_current_size 8
+# TYPE tgi_request_success counter
+tgi_request_success 4
+# TYPE tgi_request_generated_tokens histogram
+tgi_request_generated_tokens_bucket{le="100.0"} 4
+tgi_request_generated_tokens_bucket{le="+Inf"} 4
+tgi_request_generated_tokens_sum 200
+tgi_request_generated_tokens_count 4
+# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter
+DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0"} 5000
+# TYPE DCGM_FI_DEV_POWER_USAGE gauge
+DCGM_FI_DEV_POWER_USAGE{gpu="0"} 250.5
+"""
+
+
+@pytest.mark.parametrize(("page", "engine", "expect"), [
+    (SGLANG_PAGE, "sglang", {"running": 5.0, "waiting": 2.0, "kv_cache_usage": 0.5, "prompt_tokens": 400.0,
+                             "generation_tokens": 80.0, "prefix_cache_hit_rate": 0.25}),
+    # TGI counts tokens only in histograms; a DCGM exporter on the same page adds the GPU (mJ -> J)
+    (TGI_PAGE, "tgi", {"running": 8.0, "waiting": 3.0, "generation_tokens": 200.0, "requests_finished": 4.0,
+                       "gpu_power_w": 250.5, "gpu_energy_j": 5.0}),
+])
+def test_each_engines_names_map_to_the_known_block(page: str, engine: str, expect: dict[str, float]) -> None:
+    """One baseline sample and a final one whose counters all moved by their full value: the known
+    block reads each engine's own names (absolute page values stand in for deltas here)."""
+    scrape = parse(page)
+    found = engines.present(engines.names_of(scrape))
+    assert found[0].name == engine
+    base = {"t_s": -1.0, "source": "s", "ok": True, "engine": engine, "engines": [e.name for e in found],
+            "baseline": True, "gauges": scrape.gauges,
+            "counters": {k: 0.0 for k in scrape.counters},
+            "histograms": {k: {"buckets": {le: 0.0 for le in h["buckets"]}, "sum": 0.0, "count": 0.0}
+                           for k, h in scrape.histograms.items()}}
+    final = {"t_s": 2.0, "source": "s", "ok": True, **difference(scrape, None)}
+    final.pop("baseline")
+    block = window.summarise([base, final], begin_s=0.0, end_s=1.0, interval_s=1.0)
+    k = block["known"]
+    for key, value in expect.items():
+        got = k[key]["mean"] if isinstance(k[key], dict) else k[key]
+        assert got == pytest.approx(value), key

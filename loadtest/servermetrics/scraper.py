@@ -4,6 +4,7 @@ show the server's queue and KV cache. Nothing here runs on the event loop except
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -78,8 +79,9 @@ class ServerMetrics:
         return self
 
     def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for raw in self._proc.stdout:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        for raw in proc.stdout:
             try:
                 msg = orjson.loads(raw)
             except orjson.JSONDecodeError:
@@ -91,6 +93,10 @@ class ServerMetrics:
             elif "cpu_s" in msg:
                 self.cpu_s = msg["cpu_s"]
         self._ready.set()
+        # Its output ended: it exited (every source given up, or stopped). Reap it now, so no zombie
+        # lingers beside the run (the server's /metrics is often simply absent).
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=FINAL_TIMEOUT_S + 1.0)
 
     def _send(self, text: str) -> None:
         if self._proc is None or self._proc.stdin is None:

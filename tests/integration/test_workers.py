@@ -50,4 +50,4 @@ def test_scaled_out_run_gets_the_post_run_tokenize_pass(cli, sim, tmp_path):
     assert summary["run"]["chunk_tokens_refined"] == 16 and summary["run"]["tokenize_to_usage_ratio"] == 1.0
     for r in rows:
         assert r["chunk_tokens"] == truth[r["response_id"]]["tokens"] and r["chunk_token_source"] == "tokenize_endpoint"
-    assert sorted(p.name for p in (tmp_path / "refined").iterdir()) == ["config.json", "requests.jsonl", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "refined").iterdir()) == ["config.json", "requests.jsonl", "server_metrics.jsonl", "summary.json"]

@@ -55,7 +55,7 @@ def test_first_chunk_rule_alone_keeps_tpot_within_half_a_percent(cli, sim, tmp_p
     assert summary["token_source"] == {"usage": N}
     # no /tokenize on this server: asked once after the run, and the kept chunk texts are gone
     assert summary["run"]["tokenize_endpoint"] is None and summary["run"]["chunk_tokens_refined"] is None
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "requests.jsonl", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "requests.jsonl", "server_metrics.jsonl", "summary.json"]
     for r in rows:
         t = truth[r["response_id"]]
         assert r["chunk_tokens"][0] == 1 == t["tokens"][0]
@@ -86,7 +86,7 @@ def test_tokenize_endpoint_after_the_run_gives_exact_counts(cli, sim, tmp_path):
     _exact(summary, rows, truth, "tokenize_endpoint")
     assert summary["run"]["chunk_tokens_refined"] == N and summary["run"]["tokenize_to_usage_ratio"] == 1.0
     assert summary["run"]["tokenize_endpoint"] == s.root_url + "/tokenize"
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "requests.jsonl", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "requests.jsonl", "server_metrics.jsonl", "summary.json"]
 
 
 def test_continuous_usage_is_asked_for_and_used_exactly(cli, sim, tmp_path):

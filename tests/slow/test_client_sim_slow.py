@@ -30,7 +30,8 @@ def test_ttft_tpot_and_tokens_exact_at_concurrency_1(cli, sim, tmp_path, transpo
     code, summary, rows = single(cli, s, tmp_path, "--transport", transport)
     assert code == 0
     m = summary["metrics"]
-    assert summary["counts"] == {"requests": 5, "completed": 5, "failed": 0, "cancelled": 0, "rate_limited": 0}
+    assert summary["counts"] == {"requests": 5, "completed": 5, "failed": 0, "cancelled": 0, "rate_limited": 0,
+                                 "abandoned": 0}
     # The 5 ms holds for the default transport; httpx spends ~2 ms of its own before the
     # request is written (see README, Performance), so it gets twice the margin.
     tol = TTFT_TOL_S if transport == "fast" else 2 * TTFT_TOL_S

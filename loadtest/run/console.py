@@ -148,7 +148,7 @@ def ttft_table(split: dict[str, Any]) -> list[str]:
     h, t = split.get("from_histograms"), split.get("from_engine_timings")
     if not h and not t:
         return []
-    ms = lambda v: "-" if v is None else f"{v * 1e3:,.1f}"
+    ms = lambda v: "-" if v is None else f"{round(v * 1e3, 1) + 0.0:,.1f}"  # never "-0.0"
     rows = [["queue (server)", ms(h and h.get("queue_s")), "-"],
             ["prefill (server)", ms(h and h.get("prefill_s")), ms(t and t["prefill_s"])],
             ["rest of the server's TTFT", ms(h and h.get("server_other_s")), "-"],

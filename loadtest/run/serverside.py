@@ -232,6 +232,7 @@ def abandoned_freed(lines: list[dict[str, Any]], client: dict[str, Any], *, inte
     FREED_WITHIN_S before it. An engine that keeps generating for a disconnected client shows
     more running requests than the client has open (the excess), until those replies would have ended."""
     out: dict[str, Any] = {"abandoned": client["abandoned"], "within_s": FREED_WITHIN_S, "samples": 0,
+                           "after_run": None,
                            "excess_running_max": None, "excess_s": None, "freed": None, "note": None}
     sources = {ln["source"] for ln in lines if ln.get("ok") and "running" in ln.get("known", {})}
     if not client["abandoned"]:
@@ -255,6 +256,8 @@ def abandoned_freed(lines: list[dict[str, Any]], client: dict[str, Any], *, inte
         out["note"] = "no sample while requests were in flight"
         return out
     ex = np.array(excess)
+    last = next((ln for ln in reversed(lines) if ln.get("ok") and "running" in ln.get("known", {})), {})
+    out["after_run"] = last.get("known")  # the last sample, taken once the client held nothing open
     out |= {"samples": len(ex), "excess_running_max": float(ex.max()),
             "excess_s": float((ex > 0).sum() * interval_s), "freed": bool(ex.max() <= 0)}
     if not out["freed"]:

@@ -203,3 +203,13 @@ def test_requests_cut_at_the_deadline_are_never_compared_as_if_complete(sim, tmp
     split = block["ttft_split"]
     assert split["from_histograms"] is None and "not split" in split["note"]
     assert block["known"]["waiting"]["max"] == 4  # what the split could not say, the gauges do
+
+
+def test_after_abandoning_the_server_is_idle_again_when_it_aborts(sim, tmp_path: Path) -> None:
+    s = sim(metrics=("vllm",), output_tokens=100, tpot_ms=10, ttft_ms=10)
+    code, summary, _, _ = run(s.base_url, tmp_path / "out", "--concurrency", "2", "--num-prompts", "4",
+                              "--cancel-rate", "1", "--cancel-after", "0.05")
+    assert code == 2  # everything abandoned: nothing measured, said in one line
+    freed = summary["server_metrics"]["abandoned_freed"]
+    assert freed["freed"] is True and freed["abandoned"] == 4
+    assert freed["after_run"]["running"] == 0 and freed["after_run"]["kv_cache_usage"] == 0  # its KV freed too

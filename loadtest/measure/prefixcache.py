@@ -81,5 +81,6 @@ def console_line(summary: dict[str, Any]) -> list[str]:
     def ms(s: dict[str, Any]) -> str:
         return "-" if s["p50"] is None else f"{s['p50'] * 1000:.1f} ms"
 
-    return [f"prefix cache ({b['source']}): hit rate {b['hit_rate']:.1%} of prompt tokens, {b['hits']} requests hit, "
-            f"{b['misses']} missed; TTFT p50 hits {ms(hit)}, misses {ms(miss)}"]
+    line = (f"prefix cache ({b['source']}): hit rate {b['hit_rate']:.1%} of prompt tokens, {b['hits']} requests hit, "
+            f"{b['misses']} missed; TTFT p50 hits {ms(hit)}, misses {ms(miss)}")
+    return [line]

@@ -135,7 +135,7 @@ def build_prompts(spec: SyntheticSpec, count: int, counter: Counter, pool: list[
     between any two prompts while the group has at most as many prompts as pool words (else the
     first two words differ), so no two prompts share more than K leading tokens."""
     rng = random.Random(spec.seed)
-    k, groups = spec.shared_prefix_tokens, max(spec.prefix_groups, 1)
+    k = spec.shared_prefix_tokens
     shared = [rng.choice(pool) for _ in range(k)]
     firsts = list(pool)
     rng.shuffle(firsts)
@@ -162,7 +162,7 @@ def build_prompts(spec: SyntheticSpec, count: int, counter: Counter, pool: list[
         seen.add((group, first, second))
         bust = [busts[i % len(busts)], busts[i // len(busts) % len(busts)]][:bust_words]
         words = bust + prefixes[group] + [first, second] + [rng.choice(pool) for _ in range(max(0, content - lead - 2))]
-        text, got = _exact(words[:max(content, 1)], content, counter, rng, pool)
+        text, _ = _exact(words[:max(content, 1)], content, counter, rng, pool)
         pid = f"syn-{spec.seed}-{i}"
         prompts.append(Prompt(id=pid, text=text))
         expected[pid] = want  # what the server should count: compared with its usage after the run

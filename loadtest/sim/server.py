@@ -26,9 +26,9 @@ from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.limits import ServerLimits
 from loadtest.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loadtest.sim.metrics import MetricsPage
+from loadtest.sim.prefixcache import PrefixCache
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS
 from loadtest.sim.prompting import Prompting
-from loadtest.sim.prefixcache import PrefixCache
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
 from loadtest.sim.state import SimState
 from loadtest.sim.stream import Scheduler, Stream

@@ -40,6 +40,9 @@ class RunConfig:
     prompt_tokens: int | None = None
     prompt_tokens_stddev: float = 0.0
     shared_prefix_tokens: int = 0
+    # prefix caching (prompts/synthetic.py): G groups sharing the prefix, or no prefix can hit
+    prefix_groups: int | None = None
+    cache_bust: bool = False
 
     # Hosted APIs (loadtest/auth.py, retry.py, ratelimit.py, sender.py).
     headers: tuple[tuple[str, str], ...] = ()

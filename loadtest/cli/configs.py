@@ -53,7 +53,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
                                 model=ns.model))
-    return _synthetic(RunConfig(**fields), ns)
+    return _prefix_caching(_synthetic(RunConfig(**fields), ns), ns)
 
 
 def normalized(endpoint: str | None) -> str:
@@ -109,6 +109,20 @@ def _synthetic(cfg: RunConfig, ns: argparse.Namespace) -> RunConfig:
     if stddev < 0 or not 0 <= shared < given:
         raise ConfigError("--prompt-tokens-stddev must be >= 0 and --shared-prefix-tokens between 0 and --prompt-tokens - 1")
     return replace(cfg, prompt_tokens=given, prompt_tokens_stddev=stddev, shared_prefix_tokens=shared)
+
+
+def _prefix_caching(cfg: RunConfig, ns: argparse.Namespace) -> RunConfig:
+    """--prefix-groups and --cache-bust checked against the synthetic options."""
+    groups, bust = getattr(ns, "prefix_groups", None), bool(getattr(ns, "cache_bust", False))
+    if (groups is not None or bust) and cfg.dataset != SYNTHETIC:
+        raise ConfigError("--prefix-groups and --cache-bust need --dataset synthetic")
+    if groups is not None and groups < 1:
+        raise ConfigError(f"--prefix-groups must be >= 1, got {groups}")
+    if groups is not None and not cfg.shared_prefix_tokens:
+        raise ConfigError("--prefix-groups G needs --shared-prefix-tokens K (the tokens each group shares)")
+    if bust and cfg.prompt_tokens is not None and cfg.shared_prefix_tokens + 1 >= cfg.prompt_tokens:
+        raise ConfigError("--cache-bust adds a first token: --shared-prefix-tokens must be below --prompt-tokens - 1")
+    return replace(cfg, prefix_groups=groups, cache_bust=bust)
 
 
 def objectives(ns: argparse.Namespace) -> tuple[list[Any], float]:

@@ -136,6 +136,16 @@ def synthetic(p: argparse.ArgumentParser) -> None:
                    help="K leading tokens shared by every prompt (default 0: each prompt starts differently)")
 
 
+def prefix_caching(p: argparse.ArgumentParser) -> None:
+    """--prefix-groups, --cache-bust: prompts for measuring a server's prefix cache."""
+    g = p.add_argument_group("prefix caching (--dataset synthetic; docs/prefill-decode.md)")
+    g.add_argument("--prefix-groups", type=int, metavar="G",
+                   help="with --shared-prefix-tokens K: G groups of prompts, K leading tokens shared within a "
+                        "group and different between groups from the first token (prompt i in group i %% G)")
+    g.add_argument("--cache-bust", action="store_true",
+                   help="a unique first token in every prompt, so no prefix cache can hit (the no-cache baseline)")
+
+
 # -- how much, and how the load is shaped ----------------------------------------------------------
 def amount(p: argparse.ArgumentParser, *, num_help: str, num_default: int | None = None,
            duration: bool = True) -> None:
@@ -276,4 +286,5 @@ def run_options(p: argparse.ArgumentParser, *, command: str, amount_options: Cal
         load(p, command=command)
     launch(p)
     synthetic(p)
+    prefix_caching(p)
     server_metrics(p)

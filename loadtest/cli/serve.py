@@ -130,6 +130,11 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
                    help="context size: served by GET /props; prompt + max_tokens beyond it is refused (400)")
     p.add_argument("--timings", action="store_true",
                    help="llama.cpp-style timings (prompt_per_second, predicted_per_second) on the usage chunk")
+    p.add_argument("--prefix-cache-tokens", type=int, default=None, metavar="N",
+                   help="a prefix cache of N tokens (LRU over whole blocks of the prompt's tokens): cached tokens "
+                        "skip prefill and are reported in usage, timings and /metrics (default: off)")
+    p.add_argument("--prefix-block-tokens", type=int, default=d.prefix_block_tokens, metavar="B",
+                   help="the prefix cache's block size: only whole blocks of a shared prefix hit (default %(default)s)")
 
 
     m = parser.add_argument_group("server-side metrics (GET /metrics, Prometheus text; docs/test-server.md)")

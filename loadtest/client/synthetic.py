@@ -69,8 +69,8 @@ def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None
     """Choose the counter, build the word pool, probe the server's overhead, build the prompts."""
     if spec.prompt_tokens < 1:
         raise ConfigError("--prompt-tokens must be >= 1")
-    if spec.shared_prefix_tokens >= spec.prompt_tokens:
-        raise ConfigError("--shared-prefix-tokens must be smaller than --prompt-tokens")
+    if spec.shared_prefix_tokens + spec.cache_bust >= spec.prompt_tokens:
+        raise ConfigError("--shared-prefix-tokens (+1 with --cache-bust) must be smaller than --prompt-tokens")
     counter, on_server = choose_counter(base_url, model, headers, tokenizer)
     try:
         pool = word_pool(counter)
@@ -97,6 +97,7 @@ def plan_for(cfg: RunConfig, server: Any = None) -> SyntheticPlan:
     """The run's prompts (one per request, so none repeats) counted with the server's tokenizer."""
     assert cfg.prompt_tokens is not None
     count = (cfg.num_prompts or DEFAULT_DURATION_PROMPTS) + cfg.warmup
-    spec = SyntheticSpec(cfg.prompt_tokens, cfg.prompt_tokens_stddev, cfg.shared_prefix_tokens, cfg.seed)
+    spec = SyntheticSpec(cfg.prompt_tokens, cfg.prompt_tokens_stddev, cfg.shared_prefix_tokens, cfg.seed,
+                         prefix_groups=cfg.prefix_groups or 1, cache_bust=cfg.cache_bust)
     return prepare(spec, count, base_url=cfg.base_url, model=cfg.model, api=cfg.api, headers=build_auth(cfg).headers,
                    tokenizer=cfg.tokenizer or served_tokenizer_dir(server), timeout_s=PROBE_TIMEOUT_S)

@@ -130,7 +130,10 @@ DEFINITIONS: dict[str, str] = {
         "verified_by_server_tokenize), else --tokenizer, else tiktoken cl100k_base (summary.prompts.tokenizer). "
         "Any two prompts differ from their first token, or share exactly --shared-prefix-tokens K leading "
         "tokens and differ at the next (while there are no more prompts than one-token words, "
-        "summary.prompts.word_pool)."),
+        "summary.prompts.word_pool); with --prefix-groups G only within a group (prompt i of the plan is in "
+        "group i % G, the run sends them in its seeded shuffle), and groups differ from the first token. "
+        "--cache-bust puts a word no other prompt starts with first (a unique first pair past word_pool "
+        "prompts)."),
     "template_overhead_tokens": (
         "Tokens the server adds to every prompt (chat template, BOS): usage.prompt_tokens of one probe request "
         "(8 prompt tokens, max_tokens 1, before the run) minus the prompt's own count. When known and the "
@@ -235,7 +238,17 @@ DEFINITIONS: dict[str, str] = {
         "(llama.cpp prompt_ms), prefill and everything else."),
     "cached_tokens": (
         "Per request: prompt tokens served from the server's prefix cache, from "
-        "usage.prompt_tokens_details.cached_tokens, else llama.cpp's timings.cache_n (null: not reported)."),
+        "usage.prompt_tokens_details.cached_tokens, else llama.cpp's timings.cache_n (null: not reported); "
+        "cached_tokens_source says which ('usage' or 'timings')."),
+    "prefix_cache": (
+        "summary.prefix_cache, over the completed measured requests that report cached_tokens "
+        "(requests_reporting): hit_rate = sum(cached_tokens) / sum(prompt_tokens); source: 'usage', "
+        "'llama.cpp timings' (both joined by ' + ' when requests differ), or 'none' when no request reports "
+        "cached tokens (then every figure is null, not 0); hits: requests with cached_tokens > 0, misses: "
+        "with 0; ttft_hit_s and ttft_miss_s: count, p50 and mean of ttft_s of each. A hit's TTFT saving is "
+        "about the cached tokens' prefill time. --prefix-groups G --shared-prefix-tokens K makes G groups of "
+        "prompts sharing K leading tokens; --cache-bust gives every prompt a unique first token (the baseline "
+        "where nothing can hit)."),
 }
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from loadtest.measure.chunk_tokens import EXACT_SOURCES
 from loadtest.measure.hosted import HostedTotals
+from loadtest.measure.prefixcache import PrefixCacheTotals
 from loadtest.measure.record import ABANDONED, CANCELLED, RequestRecord
 
 STAT_KEYS = ("mean", "p50", "p90", "p95", "p99", "min", "max", "std")
@@ -70,6 +71,7 @@ class Columns:
         self.start_min: float | None = None
         self.end_max: float | None = None
         self.hosted = HostedTotals()
+        self.prefix = PrefixCacheTotals()
         # Open loop: every measured request that started, failed ones too (the client's lateness
         # does not depend on how the server answered).
         self.send_lag: array[float] = array("d")
@@ -151,6 +153,7 @@ class Columns:
         if row.chunk_token_source:
             self.chunk_token_source[row.chunk_token_source] += 1
         self.add_itl(row.chunk_offsets_s, row.chunk_tokens)
+        self.prefix.add(row)
 
     @property
     def span_s(self) -> float | None:
@@ -189,6 +192,8 @@ class _Row(msgspec.Struct, gc=False):
     limit_wait_s: float | None = None
     reasoning_tokens: int | None = None
     partial_tokens: int | None = None
+    cached_tokens: int | None = None
+    cached_tokens_source: str | None = None
 
 
 _BATCH_ROWS = msgspec.json.Decoder(list[_Row])
@@ -258,4 +263,5 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
         "chunk_tokens_exact": (all(k in EXACT_SOURCES for k in cols.chunk_token_source)
                                if cols.chunk_token_source else None),
         "errors": cols.errors,
+        "prefix_cache": cols.prefix.block(),
     }

@@ -85,6 +85,8 @@ class RequestRecord:
     cached_tokens: int | None = None
     """Prompt tokens the server answered from its prefix cache: usage.prompt_tokens_details.cached_tokens
     (OpenAI, vLLM, SGLang, llama.cpp), else llama.cpp's timings.cache_n (None: not reported)."""
+    cached_tokens_source: str | None = None
+    """Where cached_tokens came from: 'usage' or 'timings' (llama.cpp's cache_n); None with it."""
     abandoned_after_s: float | None = None
     """Abandoned requests (error_kind 'abandoned', --cancel-rate): when the client let go and closed
     the connection, seconds after the request start. ttft_s is then set when the first token had
@@ -165,7 +167,7 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         rec.prompt_tokens = pt if isinstance(pt, int) else None
         cached = s.usage.get("prompt_tokens_details")
         if isinstance(cached, dict) and type(cached.get("cached_tokens")) is int:
-            rec.cached_tokens = cached["cached_tokens"]
+            rec.cached_tokens, rec.cached_tokens_source = cached["cached_tokens"], USAGE
         details = s.usage.get("completion_tokens_details")
         if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
             rec.reasoning_tokens = details["reasoning_tokens"]
@@ -175,7 +177,7 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         total, rec.token_source = len(s.times), CHUNKS
     rec.completion_tokens = total
     if rec.cached_tokens is None and s.timings is not None and type(s.timings.get("cache_n")) is int:
-        rec.cached_tokens = s.timings["cache_n"]
+        rec.cached_tokens, rec.cached_tokens_source = s.timings["cache_n"], "timings"
     if rec.reasoning_tokens is None and s.reasoning_texts:  # streamed reasoning, no usage details
         rec.reasoning_tokens = (min(total, tokenizer.count("".join(s.reasoning_texts))) if tokenizer is not None
                                 else round(total * len(s.reasoning_texts) / len(s.texts)))

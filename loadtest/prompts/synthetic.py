@@ -12,7 +12,12 @@ approximate for others: the mismatch against ``usage.prompt_tokens`` is always r
 The server may add tokens of its own (a chat template, a BOS token): one probe request measures
 that overhead from ``usage.prompt_tokens`` before the run, and prompts are shortened by it so the
 server processes the requested count. Every prompt starts differently (a prefix cache cannot
-flatter the result), unless ``--shared-prefix-tokens K`` asks for exactly K shared leading tokens.
+flatter the result), unless ``--shared-prefix-tokens K`` asks for exactly K shared leading tokens:
+by every prompt, or with ``--prefix-groups G`` within each of G groups whose prefixes differ from
+their first token (prompt i is in group i % G; a run sends its prompts in a seeded shuffle, so the
+groups are spread over the run). ``--cache-bust`` puts a word no other prompt starts with first in
+every prompt (two words past word_pool prompts: then the first pair is unique), so no prefix cache
+can hit: the baseline the cached run is compared with.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class SyntheticSpec:
     stddev: float = 0.0
     shared_prefix_tokens: int = 0
     seed: int = 0
+    prefix_groups: int = 1
+    cache_bust: bool = False
 
 
 @dataclass
@@ -107,39 +114,62 @@ def _exact(words: list[str], n: int, counter: Counter, rng: random.Random, pool:
     return text, c
 
 
+def _group_prefixes(spec: SyntheticSpec, pool: list[str], shared: list[str]) -> list[list[str]]:
+    """The K-word prefix of each group: group 0's is ``shared`` (the one every prompt had before
+    groups), the others start with distinct words that are not its first."""
+    k, g = spec.shared_prefix_tokens, spec.prefix_groups
+    if g == 1 or not k:
+        return [shared]
+    if g > len(pool):
+        raise ConfigError(f"--prefix-groups {g}: at most {len(pool)} groups (the one-token words that can start one)")
+    rng = random.Random(f"groups-{spec.seed}")
+    heads = [w for w in pool if w != shared[0]]
+    rng.shuffle(heads)
+    return [shared] + [[w] + [rng.choice(pool) for _ in range(k - 1)] for w in heads[:g - 1]]
+
+
 def build_prompts(spec: SyntheticSpec, count: int, counter: Counter, pool: list[str], overhead: int | None) -> SyntheticPlan:
     """``count`` prompts; the server should count each one's length (requested +- stddev) exactly.
 
-    The word after the shared prefix differs between any two prompts while there are at most as many
-    prompts as pool words (else the first two words differ), so no two prompts share more than K
-    leading tokens."""
+    Within a group (all prompts, without --prefix-groups) the word after the shared prefix differs
+    between any two prompts while the group has at most as many prompts as pool words (else the
+    first two words differ), so no two prompts share more than K leading tokens."""
     rng = random.Random(spec.seed)
     k = spec.shared_prefix_tokens
     shared = [rng.choice(pool) for _ in range(k)]
     firsts = list(pool)
     rng.shuffle(firsts)
-    seen: set[tuple[str, str]] = set()
+    prefixes = _group_prefixes(spec, pool, shared)
+    busts = list(pool)
+    random.Random(f"bust-{spec.seed}").shuffle(busts)
+    bust_words = 0 if not spec.cache_bust else 1 if count <= len(busts) else 2
+    seen: set[tuple[int, str, str]] = set()
     prompts: list[Prompt] = []
     expected: dict[str, int] = {}
     compensated = overhead is not None and overhead != 0
     short = 0
+    lead = bust_words + k  # words before the first one that differs within a group
     for i in range(count):
-        want = spec.prompt_tokens if not spec.stddev else max(k + 1, round(rng.gauss(spec.prompt_tokens, spec.stddev)))
+        want = spec.prompt_tokens if not spec.stddev else max(lead + 1, round(rng.gauss(spec.prompt_tokens, spec.stddev)))
         content = want - (overhead or 0)
-        if content < k + 1:  # the overhead alone is longer than the request: send the shortest prompt
-            content, short = k + 1, short + 1
-        first = firsts[i % len(firsts)]
+        if content < lead + 1:  # the overhead alone is longer than the request: send the shortest prompt
+            content, short = lead + 1, short + 1
+        group, j = i % len(prefixes), i // len(prefixes)
+        first = firsts[j % len(firsts)]
         second = rng.choice(pool)
-        while (first, second) in seen:
+        while (group, first, second) in seen:
             second = rng.choice(pool)
-        seen.add((first, second))
-        words = shared + [first, second] + [rng.choice(pool) for _ in range(max(0, content - k - 2))]
-        text, got = _exact(words[:max(content, 1)], content, counter, rng, pool)
+        seen.add((group, first, second))
+        bust = [busts[i % len(busts)], busts[i // len(busts) % len(busts)]][:bust_words]
+        words = bust + prefixes[group] + [first, second] + [rng.choice(pool) for _ in range(max(0, content - lead - 2))]
+        text, _ = _exact(words[:max(content, 1)], content, counter, rng, pool)
         pid = f"syn-{spec.seed}-{i}"
         prompts.append(Prompt(id=pid, text=text))
         expected[pid] = want  # what the server should count: compared with its usage after the run
     info = {"dataset": DATASET, "prompt_tokens": spec.prompt_tokens, "prompt_tokens_stddev": spec.stddev,
-            "shared_prefix_tokens": k, "seed": spec.seed, "prompts": count, "tokenizer": counter.name,
+            "shared_prefix_tokens": k, "prefix_groups": len(prefixes) if k else None,
+            "prefix_group_of_prompt": "i % prefix_groups" if k else None, "cache_bust": spec.cache_bust,
+            "cache_bust_tokens": bust_words, "seed": spec.seed, "prompts": count, "tokenizer": counter.name,
             "word_pool": len(pool), "template_overhead_tokens": overhead,
             "template_compensated": compensated and short < count, "prompts_too_short_to_compensate": short}
     return SyntheticPlan(prompts=prompts, expected=expected, info=info)

@@ -8,6 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from loadtest.measure.hosted import console_lines
+from loadtest.measure.prefixcache import console_line as prefix_cache_line
 from loadtest.servermetrics.scraper import metrics_url
 
 
@@ -75,6 +76,7 @@ def render_table(summary: dict[str, Any]) -> str:
                     f"sending (--cancel-rate {cfg.get('cancel_rate')}), {m.get('abandoned_tokens_received', 0):,} "
                     "tokens received before; outside every statistic above")
     head += console_lines(summary)
+    head += prefix_cache_line(summary)
     if summary["errors"]:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))
     if summary["run"].get("ended") not in (None, "done", "deadline"):

@@ -61,6 +61,9 @@ class SimConfig:
     prefill_tokens_per_s: float | None = None
     n_ctx: int | None = None
     timings: bool = False
+    # Prefix cache (sim/prefixcache.py): capacity in tokens (None/0 = off), LRU over whole blocks.
+    prefix_cache_tokens: int | None = None
+    prefix_block_tokens: int = 16
 
     # Hosted-API behaviour (sim/limits.py, sim/responses.py); --hosted sets a realistic mix.
     rpm_limit: int | None = None
@@ -116,6 +119,8 @@ class SimConfig:
         if self.prefill_tokens_per_s is not None and not (math.isfinite(self.prefill_tokens_per_s)
                                                           and self.prefill_tokens_per_s > 0):
             raise ConfigError("sim: prefill_tokens_per_s must be a finite number > 0")
+        if (self.prefix_cache_tokens is not None and self.prefix_cache_tokens < 0) or self.prefix_block_tokens < 1:
+            raise ConfigError("sim: prefix_cache_tokens must be >= 0 and prefix_block_tokens >= 1")
         faults = [name for name in _FAULT_FIELDS if getattr(self, name) is not None]
         for name in faults:
             if getattr(self, name) < 0:

@@ -58,6 +58,9 @@ class Request(Protocol):
     @property
     def prompt_tokens(self) -> int: ...
 
+    @property
+    def cached_tokens(self) -> int: ...  # prompt tokens found in the prefix cache (sim/prefixcache.py)
+
 
 class Histogram:
     """Bucket counts (not cumulative), the sum in integer ns (exact) and the count."""
@@ -101,6 +104,8 @@ class Engine:
         self.prompt_tokens = 0
         self.generation_tokens = 0
         self.prefix_cache_queries = 0
+        self.prefix_cache_hits = 0
+        self.prefix_cache_on = bool(config.prefix_cache_tokens)
         self.finished = {"stop": 0, "length": 0, "abort": 0}
         self.queue = Histogram(REQUEST_BUCKETS_S)
         self.prefill = Histogram(REQUEST_BUCKETS_S)
@@ -110,7 +115,8 @@ class Engine:
         self.itl_tokens = 0  # ITL observations, each tpot (the schedule): the histogram is built on a scrape
         # llama.cpp: prompt tokens and seconds when the prefill completes; predicted tokens and
         # seconds only when a request finishes (server.cpp's on_prediction), so an aborted one never counts.
-        self.lc_prompt_tokens = 0
+        self.lc_prompt_tokens = 0  # computed ones: cached tokens count apart (lc_prompt_cached)
+        self.lc_prompt_cached = 0
         self.lc_prompt_ns = 0
         self.lc_predicted_tokens = 0
         self.lc_predicted_ns = 0
@@ -134,6 +140,7 @@ class Engine:
         prompt = req.prompt_tokens
         self.kv_tokens += prompt
         self.prefix_cache_queries += prompt
+        self.prefix_cache_hits += req.cached_tokens
         self.queue.observe(req.slot_ns - req.arrival_ns)
 
     def generated(self, req: Request, start: int, end: int) -> None:
@@ -147,7 +154,9 @@ class Engine:
             prefill_ns = first_ns - req.slot_ns
             prompt = req.prompt_tokens
             self.prompt_tokens += prompt
-            self.lc_prompt_tokens += prompt
+            cached = req.cached_tokens
+            self.lc_prompt_tokens += prompt - cached
+            self.lc_prompt_cached += cached
             self.lc_prompt_ns += prefill_ns
             self.prefill.observe(prefill_ns)
             self.ttft.observe(first_ns - req.arrival_ns)

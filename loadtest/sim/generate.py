@@ -61,6 +61,10 @@ class Plan:
     fault: str | None  # disconnect / stream_error / malformed, or None
     fault_after: int  # tokens sent before the fault; a fault at or past n_tokens never happens
     seed: int = 0  # seeds chunk sizes and early stops, so a reply is reproducible
+    # Prefix cache (sim/prefixcache.py): the prompt's block keys, and its cached tokens once it took
+    # a slot (None: no cache, and usage says nothing of one).
+    block_hashes: tuple[int, ...] = ()
+    cached_tokens: int | None = None
 
 
 def _words(value: Any) -> int:
@@ -142,9 +146,13 @@ def token_text(start: int, end: int) -> bytes:
     return "".join([f" tok{i}" for i in range(start, end)]).encode()
 
 
-def usage_json(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> bytes:
-    """OpenAI's usage; reasoning tokens (part of completion_tokens) in completion_tokens_details."""
+def usage_json(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0,
+               cached_tokens: int | None = None) -> bytes:
+    """OpenAI's usage; reasoning tokens (part of completion_tokens) in completion_tokens_details,
+    prefix-cached prompt tokens (with --prefix-cache-tokens) in prompt_tokens_details."""
     details = b',"completion_tokens_details":{"reasoning_tokens":%d}' % reasoning_tokens if reasoning_tokens else b""
+    if cached_tokens is not None:
+        details += b',"prompt_tokens_details":{"cached_tokens":%d}' % cached_tokens
     return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%b}' % (
         prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, details)
 
@@ -161,7 +169,7 @@ def completion_body(plan: Plan, head: bytes, with_usage: bool, extra: bytes = b"
         choice = b'{"index":0,"message":%s},"logprobs":null,"finish_reason":"%s"}' % (message, finish)
     else:
         choice = b'{"index":0,"text":"%s","logprobs":null,"finish_reason":"%s"}' % (token_text(0, n), finish)
-    usage = b',"usage":' + usage_json(plan.prompt_tokens, n, r) if with_usage else b""
+    usage = b',"usage":' + usage_json(plan.prompt_tokens, n, r, plan.cached_tokens) if with_usage else b""
     return head + b',"choices":[' + choice + b"]" + usage + extra + b"}"
 
 

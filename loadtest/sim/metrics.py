@@ -54,7 +54,8 @@ class MetricsPage:
             ("tokens_predicted_total", "Number of generation tokens processed.", e.lc_predicted_tokens),
             ("tokens_predicted_seconds_total", "Predict process time", e.lc_predicted_ns / 1e9),
             ("n_decode_total", "Total number of llama_decode() calls", e.n_decode),
-        )
+        ) + ((("prompt_tokens_cached_total", "Number of prompt tokens taken from the prompt cache.",
+               e.lc_prompt_cached),) if e.prefix_cache_on else ())
         gauges = (
             ("kv_cache_usage_ratio", "KV-cache usage. 1 means 100 percent usage.", e.kv_usage()),
             ("kv_cache_tokens", "KV-cache tokens.", min(e.kv_tokens, e.kv_capacity_tokens)),
@@ -115,7 +116,8 @@ class _VllmPage:
         for name, doc, value in (
                 ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
                  e.prefix_cache_queries),
-                ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", 0),
+                ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+                 e.prefix_cache_hits),
                 ("vllm:num_preemptions", "Cumulative number of preemption from the engine.", 0),
                 ("vllm:prompt_tokens", "Number of prefill tokens processed.", e.prompt_tokens),
                 ("vllm:generation_tokens", "Number of generation tokens processed.", e.generation_tokens)):

@@ -55,6 +55,39 @@ class Prompting:
             return self.count(value.get("text"))
         return 0
 
+    def token_keys(self, chat: bool, body: dict[str, Any]) -> list[Any]:
+        """The prompt's tokens as the prefix cache keys them (sim/prefixcache.py): the prompt
+        tokenizer's ids, else the whitespace words (and token ids) the sim counts; message contents
+        in order. Per request, only with --prefix-cache-tokens."""
+        keys: list[Any] = []
+        for value in ([m.get("content") for m in body["messages"] if isinstance(m, dict)] if chat
+                      else [body.get("prompt")]):
+            self._keys(value, keys)
+        return keys
+
+    def _keys(self, value: Any, out: list[Any]) -> None:
+        if isinstance(value, str):
+            out.extend(self._encode(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and self._tok is None:
+            out.append(value)
+        elif isinstance(value, list):
+            for v in value:
+                self._keys(v, out)
+        elif isinstance(value, dict):
+            self._keys(value.get("text"), out)
+
+    def _encode(self, text: str) -> list[Any]:
+        tok = self._tok
+        if tok is None:
+            return text.split()
+        enc = getattr(tok, "_enc", None)  # tiktoken
+        if enc is not None:
+            return list(enc.encode(text, disallowed_special=()))
+        hf = getattr(tok, "_tok", None)  # a Hugging Face tokenizer.json
+        if hf is not None:
+            return list(hf.encode(text, add_special_tokens=False).ids)
+        return text.split()
+
     def prompt_tokens(self, chat: bool, body: dict[str, Any], words: int) -> int:
         """The prompt tokens the server reports in usage (and refuses beyond --n-ctx)."""
         n = words
@@ -79,17 +112,22 @@ class Prompting:
         """With --timings, llama.cpp's own figures on the usage chunk (and a non-stream body), from
         the sim's schedule: the prompt phase is the true prefill, slot -> first token (--prefill-
         tokens-per-s plus --ttft-ms, never the wait for a slot), generation --tpot-ms per token
-        after the first."""
+        after the first. With a prefix cache, prompt_n counts the tokens computed and cache_n the
+        cached ones, as llama.cpp does."""
         c = self.config
         if not c.timings:
             return b""
         prompt_ms = prefill_ns / 1e6
         predicted_ms = max(sent - 1, 0) * c.tpot_ms
-        return b',"timings":' + orjson.dumps({
-            "prompt_n": plan.prompt_tokens, "prompt_ms": prompt_ms,
-            "prompt_per_second": plan.prompt_tokens / prompt_ms * 1000 if prompt_ms else None,
-            "predicted_n": sent, "predicted_ms": predicted_ms,
-            "predicted_per_second": (sent - 1) / predicted_ms * 1000 if predicted_ms else None})
+        cached = plan.cached_tokens
+        computed = plan.prompt_tokens - (cached or 0)
+        out = {"prompt_n": computed, "prompt_ms": prompt_ms,
+               "prompt_per_second": computed / prompt_ms * 1000 if prompt_ms else None,
+               "predicted_n": sent, "predicted_ms": predicted_ms,
+               "predicted_per_second": (sent - 1) / predicted_ms * 1000 if predicted_ms else None}
+        if cached is not None:
+            out["cache_n"] = cached
+        return b',"timings":' + orjson.dumps(out)
 
     def answer(self, method: bytes, path: bytes) -> tuple[int, bytes]:
         """(status, body) for one of PATHS; the server's HTTP layer sends it (this module knows

@@ -26,6 +26,7 @@ from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.limits import ServerLimits
 from loadtest.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loadtest.sim.metrics import MetricsPage
+from loadtest.sim.prefixcache import PrefixCache
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS
 from loadtest.sim.prompting import Prompting
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
@@ -200,6 +201,9 @@ class Sim(SimState):
         self.auth_ok = None if config.api_key is None else b"Bearer " + config.api_key.encode()
         self.last_id = 0
         self.prompting = Prompting(config)
+        self.prefix_cache = (PrefixCache(config.prefix_cache_tokens, config.prefix_block_tokens,
+                                         keep_on_disconnect=config.keep_generating_on_disconnect)
+                             if config.prefix_cache_tokens else None)
         self.valid_requests = 0
         self.public_config = config.public_dict()
         self.limits = ServerLimits(config) if config.rpm_limit or config.tpm_limit or config.rate_limit_every else None
@@ -296,14 +300,29 @@ class Sim(SimState):
                 self.last_id, int(time.time()), self.model_json)
             return conn.begin(ResponsesStream(self, conn, plan, req.recv_ns, head, req.keep_alive))
         head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
-        recv_ns = req.recv_ns + self.prompting.prefill_ns(plan.prompt_tokens)  # slow prefill shifts the schedule
-        stream = Stream(self, conn, plan, recv_ns, head, req.keep_alive, arrival_ns=req.recv_ns)
+        if self.prefix_cache is not None:
+            plan.block_hashes = self.prefix_cache.block_hashes(self.prompting.token_keys(chat, body))
+        stream = Stream(self, conn, plan, req.recv_ns, head, req.keep_alive, arrival_ns=req.recv_ns)
         if self.config.max_concurrency is not None and self.stats.active >= self.config.max_concurrency:
             conn.stream = stream  # a waiting reply: a closed connection still cancels it
             self.waiting.append(stream)
             self.engine.waiting += 1
             return
+        self._prefill(stream)
         conn.begin(stream)
+
+    def _prefill(self, stream: Stream) -> None:
+        """The reply takes its slot (at stream.slot_ns): the prefix cache is looked up then, and
+        the uncached prompt tokens' prefill shifts its schedule; its blocks are cached when that
+        prefill ends (its first token is due)."""
+        plan, cache = stream.plan, self.prefix_cache
+        computed = plan.prompt_tokens
+        if cache is not None:
+            plan.cached_tokens = cache.lookup(plan.block_hashes, plan.prompt_tokens, stream.slot_ns)
+            computed -= plan.cached_tokens
+        stream.recv_ns = stream.slot_ns + self.prompting.prefill_ns(computed)  # slow prefill shifts the schedule
+        if cache is not None:
+            cache.insert_at(stream.recv_ns + self.ttft_ns, plan.block_hashes, stream)
 
     def release(self) -> None:
         """A slot freed: start the longest-waiting live reply, its clock from now."""
@@ -312,7 +331,7 @@ class Sim(SimState):
             if stream.live:  # a reply whose client left is gone (or still here: --keep-generating-on-disconnect)
                 self.engine.waiting -= 1
                 stream.slot_ns = monotonic_ns()
-                stream.recv_ns = stream.slot_ns + self.prompting.prefill_ns(stream.plan.prompt_tokens)
+                self._prefill(stream)
                 stream.start()
 
 

@@ -101,6 +101,10 @@ class Stream:
     def prompt_tokens(self) -> int:
         return self.plan.prompt_tokens
 
+    @property
+    def cached_tokens(self) -> int:
+        return self.plan.cached_tokens or 0
+
     def start(self) -> None:
         """Send what is due on receipt (headers, role chunk) and schedule the first timed write."""
         sim, plan = self.sim, self.plan
@@ -150,7 +154,7 @@ class Stream:
 
     def _usage(self) -> bytes:
         return b',"usage":' + usage_json(self.plan.prompt_tokens, self.sent,
-                                         min(self.sent, self.plan.reasoning_tokens))
+                                         min(self.sent, self.plan.reasoning_tokens), self.plan.cached_tokens)
 
     def step(self) -> None:
         now = monotonic_ns()
@@ -265,7 +269,8 @@ class Stream:
             "disconnect_ns": self.disconnect_ns,
             "queue_s": None if slot_ns is None else (slot_ns - self.arrival_ns) / 1e9,
             "prefill_s": None if first_ns is None else (first_ns - self.slot_ns) / 1e9,
-            "prompt_tokens": self.plan.prompt_tokens, "generated_tokens": self.sent})
+            "prompt_tokens": self.plan.prompt_tokens, "cached_tokens": self.plan.cached_tokens,
+            "generated_tokens": self.sent})
 
     def _close(self, now: int, *, completed: bool, drop: bool = False) -> None:
         stats = self.sim.stats

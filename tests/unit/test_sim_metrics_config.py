@@ -60,6 +60,7 @@ class _Req:
 
     def __init__(self, arrival_ns: int, slot_ns: int, prompt: int) -> None:
         self.arrival_ns, self.slot_ns, self.recv_ns, self.sent, self.prompt_tokens = arrival_ns, slot_ns, slot_ns, 0, prompt
+        self.cached_tokens = 0  # no prefix cache
 
 
 def test_engine_power_integral_kv_and_histograms_are_exact() -> None:

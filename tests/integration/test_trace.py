@@ -88,3 +88,26 @@ def test_early_stops_are_recorded(cli: Any, sim: Any, tmp_path: Path) -> None:
     early = sum(r["stopped_early"] for r in rows)
     assert early >= 15 and summary["trace"]["stopped_early"] == early  # 19 in 20 chances each
     assert summary["prompts"]["completions_short"] == early
+
+
+def test_a_server_that_rejects_ignore_eos_is_sent_none_after(cli: Any, tmp_path: Path) -> None:
+    from faultserver import ok_stream, response, serve
+
+    bodies: list[bytes] = []
+
+    def behaviour(server: Any, sock: Any, n: int, head: bytes) -> None:
+        bodies.append(head)
+        if n == 1:  # as transformers serve answers an unknown field
+            sock.sendall(response(422, b'{"error": {"message": "Unknown field: ignore_eos"}}'))
+        else:
+            ok_stream(sock, tokens=4)
+
+    messages = [{"role": "user", "content": "hi"}]
+    trace = _write(tmp_path / "t.jsonl", [{"start_s": k * 0.05, "messages": messages, "max_tokens": 4}
+                                          for k in range(3)])
+    with serve(behaviour) as s:
+        code, summary, rows = _replay(cli, s, tmp_path / "out", trace, "--no-server-metrics")
+    rows.sort(key=lambda r: r["id"])
+    assert code == 0 and [r["attempts"] for r in rows] == [2, 1, 1] and len(bodies) == 4
+    assert summary["run"]["ignore_eos_rejected"] is True
+    assert [r["stopped_early"] for r in rows] == [False] * 3

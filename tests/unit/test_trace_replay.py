@@ -62,11 +62,11 @@ def test_our_jsonl_takes_messages_or_prompt_tokens() -> None:
 
 
 @pytest.mark.parametrize(("name", "text", "line", "says"), [
-    ("m.jsonl", '{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [1]}\n'
-                '{"timestamp": 5, "input_length": "x", "output_length": 2, "hash_ids": [1]}\n', 2, "input_length"),
+    ("m.jsonl", ('{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [1]}\n'
+                 '{"timestamp": 5, "input_length": "x", "output_length": 2, "hash_ids": [1]}\n'), 2, "input_length"),
     ("m.jsonl", '{"timestamp": 0, "input_length": 900, "output_length": 2, "hash_ids": [1]}\n', 1, "does not fit"),
-    ("o.jsonl", '{"start_s": 0, "prompt_tokens": 4, "max_tokens": 2}\n\n{"start_s": -1, "prompt_tokens": 4, '
-                '"max_tokens": 2}\n', 3, "start_s must be >= 0"),
+    ("o.jsonl", ('{"start_s": 0, "prompt_tokens": 4, "max_tokens": 2}\n\n{"start_s": -1, "prompt_tokens": 4, '
+                 '"max_tokens": 2}\n'), 3, "start_s must be >= 0"),
     ("o.jsonl", '{"start_s": 0, "max_tokens": 2}\n', 1, "messages or prompt_tokens"),
     ("o.jsonl", '{"start_s": 0, "prompt_tokens": 4, "max_tokens": 2}\n{not json\n', 2, "invalid JSON"),
     ("b.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1,m,5,5,10,x\n2,m,five,5,10,x\n",

@@ -71,6 +71,14 @@ class RunConfig:
     cancel_rate: float | None = None
     cancel_after_s: float | None = None
 
+    # Trace replay (--trace; prompts/trace.py reads it, scheduler/replay.py times it): the file, how it is
+    # replayed, and the start offsets (seconds from the run's origin) computed from it before the run.
+    trace: str | None = None
+    replay_speed: float = 1.0
+    trace_window: tuple[float, float | None] | None = None
+    max_idle_s: float | None = None
+    trace_schedule_s: tuple[float, ...] = ()
+
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""
         d = asdict(self)
@@ -79,6 +87,7 @@ class RunConfig:
         d["output_dir"] = str(self.output_dir) if self.output_dir else None
         d["headers"] = [[k, "***" if is_secret_name(k) else redact(v)] for k, v in self.headers]
         d["server_metrics"] = [redact(u) for u in self.server_metrics]
+        d.pop("trace_schedule_s")  # the summary's trace block says what the schedule was
         if d["request_rate"] == float("inf"):
             d["request_rate"] = "inf"  # JSON has no infinity
         return d

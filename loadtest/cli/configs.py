@@ -49,6 +49,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
         temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos, extra_body=extra_body(ns.extra_body),
         tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport, preconnect=ns.preconnect,
         output_dir=output_dir, quiet=ns.quiet, **load, **server_metrics_fields(ns), **_abandonment_fields(ns))
+    fields.update(_trace_fields(ns))
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
@@ -71,7 +72,7 @@ def _load_fields(ns: argparse.Namespace, *, request_rate: float | None, duration
     arrival, burstiness = getattr(ns, "arrival", "poisson"), getattr(ns, "burstiness", 1.0)
     max_concurrency = getattr(ns, "max_concurrency", None)
     if request_rate is None:
-        if max_concurrency is not None:
+        if max_concurrency is not None and getattr(ns, "trace", None) is None:
             raise ConfigError("--max-concurrency needs --request-rate (a closed loop's cap is --concurrency)")
         if arrival != "poisson" or burstiness != 1.0:
             raise ConfigError("--arrival and --burstiness need --request-rate")
@@ -164,3 +165,51 @@ def server_metrics_fields(ns: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--server-metrics {url!r}: give an http(s):// URL or 'auto'")
     return {"server_metrics": tuple(given or ("auto",)),
             "server_metrics_interval_s": getattr(ns, "server_metrics_interval", 1.0)}
+
+
+# -- trace replay (--trace) -------------------------------------------------------------------------
+_TRACE_CONFLICTS = (("request_rate", "--request-rate"), ("concurrency", "--concurrency"),
+                    ("num_prompts", "--num-prompts"), ("duration", "--duration"), ("resume", "--resume"))
+
+
+def trace_conflicts(ns: argparse.Namespace) -> None:
+    """--trace decides when and what: the options that decide either elsewhere are refused."""
+    if getattr(ns, "trace", None) is None:
+        if getattr(ns, "trace_window", None) or getattr(ns, "max_idle", None) is not None or \
+                getattr(ns, "replay_speed", 1.0) != 1.0:
+            raise ConfigError("--replay-speed, --trace-window and --max-idle need --trace FILE")
+        return
+    for dest, flag in _TRACE_CONFLICTS:
+        if getattr(ns, dest, None) is not None:
+            raise ConfigError(f"--trace decides when and how many requests start: leave out {flag}")
+    if ns.dataset != "builtin":
+        raise ConfigError("--trace decides the prompts (synthesised at the trace's lengths): leave out --dataset")
+    if getattr(ns, "ramp_up", 0.0):
+        raise ConfigError("--trace replays the recorded start times: leave out --ramp-up")
+    if getattr(ns, "workers", 1) > 1 or getattr(ns, "ray_address", None):
+        raise ConfigError("--trace runs in one client process (not with --workers / --ray-address)")
+
+
+def _trace_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig's trace fields; a trace asks each row's output length exactly (ignore_eos, which
+    the sender stops sending if the server rejects it)."""
+    path = getattr(ns, "trace", None)
+    if path is None:
+        return {}
+    return {"trace": path, "replay_speed": ns.replay_speed, "trace_window": trace_window(ns.trace_window),
+            "max_idle_s": ns.max_idle, "ignore_eos": True}
+
+
+def trace_window(text: str | None) -> tuple[float, float | None] | None:
+    """``START:END`` seconds (either may be empty: ``:60``, ``30:``); ConfigError when unusable."""
+    if text is None:
+        return None
+    start, sep, end = text.partition(":")
+    try:
+        a = float(start) if start.strip() else 0.0
+        b = float(end) if end.strip() else None
+    except ValueError:
+        a = b = None  # type: ignore[assignment]
+    if not sep or a is None or not (0 <= a < float("inf")) or (b is not None and not a < b < float("inf")):
+        raise ConfigError(f"--trace-window {text!r}: give START:END seconds with 0 <= START < END (e.g. 60:120)")
+    return a, b

@@ -208,6 +208,20 @@ def workers(p: argparse.ArgumentParser) -> None:
                    help="run the workers as Ray actors on this cluster (needs loadtest[ray])")
 
 
+def trace(p: argparse.ArgumentParser) -> None:
+    """--trace and how it is replayed (throughput; docs/load-shapes.md "Replaying a trace")."""
+    g = p.add_argument_group("trace replay (the trace decides when each request starts and what it asks)")
+    g.add_argument("--trace", metavar="FILE",
+                   help="replay a request trace: Mooncake JSONL, BurstGPT CSV, Azure LLM inference CSV or loadtest "
+                        "JSONL (detected); replaces --concurrency/--request-rate/--num-prompts/--duration")
+    g.add_argument("--replay-speed", type=argtypes.positive_float, default=1.0, metavar="X",
+                   help="play the trace X times as fast (default 1)")
+    g.add_argument("--trace-window", metavar="START:END",
+                   help="replay only the rows recorded START <= t < END seconds after the trace's first (END optional)")
+    g.add_argument("--max-idle", type=argtypes.seconds, metavar="S",
+                   help="shorten every gap between starts longer than S seconds (after --replay-speed) to S")
+
+
 # -- the server's side ------------------------------------------------------------------------------
 def server_metrics(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server metrics (docs/server-metrics.md)")

@@ -35,6 +35,7 @@ def add_parsers(sub: Any) -> None:
                        help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
         if command == "throughput":
             options.workers(p)
+            options.trace(p)
         p.set_defaults(run=main)
 
 
@@ -59,7 +60,8 @@ def configure(ns: argparse.Namespace) -> tuple[RunConfig, Invocation]:
         raise ConfigError("--resume DIR continues the run in DIR; leave out --output (or give the same directory)")
     rate = getattr(ns, "request_rate", None)
     concurrency = getattr(ns, "concurrency", None)
-    if throughput and concurrency is None and rate is None:
+    configs.trace_conflicts(ns)
+    if throughput and concurrency is None and rate is None and getattr(ns, "trace", None) is None:
         raise ConfigError("throughput needs --concurrency N (closed loop) or --request-rate R (open loop)")
     concurrency = concurrency or 1
     duration = getattr(ns, "duration", None)
@@ -93,7 +95,7 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     from loadtest.run.execute import execute
     from loadtest.run.launched import launched, server_info
     from loadtest.run.output import prepare_output_dir
-    from loadtest.run.postrun import annotate_prompts, judge_and_say
+    from loadtest.run.postrun import annotate_prompts, annotate_trace, judge_and_say
     from loadtest.run.runner import Run
     from loadtest.tokens import launched_tokenizer, load_tokenizer
 
@@ -108,11 +110,16 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     with launched(how.launch, cfg) as (cfg, server):
         if tokenizer is None and server is not None:  # the launched model's own, when it has one
             tokenizer = launched_tokenizer(server.info.get("model") or {})
-        plan = None
+        plan = trace = None
         if synthetic:  # counted with the server's tokenizer (imported only then: it needs httpx)
             from loadtest.client.synthetic import plan_for
 
             plan = plan_for(cfg, server)
+        elif cfg.trace is not None:  # the trace's rows, schedule and prompts (client/trace.py)
+            from loadtest.client.trace import plan_trace
+
+            trace = plan_trace(cfg, server)
+            cfg, plan = trace.configure(cfg), trace.prompts
         prompts = plan.prompts if plan else prompts
         if how.workers > 1 or how.ray_address:
             from loadtest.scaleout import make_coordinator
@@ -123,6 +130,8 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
             run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info(server),
                       resume=how.resume)
         outcome = execute(run)
+    if trace is not None:
+        annotate_trace(outcome.directory, outcome.summary, trace.block(cfg))
     if synthetic or cfg.ignore_eos:
         annotate_prompts(outcome.directory, outcome.summary, plan, cfg.max_tokens, quiet=cfg.quiet)
     print(render_table(outcome.summary))

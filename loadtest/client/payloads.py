@@ -9,6 +9,7 @@ import orjson
 from loadtest.config import RunConfig
 from loadtest.prompts.sources import Prompt
 
+MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
 
 
@@ -37,11 +38,17 @@ def base_body(cfg: RunConfig, model: str | None) -> dict[str, Any]:
 
 def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage: bool,
                continuous_usage: bool = False) -> bytes:
-    """Only the first user turn is sent. ``continuous_usage`` asks for usage on every chunk (vLLM,
-    SGLang): exact tokens per chunk, hence exact TPOT and per-token ITL."""
+    """The prompt's text as one user turn (its own messages, when a trace gave them, on the chat
+    API), and its own output length when it has one. ``continuous_usage`` asks for usage on every
+    chunk (vLLM, SGLang): exact tokens per chunk, hence exact TPOT and per-token ITL."""
     body = dict(base)
+    if prompt.max_tokens is not None:
+        for key in MAX_TOKENS_KEYS:  # whichever name the run sends (the sender may have switched it)
+            if key in body:
+                body[key] = prompt.max_tokens
     if api == "chat":
-        body["messages"] = [{"role": "user", "content": prompt.text}]
+        body["messages"] = (list(prompt.messages) if prompt.messages is not None
+                            else [{"role": "user", "content": prompt.text}])
     elif api == "responses":
         body["input"] = prompt.text  # usage always comes in response.completed: no stream_options
         return orjson.dumps(body)

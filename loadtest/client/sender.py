@@ -44,22 +44,28 @@ class Sender:
         self.continuous_usage = self.include_usage
         self.continuous_rejected = False
         self.max_completion_tokens = False
+        self.ignore_eos_rejected = False
         self.policy = RetryPolicy(max_retries=cfg.max_retries, seed=cfg.seed)
         self.limits = ClientLimits(cfg.rpm_limit, cfg.tpm_limit, max_request_tokens=cfg.max_tokens + 1)
         self._count = (tokenizer or estimator_for(cfg.model)).count if cfg.tpm_limit else None
-        self._bases: tuple[int, dict[str, Any]] | None = None
+        self._bases: tuple[tuple[int, bool, bool], dict[str, Any]] | None = None
         self.provider_limits: dict[str, str] = {}  # the latest x-ratelimit-limit-* the provider stated
 
     def estimate_tokens(self, prompt: Prompt) -> int:
         """What a provider charges a request against its token limit: prompt + max tokens."""
-        return (self._count(prompt.text) if self._count else 0) + self.cfg.max_tokens
+        asked = prompt.max_tokens if prompt.max_tokens is not None else self.cfg.max_tokens
+        return (self._count(prompt.text) if self._count else 0) + asked
 
     def _base(self, base: dict[str, Any]) -> dict[str, Any]:
-        if not self.max_completion_tokens or "max_tokens" not in base:
+        renamed = self.max_completion_tokens and "max_tokens" in base
+        dropped = self.ignore_eos_rejected and "ignore_eos" in base
+        if not renamed and not dropped:
             return base
-        if self._bases is None or self._bases[0] != id(base):
-            adapted = {("max_completion_tokens" if k == "max_tokens" else k): v for k, v in base.items()}
-            self._bases = (id(base), adapted)
+        key = (id(base), renamed, dropped)
+        if self._bases is None or self._bases[0] != key:
+            adapted = {("max_completion_tokens" if k == "max_tokens" and renamed else k): v for k, v in base.items()
+                       if not (dropped and k == "ignore_eos")}
+            self._bases = (key, adapted)
         return self._bases[1]
 
     async def send(self, prompt: Prompt, base: dict[str, Any], abandon_after_s: float | None = None) -> Exchange:
@@ -88,6 +94,12 @@ class Sender:
                     if not self.max_completion_tokens:
                         self.max_completion_tokens = True
                         self.note(f"server rejected max_tokens ({message}); sending max_completion_tokens for the run")
+                    continue
+                if "ignore_eos" in used and "ignore_eos" in message:  # e.g. transformers serve (422)
+                    if not self.ignore_eos_rejected:
+                        self.ignore_eos_rejected = True
+                        self.note(f"server rejected ignore_eos ({message}); sending without it for the run "
+                                  "(completions may then stop early: records say stopped_early)")
                     continue
                 if continuous:  # ask for less: usage at the end only
                     continuous, dropped_continuous, fell_back = False, True, message
@@ -133,5 +145,6 @@ class Sender:
             "continuous_usage_sent": self.continuous_usage if self.cfg.stream else False,
             "continuous_usage_rejected": self.continuous_rejected,
             "max_completion_tokens_sent": self.max_completion_tokens,
+            "ignore_eos_rejected": self.ignore_eos_rejected,
             "provider_limits": self.provider_limits or None,  # e.g. {"requests": "500", "tokens": "30000"}
         }

@@ -175,6 +175,12 @@ DEFINITIONS: dict[str, str] = {
         "Open loop (--request-rate): when the load shape wanted the request sent, seconds since the run "
         "started. The schedule is fixed before the run from the seed (Poisson: exponential gaps; gamma: "
         "shape --burstiness, mean gap 1/rate; constant: equal gaps; --ramp-up: the rate rises linearly)."),
+    "trace_replay": (
+        "--trace FILE: each row starts at its recorded offset (after --trace-window, --replay-speed and "
+        "--max-idle) through the open loop, so scheduled_s is the replayed offset plus the measured phase's "
+        "start, on start_s's clock; send_lag_s is measured as for --request-rate. Per request, max_tokens is "
+        "the row's output length (sent with ignore_eos unless the server rejects it) and stopped_early is "
+        "completion_tokens < max_tokens (None when the request failed or no count came back)."),
     "queue_s": (
         "Open loop: time a request waited for a free slot under --max-concurrency before it started "
         "(0 when a slot was free). Not part of ttft_s or e2e_s."),

@@ -92,6 +92,13 @@ class RequestRecord:
     the connection, seconds after the request start. ttft_s is then set when the first token had
     come, and partial_tokens counts the tokens received."""
 
+    max_tokens: int | None = None
+    """Trace replay: the output length this request asked for (its row's own; None: the run's
+    --max-tokens, in config)."""
+    stopped_early: bool | None = None
+    """Trace replay: completion_tokens < max_tokens, the server ended the reply before the length the
+    trace recorded (None: not known, e.g. a failed request or no token count)."""
+
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
 
@@ -211,3 +218,11 @@ def cancelled_record(*, request_id: int, prompt_id: str, t_start_ns: int, run_t0
         tpot_s=None, decode_tokens_per_s=None, tokens_per_s=None, completion_tokens=None,
         prompt_tokens=None, token_source=None, finish_reason=None, chunks=0, content_chunks=0,
         connect_s=None, warmup=warmup)
+
+
+def asked(rec: RequestRecord, max_tokens: int | None) -> None:
+    """Note the output length a request asked for and whether the server stopped before it
+    (a completed request with a token count only: a failure says nothing about the length)."""
+    rec.max_tokens = max_tokens
+    if max_tokens is not None and rec.ok and rec.completion_tokens is not None:
+        rec.stopped_early = rec.completion_tokens < max_tokens

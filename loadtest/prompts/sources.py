@@ -44,6 +44,10 @@ class Prompt:
 
     id: str
     text: str
+    max_tokens: int | None = None
+    """The output length this prompt asks for, over the run's --max-tokens (a trace row's own)."""
+    messages: tuple[dict[str, Any], ...] | None = None
+    """Chat messages sent as they are, instead of ``text`` as one user turn (a trace row's own)."""
 
 
 def load_prompts(source: str = "builtin", *, builtin_path: Path | None = None) -> list[Prompt]:

@@ -196,7 +196,7 @@ def check_records(rows: Iterable[dict[str, Any]], expected: dict[str, int] | Non
                 diff_min = diff if diff_min is None else min(diff_min, diff)
                 diff_max = diff if diff_max is None else max(diff_max, diff)
         n = r.get("completion_tokens")
-        if n is not None and n < max_tokens:
+        if n is not None and n < (r.get("max_tokens") or max_tokens):  # a trace row's own length, else the run's
             short += 1
             short_min = n if short_min is None else min(short_min, n)
         timings = r.get("engine_timings")

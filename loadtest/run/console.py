@@ -3,6 +3,7 @@ and the plain tables every command prints through ``render_rows``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
@@ -33,6 +34,9 @@ _ROWS = [  # (metric, label, scale, digits)
 def _load(cfg: dict[str, Any]) -> str:
     """The load shape in a few words: 'concurrency 8' or 'rate 40 req/s (poisson, max 16 in flight)'."""
     rate = cfg.get("request_rate")
+    if cfg.get("trace"):
+        cap = f", max {cfg['max_concurrency']} in flight" if cfg.get("max_concurrency") else ""
+        return f"trace {Path(cfg['trace']).name} x{cfg.get('replay_speed', 1):g}{cap}"
     if rate is None:
         return f"concurrency {cfg['concurrency']}"
     cap = f", max {cfg['max_concurrency']} in flight" if cfg.get("max_concurrency") else ""

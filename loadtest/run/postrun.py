@@ -41,6 +41,17 @@ def judge_and_say(directory: Path, summary: dict[str, Any], objectives: list[slo
 
 
 
+def annotate_trace(directory: Path, summary: dict[str, Any], block: dict[str, Any]) -> None:
+    """Add ``trace`` (what was replayed, how, and how many replies stopped early) to the summary."""
+    asked = early = 0
+    for r in read_records(directory / "requests.jsonl"):
+        if r.get("warmup") or r.get("stopped_early") is None:
+            continue
+        asked += 1
+        early += bool(r["stopped_early"])
+    summary["trace"] = {**block, "completions_checked": asked, "stopped_early": early}
+    write_summary(directory, summary)
+
 
 def annotate_prompts(directory: Path, summary: dict[str, Any], plan: SyntheticPlan | None, max_tokens: int,
                      *, quiet: bool = False) -> dict[str, Any]:

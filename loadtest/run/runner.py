@@ -31,7 +31,7 @@ from loadtest.client.tokenize import refine_records
 from loadtest.config import RunConfig
 from loadtest.judge.monitors import RunMonitor
 from loadtest.measure.metrics import compute_metrics, load_columns
-from loadtest.measure.record import ABANDONED, CANCELLED, RequestRecord, build_record, cancelled_record
+from loadtest.measure.record import ABANDONED, CANCELLED, RequestRecord, asked, build_record, cancelled_record
 from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
 from loadtest.run import live
@@ -87,7 +87,8 @@ class Run:
         self._sender: Sender = None  # type: ignore[assignment]  # made with the transport (execute)
         # chunk texts whose token counts are estimated, to count exactly after the run
         self._texts = self.hooks.text_log(directory, cfg, tokenizer is not None)
-        self._order = PromptOrder(prompts, cfg.seed)
+        # A trace's rows go in the trace's order, each once; any other source in the seeded order.
+        self._order: PromptOrder | list[Prompt] = prompts if cfg.trace is not None else PromptOrder(prompts, cfg.seed)
         self._any_ok = False
         self._early_failures: list[RequestRecord] = []
         self._connect_streak = 0
@@ -123,6 +124,7 @@ class Run:
             rec = cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
                                    run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight")
             rec.scheduled_s, rec.queue_s, rec.phase = sched
+            rec.max_tokens = prompt.max_tokens
             self._emit(rec)
             raise
         if (ex.error_kind is not None and ex.error_kind != ABANDONED) or (ex.status or 0) >= 400:
@@ -137,6 +139,8 @@ class Run:
                            tokenizer=self.tokenizer, warmup=warmup,
                            keep_texts=self._texts.write if self._texts is not None else None)
         rec.scheduled_s, rec.queue_s, rec.phase = sched
+        if self.cfg.trace is not None:
+            asked(rec, self._order[i].max_tokens)
         self._emit(rec)
 
     async def _process(self) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from loadtest.config import RunConfig
 from loadtest.scheduler.loops import run_closed_loop, run_open_loop
+from loadtest.scheduler.replay import Schedule
 from loadtest.scheduler.shapes import ClosedLoop, OpenLoop
 
 WARMUP, MEASURED, COOLDOWN = "warmup", "measured", "cooldown"
@@ -58,7 +59,14 @@ class Phases:
         return (self.warmup_s or 0.0) + self.duration_s + self.cooldown_s
 
 
-def open_loop_shape(cfg: RunConfig) -> OpenLoop | None:
+def is_open(cfg: RunConfig) -> bool:
+    """An open loop: a request rate, or a replayed trace's own start times."""
+    return cfg.request_rate is not None or cfg.trace is not None
+
+
+def open_loop_shape(cfg: RunConfig) -> OpenLoop | Schedule | None:
+    if cfg.trace is not None:
+        return Schedule.given(cfg.trace_schedule_s)
     if cfg.request_rate is None:
         return None
     return OpenLoop(cfg.request_rate, cfg.arrival, cfg.burstiness, cfg.seed, cfg.ramp_up_s)  # type: ignore[arg-type]
@@ -66,7 +74,7 @@ def open_loop_shape(cfg: RunConfig) -> OpenLoop | None:
 
 def connections(cfg: RunConfig) -> int:
     """Connections to open ahead of the run (and the transport's pool hint)."""
-    if cfg.request_rate is None:
+    if not is_open(cfg):
         return cfg.concurrency
     return cfg.max_concurrency or OPEN_LOOP_CONNECTIONS
 
@@ -74,7 +82,7 @@ def connections(cfg: RunConfig) -> int:
 def separate_warmup(cfg: RunConfig) -> bool:
     """A counted warm-up runs as its own closed-loop pass before the measured one; an open loop
     runs warm-up and measured requests as one schedule (the rate must not restart)."""
-    return cfg.request_rate is None and cfg.warmup_s is None
+    return not is_open(cfg) and cfg.warmup_s is None
 
 
 async def run_shape(cfg: RunConfig, job: Job, *, count: int | None, deadline_ns: int | None, stop: asyncio.Event,
@@ -104,6 +112,8 @@ def run_deadline_ns(cfg: RunConfig, origin_ns: int, duration_s: float | None) ->
 
 def describe(cfg: RunConfig) -> dict[str, object]:
     """The load shape for summary.json's run block."""
+    if cfg.trace is not None:
+        return {"kind": "trace", "max_concurrency": cfg.max_concurrency, "replay_speed": cfg.replay_speed}
     if cfg.request_rate is None:
         return {"kind": "closed_loop", "concurrency": cfg.concurrency, "ramp_up_s": cfg.ramp_up_s}
     return {"kind": "open_loop", "request_rate": "inf" if math.isinf(cfg.request_rate) else cfg.request_rate,

@@ -95,13 +95,13 @@ def main(ns: argparse.Namespace) -> int:
 
 def run_command(cfg: RunConfig, how: Invocation) -> int:
     """Launch when asked, build the prompts, run, then the table, the judgements and the files."""
+    from loadtest.prompts.sessions import load_sessions
     from loadtest.prompts.sources import load_prompts
     from loadtest.redact import redact
     from loadtest.run.console import render_table
     from loadtest.run.execute import execute
     from loadtest.run.launched import launched, server_info
     from loadtest.run.output import prepare_output_dir
-    from loadtest.prompts.sessions import load_sessions
     from loadtest.run.postrun import annotate_prompts, annotate_sessions, annotate_trace, judge_and_say
     from loadtest.run.runner import Run
     from loadtest.tokens import launched_tokenizer, load_tokenizer

@@ -43,7 +43,7 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbid
 class Request:
     """One fully received HTTP request; only what routing and auth need is kept."""
 
-    __slots__ = ("method", "path", "auth", "body", "keep_alive", "recv_ns", "query", "logged_header")
+    __slots__ = ("auth", "body", "keep_alive", "logged_header", "method", "path", "query", "recv_ns")
 
     def __init__(self, method: bytes, path: bytes, auth: bytes | None, body: bytes, keep_alive: bool,
                  recv_ns: int, query: bytes = b"", logged_header: bytes | None = None) -> None:

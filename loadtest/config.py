@@ -79,6 +79,25 @@ class RunConfig:
     max_idle_s: float | None = None
     trace_schedule_s: tuple[float, ...] = ()
 
+    # Multi-turn sessions (run/sessions.py; docs/load-shapes.md "Multi-turn sessions"): a job is a
+    # session whose turns go one after another, each carrying the whole history. ``turns``: synthetic
+    # sessions of that many user turns (the first --prompt-tokens long, each later turn_prompt_tokens);
+    # ``multi_turn``: a dataset's conversations, each user turn a turn. ``history``: "actual" (the
+    # server's own replies) or "recorded" (the dataset's assistant turns). ``think_time_s``: mean of
+    # the seeded exponential pause between a reply and the next turn (0: none).
+    turns: int | None = None
+    turn_prompt_tokens: int | None = None
+    multi_turn: bool = False
+    history: str = "actual"
+    think_time_s: float = 0.0
+    session_rate: float | None = None
+    session_header: str | None = None
+
+    @property
+    def sessions(self) -> bool:
+        """Whether each job is a multi-turn session rather than one request."""
+        return self.turns is not None or self.multi_turn
+
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""
         d = asdict(self)

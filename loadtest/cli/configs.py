@@ -50,6 +50,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
         tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport, preconnect=ns.preconnect,
         output_dir=output_dir, quiet=ns.quiet, **load, **server_metrics_fields(ns), **_abandonment_fields(ns))
     fields.update(_trace_fields(ns))
+    fields.update(_session_fields(ns))
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
@@ -165,6 +166,49 @@ def server_metrics_fields(ns: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--server-metrics {url!r}: give an http(s):// URL or 'auto'")
     return {"server_metrics": tuple(given or ("auto",)),
             "server_metrics_interval_s": getattr(ns, "server_metrics_interval", 1.0)}
+
+
+# -- multi-turn sessions (--turns, --multi-turn) ----------------------------------------------------
+def session_conflicts(ns: argparse.Namespace) -> None:
+    """What sessions cannot combine with, as one line each, before anything starts."""
+    turns, multi = getattr(ns, "turns", None), getattr(ns, "multi_turn", False)
+    if turns is None and not multi:
+        for dest, flag, unset in (("turn_prompt_tokens", "--turn-prompt-tokens", None), ("think_time", "--think-time", 0.0),
+                                  ("session_header", "--session-header", None), ("session_rate", "--session-rate", None),
+                                  ("history", "--history recorded", "actual")):
+            if getattr(ns, dest, unset) != unset:
+                raise ConfigError(f"{flag} needs sessions: --dataset synthetic --turns N, or --multi-turn")
+        return
+    if turns is not None and multi:
+        raise ConfigError("--turns makes synthetic sessions, --multi-turn a file's: give one")
+    if turns is not None and ns.dataset != SYNTHETIC:
+        raise ConfigError("--turns N needs --dataset synthetic (a conversation file runs with --multi-turn)")
+    if multi and ns.dataset == SYNTHETIC:
+        raise ConfigError("--multi-turn runs a conversation file; synthetic sessions take --turns N")
+    if getattr(ns, "turn_prompt_tokens", None) is not None and turns is None:
+        raise ConfigError("--turn-prompt-tokens needs --turns N")
+    if getattr(ns, "history", "actual") == "recorded" and not multi:
+        raise ConfigError("--history recorded needs --multi-turn (synthetic sessions have no recorded replies)")
+    if ns.api != "chat":
+        raise ConfigError("sessions need --api chat (a turn carries the conversation as chat messages)")
+    if getattr(ns, "session_rate", None) is not None and (getattr(ns, "request_rate", None) is not None
+                                                         or getattr(ns, "concurrency", None) is not None):
+        raise ConfigError("--session-rate starts sessions open-loop: leave out --request-rate and --concurrency")
+    for dest, flag, unset in (("trace", "--trace", None), ("resume", "--resume", None),
+                              ("cancel_rate", "--cancel-rate", None), ("ray_address", "--ray-address", None)):
+        if getattr(ns, dest, unset) != unset:
+            raise ConfigError(f"sessions do not combine with {flag}")
+    if getattr(ns, "workers", 1) > 1:
+        raise ConfigError("sessions run in one client process (not with --workers)")
+
+
+def _session_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    turns, multi = getattr(ns, "turns", None), getattr(ns, "multi_turn", False)
+    if turns is None and not multi:
+        return {}
+    return {"turns": turns, "turn_prompt_tokens": getattr(ns, "turn_prompt_tokens", None), "multi_turn": multi,
+            "history": ns.history, "think_time_s": ns.think_time, "session_rate": getattr(ns, "session_rate", None),
+            "session_header": ns.session_header}
 
 
 # -- trace replay (--trace) -------------------------------------------------------------------------

@@ -146,6 +146,29 @@ def prefix_caching(p: argparse.ArgumentParser) -> None:
                    help="a unique first token in every prompt, so no prefix cache can hit (the no-cache baseline)")
 
 
+def sessions(p: argparse.ArgumentParser, *, command: str) -> None:
+    """Multi-turn sessions (single, throughput; docs/load-shapes.md "Multi-turn sessions")."""
+    g = p.add_argument_group("multi-turn sessions (each job a conversation; --num-prompts and --concurrency count "
+                             "sessions)")
+    g.add_argument("--turns", type=argtypes.positive_int, metavar="N",
+                   help="with --dataset synthetic: sessions of N user turns, the first --prompt-tokens long")
+    g.add_argument("--turn-prompt-tokens", type=argtypes.positive_int, metavar="T",
+                   help="with --turns: each later user turn T tokens (default: --prompt-tokens)")
+    g.add_argument("--multi-turn", action="store_true",
+                   help="run a conversation file's rows (messages / conversations) as sessions, one turn per user turn")
+    g.add_argument("--history", choices=("actual", "recorded"), default="actual",
+                   help="what earlier replies a turn carries: the server's actual ones (default) or, with "
+                        "--multi-turn, the dataset's recorded assistant turns")
+    g.add_argument("--think-time", type=argtypes.seconds, default=0.0, metavar="S",
+                   help="seeded exponential pause of mean S between a reply and the next turn (default 0); "
+                        "outside every latency")
+    g.add_argument("--session-header", metavar="NAME",
+                   help="send the session's stable id in this request header (e.g. x-session-id, for sticky routing)")
+    if command == "throughput":
+        g.add_argument("--session-rate", type=argtypes.rate, metavar="R",
+                       help="sessions/s started open-loop (instead of --concurrency users)")
+
+
 # -- how much, and how the load is shaped ----------------------------------------------------------
 def amount(p: argparse.ArgumentParser, *, num_help: str, num_default: int | None = None,
            duration: bool = True) -> None:

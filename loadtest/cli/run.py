@@ -31,6 +31,7 @@ def add_parsers(sub: Any) -> None:
     for command, help_text, amount in COMMANDS:
         p = sub.add_parser(command, help=help_text, description=help_text)
         options.run_options(p, command=command, amount_options=amount)
+        options.sessions(p, command=command)
         p.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
         if command == "throughput":
@@ -58,11 +59,16 @@ def configure(ns: argparse.Namespace) -> tuple[RunConfig, Invocation]:
     throughput = ns.command == "throughput"
     if ns.resume is not None and ns.output is not None and ns.output != ns.resume:
         raise ConfigError("--resume DIR continues the run in DIR; leave out --output (or give the same directory)")
+    configs.session_conflicts(ns)
     rate = getattr(ns, "request_rate", None)
+    if getattr(ns, "session_rate", None) is not None:
+        rate = ns.session_rate  # sessions are the scheduler's jobs: their rate is its rate
     concurrency = getattr(ns, "concurrency", None)
     configs.trace_conflicts(ns)
     if throughput and concurrency is None and rate is None and getattr(ns, "trace", None) is None:
-        raise ConfigError("throughput needs --concurrency N (closed loop) or --request-rate R (open loop)")
+        raise ConfigError("throughput needs --concurrency N (closed loop) or --request-rate R (open loop)"
+                          + (" (with sessions: --concurrency N users or --session-rate R)"
+                             if getattr(ns, "turns", None) or getattr(ns, "multi_turn", False) else ""))
     concurrency = concurrency or 1
     duration = getattr(ns, "duration", None)
     num = ns.num_prompts if ns.num_prompts is not None else max(100, 4 * concurrency)
@@ -89,13 +95,14 @@ def main(ns: argparse.Namespace) -> int:
 
 def run_command(cfg: RunConfig, how: Invocation) -> int:
     """Launch when asked, build the prompts, run, then the table, the judgements and the files."""
+    from loadtest.prompts.sessions import load_sessions
     from loadtest.prompts.sources import load_prompts
     from loadtest.redact import redact
     from loadtest.run.console import render_table
     from loadtest.run.execute import execute
     from loadtest.run.launched import launched, server_info
     from loadtest.run.output import prepare_output_dir
-    from loadtest.run.postrun import annotate_prompts, annotate_trace, judge_and_say
+    from loadtest.run.postrun import annotate_prompts, annotate_sessions, annotate_trace, judge_and_say
     from loadtest.run.runner import Run
     from loadtest.tokens import launched_tokenizer, load_tokenizer
 
@@ -105,7 +112,8 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
         print("loadtest: loading GAIR/lima from the Hugging Face hub (gated; retries take ~25 s when it is "
               "unreachable)", file=sys.stderr, flush=True)
     synthetic = cfg.dataset == options.SYNTHETIC
-    prompts = [] if synthetic else load_prompts(cfg.dataset)
+    prompts = ([] if synthetic else load_sessions(cfg.dataset, recorded=cfg.history == "recorded") if cfg.multi_turn
+               else load_prompts(cfg.dataset))
     tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
     with launched(how.launch, cfg) as (cfg, server):
         if tokenizer is None and server is not None:  # the launched model's own, when it has one
@@ -132,6 +140,8 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
         outcome = execute(run)
     if trace is not None:
         annotate_trace(outcome.directory, outcome.summary, trace.block(cfg))
+    if cfg.sessions:
+        annotate_sessions(outcome.directory, outcome.summary)
     if synthetic or cfg.ignore_eos:
         annotate_prompts(outcome.directory, outcome.summary, plan, cfg.max_tokens, quiet=cfg.quiet)
     print(render_table(outcome.summary))

@@ -5,6 +5,7 @@ tokens its chat template adds, measured by one probe request before the run."""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ from loadtest.client.auth import build_auth
 from loadtest.client.tokenize import ServerCounter, root_url
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, RunAborted
+from loadtest.prompts.sessions import join_synthetic
 from loadtest.prompts.synthetic import Counter, SyntheticPlan, SyntheticSpec, build_prompts, probe_text, word_pool
 from loadtest.tokens import load_tokenizer
 
 DEFAULT_DURATION_PROMPTS = 1000
 """Prompts made for a --duration run (a counted run makes exactly its warm-up + measured count)."""
+LATER_TURNS_SEED = 7919
+"""Added to --seed for the later turns of synthetic sessions, so they are words of their own."""
 PROBE_TIMEOUT_S = 120.0
 """The overhead probe's own timeout (8 prompt tokens, 1 generated), apart from --timeout."""
 
@@ -65,8 +69,10 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
 
 
 def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None, api: str, headers: dict[str, str],
-            tokenizer: str | None, timeout_s: float = 60.0) -> SyntheticPlan:
-    """Choose the counter, build the word pool, probe the server's overhead, build the prompts."""
+            tokenizer: str | None, timeout_s: float = 60.0, turns: int | None = None,
+            turn_tokens: int | None = None) -> SyntheticPlan:
+    """Choose the counter, build the word pool, probe the server's overhead, build the prompts
+    (with ``turns``: sessions, whose later user turns are ``turn_tokens`` long)."""
     if spec.prompt_tokens < 1:
         raise ConfigError("--prompt-tokens must be >= 1")
     if spec.shared_prefix_tokens + spec.cache_bust >= spec.prompt_tokens:
@@ -76,6 +82,12 @@ def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None
         pool = word_pool(counter)
         overhead, why = probe_overhead(base_url, model, api, headers, pool, counter, spec.seed, timeout_s)
         plan = build_prompts(spec, count, counter, pool, overhead)
+        if turns is not None and turns > 1:  # the later turns: exact on their own, no template of their own
+            later = build_prompts(replace(spec, prompt_tokens=turn_tokens or spec.prompt_tokens, stddev=0.0,
+                                          shared_prefix_tokens=0, prefix_groups=1, cache_bust=False,
+                                          seed=spec.seed + LATER_TURNS_SEED), count * (turns - 1), counter, pool, 0)
+            plan.prompts = join_synthetic(plan.prompts, later.prompts, turns)
+            plan.info.update(turns=turns, turn_prompt_tokens=turn_tokens or spec.prompt_tokens)
     finally:
         if isinstance(counter, ServerCounter):
             counter.close()
@@ -94,10 +106,12 @@ def served_tokenizer_dir(server: Any) -> str | None:
 
 
 def plan_for(cfg: RunConfig, server: Any = None) -> SyntheticPlan:
-    """The run's prompts (one per request, so none repeats) counted with the server's tokenizer."""
+    """The run's prompts (one per request, or per session, so none repeats) counted with the server's
+    tokenizer."""
     assert cfg.prompt_tokens is not None
     count = (cfg.num_prompts or DEFAULT_DURATION_PROMPTS) + cfg.warmup
     spec = SyntheticSpec(cfg.prompt_tokens, cfg.prompt_tokens_stddev, cfg.shared_prefix_tokens, cfg.seed,
                          prefix_groups=cfg.prefix_groups or 1, cache_bust=cfg.cache_bust)
     return prepare(spec, count, base_url=cfg.base_url, model=cfg.model, api=cfg.api, headers=build_auth(cfg).headers,
-                   tokenizer=cfg.tokenizer or served_tokenizer_dir(server), timeout_s=PROBE_TIMEOUT_S)
+                   tokenizer=cfg.tokenizer or served_tokenizer_dir(server), timeout_s=PROBE_TIMEOUT_S,
+                   turns=cfg.turns, turn_tokens=cfg.turn_prompt_tokens)

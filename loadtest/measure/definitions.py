@@ -255,6 +255,20 @@ DEFINITIONS: dict[str, str] = {
         "about the cached tokens' prefill time. --prefix-groups G --shared-prefix-tokens K makes G groups of "
         "prompts sharing K leading tokens; --cache-bust gives every prompt a unique first token (the baseline "
         "where nothing can hit)."),
+    "session_fields": (
+        "Per request, in multi-turn runs (--turns, --multi-turn): session_id (the session's stable id, sent "
+        "in --session-header), turn (0-based index in its session) and think_s (the seeded exponential "
+        "pause, mean --think-time, between the previous turn's reply and this turn's start; null on turn 0). "
+        "A turn's latencies time its own request only: think time is never inside them. scheduled_s and "
+        "queue_s are the first turn's alone (later turns start when the previous reply and the pause end)."),
+    "sessions": (
+        "summary.sessions, over the measured turns of multi-turn runs: sessions (sessions with a measured "
+        "turn), sessions_with_failed_turn (a failed turn ends its session; cancelled turns excluded); "
+        "by_turn, one entry per turn index: requests, ok, ttft_s_p50, ttft_s_mean, e2e_s_mean, "
+        "prompt_tokens_mean and cached_tokens_mean of that turn's completed requests (the history grows "
+        "with each turn; a prefix cache serves the earlier turns); duration_s: statistics over sessions of "
+        "first turn start to last completed turn end, think time included; turns_ok: statistics of "
+        "completed turns per session."),
 }
 
 

@@ -99,6 +99,14 @@ class RequestRecord:
     """Trace replay: completion_tokens < max_tokens, the server ended the reply before the length the
     trace recorded (None: not known, e.g. a failed request or no token count)."""
 
+    session_id: str | None = None
+    """Multi-turn sessions: the session this turn belongs to (the --session-header value)."""
+    turn: int | None = None
+    """Multi-turn sessions: the turn's index in its session, from 0."""
+    think_s: float | None = None
+    """Multi-turn sessions: the pause (--think-time) between the previous turn's reply and this turn's
+    start, never inside any latency (None: the first turn, which follows no reply)."""
+
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
 
@@ -119,10 +127,12 @@ def _http_error_kind(status: int) -> str:
 
 def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: int, stream: bool,
                  tokenizer: Tokenizer | None, warmup: bool = False,
-                 keep_texts: Callable[[int, list[str]], None] | None = None) -> RequestRecord:
+                 keep_texts: Callable[[int, list[str]], None] | None = None,
+                 on_reply: Callable[[str], None] | None = None) -> RequestRecord:
     """Interpret one Exchange. Implements every definition in docs/metrics.md. ``keep_texts(id,
     texts)`` receives the chunk texts of a request whose per-chunk counts are estimated, for an exact
-    count after the run (loadtest.measure.retokenize)."""
+    count after the run (loadtest.measure.retokenize). ``on_reply(text)`` receives a completed
+    reply's content (a session's next turn carries it); the record itself keeps no text."""
     s = Stream()
     ok = ex.error_kind is None
     kind, message = ex.error_kind, ex.error
@@ -168,6 +178,8 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
                     rec.ttft_content_s = (s.first_content_ns - ex.t_start_ns) / ms
         return rec
 
+    if on_reply is not None:
+        on_reply("".join(s.texts))
     if s.usage is not None:
         total, rec.token_source = int(s.usage["completion_tokens"]), USAGE
         pt = s.usage.get("prompt_tokens")

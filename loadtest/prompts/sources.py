@@ -1,8 +1,9 @@
 """The prompt stage: turn a prompt source into a list of :class:`Prompt` and sample from it.
 
-Only the first user turn of each conversation is ever sent. Later turns would need the
-model's own earlier answers to be meaningful, and replaying a dataset's recorded assistant
-turns would measure a conversation the server never had.
+Only the first user turn of each conversation is sent, unless ``--multi-turn`` runs each
+conversation as a session (prompts/sessions.py): later turns need the model's own earlier answers
+to be meaningful (the session loop sends them), and replaying a dataset's recorded assistant turns
+(``--history recorded``) measures a conversation the server never had, said so in the config.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ class Prompt:
     max_tokens: int | None = None
     """The output length this prompt asks for, over the run's --max-tokens (a trace row's own)."""
     messages: tuple[dict[str, Any], ...] | None = None
-    """Chat messages sent as they are, instead of ``text`` as one user turn (a trace row's own)."""
+    """Chat messages sent as they are, instead of ``text`` as one user turn (a trace row's own; for a
+    session, the system messages that come before its first user turn)."""
+    turns: tuple[str, ...] | None = None
+    """A multi-turn session's user turns in order (the first is ``text``); None: one request."""
+    replies: tuple[str | None, ...] | None = None
+    """A dataset session's recorded assistant reply after each user turn (None where it has none)."""
 
 
 def load_prompts(source: str = "builtin", *, builtin_path: Path | None = None) -> list[Prompt]:
@@ -72,6 +78,13 @@ def load_prompts(source: str = "builtin", *, builtin_path: Path | None = None) -
     if source == "lima":
         return _prompts_from_rows(_load_lima_rows(), "LIMA", default_prefix="lima", use_row_ids=False)
 
+    rows, path = read_rows(source)
+    return _prompts_from_rows(rows, str(path), default_prefix=path.stem)
+
+
+def read_rows(source: str) -> tuple[Iterable[Any], Path]:
+    """The rows of a prompt file (.jsonl, .json, .parquet) and its path; DatasetError (one line)
+    when it cannot be read. (Multi-turn sessions read their conversations through it too.)"""
     path = Path(source).expanduser()
     if not path.exists():
         raise DatasetError(
@@ -89,7 +102,7 @@ def load_prompts(source: str = "builtin", *, builtin_path: Path | None = None) -
     else:
         kind = path.suffix or "(none)"
         raise DatasetError(f"unsupported prompt file type {kind!r} for {path}; use .jsonl, .json or .parquet")
-    return _prompts_from_rows(rows, str(path), default_prefix=path.stem)
+    return rows, path
 
 
 def sample_prompts(prompts: Sequence[Prompt], n: int, seed: int) -> list[Prompt]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.judge import slo, verdict
+from loadtest.measure.sessions import session_block
 from loadtest.prompts.synthetic import SyntheticPlan, check_records, warnings
 from loadtest.run.output import read_records, write_summary
 
@@ -50,6 +51,12 @@ def annotate_trace(directory: Path, summary: dict[str, Any], block: dict[str, An
         asked += 1
         early += bool(r["stopped_early"])
     summary["trace"] = {**block, "completions_checked": asked, "stopped_early": early}
+    write_summary(directory, summary)
+
+
+def annotate_sessions(directory: Path, summary: dict[str, Any]) -> None:
+    """Add ``sessions`` (by turn index and per session: measure/sessions.py) to the summary."""
+    summary["sessions"] = session_block(read_records(directory / "requests.jsonl"))
     write_summary(directory, summary)
 
 

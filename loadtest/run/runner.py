@@ -42,6 +42,7 @@ from loadtest.run.livestats import LiveStats
 from loadtest.run.outcome import RunOutcome, conclude, run_block, timestamp
 from loadtest.run.output import RecordWriter, client_info
 from loadtest.run.serverside import ServerSide
+from loadtest.run.sessions import SessionLoop, stride
 from loadtest.scheduler import phases
 from loadtest.scheduler.loops import until_stopped
 from loadtest.tokens import Tokenizer
@@ -107,16 +108,20 @@ class Run:
         self.live = LiveStats()
         self._pending_ready = asyncio.Event()
         self._abandon_after = abandonment(cfg)  # request index -> --cancel-after, or None (client/abandon.py)
+        self._sessions: SessionLoop | None = None  # made with the sender (execute) when the jobs are sessions
 
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int, scheduled_ns: int | None = None, queue_ns: int = 0) -> None:
         prompt = self._order[i]
         t_start = perf_counter_ns()
-        self.live.sent += 1
         phase = self._phases.phase(i, ((scheduled_ns or t_start) - self._phase_t0_ns) / 1e9)
         warmup = phase != phases.MEASURED
         sched = (None if scheduled_ns is None else (scheduled_ns - self._t0_ns) / 1e9,
                  None if scheduled_ns is None else queue_ns / 1e9, phase)
+        if self._sessions is not None:  # the job is a session: its turns, one after another (run/sessions.py)
+            await self._sessions.run(i, prompt, sched, warmup)
+            return
+        self.live.sent += 1
         try:
             # budgets, 429 retries, dialect fallbacks; the seeded share of --cancel-rate is let go on time
             ex = await self._sender.send(prompt, self._base, self._abandon_after(i))
@@ -133,11 +138,28 @@ class Run:
         self._pending.append((ex, i, prompt.id, warmup, sched))
         self._pending_ready.set()
 
+    def _record(self, ex: Exchange, i: int, prompt_id: str, warmup: bool,
+                on_reply: Callable[[str], None] | None = None) -> RequestRecord:
+        return build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
+                            tokenizer=self.tokenizer, warmup=warmup,
+                            keep_texts=self._texts.write if self._texts is not None else None, on_reply=on_reply)
+
+    def _session_loop(self, ids_per_session: int) -> SessionLoop:
+        """The session loop's view of the run: send a turn, interpret it at once (the next turn
+        needs its reply), write its record."""
+        async def send(prompt: Prompt, headers: dict[str, str] | None) -> Exchange:
+            self.live.sent += 1
+            return await self._sender.send(prompt, self._base, None, headers)
+
+        def cancelled(rid: int, prompt_id: str, warmup: bool, t_start_ns: int) -> RequestRecord:
+            return cancelled_record(request_id=rid, prompt_id=prompt_id, t_start_ns=t_start_ns,
+                                    run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight")
+
+        return SessionLoop(self.cfg, send, self._record, cancelled, self._emit, self.stop, ids_per_session)
+
     def _interpret(self, item: tuple[Exchange, int, str, bool, tuple[Any, Any, str]]) -> None:
         ex, i, prompt_id, warmup, sched = item
-        rec = build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
-                           tokenizer=self.tokenizer, warmup=warmup,
-                           keep_texts=self._texts.write if self._texts is not None else None)
+        rec = self._record(ex, i, prompt_id, warmup)
         rec.scheduled_s, rec.queue_s, rec.phase = sched
         if self.cfg.trace is not None:
             asked(rec, self._order[i].max_tokens)
@@ -207,6 +229,8 @@ class Run:
         self._transport = open_transport(cfg, phases.connections(cfg))
         self._transport.limits = response_limits(cfg.max_tokens)
         self._sender = Sender(cfg, self._transport, note=self._note, tokenizer=self.tokenizer)
+        if cfg.sessions:
+            self._sessions = self._session_loop(stride(self.prompts))
         plan = resuming.plan_resume(self.directory, cfg) if self.resume else resuming.start(self.directory, cfg)
         self._writer = self.hooks.record_writer(self.directory)
         started_at = time.time()

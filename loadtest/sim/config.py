@@ -40,6 +40,7 @@ class SimConfig:
     reject_continuous_usage: bool = False
     tokenize_endpoint: bool = False  # POST /tokenize (sim/tokenize.py), with prompt_tokenizer when set
     log_chunks: str | None = None
+    log_header: str | None = None  # with log_chunks: this request header's value in each line
     empty_chunks: bool = False
     role_chunk: bool = True
     reasoning_tokens: int = 0

@@ -65,6 +65,9 @@ class Plan:
     # a slot (None: no cache, and usage says nothing of one).
     block_hashes: tuple[int, ...] = ()
     cached_tokens: int | None = None
+    # --log-chunks: what the request carried (its chat messages' roles and content hashes, the
+    # --log-header value), for tests of multi-turn sessions; None when nothing is logged.
+    log_extra: dict[str, Any] | None = None
 
 
 def _words(value: Any) -> int:

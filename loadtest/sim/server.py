@@ -30,7 +30,7 @@ from loadtest.sim.prefixcache import PrefixCache
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS
 from loadtest.sim.prompting import Prompting
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
-from loadtest.sim.state import SimState
+from loadtest.sim.state import SimState, request_log
 from loadtest.sim.stream import Scheduler, Stream
 from loadtest.sim.tokenize import tokenize_body
 
@@ -43,10 +43,11 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbid
 class Request:
     """One fully received HTTP request; only what routing and auth need is kept."""
 
-    __slots__ = ("method", "path", "auth", "body", "keep_alive", "recv_ns", "query")
+    __slots__ = ("auth", "body", "keep_alive", "logged_header", "method", "path", "query", "recv_ns")
 
     def __init__(self, method: bytes, path: bytes, auth: bytes | None, body: bytes, keep_alive: bool,
-                 recv_ns: int, query: bytes = b"") -> None:
+                 recv_ns: int, query: bytes = b"", logged_header: bytes | None = None) -> None:
+        self.logged_header = logged_header
         self.method = method
         self.path = path
         self.query = query
@@ -65,6 +66,7 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.auth: bytes | None = None
+        self.logged_header: bytes | None = None
         self.body_parts: list[bytes] = []
         self.pending: deque[Request] = deque()
         self.busy = False
@@ -104,6 +106,7 @@ class Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.auth = None
+        self.logged_header = None
         self.body_parts = []
 
     def on_url(self, url: bytes) -> None:
@@ -111,6 +114,8 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
+        if name == self.sim.log_header:
+            self.logged_header = value
         if name == b"authorization":
             self.auth = value
         elif name == b"api-key":  # Azure OpenAI's header
@@ -128,7 +133,8 @@ class Connection(asyncio.Protocol):
         recv_ns = monotonic_ns()
         path, _, query = self.url.partition(b"?")
         self.pending.append(Request(self.parser.get_method(), path, self.auth,
-                                    b"".join(self.body_parts), self.parser.should_keep_alive(), recv_ns, query))
+                                    b"".join(self.body_parts), self.parser.should_keep_alive(), recv_ns, query,
+                                    self.logged_header))
         self._next()
 
     # -- responses ----------------------------------------------------------------------------------
@@ -300,6 +306,8 @@ class Sim(SimState):
                 self.last_id, int(time.time()), self.model_json)
             return conn.begin(ResponsesStream(self, conn, plan, req.recv_ns, head, req.keep_alive))
         head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
+        if self.chunk_log is not None:
+            plan.log_extra = request_log(body, req.logged_header, self.log_header is not None)
         if self.prefix_cache is not None:
             plan.block_hashes = self.prefix_cache.block_hashes(self.prompting.token_keys(chat, body))
         stream = Stream(self, conn, plan, req.recv_ns, head, req.keep_alive, arrival_ns=req.recv_ns)

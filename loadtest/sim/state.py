@@ -6,6 +6,7 @@ the two no longer import each other.
 
 from __future__ import annotations
 
+import hashlib
 from typing import IO, Any, Protocol
 
 import orjson
@@ -99,6 +100,7 @@ class SimState:
         self.chunk_tokens_max = config.chunk_tokens_max
         self.eol2 = b"\r\n\r\n" if config.crlf else b"\n\n"
         self.chunk_log: IO[bytes] | None = open(config.log_chunks, "ab") if config.log_chunks else None
+        self.log_header: bytes | None = config.log_header.lower().encode() if config.log_header else None
         self.engine = Engine(config, self.stats, self.ttft_ns, self.tpot_ns)
 
     def log_chunks(self, response_id: str, tokens: list[int], sent_ns: list[int], completed: bool,
@@ -114,3 +116,21 @@ class SimState:
         if self.chunk_log is not None:
             self.chunk_log.close()
             self.chunk_log = None
+
+
+def request_log(body: Any, header: bytes | None, log_header: bool) -> dict[str, Any]:
+    """What a --log-chunks line says of the request: its chat messages as [role, content hash]
+    (the first 16 hex digits of the content's SHA-256), so a test can check a conversation's history
+    without the log holding the text, and the --log-header value (None when it was not sent)."""
+    out: dict[str, Any] = {}
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if isinstance(messages, list):
+        out["messages"] = [[m.get("role"), content_hash(m.get("content"))] for m in messages if isinstance(m, dict)]
+    if log_header:
+        out["header"] = header.decode("latin-1") if header is not None else None
+    return out
+
+
+def content_hash(content: Any) -> str:
+    text = content if isinstance(content, str) else orjson.dumps(content).decode()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

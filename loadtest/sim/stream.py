@@ -270,7 +270,7 @@ class Stream:
             "queue_s": None if slot_ns is None else (slot_ns - self.arrival_ns) / 1e9,
             "prefill_s": None if first_ns is None else (first_ns - self.slot_ns) / 1e9,
             "prompt_tokens": self.plan.prompt_tokens, "cached_tokens": self.plan.cached_tokens,
-            "generated_tokens": self.sent})
+            "generated_tokens": self.sent, **(self.plan.log_extra or {})})
 
     def _close(self, now: int, *, completed: bool, drop: bool = False) -> None:
         stats = self.sim.stats

@@ -299,8 +299,10 @@ class FastTransport:
                                        return_exceptions=True)
         self._idle.extend(c for c in results if isinstance(c, _Protocol))
 
-    def _request_bytes(self, method: bytes, path: str, body: bytes) -> bytes:
+    def _request_bytes(self, method: bytes, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
         start = method + b" " + with_query(self._prefix + path, self._query).encode() + b" HTTP/1.1\r\n" + self._head
+        if headers:
+            start += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
         if method == b"POST":
             return start + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
         return start + b"\r\n"
@@ -314,8 +316,8 @@ class FastTransport:
         self._watchdog = asyncio.get_running_loop().call_later(RUNAWAY_CHECK_S, self._watch)
 
     async def _exchange(self, method: bytes, path: str, body: bytes, timeout_s: float,
-                        abandon_after_s: float | None = None) -> Exchange:
-        request = self._request_bytes(method, path, body)
+                        abandon_after_s: float | None = None, headers: dict[str, str] | None = None) -> Exchange:
+        request = self._request_bytes(method, path, body, headers)
         loop = asyncio.get_running_loop()
         if self._watchdog is None and self.limits is not None:
             self._watchdog = loop.call_later(RUNAWAY_CHECK_S, self._watch)
@@ -365,8 +367,9 @@ class FastTransport:
             return ex
         return ex
 
-    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None) -> Exchange:
-        return await self._exchange(b"POST", path, body, timeout_s, abandon_after_s)
+    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
+                   headers: dict[str, str] | None = None) -> Exchange:
+        return await self._exchange(b"POST", path, body, timeout_s, abandon_after_s, headers)
 
     async def get(self, path: str, timeout_s: float) -> Exchange:
         return await self._exchange(b"GET", path, b"", timeout_s)

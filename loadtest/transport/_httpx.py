@@ -43,22 +43,23 @@ class HttpxTransport:
         """httpx opens connections on demand; its first requests include connection set-up."""
 
     async def _exchange(self, method: str, path: str, body: bytes | None, timeout_s: float,
-                        abandon_after_s: float | None = None) -> Exchange:
-        ex = await self._attempt(method, path, body, timeout_s, perf_counter_ns(), abandon_after_s)
+                        abandon_after_s: float | None = None, headers: dict[str, str] | None = None) -> Exchange:
+        ex = await self._attempt(method, path, body, timeout_s, perf_counter_ns(), abandon_after_s, headers)
         if ex.error_kind in (PROTOCOL, DISCONNECT) and ex.status is None and not ex.pieces:
             # A kept-alive connection the server had already closed: nothing came back, so the
             # request never reached it. Retry once on a fresh connection, as the fast transport
             # and browsers do (the latency still counts from the first attempt).
-            ex = await self._attempt(method, path, body, timeout_s, ex.t_start_ns, abandon_after_s)
+            ex = await self._attempt(method, path, body, timeout_s, ex.t_start_ns, abandon_after_s, headers)
         return ex
 
     async def _attempt(self, method: str, path: str, body: bytes | None, timeout_s: float,
-                       t_start_ns: int, abandon_after_s: float | None = None) -> Exchange:
+                       t_start_ns: int, abandon_after_s: float | None = None,
+                       extra: dict[str, str] | None = None) -> Exchange:
         ex = Exchange(t_start_ns=t_start_ns)
         giveup = GiveUp(abandon_after_s, t_start_ns) if abandon_after_s is not None else None
         try:
             async with asyncio.timeout(timeout_s), asyncio.timeout(None) as scope:  # scope: see _giveup.py
-                headers = {"Content-Type": "application/json"} if body is not None else None
+                headers = {"Content-Type": "application/json", **(extra or {})} if body is not None else None
                 if giveup is not None:
                     giveup.scope = scope
                 extensions = {"trace": giveup.trace} if giveup is not None else None
@@ -91,8 +92,9 @@ class HttpxTransport:
             ex.error_kind, ex.error = CONNECT, f"{type(exc).__name__}: {exc}"
         return ex
 
-    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None) -> Exchange:
-        return await self._exchange("POST", path, body, timeout_s, abandon_after_s)
+    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
+                   headers: dict[str, str] | None = None) -> Exchange:
+        return await self._exchange("POST", path, body, timeout_s, abandon_after_s, headers)
 
     async def get(self, path: str, timeout_s: float) -> Exchange:
         return await self._exchange("GET", path, None, timeout_s)

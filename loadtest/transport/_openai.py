@@ -77,7 +77,9 @@ class OpenAITransport:
     async def preconnect(self, n: int, timeout_s: float) -> None:
         """The SDK opens connections on demand."""
 
-    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None) -> Exchange:
+    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
+                   headers: dict[str, str] | None = None) -> Exchange:
+        options = {**self._options, "headers": {**self._options.get("headers", {}), **headers}} if headers else self._options
         plain, chunk = self._kinds.get(path, (object, object))
         stream = b'"stream":true' in body
         ex = Exchange(t_start_ns=perf_counter_ns())
@@ -90,7 +92,7 @@ class OpenAITransport:
                 with giveup if giveup is not None else contextlib.nullcontext():
                     if not stream:
                         raw = await self._client.post(path, cast_to=httpx.Response, content=body,
-                                                      options=self._options)
+                                                      options=options)
                         ex.status, ex.content_type = raw.status_code, raw.headers.get("content-type", "")
                         _keep_headers(ex, raw.headers)
                         data = raw.content
@@ -98,7 +100,7 @@ class OpenAITransport:
                         ex.pieces.append((ex.t_end_ns, data))
                         return ex
                     events = await self._client.post(path, cast_to=plain, content=body, stream=True,
-                                                     options=self._options,
+                                                     options=options,
                                                      stream_cls=AsyncStream[chunk])  # type: ignore[valid-type]
                 ex.status, ex.content_type = events.response.status_code, "text/event-stream"
                 _keep_headers(ex, events.response.headers)

@@ -124,8 +124,9 @@ class Transport(Protocol):
     base_url: str
     limits: tuple[int, int] | None
 
-    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None) -> Exchange:
-        """``abandon_after_s``: let go of the request that many seconds after its start, but never
+    async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
+                   headers: dict[str, str] | None = None) -> Exchange:
+        """``headers``: this request's own, beside the run's (e.g. --session-header). ``abandon_after_s``: let go of the request that many seconds after its start, but never
         before its bytes were written, by closing its connection (never returned to a pool
         half-read), so the server sees the disconnect; the Exchange then has error_kind
         ABANDONED, abandoned_ns, and what arrived until then."""

@@ -80,3 +80,20 @@ def test_llamacpp_chunk_tokens_from_its_tokenize_endpoint_after_the_run(tmp_path
         assert sum(r["chunk_tokens"]) == r["completion_tokens"] == 64 and r["chunk_tokens"][0] == 1
         timings = r["engine_timings"]
         assert r["decode_tokens_per_s"] == pytest.approx(timings["predicted_per_second"], rel=0.02)
+
+
+def test_llamacpp_three_turn_sessions_hit_its_prompt_cache(tmp_path: Path) -> None:
+    """Sessions resend a growing history: llama.cpp answers later turns from its prompt cache
+    (timings' cache_n / usage's cached_tokens), and the summary shows it by turn."""
+    summary, rows, _ = loadtest(["throughput", "--launch", "llamacpp", "--slots", "2", "--concurrency", "2",
+                                 "--num-prompts", "4", "--max-tokens", "24", "--dataset", "synthetic",
+                                 "--prompt-tokens", "64", "--turns", "3", "--turn-prompt-tokens", "16"], tmp_path)
+    assert summary["counts"]["completed"] == 12 and summary["counts"]["failed"] == 0
+    by_turn = {t["turn"]: t for t in summary["sessions"]["by_turn"]}
+    assert sorted(by_turn) == [0, 1, 2] and all(t["ok"] == 4 for t in by_turn.values())
+    assert by_turn[1]["cached_tokens_mean"] > 0 and by_turn[2]["cached_tokens_mean"] > 0
+    for r in rows:
+        if r["turn"] > 0:  # the earlier turns and replies came back from the cache
+            assert r["cached_tokens"] > 0, r
+    assert by_turn[2]["prompt_tokens_mean"] > by_turn[1]["prompt_tokens_mean"] > by_turn[0]["prompt_tokens_mean"]
+    assert_engine_gone(summary)

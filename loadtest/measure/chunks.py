@@ -24,10 +24,18 @@ MALFORMED, STREAM_ERROR = "malformed", "stream_error"
 
 
 class _Function(msgspec.Struct, gc=False):
+    name: str | None = None
     arguments: str | None = None
 
 
 class _ToolCall(msgspec.Struct, gc=False):
+    """One entry of a delta's ``tool_calls``: ``id`` and ``function.name`` come in the first delta
+    of a call, ``function.arguments`` in string pieces after it; ``index`` says which call a piece
+    belongs to (calls may interleave). A non-streamed message's calls have no index: their position."""
+
+    index: int | None = None
+    id: str | None = None
+    type: str | None = None
     function: _Function | None = None
 
 
@@ -59,6 +67,44 @@ class Chunk(msgspec.Struct, gc=False):
     status: str | None = None
     incomplete_details: dict[str, Any] | None = None
     message: Any = None                      # an `error` event's own message
+
+
+class ToolCalls:
+    """A reply's tool calls as their deltas arrive: by ``index``, the first delta's ``id`` and
+    ``function.name`` kept, every ``arguments`` piece appended in order (servers split the
+    arguments JSON anywhere, even inside a string or an escape: only the whole is JSON)."""
+
+    __slots__ = ("by_index", "visible")
+
+    def __init__(self) -> None:
+        self.by_index: dict[int, list[Any]] = {}  # index -> [id, name, [argument pieces]]
+        self.visible: dict[int, str] = {}         # content-chunk position -> its text without arguments
+
+    def take(self, calls: list[_ToolCall]) -> str:
+        """One delta's entries; returns their argument pieces joined (the chunk's generated text)."""
+        args = ""
+        for pos, tc in enumerate(calls):
+            key = tc.index if tc.index is not None else pos
+            entry = self.by_index.get(key)
+            if entry is None:
+                entry = self.by_index[key] = [None, None, []]
+            if tc.id and entry[0] is None:
+                entry[0] = tc.id
+            fn = tc.function
+            if fn is not None:
+                if fn.name and entry[1] is None:  # some servers repeat the name: the first one counts
+                    entry[1] = fn.name
+                if fn.arguments:
+                    entry[2].append(fn.arguments)
+                    args += fn.arguments
+        return args
+
+    def calls(self) -> list[dict[str, Any]]:
+        """In index order, as an assistant message carries them back (an id the server did not
+        send is made up from the index: a tool message must name the call it answers)."""
+        return [{"id": entry[0] or f"call_{key}", "type": "function",
+                 "function": {"name": entry[1] or "", "arguments": "".join(entry[2])}}
+                for key, entry in sorted(self.by_index.items())]
 
 
 _ONE = msgspec.json.Decoder(Chunk)
@@ -123,6 +169,8 @@ class Stream:
         self.error: str | None = None
         self.chunks = 0
         self.reasoning_texts: list[str] = []  # streamed reasoning (reasoning_content / reasoning)
+        # Tool calls (tools.py), None until a chunk carries one: the plain content path never touches them.
+        self.tool_calls: ToolCalls | None = None
 
     def read_sse(self, pieces: Sequence[tuple[int, bytes]]) -> None:
         """Take a streamed body: the common shape (one event per piece) skips SSE splitting."""
@@ -209,11 +257,35 @@ class Stream:
         else:
             text = delta.content or choice.text or ""
             reasoning = delta.reasoning_content or delta.reasoning or ""
-            if delta.tool_calls:
-                text += "".join(tc.function.arguments or "" for tc in delta.tool_calls if tc.function)
+            if delta.tool_calls:  # rare: kept off the content path, which pays this one test
+                text = self._take_tool_calls(delta.tool_calls, text, reasoning)
         if not (text or reasoning):
             return  # role-only, empty and finish chunks carry no generated text
         self.add_text(t_ns, text, reasoning, cum if cum.__class__ is int else None)
+
+    def _take_tool_calls(self, calls: list[_ToolCall], content: str, reasoning: str) -> str:
+        """Assemble the chunk's tool-call pieces; returns the chunk's generated text (its content,
+        then its argument pieces), timed and counted like any other. What the chunk shows apart
+        from the arguments is noted, so the reply's visible text leaves them out."""
+        if self.tool_calls is None:
+            self.tool_calls = ToolCalls()
+        args = self.tool_calls.take(calls)
+        if args:
+            self.tool_calls.visible[len(self.times)] = reasoning + content
+        return content + args
+
+    def visible_text(self) -> str:
+        """The reply's text as a conversation carries it on: its content (with its reasoning, as a
+        session's history always has), without the tool calls' arguments."""
+        calls = self.tool_calls
+        if calls is None or not calls.visible:
+            return "".join(self.texts)
+        seen = calls.visible
+        return "".join(seen.get(i, t) for i, t in enumerate(self.texts))
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The reply's tool calls, assembled, in OpenAI's message shape (empty: none)."""
+        return self.tool_calls.calls() if self.tool_calls is not None else []
 
     def add_text(self, t_ns: int, text: str, reasoning: str, cum: int | None) -> None:
         if text and self.first_content_ns is None:

@@ -26,6 +26,10 @@ CANCELLED = "cancelled"  # the run stopped (deadline, signal, abort) while the r
 # success nor a failure; kept apart from CANCELLED, which is the run's doing, not a user's.
 
 
+OnReply = Callable[[str, list[dict[str, Any]]], None]
+"""Receives a completed reply: (its visible text, its tool calls in OpenAI's message shape)."""
+
+
 @dataclass(slots=True)
 class RequestRecord:
     id: int
@@ -107,6 +111,15 @@ class RequestRecord:
     """Multi-turn sessions: the pause (--think-time) between the previous turn's reply and this turn's
     start, never inside any latency (None: the first turn, which follows no reply)."""
 
+    tool_round: int | None = None
+    """Tool loops (--tools): 0 for the request that sends a user turn, k for the k-th request that
+    answers the previous reply's tool calls (None: the run offers no tools)."""
+    tool_calls: int | None = None
+    """Tool loops: the tool calls this reply made (0: a final answer; None: not known, the request failed)."""
+    tool_wait_s: float | None = None
+    """Tool loops: the pause (--tool-latency) between the previous reply and this round's request,
+    as a tool would take to run; never inside any latency (None: round 0)."""
+
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
 
@@ -128,11 +141,12 @@ def _http_error_kind(status: int) -> str:
 def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: int, stream: bool,
                  tokenizer: Tokenizer | None, warmup: bool = False,
                  keep_texts: Callable[[int, list[str]], None] | None = None,
-                 on_reply: Callable[[str], None] | None = None) -> RequestRecord:
+                 on_reply: OnReply | None = None) -> RequestRecord:
     """Interpret one Exchange. Implements every definition in docs/metrics.md. ``keep_texts(id,
     texts)`` receives the chunk texts of a request whose per-chunk counts are estimated, for an exact
-    count after the run (loadtest.measure.retokenize). ``on_reply(text)`` receives a completed
-    reply's content (a session's next turn carries it); the record itself keeps no text."""
+    count after the run (loadtest.measure.retokenize). ``on_reply(text, calls)`` receives a completed
+    reply's visible text and its assembled tool calls (a session's next request carries them); the
+    record itself keeps no text."""
     s = Stream()
     ok = ex.error_kind is None
     kind, message = ex.error_kind, ex.error
@@ -179,7 +193,7 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         return rec
 
     if on_reply is not None:
-        on_reply("".join(s.texts))
+        on_reply(s.visible_text(), s.calls())
     if s.usage is not None:
         total, rec.token_source = int(s.usage["completion_tokens"]), USAGE
         pt = s.usage.get("prompt_tokens")

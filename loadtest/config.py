@@ -93,10 +93,28 @@ class RunConfig:
     session_rate: float | None = None
     session_header: str | None = None
 
+    # Agentic tool loops (run/sessions.py; docs/load-shapes.md "Agentic tool loops"): the OpenAI tool
+    # definitions offered with every request (--tools FILE|synthetic; None: none). A reply with tool
+    # calls is answered with one canned result per call, tool_result_tokens long by the server's
+    # tokenizer (the text, tool_result_text, is made before the run: client/synthetic.py), after a
+    # pause of tool_latency_s, and requested again, up to max_tool_rounds times per user turn.
+    tools: tuple[dict[str, Any], ...] | None = None
+    tools_source: str | None = None
+    tool_result_tokens: int = 32
+    tool_latency_s: float = 0.0
+    max_tool_rounds: int = 4
+    tool_result_text: str | None = None
+
+    @property
+    def multi_turn_sessions(self) -> bool:
+        """Whether each job is a conversation of several user turns (--turns, --multi-turn)."""
+        return self.turns is not None or self.multi_turn
+
     @property
     def sessions(self) -> bool:
-        """Whether each job is a multi-turn session rather than one request."""
-        return self.turns is not None or self.multi_turn
+        """Whether each job runs through the session loop rather than as one request: multi-turn
+        sessions, and tool loops (a task is a user turn and the tool rounds that answer it)."""
+        return self.multi_turn_sessions or self.tools is not None
 
     def to_json(self) -> dict[str, Any]:
         """Every parameter, for summary.json; the API key itself is never written."""
@@ -107,6 +125,8 @@ class RunConfig:
         d["headers"] = [[k, "***" if is_secret_name(k) else redact(v)] for k, v in self.headers]
         d["server_metrics"] = [redact(u) for u in self.server_metrics]
         d.pop("trace_schedule_s")  # the summary's trace block says what the schedule was
+        d.pop("tool_result_text")  # the summary's tools block says how it was made
+        d["tools"] = None if self.tools is None else [t["function"]["name"] for t in self.tools]  # names, not definitions
         if d["request_rate"] == float("inf"):
             d["request_rate"] = "inf"  # JSON has no infinity
         return d

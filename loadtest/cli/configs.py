@@ -51,6 +51,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
         output_dir=output_dir, quiet=ns.quiet, **load, **server_metrics_fields(ns), **_abandonment_fields(ns))
     fields.update(_trace_fields(ns))
     fields.update(_session_fields(ns))
+    fields.update(_tool_fields(ns))
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
@@ -209,6 +210,42 @@ def _session_fields(ns: argparse.Namespace) -> dict[str, Any]:
     return {"turns": turns, "turn_prompt_tokens": getattr(ns, "turn_prompt_tokens", None), "multi_turn": multi,
             "history": ns.history, "think_time_s": ns.think_time, "session_rate": getattr(ns, "session_rate", None),
             "session_header": ns.session_header}
+
+
+# -- agentic tool loops (--tools) -------------------------------------------------------------------
+_TOOL_OPTIONS = (("tool_result_tokens", "--tool-result-tokens", 32), ("tool_latency", "--tool-latency", 0.0),
+                 ("max_tool_rounds", "--max-tool-rounds", 4))
+
+
+def tool_conflicts(ns: argparse.Namespace) -> None:
+    """What tool loops cannot combine with, as one line each, before anything starts."""
+    if getattr(ns, "tools", None) is None:
+        for dest, flag, unset in _TOOL_OPTIONS:
+            if getattr(ns, dest, unset) != unset:
+                raise ConfigError(f"{flag} needs --tools FILE (or --tools synthetic)")
+        return
+    if ns.api != "chat":
+        raise ConfigError("--tools needs --api chat (tool calls and their results travel as chat messages)")
+    if getattr(ns, "history", "actual") == "recorded":
+        raise ConfigError("--tools does not combine with --history recorded (the tool rounds need the server's "
+                          "actual replies)")
+    for dest, flag, unset in (("trace", "--trace", None), ("resume", "--resume", None),
+                              ("cancel_rate", "--cancel-rate", None), ("ray_address", "--ray-address", None)):
+        if getattr(ns, dest, unset) != unset:
+            raise ConfigError(f"--tools does not combine with {flag}")
+    if getattr(ns, "workers", 1) > 1:
+        raise ConfigError("tool loops run in one client process (not with --workers)")
+
+
+def _tool_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig's tool fields; the tools file is read and checked here (DatasetError: one line)."""
+    source = getattr(ns, "tools", None)
+    if source is None:
+        return {}
+    from loadtest.prompts.tools import load_tools
+
+    return {"tools": load_tools(source), "tools_source": source, "tool_result_tokens": ns.tool_result_tokens,
+            "tool_latency_s": ns.tool_latency, "max_tool_rounds": ns.max_tool_rounds}
 
 
 # -- trace replay (--trace) -------------------------------------------------------------------------

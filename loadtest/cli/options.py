@@ -169,6 +169,23 @@ def sessions(p: argparse.ArgumentParser, *, command: str) -> None:
                        help="sessions/s started open-loop (instead of --concurrency users)")
 
 
+def tools(p: argparse.ArgumentParser) -> None:
+    """Agentic tool loops (single, throughput; docs/load-shapes.md "Agentic tool loops")."""
+    g = p.add_argument_group("agentic tool loops (a task: one user turn, then a request per round of tool calls)")
+    g.add_argument("--tools", metavar="FILE|synthetic",
+                   help="offer these OpenAI tools with every request (a JSON list or JSONL of {type: function, "
+                        "function: {name, description, parameters}}; synthetic: search_documents, run_python) and "
+                        "answer each tool call the reply makes")
+    g.add_argument("--tool-result-tokens", type=argtypes.positive_int, default=32, metavar="N",
+                   help="each tool call's canned result: N tokens by the server's tokenizer (default 32)")
+    g.add_argument("--tool-latency", type=argtypes.seconds, default=0.0, metavar="S",
+                   help="pause S before answering a reply's tool calls, as the tools would take (default 0); "
+                        "outside every latency, recorded as tool_wait_s")
+    g.add_argument("--max-tool-rounds", type=argtypes.non_negative_int, default=4, metavar="N",
+                   help="answer at most N rounds of tool calls per user turn; a task still calling tools then "
+                        "ends as at_max_rounds (default 4)")
+
+
 # -- how much, and how the load is shaped ----------------------------------------------------------
 def amount(p: argparse.ArgumentParser, *, num_help: str, num_default: int | None = None,
            duration: bool = True) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ def add_parsers(sub: Any) -> None:
         p = sub.add_parser(command, help=help_text, description=help_text)
         options.run_options(p, command=command, amount_options=amount)
         options.sessions(p, command=command)
+        options.tools(p)
         p.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
         if command == "throughput":
@@ -60,6 +61,7 @@ def configure(ns: argparse.Namespace) -> tuple[RunConfig, Invocation]:
     if ns.resume is not None and ns.output is not None and ns.output != ns.resume:
         raise ConfigError("--resume DIR continues the run in DIR; leave out --output (or give the same directory)")
     configs.session_conflicts(ns)
+    configs.tool_conflicts(ns)
     rate = getattr(ns, "request_rate", None)
     if getattr(ns, "session_rate", None) is not None:
         rate = ns.session_rate  # sessions are the scheduler's jobs: their rate is its rate
@@ -102,7 +104,7 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     from loadtest.run.execute import execute
     from loadtest.run.launched import launched, server_info
     from loadtest.run.output import prepare_output_dir
-    from loadtest.run.postrun import annotate_prompts, annotate_sessions, annotate_trace, judge_and_say
+    from loadtest.run.postrun import annotate_prompts, annotate_sessions, annotate_tools, annotate_trace, judge_and_say
     from loadtest.run.runner import Run
     from loadtest.tokens import launched_tokenizer, load_tokenizer
 
@@ -129,6 +131,12 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
             trace = plan_trace(cfg, server)
             cfg, plan = trace.configure(cfg), trace.prompts
         prompts = plan.prompts if plan else prompts
+        tool_info: dict[str, Any] = {}
+        if cfg.tools is not None:  # the canned tool result, counted with the server's tokenizer
+            from loadtest.client.synthetic import tool_result_text
+
+            text, tool_info = tool_result_text(cfg, server)
+            cfg = replace(cfg, tool_result_text=text)
         if how.workers > 1 or how.ray_address:
             from loadtest.scaleout import make_coordinator
 
@@ -140,8 +148,10 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
         outcome = execute(run)
     if trace is not None:
         annotate_trace(outcome.directory, outcome.summary, trace.block(cfg))
-    if cfg.sessions:
+    if cfg.multi_turn_sessions:
         annotate_sessions(outcome.directory, outcome.summary)
+    if cfg.tools is not None:
+        annotate_tools(outcome.directory, outcome.summary, cfg, tool_info)
     if synthetic or cfg.ignore_eos:
         annotate_prompts(outcome.directory, outcome.summary, plan, cfg.max_tokens, quiet=cfg.quiet)
     print(render_table(outcome.summary))

@@ -32,6 +32,8 @@ def base_body(cfg: RunConfig, model: str | None) -> dict[str, Any]:
         body["top_p"] = cfg.top_p
     if cfg.ignore_eos:
         body["ignore_eos"] = True
+    if cfg.tools is not None and cfg.api == "chat":  # --tools: offered with every request of the run
+        body["tools"] = list(cfg.tools)
     body.update(cfg.extra_body)
     return body
 

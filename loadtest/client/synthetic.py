@@ -16,7 +16,8 @@ from loadtest.client.tokenize import ServerCounter, root_url
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, RunAborted
 from loadtest.prompts.sessions import join_synthetic
-from loadtest.prompts.synthetic import Counter, SyntheticPlan, SyntheticSpec, build_prompts, probe_text, word_pool
+from loadtest.prompts.synthetic import (Counter, SyntheticPlan, SyntheticSpec, build_prompts, exact_text, probe_text,
+                                        word_pool)
 from loadtest.tokens import load_tokenizer
 
 DEFAULT_DURATION_PROMPTS = 1000
@@ -37,11 +38,15 @@ def choose_counter(base_url: str, model: str | None, headers: dict[str, str], to
 
 
 def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str, str], pool: list[str],
-                   counter: Counter, seed: int, timeout_s: float) -> tuple[int | None, str | None]:
-    """Tokens the server adds to a prompt (chat template, BOS): usage.prompt_tokens of one short
-    request minus the prompt's own count. (None, why) when the server does not say."""
+                   counter: Counter, seed: int, timeout_s: float,
+                   tools: tuple[dict[str, Any], ...] | None = None) -> tuple[int | None, str | None]:
+    """Tokens the server adds to a prompt (chat template, BOS, and with --tools the definitions the
+    template renders): usage.prompt_tokens of one short request minus the prompt's own count.
+    (None, why) when the server does not say."""
     text = probe_text(pool, seed)
     body: dict[str, Any] = {"max_tokens": 1, "stream": False}
+    if tools is not None and api == "chat":
+        body["tools"] = list(tools)
     if model:
         body["model"] = model
     if api == "chat":
@@ -70,7 +75,7 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
 
 def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None, api: str, headers: dict[str, str],
             tokenizer: str | None, timeout_s: float = 60.0, turns: int | None = None,
-            turn_tokens: int | None = None) -> SyntheticPlan:
+            turn_tokens: int | None = None, tools: tuple[dict[str, Any], ...] | None = None) -> SyntheticPlan:
     """Choose the counter, build the word pool, probe the server's overhead, build the prompts
     (with ``turns``: sessions, whose later user turns are ``turn_tokens`` long)."""
     if spec.prompt_tokens < 1:
@@ -80,7 +85,7 @@ def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None
     counter, on_server = choose_counter(base_url, model, headers, tokenizer)
     try:
         pool = word_pool(counter)
-        overhead, why = probe_overhead(base_url, model, api, headers, pool, counter, spec.seed, timeout_s)
+        overhead, why = probe_overhead(base_url, model, api, headers, pool, counter, spec.seed, timeout_s, tools)
         plan = build_prompts(spec, count, counter, pool, overhead)
         if turns is not None and turns > 1:  # the later turns: exact on their own, no template of their own
             later = build_prompts(replace(spec, prompt_tokens=turn_tokens or spec.prompt_tokens, stddev=0.0,
@@ -114,4 +119,20 @@ def plan_for(cfg: RunConfig, server: Any = None) -> SyntheticPlan:
                          prefix_groups=cfg.prefix_groups or 1, cache_bust=cfg.cache_bust)
     return prepare(spec, count, base_url=cfg.base_url, model=cfg.model, api=cfg.api, headers=build_auth(cfg).headers,
                    tokenizer=cfg.tokenizer or served_tokenizer_dir(server), timeout_s=PROBE_TIMEOUT_S,
-                   turns=cfg.turns, turn_tokens=cfg.turn_prompt_tokens)
+                   turns=cfg.turns, turn_tokens=cfg.turn_prompt_tokens, tools=cfg.tools)
+
+
+def tool_result_text(cfg: RunConfig, server: Any = None) -> tuple[str, dict[str, Any]]:
+    """The canned result every tool call gets (--tool-result-tokens N): seeded one-token words
+    counting exactly N by the server's tokenizer (its /tokenize, else --tokenizer, else
+    cl100k_base), as synthetic prompts are; and how it was made, for the summary's tools block."""
+    counter, on_server = choose_counter(cfg.base_url, cfg.model, build_auth(cfg).headers,
+                                        cfg.tokenizer or served_tokenizer_dir(server))
+    try:
+        pool = word_pool(counter)
+        text, got = exact_text(cfg.tool_result_tokens, counter, pool, f"tool-result-{cfg.seed}")
+    finally:
+        if isinstance(counter, ServerCounter):
+            counter.close()
+    return text, {"tool_result_tokens": got, "tool_result_tokenizer": counter.name,
+                  "tool_result_verified_by_server_tokenize": on_server}

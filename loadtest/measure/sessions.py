@@ -1,7 +1,8 @@
 """The summary's ``sessions`` block (multi-turn runs): metrics by turn index, which show what a
 growing history and a warm prefix cache do to each turn, and per session (its duration, think
 time included, and how many turns it completed). Computed from the records in one pass; only
-measured (non-warm-up) turns count. Definitions: loadtest.measure.definitions ("sessions.*")."""
+measured (non-warm-up) turns count. With --tools a turn's tool rounds (tool_round > 0) are not
+turns: they count in their session's duration and failures only (measure/tools.py has them). Definitions: loadtest.measure.definitions ("sessions.*")."""
 
 from __future__ import annotations
 
@@ -22,11 +23,17 @@ def session_block(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     for r in rows:
         if r.get("session_id") is None or r.get("warmup"):
             continue
+        span = spans.setdefault(r["session_id"], [r["start_s"], r["start_s"], 0, 0])
+        span[0] = min(span[0], r["start_s"])
+        if r.get("tool_round"):  # a tool round (--tools) belongs to its turn's task: the session's time only
+            if not r.get("ok"):
+                span[3] += r.get("error_kind") != "cancelled"
+            else:
+                span[1] = max(span[1], r["end_s"])
+            continue
         k = r["turn"]
         t = turns.setdefault(k, {"ttft_s": [], "e2e_s": [], "prompt_tokens": [], "cached_tokens": [], "n": [], "ok": []})
         t["n"].append(1)
-        span = spans.setdefault(r["session_id"], [r["start_s"], r["start_s"], 0, 0])
-        span[0] = min(span[0], r["start_s"])
         if not r.get("ok"):
             span[3] += r.get("error_kind") != "cancelled"
             continue

@@ -114,6 +114,14 @@ def _exact(words: list[str], n: int, counter: Counter, rng: random.Random, pool:
     return text, c
 
 
+def exact_text(n: int, counter: Counter, pool: list[str], seed: str) -> tuple[str, int]:
+    """(text, its count): seeded one-token words counting exactly ``n`` tokens by ``counter`` (the
+    count says when 64 trims could not get there). The canned tool result of --tool-result-tokens is
+    one: the same words and check as a synthetic prompt, with no template overhead taken off."""
+    rng = random.Random(seed)
+    return _exact([rng.choice(pool) for _ in range(max(n, 1))], n, counter, rng, pool)
+
+
 def _group_prefixes(spec: SyntheticSpec, pool: list[str], shared: list[str]) -> list[list[str]]:
     """The K-word prefix of each group: group 0's is ``shared`` (the one every prompt had before
     groups), the others start with distinct words that are not its first."""
@@ -179,7 +187,8 @@ def check_records(rows: Iterable[dict[str, Any]], expected: dict[str, int] | Non
     """Measured, completed requests against what was asked: the server's usage.prompt_tokens against
     the length requested for each prompt, the engine's cached prompt tokens, and completions shorter
     than max_tokens. One streaming pass: only running totals are kept, however long the run. (A
-    session's later turns carry its history: only first turns are checked against the length.)"""
+    session's later turns and a task's tool rounds carry a history: only first requests are checked
+    against the length.)"""
     checked = done = mismatched = diff_sum = short = cached_n = cached_sum = 0
     diff_min: int | None = None
     diff_max: int | None = None
@@ -189,7 +198,8 @@ def check_records(rows: Iterable[dict[str, Any]], expected: dict[str, int] | Non
             continue
         done += 1
         got = r.get("prompt_tokens")
-        if expected is not None and got is not None and r.get("prompt_id") in expected and not r.get("turn"):
+        first = not r.get("turn") and not r.get("tool_round")  # later requests carry a history
+        if expected is not None and got is not None and r.get("prompt_id") in expected and first:
             checked += 1
             diff = got - expected[r["prompt_id"]]
             if diff:
@@ -197,7 +207,8 @@ def check_records(rows: Iterable[dict[str, Any]], expected: dict[str, int] | Non
                 diff_min = diff if diff_min is None else min(diff_min, diff)
                 diff_max = diff if diff_max is None else max(diff_max, diff)
         n = r.get("completion_tokens")
-        if n is not None and n < (r.get("max_tokens") or max_tokens):  # a trace row's own length, else the run's
+        if n is not None and n < (r.get("max_tokens") or max_tokens) and r.get("finish_reason") != "tool_calls":
+            # (the max_tokens a trace row asked, else the run's; a reply that calls tools ends early by design)
             short += 1
             short_min = n if short_min is None else min(short_min, n)
         timings = r.get("engine_timings")

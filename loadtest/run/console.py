@@ -89,7 +89,26 @@ def render_table(summary: dict[str, Any]) -> str:
         spans = ", ".join(f"{p['window_s']:.1f} s" if p["window_s"] is not None else "-" for p in summary["run"]["pieces"])
         head.append(f"resumed run: {len(summary['run']['pieces'])} pieces ({spans}), statistics over all of them")
     server = server_lines(summary)
-    return "\n".join(head) + "\n\n" + table + ("\n\n" + "\n".join(server) if server else "")
+    tools = tool_lines(summary)
+    return ("\n".join(head) + "\n\n" + table + ("\n\n" + "\n".join(tools) if tools else "")
+            + ("\n\n" + "\n".join(server) if server else ""))
+
+
+def tool_lines(summary: dict[str, Any]) -> list[str]:
+    """Tool loops (--tools): how the tasks ended, and each round's requests (nothing without tools)."""
+    t = summary.get("tools")
+    if not t:
+        return []
+    per, loop = t["requests_per_task"], t["loop_latency_s"]
+    lines = [f"tool loops: {t['tasks']} tasks, {t['tasks_completed']} completed, {t['tasks_failed']} failed, "
+             f"{t['tasks_at_max_rounds']} cut off at --max-tool-rounds {t['max_tool_rounds']}  |  "
+             f"{t['tool_calls']:,} tool calls  |  requests per task mean {_fmt(per['mean'], 1, 2)}, max "
+             f"{_fmt(per['max'], 1, 0)}  |  loop latency p50 {_fmt(loop['p50'], 1, 3)} s, p90 {_fmt(loop['p90'], 1, 3)} s "
+             f"(tool wait {t['tool_latency_s']:g} s per round included)"]
+    rows = [[str(r["round"]), f"{r['ok']}/{r['requests']}", _fmt(r["ttft_s_p50"], 1e3, 1), _fmt(r["ttft_s_mean"], 1e3, 1),
+             _fmt(r["e2e_s_mean"], 1, 3), _fmt(r["prompt_tokens_mean"], 1, 1)] for r in t["by_round"]]
+    return lines + render_rows(rows, ["round", "ok", "TTFT p50 (ms)", "TTFT mean (ms)", "e2e mean (s)",
+                                      "prompt tokens mean"]).splitlines()
 
 
 def _pct(v: float | None) -> str:

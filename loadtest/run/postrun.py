@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from loadtest.config import RunConfig
 from loadtest.judge import slo, verdict
 from loadtest.measure.sessions import session_block
+from loadtest.measure.tools import tool_block
 from loadtest.prompts.synthetic import SyntheticPlan, check_records, warnings
 from loadtest.run.output import read_records, write_summary
 
@@ -57,6 +59,17 @@ def annotate_trace(directory: Path, summary: dict[str, Any], block: dict[str, An
 def annotate_sessions(directory: Path, summary: dict[str, Any]) -> None:
     """Add ``sessions`` (by turn index and per session: measure/sessions.py) to the summary."""
     summary["sessions"] = session_block(read_records(directory / "requests.jsonl"))
+    write_summary(directory, summary)
+
+
+def annotate_tools(directory: Path, summary: dict[str, Any], cfg: RunConfig, info: dict[str, Any]) -> None:
+    """Add ``tools`` (tasks, rounds, loop latency: measure/tools.py) to the summary, with what the
+    run offered and answered (``info``: how the canned result was made, client/synthetic.py)."""
+    assert cfg.tools is not None
+    block = tool_block(read_records(directory / "requests.jsonl"), cfg.max_tool_rounds)
+    summary["tools"] = {"tools": [t["function"]["name"] for t in cfg.tools], "source": cfg.tools_source,
+                        "max_tool_rounds": cfg.max_tool_rounds, "tool_latency_s": cfg.tool_latency_s,
+                        "tool_result_tokens_asked": cfg.tool_result_tokens, **info, **block}
     write_summary(directory, summary)
 
 

@@ -31,7 +31,8 @@ from loadtest.client.tokenize import refine_records
 from loadtest.config import RunConfig
 from loadtest.judge.monitors import RunMonitor
 from loadtest.measure.metrics import compute_metrics, load_columns
-from loadtest.measure.record import ABANDONED, CANCELLED, RequestRecord, asked, build_record, cancelled_record
+from loadtest.measure.record import (ABANDONED, CANCELLED, OnReply, RequestRecord, asked, build_record,
+                                     cancelled_record)
 from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
 from loadtest.run import live
@@ -139,7 +140,7 @@ class Run:
         self._pending_ready.set()
 
     def _record(self, ex: Exchange, i: int, prompt_id: str, warmup: bool,
-                on_reply: Callable[[str], None] | None = None) -> RequestRecord:
+                on_reply: OnReply | None = None) -> RequestRecord:
         return build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
                             tokenizer=self.tokenizer, warmup=warmup,
                             keep_texts=self._texts.write if self._texts is not None else None, on_reply=on_reply)

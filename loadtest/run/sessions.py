@@ -12,6 +12,11 @@ session: the next turn would need the reply that did not come.
 
 Each turn is its own record: id ``index * stride + turn`` (stride: the longest session's turns),
 unique within the run, with ``session_id``, ``turn`` and ``think_s``.
+
+With --tools each user turn is a task: its request, then one more per round of tool calls the
+replies make (``_task``), each its own record with ``tool_round``, ``tool_calls`` and
+``tool_wait_s``; ids then leave room for every round: ``(index * stride + turn) * (rounds + 1) +
+round``. A run of single prompts with tools runs here too: each prompt a one-turn session.
 """
 
 from __future__ import annotations
@@ -24,12 +29,12 @@ from time import perf_counter_ns
 from typing import Any
 
 from loadtest.config import RunConfig
-from loadtest.measure.record import RequestRecord
+from loadtest.measure.record import OnReply, RequestRecord
 from loadtest.prompts.sources import Prompt
 from loadtest.transport import Exchange
 
 Send = Callable[[Prompt, "dict[str, str] | None"], Awaitable[Exchange]]
-Record = Callable[[Exchange, int, str, bool, Callable[[str], None]], RequestRecord]
+Record = Callable[[Exchange, int, str, bool, OnReply], RequestRecord]
 Cancelled = Callable[[int, str, bool, int], RequestRecord]
 
 
@@ -54,9 +59,10 @@ def think_times(cfg: RunConfig, index: int) -> Callable[[], float]:
 
 @dataclass
 class SessionLoop:
-    """``send(prompt, headers)`` sends one turn; ``record(ex, id, prompt_id, warmup, on_reply)``
-    interprets it (the reply's text handed to on_reply); ``cancelled(id, prompt_id, warmup, start_ns)`` is
-    the record of a turn the run stopped; ``emit`` writes a record. A session's turns share its phase."""
+    """``send(prompt, headers)`` sends one request; ``record(ex, id, prompt_id, warmup, on_reply)``
+    interprets it (the reply's visible text and tool calls handed to on_reply); ``cancelled(id,
+    prompt_id, warmup, start_ns)`` is the record of a request the run stopped; ``emit`` writes a
+    record. A session's requests share its phase."""
 
     cfg: RunConfig
     send: Send
@@ -65,6 +71,11 @@ class SessionLoop:
     emit: Callable[[RequestRecord], None]
     stop: asyncio.Event
     stride: int
+
+    @property
+    def per_turn(self) -> int:
+        """Record ids per user turn: the turn's request and, with --tools, one per tool round."""
+        return self.cfg.max_tool_rounds + 1 if self.cfg.tools is not None else 1
 
     async def run(self, index: int, session: Prompt, sched: tuple[Any, Any, str], warmup: bool) -> None:
         cfg = self.cfg
@@ -83,28 +94,98 @@ class SessionLoop:
                 if self.stop.is_set():
                     return
             history.append({"role": "user", "content": user})
-            rid = index * self.stride + turn
-            reply: list[str] = []
-            t_start = perf_counter_ns()
-            try:
-                ex = await self.send(Prompt(id=session.id, text=user, messages=tuple(history)), headers)
-            except asyncio.CancelledError:
-                rec = self.cancelled(rid, session.id, warmup, t_start)
-                self._tag(rec, sid, turn, think, sched)
-                self.emit(rec)
-                raise
-            rec = self.record(ex, rid, session.id, warmup, reply.append)
-            self._tag(rec, sid, turn, think, sched)
-            self.emit(rec)
-            if not rec.ok or not reply:
+            task = _Task(index, session.id, sid, turn, user, headers, think, sched, warmup)
+            reply = await self._task(task, history)
+            if reply is None:
                 return  # the next turn would need the reply that did not come
-            text = recorded[turn] if recorded is not None and turn < len(recorded) and recorded[turn] else reply[0]
+            text = recorded[turn] if recorded is not None and turn < len(recorded) and recorded[turn] else reply
             history.append({"role": "assistant", "content": text})
 
-    @staticmethod
-    def _tag(rec: RequestRecord, sid: str, turn: int, think: float | None, sched: tuple[Any, Any, str]) -> None:
+    async def _task(self, task: _Task, history: list[dict[str, Any]]) -> str | None:
+        """One user turn, then (with --tools) a round per reply that calls tools: the assistant's
+        calls and one canned result per call join the history, and after --tool-latency the
+        conversation is sent again, until a reply calls no tool (the final answer, returned), a
+        request fails, or --max-tool-rounds rounds were answered (the task is cut off: None). The
+        pause is outside every latency: each record times its own request only."""
+        cfg = self.cfg
+        rounds = cfg.max_tool_rounds if cfg.tools is not None else 0
+        wait: float | None = None
+        for rnd in range(rounds + 1):
+            if rnd:
+                wait = cfg.tool_latency_s
+                if wait:
+                    await asyncio.sleep(wait)
+                if self.stop.is_set():
+                    return None
+            rid = task.index * self.stride * self.per_turn + task.turn * self.per_turn + rnd
+            rec, reply = await self._request(task, rid, history, rnd, wait)
+            if reply is None:
+                return None
+            text, calls = reply
+            if cfg.tools is None:
+                return text
+            rec.tool_calls = len(calls)
+            self.emit(rec)
+            if not calls:
+                return text
+            if rnd == rounds:
+                return None  # --max-tool-rounds: the task ends without a final answer
+            history.append({"role": "assistant", "content": text or None, "tool_calls": calls})
+            result = self.tool_result()
+            history.extend({"role": "tool", "tool_call_id": c["id"], "content": result} for c in calls)
+        return None
+
+    async def _request(self, task: _Task, rid: int, history: list[dict[str, Any]], rnd: int,
+                       wait: float | None) -> tuple[RequestRecord, tuple[str, list[dict[str, Any]]] | None]:
+        """Send the conversation so far as one request and interpret it at once (the next request
+        needs its reply): (its record, (visible text, tool calls) or None when it failed). A failed
+        request's record is written here; with --tools a completed one is written by the caller,
+        once it knows the reply's tool calls."""
+        replies: list[tuple[str, list[dict[str, Any]]]] = []
+        prompt = Prompt(id=task.prompt_id, text=task.user, messages=tuple(history))
+        t_start = perf_counter_ns()
+        try:
+            ex = await self.send(prompt, task.headers)
+        except asyncio.CancelledError:
+            rec = self.cancelled(rid, task.prompt_id, task.warmup, t_start)
+            self._tag(rec, task, rnd, wait)
+            self.emit(rec)
+            raise
+        rec = self.record(ex, rid, task.prompt_id, task.warmup, lambda text, calls: replies.append((text, calls)))
+        self._tag(rec, task, rnd, wait)
+        reply = replies[0] if rec.ok and replies else None
+        if reply is None or self.cfg.tools is None:
+            self.emit(rec)
+        return rec, reply
+
+    def tool_result(self) -> str:
+        """Every tool call's canned result: made before the run, exactly --tool-result-tokens long
+        by the server's tokenizer (client/synthetic.py); a loop built without it answers N words."""
+        text = self.cfg.tool_result_text
+        return text if text is not None else " ".join(["result"] * self.cfg.tool_result_tokens)
+
+    def _tag(self, rec: RequestRecord, task: _Task, rnd: int, wait: float | None) -> None:
         """The session's fields; the schedule (when the load shape wanted it, its queue wait) is the
-        first turn's alone: later turns start when the previous reply and the pause end."""
-        rec.session_id, rec.turn, rec.think_s = sid, turn, think
-        rec.scheduled_s, rec.queue_s = sched[:2] if turn == 0 else (None, None)
-        rec.phase = sched[2]
+        first request's alone: later ones start when the previous reply and the pause end."""
+        rec.session_id, rec.turn = task.sid, task.turn
+        rec.think_s = task.think if not rnd else None
+        first = task.turn == 0 and not rnd
+        rec.scheduled_s, rec.queue_s = task.sched[:2] if first else (None, None)
+        rec.phase = task.sched[2]
+        if self.cfg.tools is not None:
+            rec.tool_round, rec.tool_wait_s = rnd, wait
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What every request of one user turn shares: its session, its turn, its schedule."""
+
+    index: int
+    prompt_id: str
+    sid: str
+    turn: int
+    user: str
+    headers: dict[str, str] | None
+    think: float | None
+    sched: tuple[Any, Any, str]
+    warmup: bool

@@ -139,6 +139,13 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
                    help="the prefix cache's block size: only whole blocks of a shared prefix hit (default %(default)s)")
 
 
+    tc = parser.add_argument_group("tool calls (docs/test-server.md \"Tool calls\")")
+    tc.add_argument("--tool-call-rounds", type=int, default=d.tool_call_rounds, metavar="R",
+                    help="a request offering tools gets tool calls instead of text in its first R replies after a "
+                         "user message (finish_reason tool_calls; default 0: never)")
+    tc.add_argument("--tool-calls-per-round", type=int, default=d.tool_calls_per_round, metavar="M",
+                    help="tool calls per such reply, seeded JSON arguments streamed in pieces (default 1)")
+
     m = parser.add_argument_group("server-side metrics (GET /metrics, Prometheus text; docs/test-server.md)")
     m.add_argument("--metrics", type=_names, default=d.metrics, metavar="NAMES",
                    help="families GET /metrics serves, a comma list of vllm, llamacpp, dcgm (default: none, "

@@ -16,8 +16,15 @@ from loadtest.client.tokenize import ServerCounter, root_url
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, RunAborted
 from loadtest.prompts.sessions import join_synthetic
-from loadtest.prompts.synthetic import (Counter, SyntheticPlan, SyntheticSpec, build_prompts, exact_text, probe_text,
-                                        word_pool)
+from loadtest.prompts.synthetic import (
+    Counter,
+    SyntheticPlan,
+    SyntheticSpec,
+    build_prompts,
+    exact_text,
+    probe_text,
+    word_pool,
+)
 from loadtest.tokens import load_tokenizer
 
 DEFAULT_DURATION_PROMPTS = 1000

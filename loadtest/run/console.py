@@ -100,11 +100,11 @@ def tool_lines(summary: dict[str, Any]) -> list[str]:
     if not t:
         return []
     per, loop = t["requests_per_task"], t["loop_latency_s"]
-    lines = [f"tool loops: {t['tasks']} tasks, {t['tasks_completed']} completed, {t['tasks_failed']} failed, "
+    lines = [(f"tool loops: {t['tasks']} tasks, {t['tasks_completed']} completed, {t['tasks_failed']} failed, "
              f"{t['tasks_at_max_rounds']} cut off at --max-tool-rounds {t['max_tool_rounds']}  |  "
              f"{t['tool_calls']:,} tool calls  |  requests per task mean {_fmt(per['mean'], 1, 2)}, max "
              f"{_fmt(per['max'], 1, 0)}  |  loop latency p50 {_fmt(loop['p50'], 1, 3)} s, p90 {_fmt(loop['p90'], 1, 3)} s "
-             f"(tool wait {t['tool_latency_s']:g} s per round included)"]
+             f"(tool wait {t['tool_latency_s']:g} s per round included)")]
     rows = [[str(r["round"]), f"{r['ok']}/{r['requests']}", _fmt(r["ttft_s_p50"], 1e3, 1), _fmt(r["ttft_s_mean"], 1e3, 1),
              _fmt(r["e2e_s_mean"], 1, 3), _fmt(r["prompt_tokens_mean"], 1, 1)] for r in t["by_round"]]
     return lines + render_rows(rows, ["round", "ok", "TTFT p50 (ms)", "TTFT mean (ms)", "e2e mean (s)",

@@ -76,6 +76,11 @@ class SimConfig:
     data_no_space: bool = False
     reject_max_tokens: bool = False
 
+    # Tool calls (sim/tools.py): a request offering tools gets tool_calls_per_round calls instead of text
+    # in its first tool_call_rounds replies after a user message (0: never).
+    tool_call_rounds: int = 0
+    tool_calls_per_round: int = 1
+
     # Server-side slots: at most this many replies generate at once, the rest wait (FIFO) and their
     # timing starts when a slot frees, so queueing under overload is real. None = unlimited.
     max_concurrency: int | None = None
@@ -122,6 +127,8 @@ class SimConfig:
             raise ConfigError("sim: prefill_tokens_per_s must be a finite number > 0")
         if (self.prefix_cache_tokens is not None and self.prefix_cache_tokens < 0) or self.prefix_block_tokens < 1:
             raise ConfigError("sim: prefix_cache_tokens must be >= 0 and prefix_block_tokens >= 1")
+        if self.tool_call_rounds < 0 or self.tool_calls_per_round < 1:
+            raise ConfigError("sim: tool_call_rounds must be >= 0 and tool_calls_per_round >= 1")
         faults = [name for name in _FAULT_FIELDS if getattr(self, name) is not None]
         for name in faults:
             if getattr(self, name) < 0:

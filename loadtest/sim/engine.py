@@ -171,7 +171,9 @@ class Engine:
         self.kv_tokens -= req.prompt_tokens + req.sent
         if finish_reason is None:
             return
-        self.finished[finish_reason] += 1
+        # A reply of tool calls ended on the model's stop token: the engine counts "stop" (vLLM's
+        # tool parser renames the reason in the API's answer only).
+        self.finished["stop" if finish_reason == "tool_calls" else finish_reason] += 1
         if finish_reason == "abort" or not req.sent:
             return
         first_ns = req.recv_ns + self.ttft_ns

@@ -68,6 +68,10 @@ class Plan:
     # --log-chunks: what the request carried (its chat messages' roles and content hashes, the
     # --log-header value), for tests of multi-turn sessions; None when nothing is logged.
     log_extra: dict[str, Any] | None = None
+    # Tool calls (sim/tools.py, --tool-call-rounds): (id, name, arguments) per call, and the
+    # arguments cut into the reply's pieces as (call index, piece): one "token" each. None: text.
+    tool_calls: tuple[tuple[str, str, str], ...] | None = None
+    tool_pieces: tuple[tuple[int, str], ...] = ()
 
 
 def _words(value: Any) -> int:
@@ -81,6 +85,17 @@ def _words(value: Any) -> int:
     if isinstance(value, dict):  # a content part: {"type": "text", "text": ...}
         return _words(value.get("text"))
     return 0
+
+
+def message_parts(message: dict[str, Any]) -> list[Any]:
+    """What of a chat message a model reads as prompt: its content and, for an assistant message
+    that called tools, each call's arguments (a chat template renders them)."""
+    parts = [message.get("content")]
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        parts += [c["function"].get("arguments") for c in calls
+                  if isinstance(c, dict) and isinstance(c.get("function"), dict)]
+    return parts
 
 
 def _positive_int(body: dict[str, Any], name: str) -> int | None:
@@ -111,7 +126,7 @@ def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool, seed: int
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise RequestError(400, "'messages' must be a non-empty array", param="messages")
-        prompt_tokens = sum(_words(m.get("content")) for m in messages if isinstance(m, dict))
+        prompt_tokens = sum(_words(message_parts(m)) for m in messages if isinstance(m, dict))
     else:
         if "prompt" not in body:
             raise RequestError(400, "'prompt' is a required property", param="prompt")
@@ -160,12 +175,16 @@ def usage_json(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int
         prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, details)
 
 
-def completion_body(plan: Plan, head: bytes, with_usage: bool, extra: bytes = b"") -> bytes:
+def completion_body(plan: Plan, head: bytes, with_usage: bool, extra: bytes = b"",
+                    tool_message: bytes | None = None) -> bytes:
     """The non-stream chat.completion / text_completion JSON; ``head`` holds id, object, created, model,
-    and ``extra`` more top-level members (llama.cpp's timings)."""
+    ``extra`` more top-level members (llama.cpp's timings), ``tool_message`` a reply's whole message
+    when it calls tools (sim/tools.py)."""
     n, r = plan.n_tokens, plan.reasoning_tokens
     finish = plan.finish_reason.encode()
-    if plan.chat:
+    if plan.chat and tool_message is not None:
+        choice = b'{"index":0,"message":%s,"logprobs":null,"finish_reason":"%s"}' % (tool_message, finish)
+    elif plan.chat:
         message = b'{"role":"assistant","content":"%s"' % token_text(r, n) if r < n else b'{"role":"assistant","content":""'
         if r:
             message += b',"reasoning_content":"%s"' % token_text(0, r)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from loadtest.sim.config import SimConfig
-from loadtest.sim.generate import RequestError, _words
+from loadtest.sim.generate import RequestError, _words, message_parts
 
 PATHS = (b"/props",)
 
@@ -60,7 +60,7 @@ class Prompting:
         tokenizer's ids, else the whitespace words (and token ids) the sim counts; message contents
         in order. Per request, only with --prefix-cache-tokens."""
         keys: list[Any] = []
-        for value in ([m.get("content") for m in body["messages"] if isinstance(m, dict)] if chat
+        for value in ([message_parts(m) for m in body["messages"] if isinstance(m, dict)] if chat
                       else [body.get("prompt")]):
             self._keys(value, keys)
         return keys
@@ -92,7 +92,7 @@ class Prompting:
         """The prompt tokens the server reports in usage (and refuses beyond --n-ctx)."""
         n = words
         if self._tok is not None:
-            n = (sum(self.count(m.get("content")) for m in body["messages"] if isinstance(m, dict)) if chat
+            n = (sum(self.count(message_parts(m)) for m in body["messages"] if isinstance(m, dict)) if chat
                  else self.count(body.get("prompt")))
         if chat:
             n += self.config.template_tokens

@@ -33,6 +33,7 @@ from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, 
 from loadtest.sim.state import SimState, request_log
 from loadtest.sim.stream import Scheduler, Stream
 from loadtest.sim.tokenize import tokenize_body
+from loadtest.sim.tools import logged_calls, plan_tool_calls
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
             405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
@@ -285,6 +286,8 @@ class Sim(SimState):
             fail = config.fail_every is None or nth % config.fail_every == 0
             plan = (plan_responses(config, body, fail, seed=self.last_id + 1) if responses
                     else plan_request(config, chat, body, fail, seed=self.last_id + 1))
+            if chat:  # tool messages checked as OpenAI does; with --tool-call-rounds maybe a reply of calls
+                plan_tool_calls(config, body, plan)
             plan.prompt_tokens = self.prompting.prompt_tokens(chat, body, plan.prompt_tokens)
             if config.reject_max_tokens and chat and isinstance(body.get("max_tokens"), int):
                 raise RequestError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
@@ -308,6 +311,8 @@ class Sim(SimState):
         head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
         if self.chunk_log is not None:
             plan.log_extra = request_log(body, req.logged_header, self.log_header is not None)
+            if plan.tool_calls is not None:
+                plan.log_extra["tool_calls"] = logged_calls(plan)
         if self.prefix_cache is not None:
             plan.block_hashes = self.prefix_cache.block_hashes(self.prompting.token_keys(chat, body))
         stream = Stream(self, conn, plan, req.recv_ns, head, req.keep_alive, arrival_ns=req.recv_ns)

@@ -120,14 +120,27 @@ class SimState:
 
 def request_log(body: Any, header: bytes | None, log_header: bool) -> dict[str, Any]:
     """What a --log-chunks line says of the request: its chat messages as [role, content hash]
-    (the first 16 hex digits of the content's SHA-256), so a test can check a conversation's history
-    without the log holding the text, and the --log-header value (None when it was not sent)."""
+    (the first 16 hex digits of the content's SHA-256; tool messages and tool calls add more: see
+    _logged_message), so a test can check a conversation's history without the log holding the
+    text, and the --log-header value (None when it was not sent)."""
     out: dict[str, Any] = {}
     messages = body.get("messages") if isinstance(body, dict) else None
     if isinstance(messages, list):
-        out["messages"] = [[m.get("role"), content_hash(m.get("content"))] for m in messages if isinstance(m, dict)]
+        out["messages"] = [_logged_message(m) for m in messages if isinstance(m, dict)]
     if log_header:
         out["header"] = header.decode("latin-1") if header is not None else None
+    return out
+
+
+def _logged_message(m: dict[str, Any]) -> list[Any]:
+    """[role, content hash], then for a tool message the call it answers (its tool_call_id) and for an
+    assistant message that called tools the calls as received: [[id, name, arguments], ...]."""
+    out = [m.get("role"), content_hash(m.get("content"))]
+    if m.get("role") == "tool":
+        out.append(m.get("tool_call_id"))
+    elif isinstance(m.get("tool_calls"), list):
+        out.append([[c.get("id"), (c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments")]
+                    for c in m["tool_calls"] if isinstance(c, dict)])
     return out
 
 

@@ -17,6 +17,7 @@ from time import monotonic_ns
 
 from loadtest.sim.generate import Plan, RequestError, completion_body, token_text, usage_json
 from loadtest.sim.state import Conn, SimState, Stats
+from loadtest.sim.tools import tool_choices, tool_message
 from loadtest.timer import make_timer
 
 SSE_HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -170,7 +171,14 @@ class Stream:
             return
         out = [self._comment(b"PROCESSING")] if sim.config.sse_comments else []
         start, end = self.sent, self.next_end
-        if end > start:
+        if end > start and plan.tool_calls is not None:  # a reply that calls tools (sim/tools.py)
+            self.sent = end
+            usage = self._usage() if sim.usage_per_chunk or plan.continuous_usage else b""
+            choices = tool_choices(plan, start, end)
+            out += [self._frame(self.head + b',"choices":[' + c + b"]" + (usage if c is choices[-1] else b"") + b"}")
+                    for c in choices]
+            self._generated(start, end, now)
+        elif end > start:
             text = token_text(start, end)
             self.sent = end
             if plan.chat:
@@ -200,6 +208,17 @@ class Stream:
             self.next_end = self._end_after(self.sent)
             self.due = self.recv_ns + sim.ttft_ns + (self.next_end - 1) * sim.tpot_ns
             sim.scheduler.push(self.due, self)
+
+    def _generated(self, start: int, end: int, now: int) -> None:
+        """Tool pieces start..end-1 went out now: the counters, the engine and the log hear of it
+        (the text path does the same inline: it runs per token)."""
+        self.sim.stats.tokens_sent += end - start
+        self.sim.engine.generated(self, start, end)
+        if self.log_tokens is not None and self.disconnect_ns is None:  # what really went out
+            self.log_tokens.append(end - start)
+            self.log_ns.append(now)  # type: ignore[union-attr]
+        if self.first_ns is None:
+            self.first_ns = now
 
     def _finish_stream(self, out: list[bytes], now: int) -> None:
         sim, plan = self.sim, self.plan
@@ -249,7 +268,9 @@ class Stream:
             self.sent = plan.n_tokens
             self.sim.stats.tokens_sent += plan.n_tokens
             self.sim.engine.generated(self, 0, plan.n_tokens)  # a whole reply: accounted when it is sent
-            conn.send(200, completion_body(plan, self.head, self.sim.config.usage, self._timings()), self.keep_alive)
+            conn.send(200, completion_body(plan, self.head, self.sim.config.usage, self._timings(),
+                                           tool_message(plan) if plan.tool_calls is not None else None),
+                      self.keep_alive)
         self._close(now, completed=plan.fault is None)
 
     def _timings(self) -> bytes:

@@ -117,8 +117,9 @@ class RequestRecord:
     tool_calls: int | None = None
     """Tool loops: the tool calls this reply made (0: a final answer; None: not known, the request failed)."""
     tool_wait_s: float | None = None
-    """Tool loops: the pause (--tool-latency) between the previous reply and this round's request,
-    as a tool would take to run; never inside any latency (None: round 0)."""
+    """Tool loops: the pause (--tool-latency, as the event loop's timer really slept) between the
+    previous reply and this round's request, as a tool would take to run; never inside any latency
+    (None: round 0)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)

@@ -112,9 +112,11 @@ class SessionLoop:
         wait: float | None = None
         for rnd in range(rounds + 1):
             if rnd:
-                wait = cfg.tool_latency_s
-                if wait:
-                    await asyncio.sleep(wait)
+                wait = 0.0
+                if cfg.tool_latency_s:  # the pause as it was (a timer may wake a little early or late)
+                    t_wait = perf_counter_ns()
+                    await asyncio.sleep(cfg.tool_latency_s)
+                    wait = (perf_counter_ns() - t_wait) / 1e9
                 if self.stop.is_set():
                     return None
             rid = task.index * self.stride * self.per_turn + task.turn * self.per_turn + rnd

@@ -152,3 +152,112 @@ def test_a_non_streamed_message_with_tool_calls() -> None:
     assert rec.ok and rec.finish_reason == "tool_calls" and rec.completion_tokens == 5
     assert replies == [("", [{"id": "call_x", "type": "function", "function": {"name": "f", "arguments": '{"q": 1}'}},
                              {"id": "call_y", "type": "function", "function": {"name": "g", "arguments": "{}"}}])]
+
+
+# -- the summary's tools block --------------------------------------------------------------------
+def _rec(task: str, rnd: int, start: float, end: float, calls: int | None, ok: bool = True, **kw: Any) -> dict[str, Any]:
+    return {"session_id": task, "turn": 0, "tool_round": rnd, "start_s": start, "end_s": end, "ok": ok,
+            "warmup": kw.get("warmup", False), "tool_calls": calls if ok else None, "ttft_s": kw.get("ttft", 0.1),
+            "e2e_s": end - start, "prompt_tokens": kw.get("pt", 10), "error_kind": None if ok else kw.get("kind", "server_error")}
+
+
+def test_the_tools_block_counts_how_tasks_ended() -> None:
+    from loadtest.measure.tools import tool_block
+
+    rows = [
+        _rec("a", 0, 0.0, 1.0, 2, ttft=0.2, pt=10), _rec("a", 1, 1.5, 2.0, 0, ttft=0.4, pt=30),    # completed, 2 requests
+        _rec("b", 0, 0.0, 0.5, 1, ttft=0.6, pt=10), _rec("b", 1, 1.0, 1.2, 1, pt=20),
+        _rec("b", 2, 1.7, 2.0, 3, pt=40),                                                          # at max rounds (2)
+        _rec("c", 0, 0.0, 0.3, 1), _rec("c", 1, 0.8, 0.9, None, ok=False),                         # failed in round 1
+        _rec("d", 0, 0.0, 0.1, 1), _rec("d", 1, 0.6, 0.6, None, ok=False, kind="cancelled"),       # stopped on the way
+        _rec("e", 0, 0.0, 4.0, 0),                                                                 # completed at once
+        _rec("w", 0, 0.0, 9.0, 0, warmup=True),                                                    # warm-up: left out
+    ]
+    b = tool_block(rows, max_rounds=2)
+    assert (b["tasks"], b["tasks_completed"], b["tasks_failed"], b["tasks_at_max_rounds"]) == (5, 2, 1, 1)
+    assert b["tool_calls"] == 2 + 5 + 1 + 1
+    assert b["requests_per_task"]["mean"] == pytest.approx((2 + 3 + 2 + 2 + 1) / 5) and b["requests_per_task"]["max"] == 3
+    assert b["loop_latency_s"]["count"] == 2 and (b["loop_latency_s"]["min"], b["loop_latency_s"]["max"]) == (2.0, 4.0)
+    r0, r1, r2 = b["by_round"]
+    assert (r0["round"], r0["requests"], r0["ok"], r0["ttft_s_p50"], r0["prompt_tokens_mean"]) == (0, 5, 5, 0.1, 10)
+    assert (r1["requests"], r1["ok"], r1["ttft_s_mean"], r1["prompt_tokens_mean"]) == (4, 2, pytest.approx(0.25), 25)
+    assert (r2["round"], r2["requests"], r2["e2e_s_mean"]) == (2, 1, pytest.approx(0.3))
+
+
+def test_the_sessions_block_leaves_tool_rounds_out_of_turns() -> None:
+    from loadtest.measure.sessions import session_block
+
+    rows = [{**_rec("s0", 0, 0.0, 1.0, 1), "cached_tokens": None}, {**_rec("s0", 1, 1.5, 3.0, 0), "cached_tokens": None}]
+    b = session_block(rows)
+    assert b is not None and [t["turn"] for t in b["by_turn"]] == [0] and b["by_turn"][0]["requests"] == 1
+    assert b["duration_s"]["max"] == 3.0 and b["turns_ok"]["max"] == 1  # the round counts in the session's time
+
+
+# -- the sim's side --------------------------------------------------------------------------------
+def _sim_plan(config: Any, messages: list[dict[str, Any]], tools: Any = SYNTHETIC_TOOLS, seed: int = 7) -> Any:
+    from loadtest.sim.generate import plan_request
+    from loadtest.sim.tools import plan_tool_calls
+
+    body = {"messages": messages, "tools": list(tools) if tools else None, "max_tokens": 4, "stream": True}
+    plan = plan_request(config, True, body, False, seed=seed)
+    plan_tool_calls(config, body, plan)
+    return plan
+
+
+def test_the_sim_replies_with_tool_calls_for_its_first_rounds_per_user_turn() -> None:
+    from loadtest.sim import SimConfig
+    from loadtest.sim.tools import tool_choices
+
+    config = SimConfig(tool_call_rounds=1, tool_calls_per_round=3)
+    user = [{"role": "user", "content": "hi"}]
+    plan = _sim_plan(config, user)
+    assert plan.finish_reason == "tool_calls" and [c[:2] for c in plan.tool_calls] == [
+        ("call_7_0", "search_documents"), ("call_7_1", "run_python"), ("call_7_2", "search_documents")]
+    assert plan.n_tokens == len(plan.tool_pieces) and all(json.loads(a) for _, _, a in plan.tool_calls)
+    assert _sim_plan(config, user, seed=7).tool_calls == plan.tool_calls  # seeded
+    # every piece streamed once, in order: the calls' arguments reassemble exactly
+    events = [orjson.loads(c) for t in range(plan.n_tokens) for c in tool_choices(plan, t, t + 1)]
+    s = Stream()
+    s.read_sse([(i, b"data: " + orjson.dumps({"choices": [e]}) + b"\n\n") for i, e in enumerate(events)])
+    assert [(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in s.calls()] == list(plan.tool_calls)
+    calls = s.calls()
+    answered = [*user, {"role": "assistant", "content": None, "tool_calls": calls},
+                *({"role": "tool", "tool_call_id": c["id"], "content": "r"} for c in calls)]
+    assert _sim_plan(config, answered).tool_calls is None  # one round per user turn: now text
+    assert _sim_plan(config, [*answered, {"role": "assistant", "content": "ok"}, *user]).tool_calls is not None
+    assert _sim_plan(config, user, tools=None).tool_calls is None
+    assert _sim_plan(SimConfig(), user).tool_calls is None
+
+
+@pytest.mark.parametrize("messages,says", [
+    ([{"role": "tool", "tool_call_id": "a", "content": "x"}], "messages with role 'tool' must be a response to a preceeding"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": [{"id": "a"}, {"id": "b"}]},
+      {"role": "tool", "tool_call_id": "a", "content": "x"}, {"role": "user", "content": "q"}],
+     "The following tool_call_ids did not have response messages: b"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"id": "a"}]}, {"role": "tool", "tool_call_id": "z", "content": "x"}],
+     "'tool_call_id' of 'z' not found in 'tool_calls' of previous message"),
+    ([{"role": "assistant", "content": None, "tool_calls": [{"id": "a"}]}, {"role": "tool", "content": "x"}],
+     "Missing required parameter: 'messages.[1].tool_call_id'"),
+])
+def test_the_sim_checks_tool_messages_as_openai_does(messages: list[dict[str, Any]], says: str) -> None:
+    from loadtest.sim.generate import RequestError
+    from loadtest.sim.tools import check_tool_messages
+
+    with pytest.raises(RequestError) as err:
+        check_tool_messages(messages)
+    assert err.value.status == 400 and says in err.value.message
+
+
+def test_sim_tool_options_round_trip() -> None:
+    import argparse
+
+    from loadtest.cli.serve import sim_config, sim_options
+    from loadtest.errors import ConfigError
+    from loadtest.sim import SimConfig
+
+    cfg = SimConfig(tool_call_rounds=2, tool_calls_per_round=3)
+    parser = argparse.ArgumentParser()
+    sim_options(parser)
+    assert sim_config(parser.parse_args(cfg.to_args())) == cfg
+    with pytest.raises(ConfigError):
+        SimConfig(tool_calls_per_round=0)

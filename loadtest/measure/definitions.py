@@ -268,7 +268,27 @@ DEFINITIONS: dict[str, str] = {
         "prompt_tokens_mean and cached_tokens_mean of that turn's completed requests (the history grows "
         "with each turn; a prefix cache serves the earlier turns); duration_s: statistics over sessions of "
         "first turn start to last completed turn end, think time included; turns_ok: statistics of "
-        "completed turns per session."),
+        "completed turns per session. With --tools a turn's tool rounds (tool_round > 0) are not turns: they "
+        "count only in their session's duration and failures."),
+    "tool_fields": (
+        "Per request, in tool-loop runs (--tools): tool_round (0: the request that sends the user turn; k: the "
+        "k-th request that answers the previous reply's tool calls, each call with the canned result of "
+        "--tool-result-tokens tokens), tool_calls (the calls this reply made, assembled from the streamed "
+        "deltas by index; 0: a final answer; null: the request failed) and tool_wait_s (the pause before this "
+        "round, --tool-latency as the timer really slept; null on round 0). Each request's latencies time that "
+        "request only: the pause is never inside them. Argument pieces are generated text: they end TTFT and "
+        "count as tokens like content."),
+    "tools": (
+        "summary.tools, over the measured requests of a --tools run; a task is one user turn and the tool "
+        "rounds answering it. tasks; tasks_completed (the last reply called no tool), tasks_failed (a request "
+        "failed; cancelled and abandoned ones excluded), tasks_at_max_rounds (still calling tools after "
+        "--max-tool-rounds rounds: cut off); tool_calls (all calls made); requests_per_task: statistics of "
+        "requests per task; loop_latency_s: statistics over completed tasks of first request start to last "
+        "reply end, the tool pauses included (what the task's user waits); by_round, one entry per round: "
+        "requests, ok, ttft_s_p50, ttft_s_mean, e2e_s_mean and prompt_tokens_mean of its completed requests. "
+        "With it: the tools offered (names), source, max_tool_rounds, tool_latency_s, tool_result_tokens "
+        "(the canned result's count by tool_result_tokenizer; tool_result_verified_by_server_tokenize says "
+        "whether that was the server's own /tokenize)."),
 }
 
 

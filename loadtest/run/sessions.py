@@ -120,15 +120,11 @@ class SessionLoop:
                 if self.stop.is_set():
                     return None
             rid = task.index * self.stride * self.per_turn + task.turn * self.per_turn + rnd
-            rec, reply = await self._request(task, rid, history, rnd, wait)
+            reply = await self._request(task, rid, history, rnd, wait)
             if reply is None:
                 return None
             text, calls = reply
-            if cfg.tools is None:
-                return text
-            rec.tool_calls = len(calls)
-            self.emit(rec)
-            if not calls:
+            if cfg.tools is None or not calls:
                 return text
             if rnd == rounds:
                 return None  # --max-tool-rounds: the task ends without a final answer
@@ -138,11 +134,10 @@ class SessionLoop:
         return None
 
     async def _request(self, task: _Task, rid: int, history: list[dict[str, Any]], rnd: int,
-                       wait: float | None) -> tuple[RequestRecord, tuple[str, list[dict[str, Any]]] | None]:
-        """Send the conversation so far as one request and interpret it at once (the next request
-        needs its reply): (its record, (visible text, tool calls) or None when it failed). A failed
-        request's record is written here; with --tools a completed one is written by the caller,
-        once it knows the reply's tool calls."""
+                       wait: float | None) -> tuple[str, list[dict[str, Any]]] | None:
+        """Send the conversation so far as one request, interpret it at once (the next request
+        needs its reply) and write its record: (the reply's visible text, its tool calls), or None
+        when it failed."""
         replies: list[tuple[str, list[dict[str, Any]]]] = []
         prompt = Prompt(id=task.prompt_id, text=task.user, messages=tuple(history))
         t_start = perf_counter_ns()
@@ -150,15 +145,14 @@ class SessionLoop:
             ex = await self.send(prompt, task.headers)
         except asyncio.CancelledError:
             rec = self.cancelled(rid, task.prompt_id, task.warmup, t_start)
-            self._tag(rec, task, rnd, wait)
+            self._tag(rec, task, rnd, wait, None)
             self.emit(rec)
             raise
         rec = self.record(ex, rid, task.prompt_id, task.warmup, lambda text, calls: replies.append((text, calls)))
-        self._tag(rec, task, rnd, wait)
         reply = replies[0] if rec.ok and replies else None
-        if reply is None or self.cfg.tools is None:
-            self.emit(rec)
-        return rec, reply
+        self._tag(rec, task, rnd, wait, None if reply is None else reply[1])
+        self.emit(rec)
+        return reply
 
     def tool_result(self) -> str:
         """Every tool call's canned result: made before the run, exactly --tool-result-tokens long
@@ -166,9 +160,11 @@ class SessionLoop:
         text = self.cfg.tool_result_text
         return text if text is not None else " ".join(["result"] * self.cfg.tool_result_tokens)
 
-    def _tag(self, rec: RequestRecord, task: _Task, rnd: int, wait: float | None) -> None:
-        """The session's fields; the schedule (when the load shape wanted it, its queue wait) is the
-        first request's alone: later ones start when the previous reply and the pause end."""
+    def _tag(self, rec: RequestRecord, task: _Task, rnd: int, wait: float | None,
+             calls: list[dict[str, Any]] | None) -> None:
+        """The session's fields (and with --tools the round's); the schedule (when the load shape
+        wanted it, its queue wait) is the first request's alone: later ones start when the previous
+        reply and the pause end."""
         rec.session_id, rec.turn = task.sid, task.turn
         rec.think_s = task.think if not rnd else None
         first = task.turn == 0 and not rnd
@@ -176,6 +172,7 @@ class SessionLoop:
         rec.phase = task.sched[2]
         if self.cfg.tools is not None:
             rec.tool_round, rec.tool_wait_s = rnd, wait
+            rec.tool_calls = None if calls is None else len(calls)
 
 
 @dataclass(frozen=True)

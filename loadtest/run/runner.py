@@ -31,8 +31,7 @@ from loadtest.client.tokenize import refine_records
 from loadtest.config import RunConfig
 from loadtest.judge.monitors import RunMonitor
 from loadtest.measure.metrics import compute_metrics, load_columns
-from loadtest.measure.record import (ABANDONED, CANCELLED, OnReply, RequestRecord, asked, build_record,
-                                     cancelled_record)
+from loadtest.measure.record import ABANDONED, CANCELLED, OnReply, RequestRecord, asked, build_record, cancelled_record
 from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
 from loadtest.run import live

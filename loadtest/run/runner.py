@@ -147,15 +147,19 @@ class Run:
     def _session_loop(self, ids_per_session: int) -> SessionLoop:
         """The session loop's view of the run: send a turn, interpret it at once (the next turn
         needs its reply), write its record."""
-        async def send(prompt: Prompt, headers: dict[str, str] | None) -> Exchange:
+        async def send(prompt: Prompt, headers: dict[str, str] | None, session: str) -> Exchange:
             self.live.sent += 1
-            return await self._sender.send(prompt, self._base, None, headers)
+            return await self._sender.send(prompt, self._base, None, headers, session)
 
         def cancelled(rid: int, prompt_id: str, warmup: bool, t_start_ns: int) -> RequestRecord:
             return cancelled_record(request_id=rid, prompt_id=prompt_id, t_start_ns=t_start_ns,
                                     run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight")
 
-        return SessionLoop(self.cfg, send, self._record, cancelled, self._emit, self.stop, ids_per_session)
+        def release(session: str) -> None:
+            if self._transport is not None:
+                self._transport.release(session)
+
+        return SessionLoop(self.cfg, send, self._record, cancelled, self._emit, self.stop, ids_per_session, release)
 
     def _interpret(self, item: tuple[Exchange, int, str, bool, tuple[Any, Any, str]]) -> None:
         ex, i, prompt_id, warmup, sched = item

@@ -12,6 +12,10 @@ session: the next turn would need the reply that did not come.
 
 Each turn is its own record: id ``index * stride + turn`` (stride: the longest session's turns),
 unique within the run, with ``session_id``, ``turn`` and ``think_s``.
+
+A session keeps one keep-alive connection for all its turns, as one user's client would (the
+transport holds it under the session's id until ``release``); a connection the server closed is
+replaced, and transports that pool on their own (httpx, the openai SDK) simply reuse theirs.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from loadtest.measure.record import RequestRecord
 from loadtest.prompts.sources import Prompt
 from loadtest.transport import Exchange
 
-Send = Callable[[Prompt, "dict[str, str] | None"], Awaitable[Exchange]]
+Send = Callable[[Prompt, "dict[str, str] | None", str], Awaitable[Exchange]]
 Record = Callable[[Exchange, int, str, bool, Callable[[str], None]], RequestRecord]
 Cancelled = Callable[[int, str, bool, int], RequestRecord]
 
@@ -54,9 +58,11 @@ def think_times(cfg: RunConfig, index: int) -> Callable[[], float]:
 
 @dataclass
 class SessionLoop:
-    """``send(prompt, headers)`` sends one turn; ``record(ex, id, prompt_id, warmup, on_reply)``
-    interprets it (the reply's text handed to on_reply); ``cancelled(id, prompt_id, warmup, start_ns)`` is
-    the record of a turn the run stopped; ``emit`` writes a record. A session's turns share its phase."""
+    """``send(prompt, headers, session)`` sends one turn over the session's connection;
+    ``record(ex, id, prompt_id, warmup, on_reply)`` interprets it (the reply's text handed to
+    on_reply); ``cancelled(id, prompt_id, warmup, start_ns)`` is the record of a turn the run
+    stopped; ``emit`` writes a record; ``release(session)`` hands the session's connection back to
+    the pool when it ends. A session's turns share its phase."""
 
     cfg: RunConfig
     send: Send
@@ -65,10 +71,17 @@ class SessionLoop:
     emit: Callable[[RequestRecord], None]
     stop: asyncio.Event
     stride: int
+    release: Callable[[str], None]
 
     async def run(self, index: int, session: Prompt, sched: tuple[Any, Any, str], warmup: bool) -> None:
-        cfg = self.cfg
         sid = session_id(index)
+        try:
+            await self._turns(index, sid, session, sched, warmup)
+        finally:
+            self.release(sid)
+
+    async def _turns(self, index: int, sid: str, session: Prompt, sched: tuple[Any, Any, str], warmup: bool) -> None:
+        cfg = self.cfg
         headers = {cfg.session_header: sid} if cfg.session_header else None
         pause = think_times(cfg, index)
         recorded = session.replies if cfg.history == "recorded" else None
@@ -87,7 +100,7 @@ class SessionLoop:
             reply: list[str] = []
             t_start = perf_counter_ns()
             try:
-                ex = await self.send(Prompt(id=session.id, text=user, messages=tuple(history)), headers)
+                ex = await self.send(Prompt(id=session.id, text=user, messages=tuple(history)), headers, sid)
             except asyncio.CancelledError:
                 rec = self.cancelled(rid, session.id, warmup, t_start)
                 self._tag(rec, sid, turn, think, sched)

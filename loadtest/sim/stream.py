@@ -171,7 +171,7 @@ class Stream:
         out = [self._comment(b"PROCESSING")] if sim.config.sse_comments else []
         start, end = self.sent, self.next_end
         if end > start:
-            text = token_text(start, end)
+            text = token_text(start, end, plan.word)
             self.sent = end
             if plan.chat:
                 key = b"reasoning_content" if end <= plan.reasoning_tokens else b"content"

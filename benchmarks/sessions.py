@@ -165,7 +165,8 @@ def main() -> int:
     print(f"sessions benchmark: {args.sessions} sessions x {args.turns} turns (first {args.prompt_tokens} tokens, "
           f"later {args.turn_prompt_tokens}) against {args.sessions * args.turns} single requests of "
           f"{args.single_prompt_tokens} tokens; {args.max_tokens} tokens per reply, concurrency {args.concurrency}, "
-          f"test server TTFT {args.ttft_ms:g} ms + {args.tpot_ms:g} ms/token; client on cpu {client_cpu}, server on cpu {sim_cpu}; "
+          f"test server TTFT {args.ttft_ms:g} ms + {args.tpot_ms:g} ms/token; "
+          f"client on cpu {client_cpu}, server on cpu {sim_cpu}; "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr, flush=True)
 
     table = Table(HEADERS)

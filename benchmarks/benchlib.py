@@ -37,14 +37,16 @@ def run_loadtest(args: list[str], out: Path, *, cpu: int | None = None, env: dic
 class ChildUsage:
     """What one ``loadtest`` child process used, from ``os.wait4`` (its own usage and that of the
     processes it reaped): CPU seconds in user and kernel mode, its peak resident memory, wall time.
-    With sampling, ``rss_load_peak_kib`` is the highest VmRSS seen while its requests.jsonl still grew
-    (the load phase, before the statistics pass over the records)."""
+    With sampling, ``rss_preload_kib`` is the highest VmRSS seen before its first record (start-up:
+    prompts built, connections open) and ``rss_load_peak_kib`` the highest seen while its
+    requests.jsonl still grew (the load phase, before the statistics pass over the records)."""
 
     user_s: float
     sys_s: float
     max_rss_kib: int
     wall_s: float
     returncode: int
+    rss_preload_kib: int | None = None
     rss_load_peak_kib: int | None = None
     rss_samples: list[tuple[float, int, int]] = field(default_factory=list, repr=False)
     """(seconds since spawn, VmRSS KiB, requests.jsonl bytes) per sample."""
@@ -94,13 +96,12 @@ def run_loadtest_usage(args: list[str], out: Path, *, cpu: int | None = None, en
     if proc.returncode != 0:
         raise SystemExit(f"client failed ({proc.returncode}): {stderr.strip()[-500:]}")
     summary = json.loads((out / "summary.json").read_text())
-    load_peak = None
-    if samples:
-        final = records.stat().st_size if records.exists() else 0
-        growing = [rss for _, rss, size in samples if size < final]
-        load_peak = max(growing) if growing else None
+    final = records.stat().st_size if records.exists() else 0
+    preload = [rss for _, rss, size in samples if size == 0]
+    growing = [rss for _, rss, size in samples if size < final]
     return summary, ChildUsage(user_s=ru.ru_utime, sys_s=ru.ru_stime, max_rss_kib=ru.ru_maxrss, wall_s=wall,
-                               returncode=proc.returncode, rss_load_peak_kib=load_peak, rss_samples=samples)
+                               returncode=proc.returncode, rss_preload_kib=max(preload) if preload else None,
+                               rss_load_peak_kib=max(growing) if growing else None, rss_samples=samples)
 
 
 def ttft_errors_s(summary: dict[str, Any], rows: list[dict[str, Any]], first_write: dict[str, int]) -> np.ndarray:

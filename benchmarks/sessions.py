@@ -20,11 +20,13 @@ tokens (summary.json). The target (issue: sessions within 10% of single-turn run
 token rate): the ratio of the medians at most 1.10. Shown beside it: the same with start-up
 included, and the measured window alone (the summary's ``client_cpu_s_per_1k_tokens``).
 
-Memory: the child's peak RSS (``ru_maxrss``, which includes the statistics pass over the records
-after the load), and the peak VmRSS sampled during the load, for sessions runs with 1x and 4x the
-sessions at the same concurrency (histories live only while their session runs, so what grows is
-the prompts built up front and the statistics pass, not histories) and with 2x the concurrency
-(grows with sessions in flight: KiB per extra session in flight).
+Memory, sampled from outside (VmRSS every 0.1 s) and from ``os.wait4`` (``ru_maxrss``): the RSS
+before the load (start-up: the prompts, built up front, and the connections), its peak during the
+load (while requests.jsonl grows), the growth between the two, and the peak of the whole run (with
+the statistics pass over the records after the load). Sessions runs with 1x (the rounds') and 4x
+the sessions at the same concurrency: the growth during the load stays flat, since a history lives
+only while its session runs; what 4x the sessions adds is their prompts and records. And with 2x
+the concurrency: the growth per extra session in flight.
 
     python benchmarks/sessions.py            # make bench-sessions: 3 rounds, then the memory runs
     python benchmarks/sessions.py --quick    # smoke test, < 1 minute, target not checked
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import ChildUsage, Table, run_loadtest_usage
+from tabulate import tabulate
 
 from loadtest.sim.process import start_sim
 
@@ -86,6 +89,7 @@ def row(kind: str, sessions: int, concurrency: int, requests: int, summary: dict
     tokens = m["completion_tokens_total"] or 0
     startup = run.get("client_startup_cpu_s")
     after = usage.cpu_s - startup if startup is not None else None
+    pre, peak = usage.rss_preload_kib, usage.rss_load_peak_kib
     return {
         "kind": kind, "sessions": sessions if kind == "sessions" else None, "concurrency": concurrency,
         "requests": requests, "completed": counts["completed"], "failed": counts["failed"],
@@ -95,8 +99,9 @@ def row(kind: str, sessions: int, concurrency: int, requests: int, summary: dict
         "cpu_s_per_1k_tokens": after / tokens * 1e3 if tokens and after is not None else None,
         "all_cpu_s_per_1k_tokens": usage.cpu_s / tokens * 1e3 if tokens else None,
         "window_cpu_s_per_1k_tokens": run.get("client_cpu_s_per_1k_tokens"),
-        "max_rss_kib": usage.max_rss_kib, "load_rss_peak_kib": usage.rss_load_peak_kib,
-        "wall_s": usage.wall_s, "server_late_ms_mean": late_ms,
+        "preload_rss_kib": pre, "load_rss_peak_kib": peak,
+        "load_rss_growth_kib": peak - pre if peak is not None and pre is not None else None,
+        "max_rss_kib": usage.max_rss_kib, "wall_s": usage.wall_s, "server_late_ms_mean": late_ms,
     }
 
 
@@ -104,18 +109,25 @@ def fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def mib(kib: float | None) -> str:
+    return fmt(kib / 1024 if kib is not None else None, ".1f")
+
+
+HEADERS = ["run", "kind", "sessions", "conc.", "done", "completion tok", "tok/s", "CPU s", "start-up CPU s",
+           "CPU s/1k tok", "incl. start-up", "window only", "RSS before load MiB", "peak in load MiB", "max RSS MiB",
+           "server late ms"]
+
+
 def table_row(label: str, r: dict[str, Any]) -> list[Any]:
-    return [label, r["kind"], r["sessions"] or "-", r["concurrency"], r["requests"], r["completed"],
+    return [label, r["kind"], r["sessions"] or "-", r["concurrency"], f"{r['completed']}/{r['requests']}",
             r["completion_tokens"], round(r["tokens_per_s"]), fmt(r["cpu_s"], ".2f"), fmt(r["startup_cpu_s"], ".2f"),
             fmt(r["cpu_s_per_1k_tokens"], ".4f"), fmt(r["all_cpu_s_per_1k_tokens"], ".4f"),
-            fmt(r["window_cpu_s_per_1k_tokens"], ".4f"),
-            fmt(r["max_rss_kib"] / 1024, ".1f"),
-            fmt(r["load_rss_peak_kib"] / 1024 if r["load_rss_peak_kib"] else None, ".1f"),
-            fmt(r["server_late_ms_mean"], ".2f")]
+            fmt(r["window_cpu_s_per_1k_tokens"], ".4f"), mib(r["preload_rss_kib"]), mib(r["load_rss_peak_kib"]),
+            mib(r["max_rss_kib"]), fmt(r["server_late_ms_mean"], ".2f")]
 
 
-HEADERS = ["run", "kind", "sessions", "conc.", "requests", "done", "completion tok", "tok/s", "CPU s", "start-up CPU s",
-           "CPU s/1k tok", "incl. start-up", "window only", "max RSS MiB", "RSS in load MiB", "server late ms"]
+MEDIAN_KEYS = ("cpu_s_per_1k_tokens", "all_cpu_s_per_1k_tokens", "window_cpu_s_per_1k_tokens", "tokens_per_s",
+               "startup_cpu_s", "preload_rss_kib", "load_rss_peak_kib", "load_rss_growth_kib", "max_rss_kib")
 
 
 def median(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -125,6 +137,50 @@ def median(rows: list[dict[str, Any]], key: str) -> float | None:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
+
+
+def per(a: float | None, b: float | None, n: int) -> float | None:
+    """KiB per unit: (a - b) / n."""
+    return (a - b) / n if a is not None and b is not None and n else None
+
+
+def memory_report(base: dict[str, Any], big: dict[str, Any], wide: dict[str, Any],
+                  args: argparse.Namespace) -> dict[str, Any]:
+    """The sessions runs' memory: ``base`` the rounds' medians (N sessions, C in flight), ``big`` one
+    run with more sessions, ``wide`` one with more in flight; prints a table and three lines."""
+    keys = ("preload_rss_kib", "load_rss_peak_kib", "load_rss_growth_kib", "max_rss_kib")
+    rows = [("1x (median of the rounds)", args.sessions, args.concurrency, base),
+            (f"{args.memory_sessions_factor}x sessions", big["sessions"], big["concurrency"], big),
+            (f"{args.memory_concurrency_factor}x concurrency", wide["sessions"], wide["concurrency"], wide)]
+    print()
+    print(tabulate([[label, n, c, *(mib(r[k]) for k in keys)] for label, n, c, r in rows],
+                   headers=["sessions runs", "sessions", "conc.", "RSS before load MiB", "peak in load MiB",
+                            "growth in load MiB", "max RSS MiB"]))
+    more_sessions = big["sessions"] - args.sessions
+    more_in_flight = wide["concurrency"] - args.concurrency
+    memory = {
+        "baseline": {k: base[k] for k in keys}, "more_sessions": {k: big[k] for k in keys},
+        "more_concurrency": {k: wide[k] for k in keys},
+        "sessions_factor": args.memory_sessions_factor, "concurrency_factor": args.memory_concurrency_factor,
+        "kib_per_extra_session_in_flight_growth": per(wide["load_rss_growth_kib"], base["load_rss_growth_kib"],
+                                                      more_in_flight),
+        "kib_per_extra_session_in_flight_peak": per(wide["load_rss_peak_kib"], base["load_rss_peak_kib"],
+                                                    more_in_flight),
+        "kib_per_extra_session_preload": per(big["preload_rss_kib"], base["preload_rss_kib"], more_sessions),
+        "kib_per_extra_session_max_rss": per(big["max_rss_kib"], base["max_rss_kib"], more_sessions),
+    }
+    print(f"histories: growth during the load {mib(base['load_rss_growth_kib'])} MiB with {args.sessions} sessions, "
+          f"{mib(big['load_rss_growth_kib'])} MiB with {big['sessions']} (same {args.concurrency} in flight: "
+          "flat, a history lives only while its session runs)")
+    print(f"per extra session in flight ({args.concurrency} -> {wide['concurrency']}): "
+          f"{fmt(memory['kib_per_extra_session_in_flight_growth'], '.1f')} KiB of growth during the load (history, "
+          f"buffers), {fmt(memory['kib_per_extra_session_in_flight_peak'], '.1f')} KiB at the load's peak "
+          "(with its connection, opened before the load)")
+    print(f"per extra session in the run ({args.sessions} -> {big['sessions']}): "
+          f"{fmt(memory['kib_per_extra_session_preload'], '.2f')} KiB before the load (its prompts, built up front), "
+          f"{fmt(memory['kib_per_extra_session_max_rss'], '.2f')} KiB at max RSS (with the statistics pass over "
+          "its records after the load)")
+    return memory
 
 
 def main() -> int:
@@ -188,10 +244,7 @@ def main() -> int:
     table.finish(None)
 
     # CPU: medians over the rounds, and their ratio.
-    med = {kind: {key: median(rows, key) for key in ("cpu_s_per_1k_tokens", "all_cpu_s_per_1k_tokens",
-                                                    "window_cpu_s_per_1k_tokens", "tokens_per_s", "startup_cpu_s",
-                                                    "max_rss_kib", "load_rss_peak_kib")}
-           for kind, rows in runs.items()}
+    med = {kind: {key: median(rows, key) for key in MEDIAN_KEYS} for kind, rows in runs.items()}
     cpu_ratio = ratio(med["sessions"]["cpu_s_per_1k_tokens"], med["single"]["cpu_s_per_1k_tokens"])
     all_ratio = ratio(med["sessions"]["all_cpu_s_per_1k_tokens"], med["single"]["all_cpu_s_per_1k_tokens"])
     window_ratio = ratio(med["sessions"]["window_cpu_s_per_1k_tokens"], med["single"]["window_cpu_s_per_1k_tokens"])
@@ -207,6 +260,7 @@ def main() -> int:
                         "the CPU comparison is not at the same rate")
     if failed:
         warnings.append(f"{failed} requests failed")
+
     def line(key: str) -> str:
         return f"{fmt(med['sessions'][key], '.4f')} / {fmt(med['single'][key], '.4f')}"
 
@@ -218,36 +272,8 @@ def main() -> int:
 
     memory: dict[str, Any] = {}
     if memory_runs:
-        base_rss, base_load = med["sessions"]["max_rss_kib"], med["sessions"]["load_rss_peak_kib"]
-        big = memory_runs[f"{args.memory_sessions_factor}x sessions"]
-        wide = memory_runs[f"{args.memory_concurrency_factor}x concurrency"]
-        extra_sessions = big["sessions"] - args.sessions
-        extra_in_flight = wide["concurrency"] - args.concurrency
-
-        def per(a: float | None, b: float | None, n: int) -> float | None:
-            return (a - b) / n if a is not None and b is not None and n else None
-
-        memory = {
-            "baseline_max_rss_kib": base_rss, "baseline_load_rss_peak_kib": base_load,
-            "sessions_factor": args.memory_sessions_factor, "concurrency_factor": args.memory_concurrency_factor,
-            "more_sessions_max_rss_kib": big["max_rss_kib"],
-            "more_sessions_load_rss_peak_kib": big["load_rss_peak_kib"],
-            "more_concurrency_max_rss_kib": wide["max_rss_kib"],
-            "more_concurrency_load_rss_peak_kib": wide["load_rss_peak_kib"],
-            "kib_per_extra_session_max_rss": per(big["max_rss_kib"], base_rss, extra_sessions),
-            "kib_per_extra_session_load_rss": per(big["load_rss_peak_kib"], base_load, extra_sessions),
-            "kib_per_extra_session_in_flight_max_rss": per(wide["max_rss_kib"], base_rss, extra_in_flight),
-            "kib_per_extra_session_in_flight_load_rss": per(wide["load_rss_peak_kib"], base_load, extra_in_flight),
-        }
-        mib = lambda k: fmt(k / 1024 if k is not None else None, ".1f")  # noqa: E731
-        print(f"memory, sessions runs (max RSS / peak RSS during the load, MiB): {args.sessions} sessions at "
-              f"{args.concurrency}: {mib(base_rss)} / {mib(base_load)} (median); {big['sessions']} sessions: "
-              f"{mib(big['max_rss_kib'])} / {mib(big['load_rss_peak_kib'])}, "
-              f"{fmt(memory['kib_per_extra_session_max_rss'], '.2f')} / "
-              f"{fmt(memory['kib_per_extra_session_load_rss'], '.2f')} KiB per extra session in the run; concurrency "
-              f"{wide['concurrency']}: {mib(wide['max_rss_kib'])} / {mib(wide['load_rss_peak_kib'])}, "
-              f"{fmt(memory['kib_per_extra_session_in_flight_max_rss'], '.1f')} / "
-              f"{fmt(memory['kib_per_extra_session_in_flight_load_rss'], '.1f')} KiB per extra session in flight")
+        memory = memory_report(med["sessions"], memory_runs[f"{args.memory_sessions_factor}x sessions"],
+                               memory_runs[f"{args.memory_concurrency_factor}x concurrency"], args)
 
     met = cpu_ratio is not None and cpu_ratio <= TARGET_RATIO
     for w in warnings:

@@ -53,7 +53,7 @@ bench-open: install
 	$(PY) benchmarks/open_loop.py
 
 # Multi-turn sessions: 1,000 sessions of 5 turns against single-turn runs at the same token rate,
-# client CPU per 1,000 tokens (target: ratio <= 1.10) and memory (docs/performance.md). ~7 minutes;
+# client CPU per 1,000 tokens (target: ratio <= 1.10) and memory (docs/performance.md). ~8 minutes;
 # `$(PY) benchmarks/sessions.py --quick` is the < 1 minute smoke test.
 bench-sessions: install
 	$(PY) benchmarks/sessions.py

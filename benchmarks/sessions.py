@@ -171,7 +171,7 @@ def memory_report(base: dict[str, Any], big: dict[str, Any], wide: dict[str, Any
     }
     print(f"histories: growth during the load {mib(base['load_rss_growth_kib'])} MiB with {args.sessions} sessions, "
           f"{mib(big['load_rss_growth_kib'])} MiB with {big['sessions']} (same {args.concurrency} in flight: "
-          "flat, a history lives only while its session runs)")
+          "expected flat, a history lives only while its session runs)")
     print(f"per extra session in flight ({args.concurrency} -> {wide['concurrency']}): "
           f"{fmt(memory['kib_per_extra_session_in_flight_growth'], '.1f')} KiB of growth during the load (history, "
           f"buffers), {fmt(memory['kib_per_extra_session_in_flight_peak'], '.1f')} KiB at the load's peak "

@@ -140,7 +140,7 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
         outcome = execute(run)
     if trace is not None:
         annotate_trace(outcome.directory, outcome.summary, trace.block(cfg))
-    if cfg.sessions:
+    if cfg.sessions or (trace is not None and trace.has_sessions):
         annotate_sessions(outcome.directory, outcome.summary)
     if synthetic or cfg.ignore_eos:
         annotate_prompts(outcome.directory, outcome.summary, plan, cfg.max_tokens, quiet=cfg.quiet)

@@ -30,6 +30,7 @@ from typing import Any
 from loadtest.config import RunConfig
 from loadtest.measure.record import RequestRecord
 from loadtest.prompts.sources import Prompt
+from loadtest.run.tracehold import Hold, tag_trace_turn, turn_max_tokens
 from loadtest.transport import Exchange
 
 Send = Callable[[Prompt, "dict[str, str] | None", str], Awaitable[Exchange]]
@@ -72,6 +73,9 @@ class SessionLoop:
     stop: asyncio.Event
     stride: int
     release: Callable[[str], None]
+    hold: Hold | None = None
+    """Trace sessions (run/tracehold.py): awaited before each later turn, it holds the turn until its
+    replayed offset; None: a later turn follows the reply and the think time alone."""
 
     async def run(self, index: int, session: Prompt, sched: tuple[Any, Any, str], warmup: bool) -> None:
         sid = session_id(index)
@@ -88,26 +92,33 @@ class SessionLoop:
         history: list[dict[str, Any]] = list(session.messages or ())
         turns = session.turns or (session.text,)
         think: float | None = None
+        held: tuple[float, float] | None = None
         for turn, user in enumerate(turns):
             if turn:
                 think = pause()
                 if think:
                     await asyncio.sleep(think)
+                if self.hold is not None:
+                    held = await self.hold(session, turn, sched)
                 if self.stop.is_set():
                     return
             history.append({"role": "user", "content": user})
             rid = index * self.stride + turn
             reply: list[str] = []
+            asks = turn_max_tokens(session, turn)
             t_start = perf_counter_ns()
             try:
-                ex = await self.send(Prompt(id=session.id, text=user, messages=tuple(history)), headers, sid)
+                ex = await self.send(Prompt(id=session.id, text=user, messages=tuple(history), max_tokens=asks),
+                                     headers, sid)
             except asyncio.CancelledError:
                 rec = self.cancelled(rid, session.id, warmup, t_start)
                 self._tag(rec, sid, turn, think, sched)
+                tag_trace_turn(rec, asks, held)
                 self.emit(rec)
                 raise
             rec = self.record(ex, rid, session.id, warmup, reply.append)
             self._tag(rec, sid, turn, think, sched)
+            tag_trace_turn(rec, asks, held)
             self.emit(rec)
             if not rec.ok or not reply:
                 return  # the next turn would need the reply that did not come

@@ -143,7 +143,7 @@ def test_a_window_keeps_sessions_whole_and_speed_scales_their_turns(sim: Any, cl
         (0.0, 8, 2, "x"), (0.4, 6, 2, None), (1.0, 8, 2, "y"), (1.2, 5, 2, "x"), (1.6, 5, 2, "y"), (3.4, 5, 2, "y")]
     # window 0.4:2.0 at speed 2: x (first row at 0) goes whole, with its row at 1.2; y (at 1.0) stays whole,
     # with its row at 3.4, past the window's end
-    code, summary, recs, truth = _run(sim, cli, tmp_path, rows, "--trace-window", "0.4:2.0", "--replay-speed", "2")
+    code, summary, recs, _ = _run(sim, cli, tmp_path, rows, "--trace-window", "0.4:2.0", "--replay-speed", "2")
     assert code == 0 and all(r["ok"] for r in recs)
     assert sorted(r["prompt_id"] for r in recs) == ["t-2", "t-3", "t-3", "t-3"]
     y = sorted((r for r in recs if r["session_id"] is not None), key=lambda r: r["turn"])

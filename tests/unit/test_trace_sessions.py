@@ -179,8 +179,8 @@ def test_without_a_hold_sessions_are_as_before() -> None:
 
 
 @pytest.mark.parametrize(("extra", "says"), [
-    (["--think-time", "1"], "--trace replays its sessions at their recorded times with the actual replies: "
-                            "leave out --think-time"),
+    (["--think-time", "1"], ("--trace replays its sessions at their recorded times with the actual replies: "
+                             "leave out --think-time")),
     (["--history", "recorded"], "leave out --history recorded"),
     (["--session-rate", "2"], "leave out --session-rate"),
     (["--api", "completions"], "replay as multi-turn sessions, which need --api chat"),

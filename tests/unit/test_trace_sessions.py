@@ -136,7 +136,7 @@ def test_the_plan_schedules_one_job_per_session_and_counts_them(tmp_path: Path) 
 def _loop(hold: Any, sent: list[Prompt]) -> tuple[SessionLoop, list[RequestRecord]]:
     records: list[RequestRecord] = []
 
-    async def send(prompt: Prompt, headers: dict[str, str] | None) -> Exchange:
+    async def send(prompt: Prompt, headers: dict[str, str] | None, session: str) -> Exchange:
         sent.append(prompt)
         return None  # type: ignore[return-value]
 
@@ -147,7 +147,9 @@ def _loop(hold: Any, sent: list[Prompt]) -> tuple[SessionLoop, list[RequestRecor
         return rec
 
     cfg = RunConfig(command="throughput", base_url="http://x/v1", model="m")
-    return SessionLoop(cfg, send, record, None, records.append, asyncio.Event(), 3, hold), records  # type: ignore[arg-type]
+    loop = SessionLoop(cfg, send, record, None, records.append, asyncio.Event(), 3, lambda sid: None,  # type: ignore[arg-type]
+                       hold=hold)
+    return loop, records
 
 
 def test_the_session_loop_awaits_the_hold_before_each_later_turn_and_asks_each_turns_length() -> None:

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LOADTEST := $(VENV)/bin/loadtest
 DEMO_DIR ?= results/demo
 
-.PHONY: install test test-fast test-unit demo bench bench-open docs clean chromium
+.PHONY: install test test-fast test-unit demo bench bench-open bench-sessions docs clean chromium
 
 # The client's own environment (light: no engine, no torch). setup.py builds the C hot path
 # (loadtest/csrc/) in place; without gcc the pure-Python path runs.
@@ -51,6 +51,12 @@ bench: install
 # Open-loop accuracy: send lag and TTFT error at 500 req/s and ~50k tokens/s (docs/performance.md).
 bench-open: install
 	$(PY) benchmarks/open_loop.py
+
+# Multi-turn sessions: 1,000 sessions of 5 turns against single-turn runs at the same token rate,
+# client CPU per 1,000 tokens (target: ratio <= 1.10) and memory (docs/performance.md). ~8 minutes;
+# `$(PY) benchmarks/sessions.py --quick` is the < 1 minute smoke test.
+bench-sessions: install
+	$(PY) benchmarks/sessions.py
 
 # The generated pages (docs/cli.md from the argparse tree, the definitions in docs/metrics.md),
 # regenerated from the code, then the manual as a site in site/ (strict: a broken link or anchor,

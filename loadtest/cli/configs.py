@@ -174,11 +174,16 @@ def session_conflicts(ns: argparse.Namespace) -> None:
     """What sessions cannot combine with, as one line each, before anything starts."""
     turns, multi = getattr(ns, "turns", None), getattr(ns, "multi_turn", False)
     if turns is None and not multi:
+        trace = getattr(ns, "trace", None) is not None  # a trace's sessions: its rows sharing a session_id
         for dest, flag, unset in (("turn_prompt_tokens", "--turn-prompt-tokens", None), ("think_time", "--think-time", 0.0),
                                   ("session_header", "--session-header", None), ("session_rate", "--session-rate", None),
                                   ("history", "--history recorded", "actual")):
-            if getattr(ns, dest, unset) != unset:
-                raise ConfigError(f"{flag} needs sessions: --dataset synthetic --turns N, or --multi-turn")
+            if getattr(ns, dest, unset) == unset or (trace and dest == "session_header"):
+                continue
+            if trace:
+                raise ConfigError(f"--trace replays its sessions at their recorded times with the actual replies: "
+                                  f"leave out {flag}")
+            raise ConfigError(f"{flag} needs sessions: --dataset synthetic --turns N, or --multi-turn")
         return
     if turns is not None and multi:
         raise ConfigError("--turns makes synthetic sessions, --multi-turn a file's: give one")
@@ -205,8 +210,8 @@ def session_conflicts(ns: argparse.Namespace) -> None:
 
 def _session_fields(ns: argparse.Namespace) -> dict[str, Any]:
     turns, multi = getattr(ns, "turns", None), getattr(ns, "multi_turn", False)
-    if turns is None and not multi:
-        return {}
+    if turns is None and not multi:  # a trace's sessions take only the header
+        return {"session_header": ns.session_header} if getattr(ns, "trace", None) and ns.session_header else {}
     return {"turns": turns, "turn_prompt_tokens": getattr(ns, "turn_prompt_tokens", None), "multi_turn": multi,
             "history": ns.history, "think_time_s": ns.think_time, "session_rate": getattr(ns, "session_rate", None),
             "session_header": ns.session_header}

@@ -163,7 +163,8 @@ def sessions(p: argparse.ArgumentParser, *, command: str) -> None:
                    help="seeded exponential pause of mean S between a reply and the next turn (default 0); "
                         "outside every latency")
     g.add_argument("--session-header", metavar="NAME",
-                   help="send the session's stable id in this request header (e.g. x-session-id, for sticky routing)")
+                   help="send the session's stable id in this request header (e.g. x-session-id, for sticky routing; "
+                        "also a --trace's sessions)")
     if command == "throughput":
         g.add_argument("--session-rate", type=argtypes.rate, metavar="R",
                        help="sessions/s started open-loop (instead of --concurrency users)")
@@ -257,7 +258,8 @@ def trace(p: argparse.ArgumentParser) -> None:
     g.add_argument("--replay-speed", type=argtypes.positive_float, default=1.0, metavar="X",
                    help="play the trace X times as fast (default 1)")
     g.add_argument("--trace-window", metavar="START:END",
-                   help="replay only the rows recorded START <= t < END seconds after the trace's first (END optional)")
+                   help="replay only the rows recorded START <= t < END seconds after the trace's first (END optional); "
+                        "a session goes whole, by its first row")
     g.add_argument("--max-idle", type=argtypes.seconds, metavar="S",
                    help="shorten every gap between starts longer than S seconds (after --replay-speed) to S")
 

@@ -148,7 +148,7 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
         outcome = execute(run)
     if trace is not None:
         annotate_trace(outcome.directory, outcome.summary, trace.block(cfg))
-    if cfg.multi_turn_sessions:
+    if cfg.multi_turn_sessions or (trace is not None and trace.has_sessions):
         annotate_sessions(outcome.directory, outcome.summary)
     if cfg.tools is not None:
         annotate_tools(outcome.directory, outcome.summary, cfg, tool_info)

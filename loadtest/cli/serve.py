@@ -110,6 +110,9 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
                    help="append one JSON line per reply to PATH: tokens and send time (ns) of every content chunk")
     s.add_argument("--log-header", default=None, metavar="NAME",
                    help="with --log-chunks: log this request header's value (e.g. a session id) in each line")
+    s.add_argument("--replies-from-prompt", action="store_true",
+                   help="reply words depend on the whole chat prompt (w<hash><i> instead of tok<i>), so replies "
+                        "differ per conversation; with --log-chunks the word is logged")
     s.add_argument("--done", action=argparse.BooleanOptionalAction, default=d.done, help="end streams with data: [DONE]")
     s.add_argument("--crlf", action="store_true", help="use CRLF line endings in SSE")
 

@@ -69,10 +69,11 @@ class Sender:
         return self._bases[1]
 
     async def send(self, prompt: Prompt, base: dict[str, Any], abandon_after_s: float | None = None,
-                   headers: dict[str, str] | None = None) -> Exchange:
+                   headers: dict[str, str] | None = None, affinity: object | None = None) -> Exchange:
         """``abandon_after_s`` (--cancel-after, for the requests client/abandon.py picks): each
         attempt is let go that long after its own start, the transport closing its connection.
-        ``headers``: the request's own (a session's --session-header), on every attempt."""
+        ``headers``: the request's own (a session's --session-header), on every attempt.
+        ``affinity``: a session's key, so its turns share one kept-alive connection."""
         cfg, post = self.cfg, self.transport.post
         info = AttemptInfo()
         usage, continuous = self.include_usage, self.continuous_usage
@@ -85,8 +86,8 @@ class Sender:
                 info.limit_wait_s = (info.limit_wait_s or 0.0) + waited
             used = self._base(base)
             body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
-            ex = await (post(self.path, body, cfg.timeout_s, abandon_after_s, headers) if headers
-                        else post(self.path, body, cfg.timeout_s, abandon_after_s))
+            ex = await (post(self.path, body, cfg.timeout_s, abandon_after_s, headers, affinity)
+                        if headers or affinity is not None else post(self.path, body, cfg.timeout_s, abandon_after_s))
             info.attempts += 1
             if ex.limit_headers:
                 self._note_limits(ex.limit_headers)

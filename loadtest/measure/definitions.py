@@ -181,6 +181,21 @@ DEFINITIONS: dict[str, str] = {
         "start, on start_s's clock; send_lag_s is measured as for --request-rate. Per request, max_tokens is "
         "the row's output length (sent with ignore_eos unless the server rejects it) and stopped_early is "
         "completion_tokens < max_tokens (None when the request failed or no count came back)."),
+    "trace_sessions": (
+        "--trace rows sharing a session_id replay as one multi-turn session: it starts at its first row's "
+        "replayed offset (a job of the open loop, with scheduled_s and send_lag_s as any row), and each later "
+        "row is its next turn, sent only after the previous reply, carrying the whole history (the earlier "
+        "user turns and the server's actual replies). Per later turn, held_s: the wait after the previous "
+        "reply until the turn's own replayed offset (0 when the reply came after it); late_s: how long after "
+        "that offset the turn was ready because the reply came later (0 when held). Neither is inside any "
+        "latency; both are inside the session's duration. Later turns have no scheduled_s, so send_lag_s "
+        "stays the client's own lateness. Records carry session_id (s<job index>) and turn as other sessions."),
+    "trace_block_sessions": (
+        "summary.trace, for traces with session_id: sessions (distinct ids in the whole trace), "
+        "session_starts (sessions replayed: their first row in --trace-window), rows_chained (rows replayed as "
+        "a later turn of a session), jobs (loose rows + sessions, what the open loop started); over measured "
+        "later turns that were sent: turns_held (held_s > 0), turns_late (late_s > 0), late_s_max and "
+        "late_s_mean (over the late ones; null when none)."),
     "queue_s": (
         "Open loop: time a request waited for a free slot under --max-concurrency before it started "
         "(0 when a slot was free). Not part of ttft_s or e2e_s."),

@@ -102,6 +102,13 @@ class RequestRecord:
     stopped_early: bool | None = None
     """Trace replay: completion_tokens < max_tokens, the server ended the reply before the length the
     trace recorded (None: not known, e.g. a failed request or no token count)."""
+    held_s: float | None = None
+    """Trace sessions: how long a later turn waited, after the previous reply, for its own replayed offset
+    (0: the reply came after the offset, see late_s); outside every latency. None: not a later turn of a
+    trace session."""
+    late_s: float | None = None
+    """Trace sessions: how long after its replayed offset a later turn was ready to go because the previous
+    reply came after that offset (0: it was held, see held_s). None as held_s."""
 
     session_id: str | None = None
     """Multi-turn sessions: the session this turn belongs to (the --session-header value)."""

@@ -54,6 +54,11 @@ class Prompt:
     """A multi-turn session's user turns in order (the first is ``text``); None: one request."""
     replies: tuple[str | None, ...] | None = None
     """A dataset session's recorded assistant reply after each user turn (None where it has none)."""
+    turn_max_tokens: tuple[int, ...] | None = None
+    """A trace session's output length per turn (each row's own); None: ``max_tokens`` for every turn."""
+    turn_offsets_s: tuple[float, ...] | None = None
+    """A trace session's replayed turn offsets, seconds after its first turn's: a later turn whose
+    previous reply came earlier is held until its own (prompts/tracesessions.py)."""
 
 
 def load_prompts(source: str = "builtin", *, builtin_path: Path | None = None) -> list[Prompt]:

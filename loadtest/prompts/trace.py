@@ -5,13 +5,16 @@ length or messages, and an output length; the prompts themselves are synthesised
 Formats, detected from the content (not the file name):
 
 - Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids`` (one id per
-  512-token block of the input: rows sharing an id share that block).
+  512-token block of the input: rows sharing an id share that block), optional ``session_id`` (as
+  AIPerf writes multi-turn traces; each row its timestamp, a ``delay`` instead is refused).
 - BurstGPT CSV: ``Timestamp`` (s), ``Model``, ``Request tokens``, ``Response tokens``, ``Total
   tokens``, ``Log Type``. Rows with 0 response tokens (failed requests in the original log) are
   skipped and counted.
 - Azure LLM inference trace CSV: ``TIMESTAMP`` (a date and time), ``ContextTokens``, ``GeneratedTokens``.
 - Our own JSONL: ``start_s``, ``messages`` (OpenAI chat messages) or ``prompt_tokens``, ``max_tokens``,
   optional ``session_id``.
+
+Rows sharing a ``session_id`` are one multi-turn session (prompts/tracesessions.py says how).
 
 Offsets are seconds after the trace's first row. A row that cannot be read is fatal, as one line
 ``FILE:LINE: what is wrong``: a trace that is not what the user thinks must not be half replayed.
@@ -134,13 +137,14 @@ def _mooncake_row(obj: dict[str, Any], line: int) -> TraceRow:
     n_in = _count(obj, "input_length", minimum=1)
     if ids and not (len(ids) - 1) * BLOCK_TOKENS < n_in <= len(ids) * BLOCK_TOKENS:
         raise _Bad(f"input_length {n_in} does not fit {len(ids)} hash_ids of {BLOCK_TOKENS} tokens")
+    if "timestamp" not in obj and "delay" in obj:
+        raise _Bad("delay (a pause after the previous turn) is not supported: give every row its timestamp")
     return TraceRow(line, _seconds(obj.get("timestamp"), "timestamp", scale=1e-3), _count(obj, "output_length"),
-                    n_in, tuple(ids))
+                    n_in, tuple(ids), session_id=_session(obj))
 
 
 def _our_row(obj: dict[str, Any], line: int) -> TraceRow:
     messages = obj.get("messages")
-    session = obj.get("session_id")
     if messages is not None:
         if (not isinstance(messages, list) or not messages
                 or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)):
@@ -153,8 +157,7 @@ def _our_row(obj: dict[str, Any], line: int) -> TraceRow:
     else:
         raise _Bad("a row needs messages or prompt_tokens")
     return TraceRow(line, _seconds(obj.get("start_s"), "start_s"), _count(obj, "max_tokens", minimum=1), n_in,
-                    messages=tuple(messages) if messages is not None else None,
-                    session_id=None if session is None else str(session))
+                    messages=tuple(messages) if messages is not None else None, session_id=_session(obj))
 
 
 # --- CSV: BurstGPT and Azure -------------------------------------------------------------------
@@ -225,6 +228,16 @@ def _seconds(value: Any, name: str, *, scale: float = 1.0) -> float:
     if value < 0:
         raise _Bad(f"{name} must be >= 0")
     return float(value) * scale
+
+
+def _session(obj: dict[str, Any]) -> str | None:
+    """A row's session_id as text (ids 7 and "7" are one session), None when it has none."""
+    value = obj.get("session_id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise _Bad("session_id must be a non-empty string or an integer")
+    return str(value)
 
 
 def _count(obj: dict[str, Any], name: str, *, minimum: int = 0) -> int:

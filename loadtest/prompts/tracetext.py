@@ -10,7 +10,7 @@ distinct for ids that differ modulo the word pool's size, about a thousand words
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from loadtest.prompts.sources import Prompt, first_user_turn
 from loadtest.prompts.synthetic import Counter, SyntheticPlan, _exact
@@ -27,9 +27,12 @@ def block_words(h: int, pool: list[str], seed: int) -> list[str]:
 
 
 def trace_prompts(rows: Sequence[TraceRow], *, stem: str, counter: Counter | None, pool: list[str],
-                  overhead: int | None, seed: int) -> SyntheticPlan:
+                  overhead: int | None, seed: int, later: Collection[int] = frozenset()) -> SyntheticPlan:
     """One prompt per row, in the rows' order. ``counter`` may be None only when every row gives
-    its messages (nothing to synthesise)."""
+    its messages (nothing to synthesise). ``later``: positions of rows that are a session's later
+    turns (prompts/tracesessions.py): their text is exactly the row's tokens, with no template
+    taken off (the request's one template is counted in turn 0), and their request's length is not
+    checked (it carries the history)."""
     rng = random.Random(seed)
     firsts = list(pool)
     rng.shuffle(firsts)
@@ -46,7 +49,7 @@ def trace_prompts(rows: Sequence[TraceRow], *, stem: str, counter: Counter | Non
             continue
         assert row.input_tokens is not None and counter is not None
         synthesised += 1
-        content = row.input_tokens - (overhead or 0)
+        content = row.input_tokens - (0 if i in later else overhead or 0)
         if content < 1:  # the template alone is longer than the row's input: the shortest prompt
             content, short = 1, short + 1
         if row.hash_ids:
@@ -60,7 +63,8 @@ def trace_prompts(rows: Sequence[TraceRow], *, stem: str, counter: Counter | Non
             words = words[:content]
         text, _ = _exact(words, content, counter, rng, pool)
         prompts.append(Prompt(pid, text, max_tokens=row.output_tokens))
-        expected[pid] = max(row.input_tokens, content + (overhead or 0))
+        if i not in later:
+            expected[pid] = max(row.input_tokens, content + (overhead or 0))
     info = {"dataset": DATASET, "seed": seed, "prompts": len(prompts), "synthesised": synthesised,
             "given_messages": len(prompts) - synthesised, "tokenizer": counter.name if counter else None,
             "word_pool": len(pool), "template_overhead_tokens": overhead,

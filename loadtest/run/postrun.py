@@ -45,14 +45,25 @@ def judge_and_say(directory: Path, summary: dict[str, Any], objectives: list[slo
 
 
 def annotate_trace(directory: Path, summary: dict[str, Any], block: dict[str, Any]) -> None:
-    """Add ``trace`` (what was replayed, how, and how many replies stopped early) to the summary."""
-    asked = early = 0
+    """Add ``trace`` (what was replayed, how, how many replies stopped early and, with sessions, how
+    many later turns were held for their offset or went late) to the summary."""
+    asked = early = held = 0
+    late: list[float] = []
     for r in read_records(directory / "requests.jsonl"):
-        if r.get("warmup") or r.get("stopped_early") is None:
+        if r.get("warmup"):
+            continue
+        if r.get("late_s") is not None:  # a later turn of a trace session that was sent
+            held += r["held_s"] > 0
+            if r["late_s"] > 0:
+                late.append(r["late_s"])
+        if r.get("stopped_early") is None:
             continue
         asked += 1
         early += bool(r["stopped_early"])
     summary["trace"] = {**block, "completions_checked": asked, "stopped_early": early}
+    if block.get("session_starts"):
+        summary["trace"].update(turns_held=held, turns_late=len(late), late_s_max=max(late, default=None),
+                                late_s_mean=sum(late) / len(late) if late else None)
     write_summary(directory, summary)
 
 

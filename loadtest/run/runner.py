@@ -43,6 +43,7 @@ from loadtest.run.outcome import RunOutcome, conclude, run_block, timestamp
 from loadtest.run.output import RecordWriter, client_info
 from loadtest.run.serverside import ServerSide
 from loadtest.run.sessions import SessionLoop, stride
+from loadtest.run.tracehold import trace_hold
 from loadtest.scheduler import phases
 from loadtest.scheduler.loops import until_stopped
 from loadtest.tokens import Tokenizer
@@ -109,6 +110,10 @@ class Run:
         self._pending_ready = asyncio.Event()
         self._abandon_after = abandonment(cfg)  # request index -> --cancel-after, or None (client/abandon.py)
         self._sessions: SessionLoop | None = None  # made with the sender (execute) when the jobs are sessions
+        # A trace whose rows share session_ids: its sessions run in the session loop beside its loose rows,
+        # whose record ids then step by the most turns as a session's do (no two records share an id).
+        self._trace_sessions = cfg.trace is not None and any(p.turns is not None for p in prompts)
+        self._id_stride = stride(prompts) if self._trace_sessions else 1
 
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int, scheduled_ns: int | None = None, queue_ns: int = 0) -> None:
@@ -118,24 +123,25 @@ class Run:
         warmup = phase != phases.MEASURED
         sched = (None if scheduled_ns is None else (scheduled_ns - self._t0_ns) / 1e9,
                  None if scheduled_ns is None else queue_ns / 1e9, phase)
-        if self._sessions is not None:  # the job is a session: its turns, one after another (run/sessions.py)
-            await self._sessions.run(i, prompt, sched, warmup)
+        if self._sessions is not None and (self.cfg.sessions or prompt.turns is not None):
+            await self._sessions.run(i, prompt, sched, warmup)  # a session: its turns one after another
             return
+        rid = i * self._id_stride
         self.live.sent += 1
         try:
             # budgets, 429 retries, dialect fallbacks; the seeded share of --cancel-rate is let go on time
             ex = await self._sender.send(prompt, self._base, self._abandon_after(i))
         except asyncio.CancelledError:
-            rec = cancelled_record(request_id=i, prompt_id=prompt.id, t_start_ns=t_start,
+            rec = cancelled_record(request_id=rid, prompt_id=prompt.id, t_start_ns=t_start,
                                    run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight")
             rec.scheduled_s, rec.queue_s, rec.phase = sched
             rec.max_tokens = prompt.max_tokens
             self._emit(rec)
             raise
         if (ex.error_kind is not None and ex.error_kind != ABANDONED) or (ex.status or 0) >= 400:
-            self._interpret((ex, i, prompt.id, warmup, sched))  # cheap, and abort detection must not lag
+            self._interpret((ex, rid, prompt.id, warmup, sched))  # cheap, and abort detection must not lag
             return
-        self._pending.append((ex, i, prompt.id, warmup, sched))
+        self._pending.append((ex, rid, prompt.id, warmup, sched))
         self._pending_ready.set()
 
     def _record(self, ex: Exchange, i: int, prompt_id: str, warmup: bool,
@@ -147,22 +153,28 @@ class Run:
     def _session_loop(self, ids_per_session: int) -> SessionLoop:
         """The session loop's view of the run: send a turn, interpret it at once (the next turn
         needs its reply), write its record."""
-        async def send(prompt: Prompt, headers: dict[str, str] | None) -> Exchange:
+        async def send(prompt: Prompt, headers: dict[str, str] | None, session: str) -> Exchange:
             self.live.sent += 1
-            return await self._sender.send(prompt, self._base, None, headers)
+            return await self._sender.send(prompt, self._base, None, headers, session)
 
         def cancelled(rid: int, prompt_id: str, warmup: bool, t_start_ns: int) -> RequestRecord:
             return cancelled_record(request_id=rid, prompt_id=prompt_id, t_start_ns=t_start_ns,
                                     run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight")
 
-        return SessionLoop(self.cfg, send, self._record, cancelled, self._emit, self.stop, ids_per_session)
+        def release(session: str) -> None:
+            if self._transport is not None:
+                self._transport.release(session)
+
+        hold = trace_hold(lambda: self._t0_ns) if self._trace_sessions else None
+        return SessionLoop(self.cfg, send, self._record, cancelled, self._emit, self.stop, ids_per_session, release,
+                           hold=hold)
 
     def _interpret(self, item: tuple[Exchange, int, str, bool, tuple[Any, Any, str]]) -> None:
         ex, i, prompt_id, warmup, sched = item
         rec = self._record(ex, i, prompt_id, warmup)
         rec.scheduled_s, rec.queue_s, rec.phase = sched
         if self.cfg.trace is not None:
-            asked(rec, self._order[i].max_tokens)
+            asked(rec, self._order[i // self._id_stride].max_tokens)
         self._emit(rec)
 
     async def _process(self) -> None:
@@ -229,7 +241,7 @@ class Run:
         self._transport = open_transport(cfg, phases.connections(cfg))
         self._transport.limits = response_limits(cfg.max_tokens)
         self._sender = Sender(cfg, self._transport, note=self._note, tokenizer=self.tokenizer)
-        if cfg.sessions:
+        if cfg.sessions or self._trace_sessions:
             self._sessions = self._session_loop(stride(self.prompts))
         plan = resuming.plan_resume(self.directory, cfg) if self.resume else resuming.start(self.directory, cfg)
         self._writer = self.hooks.record_writer(self.directory)

@@ -13,6 +13,10 @@ session: the next turn would need the reply that did not come.
 Each turn is its own record: id ``index * stride + turn`` (stride: the longest session's turns),
 unique within the run, with ``session_id``, ``turn`` and ``think_s``.
 
+A session keeps one keep-alive connection for all its turns, as one user's client would (the
+transport holds it under the session's id until ``release``); a connection the server closed is
+replaced, and transports that pool on their own (httpx, the openai SDK) simply reuse theirs.
+
 With --tools each user turn is a task: its request, then one more per round of tool calls the
 replies make (``_task``), each its own record with ``tool_round``, ``tool_calls`` and
 ``tool_wait_s``; ids then leave room for every round: ``(index * stride + turn) * (rounds + 1) +
@@ -31,9 +35,10 @@ from typing import Any
 from loadtest.config import RunConfig
 from loadtest.measure.record import OnReply, RequestRecord
 from loadtest.prompts.sources import Prompt
+from loadtest.run.tracehold import Hold, tag_trace_turn, turn_max_tokens
 from loadtest.transport import Exchange
 
-Send = Callable[[Prompt, "dict[str, str] | None"], Awaitable[Exchange]]
+Send = Callable[[Prompt, "dict[str, str] | None", str], Awaitable[Exchange]]
 Record = Callable[[Exchange, int, str, bool, OnReply], RequestRecord]
 Cancelled = Callable[[int, str, bool, int], RequestRecord]
 
@@ -59,10 +64,11 @@ def think_times(cfg: RunConfig, index: int) -> Callable[[], float]:
 
 @dataclass
 class SessionLoop:
-    """``send(prompt, headers)`` sends one request; ``record(ex, id, prompt_id, warmup, on_reply)``
-    interprets it (the reply's visible text and tool calls handed to on_reply); ``cancelled(id,
-    prompt_id, warmup, start_ns)`` is the record of a request the run stopped; ``emit`` writes a
-    record. A session's requests share its phase."""
+    """``send(prompt, headers, session)`` sends one request over the session's connection;
+    ``record(ex, id, prompt_id, warmup, on_reply)`` interprets it (the reply's visible text and tool
+    calls handed to on_reply); ``cancelled(id, prompt_id, warmup, start_ns)`` is the record of a
+    request the run stopped; ``emit`` writes a record; ``release(session)`` hands the session's
+    connection back to the pool when it ends. A session's requests share its phase."""
 
     cfg: RunConfig
     send: Send
@@ -71,6 +77,10 @@ class SessionLoop:
     emit: Callable[[RequestRecord], None]
     stop: asyncio.Event
     stride: int
+    release: Callable[[str], None]
+    hold: Hold | None = None
+    """Trace sessions (run/tracehold.py): awaited before each later turn, it holds the turn until its
+    replayed offset; None: a later turn follows the reply and the think time alone."""
 
     @property
     def per_turn(self) -> int:
@@ -78,23 +88,33 @@ class SessionLoop:
         return self.cfg.max_tool_rounds + 1 if self.cfg.tools is not None else 1
 
     async def run(self, index: int, session: Prompt, sched: tuple[Any, Any, str], warmup: bool) -> None:
-        cfg = self.cfg
         sid = session_id(index)
+        try:
+            await self._turns(index, sid, session, sched, warmup)
+        finally:
+            self.release(sid)
+
+    async def _turns(self, index: int, sid: str, session: Prompt, sched: tuple[Any, Any, str], warmup: bool) -> None:
+        cfg = self.cfg
         headers = {cfg.session_header: sid} if cfg.session_header else None
         pause = think_times(cfg, index)
         recorded = session.replies if cfg.history == "recorded" else None
         history: list[dict[str, Any]] = list(session.messages or ())
         turns = session.turns or (session.text,)
         think: float | None = None
+        held: tuple[float, float] | None = None
         for turn, user in enumerate(turns):
             if turn:
                 think = pause()
                 if think:
                     await asyncio.sleep(think)
+                if self.hold is not None:
+                    held = await self.hold(session, turn, sched)
                 if self.stop.is_set():
                     return
             history.append({"role": "user", "content": user})
-            task = _Task(index, session.id, sid, turn, user, headers, think, sched, warmup)
+            task = _Task(index, session.id, sid, turn, user, headers, think, sched, warmup,
+                         turn_max_tokens(session, turn), held)
             reply = await self._task(task, history)
             if reply is None:
                 return  # the next turn would need the reply that did not come
@@ -139,10 +159,10 @@ class SessionLoop:
         needs its reply) and write its record: (the reply's visible text, its tool calls), or None
         when it failed."""
         replies: list[tuple[str, list[dict[str, Any]]]] = []
-        prompt = Prompt(id=task.prompt_id, text=task.user, messages=tuple(history))
+        prompt = Prompt(id=task.prompt_id, text=task.user, messages=tuple(history), max_tokens=task.asks)
         t_start = perf_counter_ns()
         try:
-            ex = await self.send(prompt, task.headers)
+            ex = await self.send(prompt, task.headers, task.sid)
         except asyncio.CancelledError:
             rec = self.cancelled(rid, task.prompt_id, task.warmup, t_start)
             self._tag(rec, task, rnd, wait, None)
@@ -170,6 +190,7 @@ class SessionLoop:
         first = task.turn == 0 and not rnd
         rec.scheduled_s, rec.queue_s = task.sched[:2] if first else (None, None)
         rec.phase = task.sched[2]
+        tag_trace_turn(rec, task.asks, task.held if not rnd else None)
         if self.cfg.tools is not None:
             rec.tool_round, rec.tool_wait_s = rnd, wait
             rec.tool_calls = None if calls is None else len(calls)
@@ -188,3 +209,5 @@ class _Task:
     think: float | None
     sched: tuple[Any, Any, str]
     warmup: bool
+    asks: int | None  # a trace turn's own output length (run/tracehold.py), else None: --max-tokens
+    held: tuple[float, float] | None  # a later trace turn's (held_s, late_s)

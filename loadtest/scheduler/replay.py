@@ -60,10 +60,13 @@ class Schedule:
                 "gaps_compressed": self.gaps_compressed}
 
 
-def replay(offsets: Sequence[float], spec: ReplaySpec) -> Schedule:
-    """Window, speed-up, then idle compression of non-decreasing ``offsets`` (seconds)."""
+def replay(offsets: Sequence[float], spec: ReplaySpec, keys: Sequence[float] | None = None) -> Schedule:
+    """Window, speed-up, then idle compression of non-decreasing ``offsets`` (seconds). ``keys``: the
+    offset each row is windowed by, when not its own (a trace session's later rows go with its first
+    row, so a window never cuts a session); the kept rows are timed by their own offsets."""
     start, end = spec.window if spec.window is not None else (0.0, None)
-    kept = [i for i, t in enumerate(offsets) if t >= start and (end is None or t < end)]
+    by = offsets if keys is None else keys
+    kept = [i for i, t in enumerate(by) if t >= start and (end is None or t < end)]
     times: list[float] = []
     removed = 0.0
     compressed = 0

@@ -41,6 +41,9 @@ class SimConfig:
     tokenize_endpoint: bool = False  # POST /tokenize (sim/tokenize.py), with prompt_tokenizer when set
     log_chunks: str | None = None
     log_header: str | None = None  # with log_chunks: this request header's value in each line
+    # Reply words depend on the whole prompt (a hash of the chat messages), so a conversation's
+    # history can be checked against the replies it really got, which differ per conversation.
+    replies_from_prompt: bool = False
     empty_chunks: bool = False
     role_chunk: bool = True
     reasoning_tokens: int = 0

@@ -68,6 +68,8 @@ class Plan:
     # --log-chunks: what the request carried (its chat messages' roles and content hashes, the
     # --log-header value), for tests of multi-turn sessions; None when nothing is logged.
     log_extra: dict[str, Any] | None = None
+    # The reply's word stem: token i is " <word><i>" (--replies-from-prompt makes it depend on the prompt).
+    word: bytes = b"tok"
     # Tool calls (sim/tools.py, --tool-call-rounds): (id, name, arguments) per call, and the
     # arguments cut into the reply's pieces as (call index, piece): one "token" each. None: text.
     tool_calls: tuple[tuple[str, str, str], ...] | None = None
@@ -157,11 +159,11 @@ def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool, seed: int
                 finish_reason=finish_reason, fault=fault, fault_after=fault_after, seed=seed)
 
 
-def token_text(start: int, end: int) -> bytes:
+def token_text(start: int, end: int, word: bytes = b"tok") -> bytes:
     """Tokens start..end-1 as text: one space-led word per token, so a whitespace split counts exactly."""
     if end - start == 1:
-        return b" tok%d" % start
-    return "".join([f" tok{i}" for i in range(start, end)]).encode()
+        return b" %b%d" % (word, start)
+    return b"".join([b" %b%d" % (word, i) for i in range(start, end)])
 
 
 def usage_json(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0,
@@ -185,12 +187,12 @@ def completion_body(plan: Plan, head: bytes, with_usage: bool, extra: bytes = b"
     if plan.chat and tool_message is not None:
         choice = b'{"index":0,"message":%s,"logprobs":null,"finish_reason":"%s"}' % (tool_message, finish)
     elif plan.chat:
-        message = b'{"role":"assistant","content":"%s"' % token_text(r, n) if r < n else b'{"role":"assistant","content":""'
+        message = b'{"role":"assistant","content":"%s"' % token_text(r, n, plan.word) if r < n else b'{"role":"assistant","content":""'
         if r:
-            message += b',"reasoning_content":"%s"' % token_text(0, r)
+            message += b',"reasoning_content":"%s"' % token_text(0, r, plan.word)
         choice = b'{"index":0,"message":%s},"logprobs":null,"finish_reason":"%s"}' % (message, finish)
     else:
-        choice = b'{"index":0,"text":"%s","logprobs":null,"finish_reason":"%s"}' % (token_text(0, n), finish)
+        choice = b'{"index":0,"text":"%s","logprobs":null,"finish_reason":"%s"}' % (token_text(0, n, plan.word), finish)
     usage = b',"usage":' + usage_json(plan.prompt_tokens, n, r, plan.cached_tokens) if with_usage else b""
     return head + b',"choices":[' + choice + b"]" + usage + extra + b"}"
 

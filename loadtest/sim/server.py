@@ -30,7 +30,7 @@ from loadtest.sim.prefixcache import PrefixCache
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS
 from loadtest.sim.prompting import Prompting
 from loadtest.sim.responses import ResponsesStream, azure_path, plan_responses, requested_tokens
-from loadtest.sim.state import SimState, request_log
+from loadtest.sim.state import SimState, content_hash, request_log
 from loadtest.sim.stream import Scheduler, Stream
 from loadtest.sim.tokenize import tokenize_body
 from loadtest.sim.tools import logged_calls, plan_tool_calls
@@ -73,6 +73,9 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.closing = False
         self.stream: Stream | None = None
+        sim.connections_made += 1
+        self.number = sim.connections_made
+        """Which connection of the run this is (1, 2, ...): logged per request with --log-chunks."""
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -203,6 +206,7 @@ class Sim(SimState):
         self.scheduler = Scheduler(loop, self.stats)
         self.metrics_page = MetricsPage(config, self.engine)
         self.connections: set[Connection] = set()
+        self.connections_made = 0
         self.waiting: deque[Stream] = deque()  # replies waiting for a slot under max_concurrency
         self.model_json = orjson.dumps(config.model)
         self.auth_ok = None if config.api_key is None else b"Bearer " + config.api_key.encode()
@@ -309,8 +313,13 @@ class Sim(SimState):
                 self.last_id, int(time.time()), self.model_json)
             return conn.begin(ResponsesStream(self, conn, plan, req.recv_ns, head, req.keep_alive))
         head = object_head(chat, plan.stream, self.last_id, int(time.time()), self.model_json)
+        if config.replies_from_prompt and chat:
+            plan.word = b"w%b_" % content_hash(body.get("messages")).encode()[:8]
         if self.chunk_log is not None:
             plan.log_extra = request_log(body, req.logged_header, self.log_header is not None)
+            plan.log_extra["connection"] = conn.number
+            if config.replies_from_prompt and chat:
+                plan.log_extra["word"] = plan.word.decode()
             if plan.tool_calls is not None:
                 plan.log_extra["tool_calls"] = logged_calls(plan)
         if self.prefix_cache is not None:

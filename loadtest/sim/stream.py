@@ -179,7 +179,7 @@ class Stream:
                     for c in choices]
             self._generated(start, end, now)
         elif end > start:
-            text = token_text(start, end)
+            text = token_text(start, end, plan.word)
             self.sent = end
             if plan.chat:
                 key = b"reasoning_content" if end <= plan.reasoning_tokens else b"content"

@@ -270,6 +270,8 @@ class FastTransport:
         self._max = max_connections
         self._idle: list[_Protocol] = []
         self._open: set[_Protocol] = set()
+        self._kept: dict[object, _Protocol] = {}
+        """Connections held for an affinity key (a session) between its requests; see post()."""
         self.limits: tuple[int, int] | None = None
         """(max pieces, max bytes) per response; see base.response_limits."""
         self._watchdog: asyncio.TimerHandle | None = None
@@ -316,7 +318,8 @@ class FastTransport:
         self._watchdog = asyncio.get_running_loop().call_later(RUNAWAY_CHECK_S, self._watch)
 
     async def _exchange(self, method: bytes, path: str, body: bytes, timeout_s: float,
-                        abandon_after_s: float | None = None, headers: dict[str, str] | None = None) -> Exchange:
+                        abandon_after_s: float | None = None, headers: dict[str, str] | None = None,
+                        affinity: object | None = None) -> Exchange:
         request = self._request_bytes(method, path, body, headers)
         loop = asyncio.get_running_loop()
         if self._watchdog is None and self.limits is not None:
@@ -324,7 +327,9 @@ class FastTransport:
         ex = Exchange(t_start_ns=perf_counter_ns())
         for attempt in (0, 1):
             conn = None
-            while self._idle:
+            if affinity is not None and (kept := self._kept.pop(affinity, None)) is not None and not kept.closed:
+                conn = kept
+            while conn is None and self._idle:
                 candidate = self._idle.pop()
                 if not candidate.closed:
                     conn = candidate
@@ -354,7 +359,10 @@ class FastTransport:
                 if message is not None:
                     ex.error_kind, ex.error = RUNAWAY, message
             if conn.reusable and not conn.closed:
-                self._idle.append(conn)
+                if affinity is None:
+                    self._idle.append(conn)
+                else:  # kept for the session's next request, until release()
+                    self._kept[affinity] = conn
             else:
                 self._open.discard(conn)
                 conn.abort()
@@ -368,8 +376,13 @@ class FastTransport:
         return ex
 
     async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
-                   headers: dict[str, str] | None = None) -> Exchange:
-        return await self._exchange(b"POST", path, body, timeout_s, abandon_after_s, headers)
+                   headers: dict[str, str] | None = None, affinity: object | None = None) -> Exchange:
+        return await self._exchange(b"POST", path, body, timeout_s, abandon_after_s, headers, affinity)
+
+    def release(self, affinity: object) -> None:
+        conn = self._kept.pop(affinity, None)
+        if conn is not None and not conn.closed:
+            self._idle.append(conn)
 
     async def get(self, path: str, timeout_s: float) -> Exchange:
         return await self._exchange(b"GET", path, b"", timeout_s)
@@ -382,3 +395,4 @@ class FastTransport:
                 conn.transport.close()
         self._open.clear()
         self._idle.clear()
+        self._kept.clear()

@@ -93,8 +93,11 @@ class HttpxTransport:
         return ex
 
     async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
-                   headers: dict[str, str] | None = None) -> Exchange:
+                   headers: dict[str, str] | None = None, affinity: object | None = None) -> Exchange:
         return await self._exchange("POST", path, body, timeout_s, abandon_after_s, headers)
+
+    def release(self, affinity: object) -> None:
+        """Connections are the pool's own here: nothing is kept per affinity."""
 
     async def get(self, path: str, timeout_s: float) -> Exchange:
         return await self._exchange("GET", path, None, timeout_s)

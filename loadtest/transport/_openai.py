@@ -78,7 +78,7 @@ class OpenAITransport:
         """The SDK opens connections on demand."""
 
     async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
-                   headers: dict[str, str] | None = None) -> Exchange:
+                   headers: dict[str, str] | None = None, affinity: object | None = None) -> Exchange:
         options = {**self._options, "headers": {**self._options.get("headers", {}), **headers}} if headers else self._options
         plain, chunk = self._kinds.get(path, (object, object))
         stream = b'"stream":true' in body
@@ -136,6 +136,9 @@ class OpenAITransport:
         except openai.OpenAIError as exc:  # the SDK's own stream errors (an `error` event, bad JSON)
             ex.error_kind, ex.error = PROTOCOL, f"{type(exc).__name__}: {exc}"
         return ex
+
+    def release(self, affinity: object) -> None:
+        """Connections are the pool's own here: nothing is kept per affinity."""
 
     async def get(self, path: str, timeout_s: float) -> Exchange:
         ex = Exchange(t_start_ns=perf_counter_ns())

@@ -125,11 +125,18 @@ class Transport(Protocol):
     limits: tuple[int, int] | None
 
     async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
-                   headers: dict[str, str] | None = None) -> Exchange:
+                   headers: dict[str, str] | None = None, affinity: object | None = None) -> Exchange:
         """``headers``: this request's own, beside the run's (e.g. --session-header). ``abandon_after_s``: let go of the request that many seconds after its start, but never
         before its bytes were written, by closing its connection (never returned to a pool
         half-read), so the server sees the disconnect; the Exchange then has error_kind
-        ABANDONED, abandoned_ns, and what arrived until then."""
+        ABANDONED, abandoned_ns, and what arrived until then. ``affinity``: requests with the
+        same key (a session) go over the same kept-alive connection while it stays open, as one
+        user's browser or SDK would, until ``release(key)``; transports that pool on their own
+        (httpx, the openai SDK) take it and ignore it."""
+        ...
+
+    def release(self, affinity: object) -> None:
+        """The requests of ``affinity`` are over: its connection goes back to the shared pool."""
         ...
 
     async def get(self, path: str, timeout_s: float) -> Exchange: ...

@@ -20,14 +20,14 @@ from loadtest.tokens import load_tokenizer
 
 pytestmark = pytest.mark.timeout(120)
 
-P, T, TURNS, N = 64, 16, 3, 4
-PREFILL_TOKENS_PER_S = 2000.0  # 64 uncached tokens: 32 ms
+P, T, TURNS, N = 256, 16, 3, 4
+PREFILL_TOKENS_PER_S = 8000.0  # 256 uncached tokens: 32 ms
 
 
 def _server(sim: Any, log: Path) -> Any:
     return sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, ttft_ms=1, tpot_ms=0.1,
                prefill_tokens_per_s=PREFILL_TOKENS_PER_S, prefix_cache_tokens=8192, prefix_block_tokens=16,
-               log_chunks=str(log), log_header="x-session-id")
+               log_chunks=str(log), log_header="x-session-id", replies_from_prompt=True)
 
 
 def _truth(log: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -43,9 +43,14 @@ def _by_session(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {k: sorted(v, key=lambda r: r["turn"]) for k, v in out.items()}
 
 
-def _reply_hash(rec: dict[str, Any]) -> str:
-    """The sim's reply is ' tok0 tok1 ...' (sim/generate.py): its hash, from the turn's token count."""
-    return content_hash(token_text(0, rec["completion_tokens"]).decode())
+def _reply(rec: dict[str, Any], word: str = "tok") -> str:
+    """The sim's reply is ' tok0 tok1 ...' (sim/generate.py), or with --replies-from-prompt
+    ' w<hash>_0 w<hash>_1 ...' with the word it logged: the text, from the turn's token count."""
+    return token_text(0, rec["completion_tokens"], word.encode()).decode()
+
+
+def _reply_hash(rec: dict[str, Any], word: str = "tok") -> str:
+    return content_hash(_reply(rec, word))
 
 
 def test_synthetic_sessions_carry_the_actual_history(sim: Any, cli: Any, tmp_path: Path) -> None:
@@ -67,7 +72,7 @@ def test_synthetic_sessions_carry_the_actual_history(sim: Any, cli: Any, tmp_pat
             t = truth[r["response_id"]]
             assert t["header"] == sid  # the session header: the same value on every turn of the session
             assert r["prompt_tokens"] == t["prompt_tokens"]  # exact against the server
-            expected = P + k * T + sum(count(token_text(0, p["completion_tokens"]).decode()) for p in turns[:k])
+            expected = P + k * T + sum(count(_reply(p, truth[p["response_id"]]["word"])) for p in turns[:k])
             assert t["prompt_tokens"] == expected
             assert len(t["messages"]) == 2 * k + 1 and t["messages"][-1][0] == "user"
             if k:
@@ -75,7 +80,8 @@ def test_synthetic_sessions_carry_the_actual_history(sim: Any, cli: Any, tmp_pat
                 # strictly sequential, the think time between the reply and the next start
                 assert r["start_s"] >= prev["end_s"] + r["think_s"] - 1e-3
                 assert t["messages"][:2 * k - 1] == truth[prev["response_id"]]["messages"]
-                assert t["messages"][2 * k - 1] == ["assistant", _reply_hash(prev)]
+                # the reply the server really sent this conversation (its words hash its prompt)
+                assert t["messages"][2 * k - 1] == ["assistant", _reply_hash(prev, truth[prev["response_id"]]["word"])]
                 assert r["cached_tokens"] > 0  # the history hit the server's prefix cache
         span = turns[-1]["end_s"] - turns[0]["start_s"]
         assert span >= sum(r["e2e_s"] for r in turns) + sum(r["think_s"] for r in turns[1:]) - 1e-3
@@ -88,6 +94,23 @@ def test_synthetic_sessions_carry_the_actual_history(sim: Any, cli: Any, tmp_pat
     assert block["by_turn"][1]["ttft_s_p50"] < block["by_turn"][0]["ttft_s_p50"]  # the cache saves prefill
     assert block["turns_ok"]["min"] == TURNS and block["duration_s"]["count"] == N
     assert summary["prompts"]["usage_mismatched"] == 0 and summary["prompts"]["turns"] == TURNS
+
+
+def test_each_session_keeps_its_connection(sim: Any, cli: Any, tmp_path: Path) -> None:
+    """A session's turns share one kept-alive connection (the server numbers its connections), as
+    one user's client would; sessions in flight at once hold different ones, and a finished
+    session's connection goes back to the pool (no more connections than sessions in flight)."""
+    log = tmp_path / "sim.jsonl"
+    server = sim(ttft_ms=1, tpot_ms=0.5, log_chunks=str(log))
+    code, _, rows = cli(["throughput", "--endpoint", server.base_url, "--dataset", "synthetic", "--prompt-tokens",
+                         "16", "--turns", "4", "--num-prompts", "6", "--concurrency", "2", "--max-tokens", "4",
+                         "--think-time", "0.02"], tmp_path / "out")
+    assert code == 0 and len(rows) == 24 and all(r["ok"] for r in rows)
+    truth = _truth(log, rows)
+    used: dict[str, set[int]] = {sid: {truth[r["response_id"]]["connection"] for r in turns}
+                                 for sid, turns in _by_session(rows).items()}
+    assert all(len(conns) == 1 for conns in used.values()), used
+    assert len({c for conns in used.values() for c in conns}) <= 2  # two sessions in flight: two connections
 
 
 def test_think_time_is_in_no_latency(sim: Any, cli: Any, tmp_path: Path) -> None:

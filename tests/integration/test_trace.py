@@ -27,7 +27,9 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     ("mooncake.jsonl", "mooncake", [1100, 1030, 700, 300, 1024], [6, 4, 5, 3, 7]),
     ("burstgpt.csv", "burstgpt", [120, 200, 48], [30, 12, 8]),
     ("azure.csv", "azure", [374, 396, 879], [44, 109, 8]),
-    ("requests.jsonl", "jsonl", [40, 5, 12], [5, 3, 9]),  # row 2: its messages, 5 words in all
+    # rows 1 and 2 are session "a": row 2 is its second turn, its last user message (3 words) after turn 1's
+    # 40 tokens and its actual 5-token reply (its own system message goes: only the first row leads)
+    ("requests.jsonl", "jsonl", [40, 48, 12], [5, 3, 9]),
 ])
 def test_each_format_replays_with_exact_lengths(cli: Any, sim: Any, tmp_path: Path, name: str, fmt: str,
                                                 inputs: list[int], outputs: list[int]) -> None:

@@ -36,6 +36,7 @@ from loadtest.config import RunConfig
 from loadtest.measure.record import OnReply, RequestRecord
 from loadtest.prompts.sources import Prompt
 from loadtest.run.tracehold import Hold, tag_trace_turn, turn_max_tokens
+from loadtest.scheduler.loops import sleep_until
 from loadtest.transport import Exchange
 
 Send = Callable[[Prompt, "dict[str, str] | None", str], Awaitable[Exchange]]
@@ -106,8 +107,8 @@ class SessionLoop:
         for turn, user in enumerate(turns):
             if turn:
                 think = pause()
-                if think:
-                    await asyncio.sleep(think)
+                if think:  # to the microsecond: the loop's own timers may wake up to 1 ms early
+                    await sleep_until(perf_counter_ns() + round(think * 1e9))
                 if self.hold is not None:
                     held = await self.hold(session, turn, sched)
                 if self.stop.is_set():

@@ -110,6 +110,8 @@ def test_a_server_that_rejects_ignore_eos_is_sent_none_after(cli: Any, tmp_path:
     with serve(behaviour) as s:
         code, summary, rows = _replay(cli, s, tmp_path / "out", trace, "--no-server-metrics")
     rows.sort(key=lambda r: r["id"])
-    assert code == 0 and [r["attempts"] for r in rows] == [2, 1, 1] and len(bodies) == 4
+    # one request met the 422 and was retried (the first to arrive: on a busy machine the open loop
+    # may send two starts at once, so not always id 0); no other was rejected
+    assert code == 0 and sorted(r["attempts"] for r in rows) == [1, 1, 2] and len(bodies) == 4
     assert summary["run"]["ignore_eos_rejected"] is True
     assert [r["stopped_early"] for r in rows] == [False] * 3

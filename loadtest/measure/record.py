@@ -124,7 +124,7 @@ class RequestRecord:
     tool_calls: int | None = None
     """Tool loops: the tool calls this reply made (0: a final answer; None: not known, the request failed)."""
     tool_wait_s: float | None = None
-    """Tool loops: the pause (--tool-latency, as the event loop's timer really slept) between the
+    """Tool loops: the pause (--tool-latency, as it was really slept) between the
     previous reply and this round's request, as a tool would take to run; never inside any latency
     (None: round 0)."""
 

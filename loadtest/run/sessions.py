@@ -134,9 +134,9 @@ class SessionLoop:
         for rnd in range(rounds + 1):
             if rnd:
                 wait = 0.0
-                if cfg.tool_latency_s:  # the pause as it was (a timer may wake a little early or late)
+                if cfg.tool_latency_s:  # to the microsecond, as think time; recorded as it was slept
                     t_wait = perf_counter_ns()
-                    await asyncio.sleep(cfg.tool_latency_s)
+                    await sleep_until(t_wait + round(cfg.tool_latency_s * 1e9))
                     wait = (perf_counter_ns() - t_wait) / 1e9
                 if self.stop.is_set():
                     return None

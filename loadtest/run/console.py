@@ -88,10 +88,30 @@ def render_table(summary: dict[str, Any]) -> str:
     if summary["run"].get("resumed"):
         spans = ", ".join(f"{p['window_s']:.1f} s" if p["window_s"] is not None else "-" for p in summary["run"]["pieces"])
         head.append(f"resumed run: {len(summary['run']['pieces'])} pieces ({spans}), statistics over all of them")
-    server = server_lines(summary)
-    tools = tool_lines(summary)
-    return ("\n".join(head) + "\n\n" + table + ("\n\n" + "\n".join(tools) if tools else "")
-            + ("\n\n" + "\n".join(server) if server else ""))
+    parts = [part for part in (session_lines(summary), tool_lines(summary), server_lines(summary)) if part]
+    return "\n\n".join(["\n".join(head), table, *("\n".join(part) for part in parts)])
+
+
+def session_lines(summary: dict[str, Any]) -> list[str]:
+    """Multi-turn sessions: how they ended, and each turn index's requests (the growing history
+    and the prefix cache in one table); with a trace, how its later turns kept their offsets."""
+    s = summary.get("sessions")
+    if not s:
+        return []
+    duration, turns = s["duration_s"], s["turns_ok"]
+    lines = [f"sessions: {s['sessions']}, {s['sessions_with_failed_turn']} with a failed turn  |  turns ok mean "
+             f"{_fmt(turns['mean'], 1, 2)}  |  duration p50 {_fmt(duration['p50'], 1, 3)} s, "
+             f"max {_fmt(duration['max'], 1, 3)} s (pauses between turns included)"]
+    t = summary.get("trace") or {}
+    if t.get("session_starts"):
+        late = f", max {_fmt(t['late_s_max'], 1e3, 1)} ms" if t.get("late_s_max") is not None else ""
+        lines.append(f"trace sessions: {t['sessions']} ({t['rows_chained']} rows chained as later turns): "
+                     f"{t['turns_held']} turns held for their offset, {t['turns_late']} late{late}")
+    rows = [[str(r["turn"]), f"{r['ok']}/{r['requests']}", _fmt(r["ttft_s_p50"], 1e3, 1),
+             _fmt(r["ttft_s_mean"], 1e3, 1), _fmt(r["e2e_s_mean"], 1, 3), _fmt(r["prompt_tokens_mean"], 1, 1),
+             _fmt(r["cached_tokens_mean"], 1, 1)] for r in s["by_turn"]]
+    return lines + render_rows(rows, ["turn", "ok", "TTFT p50 (ms)", "TTFT mean (ms)", "e2e mean (s)",
+                                      "prompt tokens mean", "cached tokens mean"]).splitlines()
 
 
 def tool_lines(summary: dict[str, Any]) -> list[str]:

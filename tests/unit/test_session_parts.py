@@ -10,6 +10,7 @@ from loadtest.errors import DatasetError
 from loadtest.measure.sessions import session_block
 from loadtest.prompts.sessions import session_of_row, sessions_from_rows
 from loadtest.prompts.sources import Prompt
+from loadtest.run.console import session_lines
 from loadtest.run.sessions import stride, think_times
 
 
@@ -59,3 +60,21 @@ def test_the_sessions_block() -> None:
     assert b["duration_s"]["max"] == 3.5 and b["duration_s"]["min"] == 0.5  # first start to last ok end
     assert (b["turns_ok"]["min"], b["turns_ok"]["max"]) == (1, 2)
     assert session_block([{"ok": True, "warmup": False}]) is None
+
+
+def test_console_shows_the_sessions_by_turn() -> None:
+    rows = [{"session_id": f"s{i}", "turn": k, "ok": True, "start_s": i + k * 0.1, "end_s": i + k * 0.1 + 0.05,
+             "ttft_s": 0.02 - k * 0.005, "e2e_s": 0.05, "prompt_tokens": 64 + 72 * k, "cached_tokens": 64 * k}
+            for i in range(2) for k in range(3)]
+    summary = {"sessions": session_block(rows),
+               "trace": {"session_starts": 2, "sessions": 2, "rows_chained": 4, "turns_held": 3, "turns_late": 1,
+                         "late_s_max": 0.0042}}
+    lines = session_lines(summary)
+    assert lines[0] == ("sessions: 2, 0 with a failed turn  |  turns ok mean 3.00  |  duration p50 0.250 s, "
+                        "max 0.250 s (pauses between turns included)")
+    assert lines[1] == "trace sessions: 2 (4 rows chained as later turns): 3 turns held for their offset, 1 late, max 4.2 ms"
+    table = [line.split() for line in lines[4:]]
+    assert table == [["0", "2/2", "20.0", "20.0", "0.050", "64.0", "0.0"],
+                     ["1", "2/2", "15.0", "15.0", "0.050", "136.0", "64.0"],
+                     ["2", "2/2", "10.0", "10.0", "0.050", "208.0", "128.0"]]
+    assert session_lines({"sessions": None}) == []

@@ -67,8 +67,8 @@ def render_table(summary: dict[str, Any]) -> str:
         f"{counts['failed']} failed" + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
         + (f", {counts['abandoned']} abandoned" if counts.get("abandoned") else "")
         + f"  |  {_load(summary['config'])}  |  window {_fmt(m['window_s'], 1, 2)} s",
-        f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
-        f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}",
+        (f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
+        f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}"),
     ]
     chunk_srcs = summary.get("chunk_token_source")
     if chunk_srcs:
@@ -99,9 +99,9 @@ def session_lines(summary: dict[str, Any]) -> list[str]:
     if not s:
         return []
     duration, turns = s["duration_s"], s["turns_ok"]
-    lines = [f"sessions: {s['sessions']}, {s['sessions_with_failed_turn']} with a failed turn  |  turns ok mean "
+    lines = [(f"sessions: {s['sessions']}, {s['sessions_with_failed_turn']} with a failed turn  |  turns ok mean "
              f"{_fmt(turns['mean'], 1, 2)}  |  duration p50 {_fmt(duration['p50'], 1, 3)} s, "
-             f"max {_fmt(duration['max'], 1, 3)} s (pauses between turns included)"]
+             f"max {_fmt(duration['max'], 1, 3)} s (pauses between turns included)")]
     t = summary.get("trace") or {}
     if t.get("session_starts"):
         late = f", max {_fmt(t['late_s_max'], 1e3, 1)} ms" if t.get("late_s_max") is not None else ""

@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 from loadtest.redact import is_secret_name, redact
 
-Api = Literal["chat", "completions", "responses"]
+Api = Literal["chat", "completions", "responses", "embeddings", "rerank"]
+POOLING_APIS = ("embeddings", "rerank")
+"""The APIs whose requests generate nothing (vLLM calls their models pooling models): one JSON answer
+per request, no stream, so no TTFT, TPOT or ITL (client/pooling.py, measure/pooling.py)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,19 @@ class RunConfig:
     tool_latency_s: float = 0.0
     max_tool_rounds: int = 4
     tool_result_text: str | None = None
+
+    # Embeddings and rerank (--api embeddings|rerank; docs/embeddings.md): each embeddings request carries
+    # batch_size inputs; each rerank request one query and ``documents`` documents (document_tokens long
+    # each with --dataset synthetic). encoding_format (float, base64) is sent only when given.
+    batch_size: int = 1
+    documents: int = 8
+    document_tokens: int | None = None
+    encoding_format: str | None = None
+
+    @property
+    def pooled(self) -> bool:
+        """Whether requests go to an endpoint that generates nothing (embeddings, rerank)."""
+        return self.api in POOLING_APIS
 
     @property
     def multi_turn_sessions(self) -> bool:

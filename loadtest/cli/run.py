@@ -97,6 +97,7 @@ def main(ns: argparse.Namespace) -> int:
 
 def run_command(cfg: RunConfig, how: Invocation) -> int:
     """Launch when asked, build the prompts, run, then the table, the judgements and the files."""
+    from loadtest.prompts.batches import pooled_prompts
     from loadtest.prompts.sessions import load_sessions
     from loadtest.prompts.sources import load_prompts
     from loadtest.redact import redact
@@ -130,7 +131,7 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
 
             trace = plan_trace(cfg, server)
             cfg, plan = trace.configure(cfg), trace.prompts
-        prompts = plan.prompts if plan else prompts
+        prompts = plan.prompts if plan else pooled_prompts(prompts, cfg)  # embeddings, rerank: grouped
         tool_info: dict[str, Any] = {}
         if cfg.tools is not None:  # the canned tool result, counted with the server's tokenizer
             from loadtest.client.synthetic import tool_result_text

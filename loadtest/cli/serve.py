@@ -166,6 +166,11 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--metrics-extra-series", type=int, default=d.metrics_extra_series, metavar="N",
                    help="N extra gauge series on the page, to make it large")
 
+    e = parser.add_argument_group("embeddings and rerank (POST /v1/embeddings, /v1/rerank, /v2/rerank)")
+    e.add_argument("--embedding-dim", type=int, default=d.embedding_dim, metavar="N",
+                   help="floats per embedding, seeded from the input (a request's dimensions overrides it; "
+                        "default %(default)s); latency: --ttft-ms + prompt tokens / --prefill-tokens-per-s")
+
     h = parser.add_argument_group("hosted API (--hosted: key sk-sim unless --api-key, 600 RPM, 200k TPM, "
                                   "SSE comments, choices:[] chunks, max_tokens rejected, 8 reasoning tokens)")
     h.add_argument("--hosted", action="store_true", help="behave like a hosted API (the mix above)")

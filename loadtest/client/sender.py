@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loadtest.client.payloads import build_body, request_path
+from loadtest.client.pooling import pooled_tokens
 from loadtest.client.ratelimit import ClientLimits, sleep
 from loadtest.client.retry import RetryPolicy
 from loadtest.config import RunConfig
@@ -53,6 +54,8 @@ class Sender:
 
     def estimate_tokens(self, prompt: Prompt) -> int:
         """What a provider charges a request against its token limit: prompt + max tokens."""
+        if prompt.inputs is not None and self.cfg.pooled:  # nothing generated: every text, pair by pair
+            return pooled_tokens(prompt, self.cfg.api, self._count) if self._count else 0
         asked = prompt.max_tokens if prompt.max_tokens is not None else self.cfg.max_tokens
         return (self._count(prompt.text) if self._count else 0) + asked
 

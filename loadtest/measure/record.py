@@ -128,6 +128,13 @@ class RequestRecord:
     previous reply and this round's request, as a tool would take to run; never inside any latency
     (None: round 0)."""
 
+    inputs: int | None = None
+    """--api embeddings: texts the request embedded (its batch; the answer held one vector each)."""
+    embedding_dim: int | None = None
+    """--api embeddings: floats per returned vector (the first one's, list or base64)."""
+    documents: int | None = None
+    """--api rerank: documents scored against the request's query."""
+
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
 

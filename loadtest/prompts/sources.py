@@ -59,6 +59,9 @@ class Prompt:
     turn_offsets_s: tuple[float, ...] | None = None
     """A trace session's replayed turn offsets, seconds after its first turn's: a later turn whose
     previous reply came earlier is held until its own (prompts/tracesessions.py)."""
+    inputs: tuple[str, ...] | None = None
+    """--api embeddings: the texts the request embeds (``text`` is the first); --api rerank: the
+    documents scored against the query, which is ``text`` (prompts/batches.py)."""
 
 
 def load_prompts(source: str = "builtin", *, builtin_path: Path | None = None) -> list[Prompt]:

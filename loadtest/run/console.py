@@ -9,6 +9,7 @@ from typing import Any
 from tabulate import tabulate
 
 from loadtest.measure.hosted import console_lines
+from loadtest.measure.pooling import console_head as pooled_head
 from loadtest.measure.prefixcache import console_line as prefix_cache_line
 from loadtest.servermetrics.scraper import metrics_url
 
@@ -67,9 +68,10 @@ def render_table(summary: dict[str, Any]) -> str:
         f"{counts['failed']} failed" + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
         + (f", {counts['abandoned']} abandoned" if counts.get("abandoned") else "")
         + f"  |  {_load(summary['config'])}  |  window {_fmt(m['window_s'], 1, 2)} s",
-        (f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
-        f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}"),
     ]
+    head += pooled_head(summary) or [  # embeddings, rerank: their rates, and no generation metrics
+        f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
+        f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}"]
     chunk_srcs = summary.get("chunk_token_source")
     if chunk_srcs:
         how = "exact" if summary.get("chunk_tokens_exact") else "estimated (first chunk 1 token, the rest by text)"

@@ -31,6 +31,7 @@ from loadtest.client.tokenize import refine_records
 from loadtest.config import RunConfig
 from loadtest.judge.monitors import RunMonitor
 from loadtest.measure.metrics import compute_metrics, load_columns
+from loadtest.measure.pooling import PooledRequest, pooled_record
 from loadtest.measure.record import ABANDONED, CANCELLED, OnReply, RequestRecord, asked, build_record, cancelled_record
 from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
@@ -103,7 +104,7 @@ class Run:
         self._model: str | None = cfg.model
         self._base: dict[str, Any] = {}
         # Finished exchanges wait here to be interpreted, one per event-loop turn (see _process).
-        self._pending: deque[tuple[Exchange, int, str, bool, tuple[Any, Any, str]]] = deque()
+        self._pending: deque[tuple[Exchange, int, Prompt, bool, tuple[Any, Any, str]]] = deque()
         self._phases = phases.Phases.of(cfg)
         self._phase_t0_ns = 0
         self.live = LiveStats()
@@ -139,13 +140,17 @@ class Run:
             self._emit(rec)
             raise
         if (ex.error_kind is not None and ex.error_kind != ABANDONED) or (ex.status or 0) >= 400:
-            self._interpret((ex, rid, prompt.id, warmup, sched))  # cheap, and abort detection must not lag
+            self._interpret((ex, rid, prompt, warmup, sched))  # cheap, and abort detection must not lag
             return
-        self._pending.append((ex, rid, prompt.id, warmup, sched))
+        self._pending.append((ex, rid, prompt, warmup, sched))
         self._pending_ready.set()
 
     def _record(self, ex: Exchange, i: int, prompt_id: str, warmup: bool,
-                on_reply: OnReply | None = None) -> RequestRecord:
+                on_reply: OnReply | None = None, prompt: Prompt | None = None) -> RequestRecord:
+        if self.cfg.pooled and prompt is not None:  # embeddings, rerank: one JSON answer (measure/pooling.py)
+            return pooled_record(ex, PooledRequest(self.cfg.api, prompt.text, prompt.inputs or (prompt.text,)),
+                                 request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, tokenizer=self.tokenizer,
+                                 warmup=warmup)
         return build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
                             tokenizer=self.tokenizer, warmup=warmup,
                             keep_texts=self._texts.write if self._texts is not None else None, on_reply=on_reply)
@@ -169,9 +174,9 @@ class Run:
         return SessionLoop(self.cfg, send, self._record, cancelled, self._emit, self.stop, ids_per_session, release,
                            hold=hold)
 
-    def _interpret(self, item: tuple[Exchange, int, str, bool, tuple[Any, Any, str]]) -> None:
-        ex, i, prompt_id, warmup, sched = item
-        rec = self._record(ex, i, prompt_id, warmup)
+    def _interpret(self, item: tuple[Exchange, int, Prompt, bool, tuple[Any, Any, str]]) -> None:
+        ex, i, prompt, warmup, sched = item
+        rec = self._record(ex, i, prompt.id, warmup, prompt=prompt)
         rec.scheduled_s, rec.queue_s, rec.phase = sched
         if self.cfg.trace is not None:
             asked(rec, self._order[i // self._id_stride].max_tokens)
@@ -239,7 +244,8 @@ class Run:
         cfg = self.cfg
         await self.hooks.open()
         self._transport = open_transport(cfg, phases.connections(cfg))
-        self._transport.limits = response_limits(cfg.max_tokens)
+        # (an embeddings or rerank answer is one JSON body bounded by its request: no runaway limit)
+        self._transport.limits = None if cfg.pooled else response_limits(cfg.max_tokens)
         self._sender = Sender(cfg, self._transport, note=self._note, tokenizer=self.tokenizer)
         if cfg.sessions or self._trace_sessions:
             self._sessions = self._session_loop(stride(self.prompts))

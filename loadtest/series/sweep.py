@@ -95,6 +95,7 @@ def _say(text: str) -> None:
 
 def run_sweep(sc: SweepConfig) -> int:
     """Launch when asked, run the levels (probing first for auto), write sweep.json, print the table."""
+    from loadtest.prompts.batches import pooled_prompts
     from loadtest.prompts.sources import load_prompts
     from loadtest.run.launched import launched, server_info
     from loadtest.tokens import load_tokenizer
@@ -106,7 +107,7 @@ def run_sweep(sc: SweepConfig) -> int:
     root.mkdir(parents=True, exist_ok=True)
     by, auto = sc.settings.by, sc.levels is None
     levels = list(sc.levels or [])
-    prompts = load_prompts(sc.base.dataset)
+    prompts = pooled_prompts(load_prompts(sc.base.dataset), sc.base)  # embeddings, rerank: grouped
     tokenizer = load_tokenizer(sc.base.tokenizer) if sc.base.tokenizer else None
     signals = Signals()
     results: list[LevelResult] = []

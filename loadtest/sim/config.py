@@ -99,6 +99,9 @@ class SimConfig:
     metrics_malformed: bool = False  # /metrics answers 200 with a page the Prometheus parser rejects
     metrics_extra_series: int = 0  # this many extra gauge series, to make the page large
 
+    # Embeddings and rerank (sim/pooling.py): floats per embedding (a request's ``dimensions`` overrides it).
+    embedding_dim: int = 8
+
     def __post_init__(self) -> None:
         # Fail at construction so a bad option never reaches a child process and dies there.
         if not 0 <= self.port <= 65535:
@@ -145,6 +148,8 @@ class SimConfig:
             raise ConfigError("sim: retry_after_s must be a finite number >= 0")
         if self.fail_every is not None and not faults and self.fail_status is None:
             raise ConfigError("sim: fail_every needs fail_status or one of " + ", ".join(_FAULT_FIELDS))
+        if self.embedding_dim < 1:
+            raise ConfigError("sim: embedding_dim must be >= 1")
         self._check_metrics()
 
     def _check_metrics(self) -> None:

@@ -26,6 +26,7 @@ from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.limits import ServerLimits
 from loadtest.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loadtest.sim.metrics import MetricsPage
+from loadtest.sim import pooling
 from loadtest.sim.prefixcache import PrefixCache
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS
 from loadtest.sim.prompting import Prompting
@@ -233,6 +234,8 @@ class Sim(SimState):
             if method != b"POST":
                 return self._error(conn, RequestError(405, f"Method {method.decode()} not allowed"), keep)
             return self._generate(conn, req, chat=path == b"/v1/chat/completions", responses=path == b"/v1/responses")
+        if path in pooling.PATHS:  # /v1/embeddings, /v1/rerank, /v2/rerank: nothing generated
+            return pooling.handle(self, conn, req, path)
         if path == b"/v1/models" and method == b"GET":
             if not self._authorized(req):
                 return self._error(conn, _unauthorized(), keep)

@@ -123,9 +123,10 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
             tokenizer = launched_tokenizer(server.info.get("model") or {})
         plan = trace = None
         if synthetic:  # counted with the server's tokenizer (imported only then: it needs httpx)
+            from loadtest.client.pooling_prompts import pooled_plan
             from loadtest.client.synthetic import plan_for
 
-            plan = plan_for(cfg, server)
+            plan = pooled_plan(cfg, server) if cfg.pooled else plan_for(cfg, server)  # embeddings, rerank: their own
         elif cfg.trace is not None:  # the trace's rows, schedule and prompts (client/trace.py)
             from loadtest.client.trace import plan_trace
 

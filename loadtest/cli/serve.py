@@ -170,6 +170,8 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--embedding-dim", type=int, default=d.embedding_dim, metavar="N",
                    help="floats per embedding, seeded from the input (a request's dimensions overrides it; "
                         "default %(default)s); latency: --ttft-ms + prompt tokens / --prefill-tokens-per-s")
+    e.add_argument("--embeddings", action=argparse.BooleanOptionalAction, default=d.embeddings,
+                   help="serve them (--no-embeddings: answer 501 as llama.cpp started without --embeddings)")
 
     h = parser.add_argument_group("hosted API (--hosted: key sk-sim unless --api-key, 600 RPM, 200k TPM, "
                                   "SSE comments, choices:[] chunks, max_tokens rejected, 8 reasoning tokens)")

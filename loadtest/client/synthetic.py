@@ -121,10 +121,6 @@ def plan_for(cfg: RunConfig, server: Any = None) -> SyntheticPlan:
     """The run's prompts (one per request, or per session, so none repeats) counted with the server's
     tokenizer."""
     assert cfg.prompt_tokens is not None
-    if cfg.pooled:  # embeddings inputs, rerank queries and documents (client/pooling_prompts.py)
-        from loadtest.client.pooling_prompts import pooled_plan
-
-        return pooled_plan(cfg, server)
     count = (cfg.num_prompts or DEFAULT_DURATION_PROMPTS) + cfg.warmup
     spec = SyntheticSpec(cfg.prompt_tokens, cfg.prompt_tokens_stddev, cfg.shared_prefix_tokens, cfg.seed,
                          prefix_groups=cfg.prefix_groups or 1, cache_bust=cfg.cache_bust)

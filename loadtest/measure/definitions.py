@@ -304,6 +304,25 @@ DEFINITIONS: dict[str, str] = {
         "With it: the tools offered (names), source, max_tool_rounds, tool_latency_s, tool_result_tokens "
         "(the canned result's count by tool_result_tokenizer; tool_result_verified_by_server_tokenize says "
         "whether that was the server's own /tokenize)."),
+    "embeddings_and_rerank": (
+        "--api embeddings and --api rerank generate nothing: each request is one JSON answer, never streamed, "
+        "so e2e_s (request start to the answer's last byte) is its only latency and ttft_s, tpot_s, itl_s, "
+        "completion_tokens and tokens_per_s are null (not measured, never 0). A --slo on ttft, tpot or itl is "
+        "refused for them; latency objectives (e2e) and goodput apply. An answer that does not match its request "
+        "(embeddings: not one vector per input with indexes 0..n-1, or an empty vector; rerank: a result index "
+        "outside the documents or repeated, or no relevance_score) fails as 'malformed'."),
+    "inputs": (
+        "Per request (--api embeddings): the texts it sent and got one embedding each for (--batch-size); "
+        "embedding_dim: floats in the first returned vector (a JSON list, or base64 float32 with "
+        "--encoding-format base64). inputs_per_s: sum of inputs over completed measured requests / window_s."),
+    "documents": (
+        "Per request (--api rerank): the documents scored against its one query (--documents), whatever top_n "
+        "the answer was cut to. documents_per_s: sum of documents over completed measured requests / window_s."),
+    "prompt_tokens_per_s": (
+        "Sum of prompt_tokens over completed measured requests / window_s; null when no request reported any. "
+        "For embeddings and rerank prompt_tokens is usage.prompt_tokens, else usage.total_tokens, else Cohere's "
+        "meta.billed_units.input_tokens (token_source 'usage'), else the --tokenizer's count of every input, or of "
+        "every (query, document) pair as a cross-encoder reads them (token_source 'tokenizer'), else null."),
 }
 
 

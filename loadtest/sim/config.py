@@ -99,8 +99,10 @@ class SimConfig:
     metrics_malformed: bool = False  # /metrics answers 200 with a page the Prometheus parser rejects
     metrics_extra_series: int = 0  # this many extra gauge series, to make the page large
 
-    # Embeddings and rerank (sim/pooling.py): floats per embedding (a request's ``dimensions`` overrides it).
+    # Embeddings and rerank (sim/pooling.py): floats per embedding (a request's ``dimensions`` overrides it);
+    # embeddings False answers them 501 as llama.cpp started without --embeddings does.
     embedding_dim: int = 8
+    embeddings: bool = True
 
     def __post_init__(self) -> None:
         # Fail at construction so a bad option never reaches a child process and dies there.
@@ -204,7 +206,7 @@ class SimConfig:
 
 
 # Flags that default on and so need an explicit --no-X form.
-NEGATABLE = ("role_chunk", "usage", "done")
+NEGATABLE = ("role_chunk", "usage", "done", "embeddings")
 
 
 HOSTED = {"rpm_limit": 600, "tpm_limit": 200_000, "sse_comments": True, "empty_choices_chunks": True,

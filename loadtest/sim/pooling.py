@@ -150,8 +150,12 @@ def handle(sim: Any, conn: Any, req: Any, path: bytes) -> None:
     if req.method != b"POST":
         return conn.respond(405, RequestError(405, f"Method {req.method.decode()} not allowed").body(), req.keep_alive)
     state: SimState = sim
-    state.stats.received(req.recv_ns)
     api = PATHS[path]
+    if not sim.config.embeddings:  # llama.cpp's words when started without --embeddings (or --reranking)
+        flag, what = ("--embeddings", "embeddings") if api == "embeddings" else ("--reranking", "reranking")
+        return conn.respond(501, orjson.dumps({"error": {"code": 501, "type": "not_supported_error", "message":
+                            f"This server does not support {what}. Start it with `{flag}`"}}), req.keep_alive)
+    state.stats.received(req.recv_ns)
     try:
         if not sim._authorized(req):
             raise RequestError(401, "Incorrect API key provided.", code="invalid_api_key")

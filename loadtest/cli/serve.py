@@ -128,7 +128,9 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     p = parser.add_argument_group("prompt side")
     p.add_argument("--prompt-tokenizer", default=None,
                    help="count prompt tokens with this tokenizer (as loadtest --tokenizer) instead of whitespace words")
-    p.add_argument("--template-tokens", type=int, default=0, help="chat requests: tokens a chat template adds")
+    p.add_argument("--template-tokens", type=int, default=0,
+                   help="chat requests: tokens a chat template adds; embeddings and rerank: tokens added to each "
+                        "input or (query, document) pair")
     p.add_argument("--prefill-tokens-per-s", type=float, default=None,
                    help="prompt processing speed: the first token is delayed by prompt tokens / this")
     p.add_argument("--n-ctx", type=int, default=None,

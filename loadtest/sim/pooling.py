@@ -9,7 +9,8 @@ embeddings and rerank numbers can be checked against a known truth (docs/test-se
   highest first, cut to ``top_n``, with ``document.text`` when ``return_documents`` is true.
 - usage.prompt_tokens counts every input (embeddings) or every (query, document) pair (rerank, as
   a cross-encoder reads them: what vLLM and llama.cpp report), by the sim's prompt tokenizer
-  (whitespace words, or --prompt-tokenizer); ``--no-usage`` leaves usage out.
+  (whitespace words, or --prompt-tokenizer), plus --template-tokens per input or pair (the BOS, EOS
+  or separators a real tokenizer adds); ``--no-usage`` leaves usage out.
 - Timing: a reply holds a slot (--max-concurrency queues it, as a generation), and goes out whole
   at slot + prompt tokens / --prefill-tokens-per-s + --ttft-ms, so its latency is known exactly.
 - --log-chunks: one line per reply, with ``api``, ``inputs`` (or ``documents``), ``dimension`` and
@@ -85,7 +86,7 @@ def answer(sim: Any, api: str, body: Any, rid: int, v2: bool) -> tuple[bytes, in
         dim = body.get("dimensions") or config.embedding_dim
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise RequestError(400, f"dimensions must be an integer >= 1, got {dim!r}", param="dimensions")
-        tokens = sum(_count(sim, t) for t in texts)
+        tokens = sum(_count(sim, t) + config.template_tokens for t in texts)
         items = []
         for i, t in enumerate(texts):
             v = vector(t.encode() if isinstance(t, str) else orjson.dumps(t), dim)
@@ -104,7 +105,7 @@ def answer(sim: Any, api: str, body: Any, rid: int, v2: bool) -> tuple[bytes, in
         if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
             raise RequestError(400, f"top_n must be an integer >= 1, got {top_n!r}", param="top_n")
         q = sim.prompting.count(query)
-        tokens = sum(q + sim.prompting.count(t) for t in texts)
+        tokens = sum(q + sim.prompting.count(t) + config.template_tokens for t in texts)
         ranked = sorted(((score(query, t), i) for i, t in enumerate(texts)), reverse=True)[:top_n]
         results = [{"index": i, "relevance_score": s, **({"document": {"text": texts[i]}}
                                                          if body.get("return_documents") else {})}

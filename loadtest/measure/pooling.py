@@ -19,11 +19,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
-import orjson
 
 from loadtest.config import POOLING_APIS
 from loadtest.measure.chunks import MALFORMED, error_message
-from loadtest.measure.record import SERVER_ERROR, RequestRecord, _http_error_kind
+from loadtest.measure.record import RequestRecord, _http_error_kind
 from loadtest.tokens import TOKENIZER, USAGE, Tokenizer
 from loadtest.transport import Exchange
 
@@ -139,10 +138,11 @@ def pooled_record(ex: Exchange, req: PooledRequest, *, request_id: int, prompt_i
     ok, kind, message = ex.error_kind is None, ex.error_kind, ex.error
     status = ex.status or 0
     facts = None
+    body = ex.body() if len(ex.pieces) else b""  # joined once: an answer may be megabytes
     if ok and status >= 400:
-        ok, kind, message = False, _http_error_kind(status), f"HTTP {status}: {error_message(ex.body())}"
+        ok, kind, message = False, _http_error_kind(status), f"HTTP {status}: {error_message(body)}"
     elif ok:
-        facts = read_answer(ex.body(), req)
+        facts = read_answer(body, req)
         if facts.problem is not None:
             ok, kind, message = False, MALFORMED, facts.problem
     ms = 1e9
@@ -156,8 +156,8 @@ def pooled_record(ex: Exchange, req: PooledRequest, *, request_id: int, prompt_i
     if (info := ex.attempt_info) is not None:
         rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
             info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
-    if len(ex.pieces):
-        rec.bytes_received = len(ex.body())
+    if body:
+        rec.bytes_received = len(body)
     if not ok or facts is None:
         return rec
     if req.api == "embeddings":
@@ -205,7 +205,7 @@ def console_head(summary: dict[str, Any]) -> list[str] | None:
     per = (f"inputs/s {fmt(m.get('inputs_per_s'))} (batch {summary['config'].get('batch_size')})" if api == "embeddings"
            else f"documents/s {fmt(m.get('documents_per_s'))} ({summary['config'].get('documents')} per query)")
     tokens = m.get("prompt_tokens_total")
-    return [f"requests/s {fmt(m.get('requests_per_s'), 2)}  |  requests/min {fmt(m.get('requests_per_min'))}  |  {per}  "
-            f"|  prompt tokens/s {fmt(m.get('prompt_tokens_per_s'))}  |  prompt tokens "
-            f"{'-' if tokens is None else format(tokens, ',')}  |  token source: {srcs}",
-            f"{api}: {NO_GENERATION}"]
+    rates = (f"requests/s {fmt(m.get('requests_per_s'), 2)}  |  requests/min {fmt(m.get('requests_per_min'))}  |  "
+             f"{per}  |  prompt tokens/s {fmt(m.get('prompt_tokens_per_s'))}  |  prompt tokens "
+             f"{'-' if tokens is None else format(tokens, ',')}  |  token source: {srcs}")
+    return [rates, f"{api}: {NO_GENERATION}"]

@@ -70,8 +70,8 @@ def render_table(summary: dict[str, Any]) -> str:
         + f"  |  {_load(summary['config'])}  |  window {_fmt(m['window_s'], 1, 2)} s",
     ]
     head += pooled_head(summary) or [  # embeddings, rerank: their rates, and no generation metrics
-        f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
-        f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}"]
+        (f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
+         f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}")]
     chunk_srcs = summary.get("chunk_token_source")
     if chunk_srcs:
         how = "exact" if summary.get("chunk_tokens_exact") else "estimated (first chunk 1 token, the rest by text)"

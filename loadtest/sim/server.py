@@ -21,12 +21,12 @@ import httptools
 import orjson
 
 from loadtest.eventloop import loop_factory
+from loadtest.sim import pooling
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.limits import ServerLimits
 from loadtest.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loadtest.sim.metrics import MetricsPage
-from loadtest.sim import pooling
 from loadtest.sim.prefixcache import PrefixCache
 from loadtest.sim.prompting import PATHS as PROMPT_PATHS
 from loadtest.sim.prompting import Prompting

@@ -44,18 +44,19 @@ class _Vector(msgspec.Struct, gc=False):
 class _Result(msgspec.Struct, gc=False):
     index: int | None = None
     relevance_score: float | None = None
+    score: float | None = None               # SGLang's and TEI's name for it
 
 
 class _Answer(msgspec.Struct, gc=False):
     data: list[_Vector] | None = None        # embeddings (OpenAI, vLLM, llama.cpp, SGLang, TEI)
-    results: list[_Result] | None = None     # rerank (vLLM, llama.cpp, Jina, Cohere)
+    results: list[_Result] | None = None     # rerank (vLLM, llama.cpp, Jina, Cohere; SGLang, TEI: the body)
     usage: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None       # Cohere: meta.billed_units
     id: Any = None
     error: Any = None
 
 
-_ANSWER = msgspec.json.Decoder(_Answer)
+_ANSWER = msgspec.json.Decoder(_Answer | list[_Result])  # SGLang, TEI: rerank results as a bare list
 
 
 def dimension(raw: bytes) -> int | None:
@@ -89,6 +90,8 @@ def read_answer(body: bytes, req: PooledRequest) -> Facts:
         a = _ANSWER.decode(body)
     except msgspec.DecodeError as exc:
         return Facts(None, None, None, None, f"not an {req.api} answer ({exc}): {body[:80]!r}")
+    if isinstance(a, list):
+        a = _Answer(results=a)
     rid = None if a.id is None else str(a.id)
     sent = len(req.texts)
     if req.api == "embeddings":
@@ -111,7 +114,7 @@ def read_answer(body: bytes, req: PooledRequest) -> Facts:
             problem = f"no results for {sent} documents"
         elif any(i is None or not 0 <= i < sent for i in indexes) or len(set(indexes)) != len(indexes):
             problem = f"result indexes are not documents 0..{sent - 1}, each at most once"
-        elif any(r.relevance_score is None for r in results):
+        elif any(r.relevance_score is None and r.score is None for r in results):
             problem = "a result has no relevance_score"
     return Facts(items, dim, _prompt_tokens(a), rid, problem if problem is None else f"{req.api}: {problem}")
 

@@ -61,6 +61,8 @@ def test_rerank_answers():
                        "usage": {"total_tokens": 12}})
     facts = read_answer(ok, RR)
     assert facts.problem is None and facts.items == 3 and facts.prompt_tokens == 12 and facts.response_id == "r1"
+    bare = read_answer(orjson.dumps([{"index": 1, "score": 0.7, "document": "b"}]), RR)  # SGLang, TEI
+    assert bare.problem is None and bare.items == 3 and bare.prompt_tokens is None
     for results, words in (([{"index": 3, "relevance_score": 0.5}], "indexes"),
                            ([{"index": 1, "relevance_score": 0.5}, {"index": 1, "relevance_score": 0.4}], "indexes"),
                            ([{"index": 1}], "relevance_score"), ([], "no results")):

@@ -156,3 +156,15 @@ def test_the_key_is_in_no_file_and_no_output(sim, tmp_path, capsys):
     assert code == 0 and key not in captured.out + captured.err
     files = [f for f in out.rglob("*") if f.is_file()]
     assert files and not [f for f in files if key.encode() in f.read_bytes()]
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "html"])
+def test_report_reads_embeddings_and_rerank_runs(sim, cli, tmp_path, fmt):
+    s = sim(ttft_ms=2)
+    for api in ("embeddings", "rerank"):
+        code, _, _ = cli(["single", "--endpoint", s.base_url, "--api", api, "--num-prompts", "3"], tmp_path / api)
+        assert code == 0
+    out = tmp_path / f"report.{fmt}"
+    assert main(["report", str(tmp_path / "embeddings"), str(tmp_path / "rerank"), "--format", fmt,
+                 "--output", str(out)]) == 0
+    assert out.stat().st_size > 0

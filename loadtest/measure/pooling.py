@@ -25,6 +25,7 @@ from loadtest.measure.chunks import MALFORMED, error_message
 from loadtest.measure.record import RequestRecord, _http_error_kind
 from loadtest.tokens import TOKENIZER, USAGE, Tokenizer
 from loadtest.transport import Exchange
+from loadtest.transport.base import ABANDONED
 
 
 class PooledRequest(NamedTuple):
@@ -161,6 +162,8 @@ def pooled_record(ex: Exchange, req: PooledRequest, *, request_id: int, prompt_i
             info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
     if body:
         rec.bytes_received = len(body)
+    if kind == ABANDONED and ex.abandoned_ns is not None:  # --cancel-rate: let go on purpose
+        rec.abandoned_after_s = (ex.abandoned_ns - ex.t_start_ns) / ms
     if not ok or facts is None:
         return rec
     if req.api == "embeddings":

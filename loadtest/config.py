@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from loadtest.redact import is_secret_name, redact
 
-Api = Literal["chat", "completions", "responses"]
+Api = Literal["chat", "completions", "responses", "transcriptions"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,15 @@ class RunConfig:
     tool_latency_s: float = 0.0
     max_tool_rounds: int = 4
     tool_result_text: str | None = None
+
+    # Images and audio (prompts/attach.py; docs/media.md): ``images`` seeded synthetic images of
+    # ``image_size`` (width, height) in ``image_format`` (png, jpeg) attached to every chat prompt;
+    # ``audio_seconds``: the length of the seeded synthetic clip each --api transcriptions request
+    # uploads when its dataset row names no audio file (None: not a transcription run).
+    images: int = 0
+    image_size: tuple[int, int] = (512, 512)
+    image_format: str = "png"
+    audio_seconds: float | None = None
 
     @property
     def multi_turn_sessions(self) -> bool:

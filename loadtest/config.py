@@ -9,6 +9,8 @@ from typing import Any, Literal
 from loadtest.redact import is_secret_name, redact
 
 Api = Literal["chat", "completions", "responses", "transcriptions"]
+DEFAULT_AUDIO_SECONDS = 10.0
+"""--api transcriptions: the synthetic clip's length when --audio-seconds is not given."""
 
 
 @dataclass(frozen=True)

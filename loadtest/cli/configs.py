@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.cli.options import SYNTHETIC
-from loadtest.config import RunConfig
+from loadtest.config import DEFAULT_AUDIO_SECONDS, RunConfig
 from loadtest.errors import ConfigError
 
 
@@ -52,6 +52,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
     fields.update(_trace_fields(ns))
     fields.update(_session_fields(ns))
     fields.update(_tool_fields(ns))
+    fields.update(_media_fields(ns))
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
@@ -299,3 +300,32 @@ def trace_window(text: str | None) -> tuple[float, float | None] | None:
     if not sep or a is None or not (0 <= a < float("inf")) or (b is not None and not a < b < float("inf")):
         raise ConfigError(f"--trace-window {text!r}: give START:END seconds with 0 <= START < END (e.g. 60:120)")
     return a, b
+
+
+# -- images and audio (--images, --api transcriptions) ----------------------------------------------
+def _media_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig's media fields; what images or transcriptions cannot combine with, one line each."""
+    images = getattr(ns, "images", 0) or 0
+    size, fmt, seconds = (getattr(ns, name, None) for name in ("image_size", "image_format", "audio_seconds"))
+    if (size is not None or fmt is not None) and not images:
+        raise ConfigError("--image-size and --image-format shape the synthetic images of --images N")
+    if images and ns.api != "chat":
+        raise ConfigError("--images needs --api chat (images travel as image_url content parts of a chat message)")
+    transcriptions = ns.api == "transcriptions"
+    if seconds is not None and not transcriptions:
+        raise ConfigError("--audio-seconds needs --api transcriptions")
+    what = "--images" if images else "--api transcriptions" if transcriptions else None
+    if what is not None:
+        for dest, flag, unset in (("turns", "--turns", None), ("multi_turn", "--multi-turn", False),
+                                  ("tools", "--tools", None), ("trace", "--trace", None)):
+            if getattr(ns, dest, unset) != unset:
+                raise ConfigError(f"{what} does not combine with {flag}")
+    if transcriptions:
+        if ns.dataset == SYNTHETIC:
+            raise ConfigError("--api transcriptions uploads audio, not prompts of N tokens: leave out --dataset "
+                              "synthetic (a dataset's rows may name audio files)")
+        if ns.transport == "openai":
+            raise ConfigError("--api transcriptions needs --transport fast or httpx (a multipart upload, its "
+                              "stream timed chunk by chunk)")
+    return {"images": images, "image_size": size or (512, 512), "image_format": fmt or "png",
+            "audio_seconds": (seconds or DEFAULT_AUDIO_SECONDS) if transcriptions else None}

@@ -12,14 +12,12 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import cache
 
-from loadtest.config import RunConfig
+from loadtest.config import DEFAULT_AUDIO_SECONDS, RunConfig
 from loadtest.errors import ConfigError
 from loadtest.prompts.audio import synthetic_wav
 from loadtest.prompts.images import FORMATS, data_url, synthetic_image
 from loadtest.prompts.media import Audio, Media
 from loadtest.prompts.sources import Prompt
-
-DEFAULT_AUDIO_SECONDS = 10.0
 
 
 @cache

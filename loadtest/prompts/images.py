@@ -20,18 +20,8 @@ import numpy as np
 from loadtest.errors import DatasetError
 
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg")}
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[^,;]*)*?);base64,", re.IGNORECASE)
-MAX_SIDE = 8192
 _FAST = {"png": {"compress_level": 1}}  # zlib level 1: a third faster to make, about the same size
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``WxH`` as (width, height); ValueError (the CLI turns it into one line) when unusable."""
-    m = _SIZE.match(text)
-    if not m or not (1 <= int(m.group(1)) <= MAX_SIDE and 1 <= int(m.group(2)) <= MAX_SIDE):
-        raise ValueError(f"expected WIDTHxHEIGHT, each 1..{MAX_SIDE} pixels (e.g. 512x512), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
 
 
 def synthetic_image(seed: int, prompt_index: int, image_index: int, size: tuple[int, int], fmt: str) -> bytes:

@@ -16,7 +16,7 @@ from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, DatasetError
 from loadtest.prompts.attach import with_media
 from loadtest.prompts.audio import synthetic_wav, wav_seconds
-from loadtest.prompts.images import parse_size, synthetic_image
+from loadtest.prompts.images import synthetic_image
 from loadtest.prompts.sources import load_prompts
 
 
@@ -32,10 +32,14 @@ def test_synthetic_images_are_seeded_per_run_prompt_and_image():
 
 
 def test_image_size_parses_and_refuses():
-    assert parse_size("640x480") == (640, 480) and parse_size(" 32X16 ") == (32, 16)
+    import argparse
+
+    from loadtest.cli.argtypes import image_size
+
+    assert image_size("640x480") == (640, 480) and image_size(" 32X16 ") == (32, 16)
     for bad in ("640", "0x10", "10x-1", "axb", "9000x10"):
-        with pytest.raises(ValueError):
-            parse_size(bad)
+        with pytest.raises(argparse.ArgumentTypeError):
+            image_size(bad)
 
 
 def test_synthetic_audio_is_16khz_mono_pcm16_of_exact_length_and_seeded():

@@ -6,11 +6,13 @@ from typing import Any
 
 import orjson
 
+from loadtest.client.media import content_parts
 from loadtest.config import RunConfig
 from loadtest.prompts.sources import Prompt
 
 MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses",
+         "transcriptions": "/audio/transcriptions"}
 
 
 def request_path(cfg: RunConfig) -> str:
@@ -50,7 +52,8 @@ def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage:
                 body[key] = prompt.max_tokens
     if api == "chat":
         body["messages"] = (list(prompt.messages) if prompt.messages is not None
-                            else [{"role": "user", "content": prompt.text}])
+                            else [{"role": "user", "content": prompt.text if prompt.media is None
+                                   else content_parts(prompt.text, prompt.media.images)}])
     elif api == "responses":
         body["input"] = prompt.text  # usage always comes in response.completed: no stream_options
         return orjson.dumps(body)

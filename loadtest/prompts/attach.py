@@ -52,3 +52,11 @@ def with_media(cfg: RunConfig, prompts: list[Prompt]) -> list[Prompt]:
     if cfg.api != "chat" and any(p.media is not None for p in out):
         raise ConfigError(f"the prompts of {cfg.dataset} carry images, which only --api chat sends (as content parts)")
     return out
+
+
+def media_numbers(prompts: list[Prompt]) -> dict[str, tuple[int | None, int | None, float | None]]:
+    """Prompt id -> (images, image bytes, audio seconds), for the prompts that carry media: what
+    their records say they sent."""
+    return {p.id: (len(p.media.images) or None, p.media.image_bytes,
+                   p.media.audio.seconds if p.media.audio is not None else None)
+            for p in prompts if p.media is not None}

@@ -138,6 +138,7 @@ class RunConfig:
         d.pop("trace_schedule_s")  # the summary's trace block says what the schedule was
         d.pop("tool_result_text")  # the summary's tools block says how it was made
         d["tools"] = None if self.tools is None else [t["function"]["name"] for t in self.tools]  # names, not definitions
+        d["image_size"] = "{}x{}".format(*self.image_size)  # as --image-size takes it (a tuple would not compare)
         if d["request_rate"] == float("inf"):
             d["request_rate"] = "inf"  # JSON has no infinity
         return d

@@ -27,7 +27,7 @@ def data_url_bytes(url: Any) -> int | None:
 
 def count_images(body: dict[str, Any]) -> tuple[int, int | None]:
     """(image parts in the chat messages, their decoded bytes; None when any is not a data: URL)."""
-    n, size = 0, 0
+    n, size = 0, 0  # type: tuple[int, int | None]
     for m in body.get("messages") or ():
         content = m.get("content") if isinstance(m, dict) else None
         if not isinstance(content, list):

@@ -141,6 +141,7 @@ class TranscriptionStream(Stream):
     """A transcript on the sim's schedule, in the configured dialect."""
 
     __slots__ = ("audio_s",)
+    audio_s: float  # the uploaded audio's seconds (set by transcribe)
 
     def start(self) -> None:
         sim, plan = self.sim, self.plan

@@ -70,6 +70,16 @@ def test_images_are_charged_and_ttft_includes_their_prefill(cli, sim, tmp_path):
     assert saved == pytest.approx(1000 / PREFILL, abs=0.01)
 
 
+def test_synthetic_prompts_keep_their_exact_text_length_beside_images(cli, sim, tmp_path):
+    s = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, template_tokens=3, image_tokens=300, ttft_ms=1,
+            tpot_ms=0.1)
+    code, summary, rows = cli(["single", "--endpoint", s.base_url, "--dataset", "synthetic", "--prompt-tokens", "40",
+                               "--images", "2", "--image-size", "16x16", "--num-prompts", "4", "--max-tokens", "2"],
+                              tmp_path / "out")
+    assert code == 0 and summary["prompts"]["usage_checked"] == summary["prompts"]["usage_exact"] == 4
+    assert all(r["prompt_text_tokens"] == 40 and r["prompt_image_tokens"] == 600 for r in rows)
+
+
 def test_dataset_images_are_sent_as_the_server_received_them(cli, sim, tmp_path):
     log = tmp_path / "sim.jsonl"
     s = sim(ttft_ms=2, tpot_ms=1, log_chunks=str(log))

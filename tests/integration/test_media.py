@@ -145,12 +145,13 @@ def test_streamed_transcription_vllm_time_to_first_text_latency_and_rtfx(cli, si
     assert "sim-model,throughput,1,6," in (tmp_path / "r.csv").read_text()
 
 
-@pytest.mark.parametrize("stream", [True, False])
-def test_transcription_in_openais_dialect(cli, sim, tmp_path, stream):
+@pytest.mark.parametrize("stream, transport", [(True, "fast"), (False, "fast"), (True, "httpx")])
+def test_transcription_in_openais_dialect(cli, sim, tmp_path, stream, transport):
     log = tmp_path / "sim.jsonl"
     s = _transcription_sim(sim, log, transcription_dialect="openai")
     code, summary, rows = cli(["single", "--endpoint", s.base_url, "--api", "transcriptions", "--audio-seconds", "2",
-                               "--num-prompts", "3", *([] if stream else ["--no-stream"])], tmp_path / "out")
+                               "--num-prompts", "3", "--transport", transport, *([] if stream else ["--no-stream"])],
+                              tmp_path / "out")
     assert code == 0 and summary["counts"]["completed"] == 3
     for r, t in _in_order(log, rows):
         assert (r["completion_tokens"], r["prompt_tokens"], r["token_source"]) == (6, 100, "usage")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.cli.options import SYNTHETIC
-from loadtest.config import POOLING_APIS, RunConfig
+from loadtest.config import DEFAULT_AUDIO_SECONDS, POOLING_APIS, RunConfig
 from loadtest.errors import ConfigError
 
 
@@ -53,6 +53,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
     fields.update(_session_fields(ns))
     fields.update(_tool_fields(ns))
     fields.update(pooling_fields(ns))
+    fields.update(_media_fields(ns))
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
@@ -334,3 +335,30 @@ def pooling_fields(ns: argparse.Namespace) -> dict[str, Any]:
                               f"{o.label.split()[-1].upper()}; give latency objectives (e.g. --slo e2e:p99=0.5)")
     return {"stream": False, "batch_size": ns.batch_size, "documents": ns.documents,
             "document_tokens": ns.document_tokens, "encoding_format": ns.encoding_format}
+# -- images and audio (--images, --api transcriptions) ----------------------------------------------
+def _media_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig's media fields; what images or transcriptions cannot combine with, one line each."""
+    images = getattr(ns, "images", 0) or 0
+    size, fmt, seconds = (getattr(ns, name, None) for name in ("image_size", "image_format", "audio_seconds"))
+    if (size is not None or fmt is not None) and not images:
+        raise ConfigError("--image-size and --image-format shape the synthetic images of --images N")
+    if images and ns.api != "chat":
+        raise ConfigError("--images needs --api chat (images travel as image_url content parts of a chat message)")
+    transcriptions = ns.api == "transcriptions"
+    if seconds is not None and not transcriptions:
+        raise ConfigError("--audio-seconds needs --api transcriptions")
+    what = "--images" if images else "--api transcriptions" if transcriptions else None
+    if what is not None:
+        for dest, flag, unset in (("turns", "--turns", None), ("multi_turn", "--multi-turn", False),
+                                  ("tools", "--tools", None), ("trace", "--trace", None)):
+            if getattr(ns, dest, unset) != unset:
+                raise ConfigError(f"{what} does not combine with {flag}")
+    if transcriptions:
+        if ns.dataset == SYNTHETIC:
+            raise ConfigError("--api transcriptions uploads audio, not prompts of N tokens: leave out --dataset "
+                              "synthetic (a dataset's rows may name audio files)")
+        if ns.transport == "openai":
+            raise ConfigError("--api transcriptions needs --transport fast or httpx (a multipart upload, its "
+                              "stream timed chunk by chunk)")
+    return {"images": images, "image_size": size or (512, 512), "image_format": fmt or "png",
+            "audio_seconds": (seconds or DEFAULT_AUDIO_SECONDS) if transcriptions else None}

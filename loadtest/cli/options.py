@@ -15,7 +15,7 @@ from loadtest.client import AZURE_API_VERSION
 from loadtest.launch import ENGINES
 from loadtest.scheduler import ARRIVALS
 
-APIS = ("chat", "completions", "responses", "embeddings", "rerank")
+APIS = ("chat", "completions", "responses", "embeddings", "rerank", "transcriptions")
 TRANSPORTS = ("fast", "httpx", "openai")
 SYNTHETIC = "synthetic"
 
@@ -69,7 +69,8 @@ def timeout(p: Any, default_s: float) -> None:
 def api(p: Any, *, choices: tuple[str, ...] = APIS, default: str = "chat") -> None:
     helps = {"chat": "/chat/completions", "completions": "/completions (the raw prompt, no chat template)",
              "responses": "/responses (the Responses API)", "embeddings": "/embeddings (--batch-size inputs each)",
-             "rerank": "/rerank (one query, --documents each; --endpoint .../v2 for /v2/rerank)"}
+             "rerank": "/rerank (one query, --documents each; --endpoint .../v2 for /v2/rerank)",
+             "transcriptions": "/audio/transcriptions (speech to text: an audio upload per request, docs/media.md)"}
     p.add_argument("--api", choices=choices, default=default,
                    help=", ".join(helps[c] for c in choices) + f" (default {default})")
 
@@ -201,6 +202,19 @@ def tools(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-tool-rounds", type=argtypes.non_negative_int, default=4, metavar="N",
                    help="answer at most N rounds of tool calls per user turn; a task still calling tools then "
                         "ends as at_max_rounds (default 4)")
+
+
+def media(p: argparse.ArgumentParser) -> None:
+    """Images on chat requests, audio for --api transcriptions (docs/media.md)."""
+    g = p.add_argument_group("images and audio (docs/media.md)")
+    g.add_argument("--images", type=argtypes.non_negative_int, default=0, metavar="N",
+                   help="attach N seeded synthetic images to every chat prompt as image_url content parts (data: "
+                        "URLs), after a dataset row's own image / image_url / images (default 0)")
+    g.add_argument("--image-size", type=argtypes.image_size, metavar="WxH", help="synthetic image size (default 512x512)")
+    g.add_argument("--image-format", choices=("png", "jpeg"), help="synthetic image file format (default png)")
+    g.add_argument("--audio-seconds", type=argtypes.positive_float, metavar="S",
+                   help="--api transcriptions: length of the seeded speech-like WAV (16 kHz mono) uploaded for a "
+                        "prompt whose dataset row names no audio file (default 10)")
 
 
 # -- how much, and how the load is shaped ----------------------------------------------------------
@@ -365,4 +379,5 @@ def run_options(p: argparse.ArgumentParser, *, command: str, amount_options: Cal
     synthetic(p)
     prefix_caching(p)
     pooling(p)
+    media(p)
     server_metrics(p)

@@ -13,7 +13,7 @@ from typing import Any
 from loadtest.cli import configs, options
 from loadtest.errors import ConfigError
 from loadtest.launch import ENGINES
-from loadtest.sim.config import HOSTED, SimConfig
+from loadtest.sim.config import HOSTED, TRANSCRIPTION_DIALECTS, SimConfig
 
 
 def add_parsers(sub: Any) -> None:
@@ -174,6 +174,18 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
                         "default %(default)s); latency: --ttft-ms + prompt tokens / --prefill-tokens-per-s")
     e.add_argument("--embeddings", action=argparse.BooleanOptionalAction, default=d.embeddings,
                    help="serve them (--no-embeddings: answer 501 as llama.cpp started without --embeddings)")
+    a = parser.add_argument_group("images and audio (docs/test-server.md \"Images and audio\")")
+    a.add_argument("--image-tokens", type=int, default=d.image_tokens, metavar="N",
+                   help="prompt tokens charged per image part of a chat request: in usage (prompt_tokens_details."
+                        "image_tokens), in the prefill time and in --log-chunks (default %(default)s)")
+    a.add_argument("--audio-tokens-per-s", type=float, default=d.audio_tokens_per_s, metavar="T",
+                   help="a transcription's prompt tokens per second of its WAV: its prefill at "
+                        "--prefill-tokens-per-s (default %(default)s, as Whisper's encoder)")
+    a.add_argument("--transcript-words-per-s", type=float, default=d.transcript_words_per_s, metavar="W",
+                   help="transcript words (one token each) per second of audio (default %(default)s)")
+    a.add_argument("--transcription-dialect", choices=TRANSCRIPTION_DIALECTS, default=d.transcription_dialect,
+                   help="POST /v1/audio/transcriptions answers as vLLM (chat-shaped chunks, duration usage), as "
+                        "OpenAI (transcript.text.* events, token usage), or not at all (404) (default %(default)s)")
 
     h = parser.add_argument_group("hosted API (--hosted: key sk-sim unless --api-key, 600 RPM, 200k TPM, "
                                   "SSE comments, choices:[] chunks, max_tokens rejected, 8 reasoning tokens)")

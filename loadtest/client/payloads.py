@@ -6,13 +6,15 @@ from typing import Any
 
 import orjson
 
+from loadtest.client.media import content_parts
 from loadtest.client.pooling import PATHS as POOLING_PATHS
 from loadtest.client.pooling import pooled_base, pooled_body
 from loadtest.config import RunConfig
 from loadtest.prompts.sources import Prompt
 
 MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses", **POOLING_PATHS}
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses",
+         "transcriptions": "/audio/transcriptions", **POOLING_PATHS}
 
 
 def request_path(cfg: RunConfig) -> str:
@@ -56,7 +58,8 @@ def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage:
                 body[key] = prompt.max_tokens
     if api == "chat":
         body["messages"] = (list(prompt.messages) if prompt.messages is not None
-                            else [{"role": "user", "content": prompt.text}])
+                            else [{"role": "user", "content": prompt.text if prompt.media is None
+                                   else content_parts(prompt.text, prompt.media.images)}])
     elif api == "responses":
         body["input"] = prompt.text  # usage always comes in response.completed: no stream_options
         return orjson.dumps(body)

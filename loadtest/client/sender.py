@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from loadtest.client.media import transcription_body
 from loadtest.client.payloads import build_body, request_path
 from loadtest.client.pooling import pooled_tokens
 from loadtest.client.ratelimit import ClientLimits, sleep
@@ -88,9 +89,14 @@ class Sender:
                 waited = await self.limits.acquire(tokens)
                 info.limit_wait_s = (info.limit_wait_s or 0.0) + waited
             used = self._base(base)
-            body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
-            ex = await (post(self.path, body, cfg.timeout_s, abandon_after_s, headers, affinity)
-                        if headers or affinity is not None else post(self.path, body, cfg.timeout_s, abandon_after_s))
+            sent = headers
+            if cfg.api == "transcriptions":  # an audio upload, framed as multipart/form-data (client/media.py)
+                body, sent = transcription_body(prompt, used, include_usage=usage, continuous_usage=continuous,
+                                                headers=headers)
+            else:
+                body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
+            ex = await (post(self.path, body, cfg.timeout_s, abandon_after_s, sent, affinity)
+                        if sent or affinity is not None else post(self.path, body, cfg.timeout_s, abandon_after_s))
             info.attempts += 1
             if ex.limit_headers:
                 self._note_limits(ex.limit_headers)

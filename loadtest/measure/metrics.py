@@ -14,6 +14,7 @@ import numpy as np
 
 from loadtest.measure.chunk_tokens import EXACT_SOURCES
 from loadtest.measure.hosted import HostedTotals
+from loadtest.measure.media import MediaTotals
 from loadtest.measure.pooling import PoolingTotals
 from loadtest.measure.prefixcache import PrefixCacheTotals
 from loadtest.measure.record import ABANDONED, CANCELLED, RequestRecord
@@ -74,6 +75,7 @@ class Columns:
         self.hosted = HostedTotals()
         self.prefix = PrefixCacheTotals()
         self.pooling = PoolingTotals()
+        self.media = MediaTotals()
         # Open loop: every measured request that started, failed ones too (the client's lateness
         # does not depend on how the server answered).
         self.send_lag: array[float] = array("d")
@@ -157,6 +159,7 @@ class Columns:
         self.add_itl(row.chunk_offsets_s, row.chunk_tokens)
         self.prefix.add(row)
         self.pooling.add(row)
+        self.media.add(row)
 
     @property
     def span_s(self) -> float | None:
@@ -199,6 +202,12 @@ class _Row(msgspec.Struct, gc=False):
     cached_tokens_source: str | None = None
     inputs: int | None = None
     documents: int | None = None
+    images: int | None = None
+    image_bytes: int | None = None
+    prompt_image_tokens: int | None = None
+    prompt_text_tokens: int | None = None
+    audio_seconds: float | None = None
+    rtfx: float | None = None
 
 
 _BATCH_ROWS = msgspec.json.Decoder(list[_Row])
@@ -259,6 +268,7 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
     })
     metrics.update(cols.hosted.metrics(window_s))
     metrics.update(cols.pooling.metrics(window_s, cols.prompt_total))
+    metrics.update(cols.media.metrics(window_s, summarize))
     failed = cols.requests - cols.completed - cols.cancelled - cols.abandoned
     return {
         "counts": {"requests": cols.requests, "completed": cols.completed, "failed": failed,

@@ -30,9 +30,11 @@ from loadtest.client.sender import Sender
 from loadtest.client.tokenize import refine_records
 from loadtest.config import RunConfig
 from loadtest.judge.monitors import RunMonitor
+from loadtest.measure.media import note_media
 from loadtest.measure.metrics import compute_metrics, load_columns
 from loadtest.measure.pooling import PooledRequest, pooled_record
 from loadtest.measure.record import ABANDONED, CANCELLED, OnReply, RequestRecord, asked, build_record, cancelled_record
+from loadtest.prompts.attach import media_numbers, with_media
 from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
 from loadtest.run import live
@@ -73,6 +75,8 @@ class Run:
                  tokenizer: Tokenizer | None = None,
                  server_info: Callable[[], dict[str, Any] | None] | None = None, resume: bool = False,
                  hooks: Hooks | None = None, stop_on_failure: bool = False) -> None:
+        prompts = with_media(cfg, prompts)  # images and audio, made now, before the run (prompts/attach.py)
+        self._media = media_numbers(prompts)  # prompt id -> what its records say it carried
         self.cfg = cfg
         self.hooks = hooks or Hooks()
         self.stop_on_failure = stop_on_failure
@@ -178,6 +182,8 @@ class Run:
         ex, i, prompt, warmup, sched = item
         rec = self._record(ex, i, prompt.id, warmup, prompt=prompt)
         rec.scheduled_s, rec.queue_s, rec.phase = sched
+        if prompt.id in self._media:
+            note_media(rec, *self._media[prompt.id])
         if self.cfg.trace is not None:
             asked(rec, self._order[i // self._id_stride].max_tokens)
         self._emit(rec)

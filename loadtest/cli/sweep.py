@@ -14,6 +14,7 @@ def add_parsers(sub: Any) -> None:
                        description="One throughput run per load level (concurrencies, rates, or automatic rates), "
                                    "stopping early at saturation, errors or a broken SLO.")
     options.run_options(p, command="sweep", amount_options=lambda q: options.levels(q, command="sweep"))
+    options.repeat(p, command="sweep")
     p.set_defaults(run=main)
 
 
@@ -22,7 +23,8 @@ def level_settings(ns: argparse.Namespace, by: str) -> Any:
 
     objectives, attainment = configs.objectives(ns)
     return LevelSettings(by=by, objectives=tuple(objectives), attainment=attainment, num_prompts=ns.num_prompts,
-                         max_error_rate=ns.max_error_rate, allow_client_bound=ns.allow_client_bound)
+                         max_error_rate=ns.max_error_rate, allow_client_bound=ns.allow_client_bound,
+                         repeat=configs.repeat_settings(ns))
 
 
 def base_config(ns: argparse.Namespace, *, by: str, first: float, command: str) -> Any:

@@ -13,6 +13,7 @@ tests/unit/test_repeat_stats.py.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,20 @@ def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[st
     out.update(std=std, ci_low=mean - half, ci_high=mean + half, half_width=half,
                cv=std / abs(mean) if mean else None, half_width_pct=100.0 * half / abs(mean) if mean else None)
     return out
+
+
+_SHORT = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s", "itl": "itl_s", "queue": "queue_s"}
+_NAME = re.compile(r"^(?P<metric>[a-z][a-z0-9_]*)(?:[.:](?P<stat>mean|p50|p90|p99))?$")
+
+
+def metric_key(text: str) -> str | None:
+    """A metric's name as the group's ``repeat.metrics`` keys it: ``output_tokens_per_s``,
+    ``ttft_s.p99``; also written ``ttft:p99`` (as --slo does). None when ``text`` cannot be one."""
+    m = _NAME.match(text.strip().lower())
+    if m is None:
+        return None
+    metric = _SHORT.get(m["metric"], m["metric"])
+    return f"{metric}.{m['stat']}" if m["stat"] else metric
 
 
 def converged(block: dict[str, Any] | None, pct: float) -> bool:

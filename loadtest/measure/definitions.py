@@ -304,6 +304,20 @@ DEFINITIONS: dict[str, str] = {
         "With it: the tools offered (names), source, max_tool_rounds, tool_latency_s, tool_result_tokens "
         "(the canned result's count by tool_result_tokenizer; tool_result_verified_by_server_tokenize says "
         "whether that was the server's own /tokenize)."),
+    "repeat": (
+        "--repeat N: the group's summary.json (DIR/summary.json; each run is DIR/rep-k, complete). Its "
+        "counts, errors and per-request statistics (ttft_s, e2e_s... and their percentiles) are pooled over "
+        "every measured request of every run; completion_tokens_total and the other totals, and window_s, "
+        "are summed; every other run-level number (requests_per_s, output_tokens_per_s...) is the mean over "
+        "runs. The repeat block: n (runs asked), runs (completed and counted; an interrupted run is left out), "
+        "dirs, seeds (with vary_seed, rep k ran with seed + k - 1), and metrics: per run-level number and per "
+        "statistic NAME.STAT (mean, p50, p90, p99) of each per-request metric, over the runs: n, mean, std "
+        "(sample, n - 1), cv (std / mean), ci_low/ci_high (mean -/+ half_width, half_width = t(0.975, n - 1) * "
+        "std / sqrt(n), Student's t), half_width_pct (100 * half_width / mean) and the values. A metric no run "
+        "measured is absent; one some runs lack is taken over those that have it. With --until-ci PCT: "
+        "ci_metric, min_runs (3), converged (the half width fell under PCT% of the mean) and converged_after "
+        "(the run it did), ci_half_width_pct at the end. verdict: every label any run got (by_repeat: each "
+        "run's); slo: met when every run met it, run-level values and goodput the mean over runs."),
 }
 
 

@@ -118,6 +118,10 @@ class LevelResult:
             return (m.get(name) or {}).get(key)
 
         verdict = self.summary.get("verdict") or {}
+        rep = self.summary.get("repeat")  # --repeat: the level's row is its group's, with the intervals
+        repeat = None if not rep else {"runs": rep.get("runs"), "ci95_half_width": {
+            k: (rep.get("metrics", {}).get(k) or {}).get("half_width")
+            for k in ("output_tokens_per_s", "requests_per_min", "ttft_s.p99")}}
         return {
             "level": self.level, "by": self.by, "directory": self.directory.name,
             "achieved_rate_per_s": m.get("achieved_rate_per_s"),
@@ -132,6 +136,7 @@ class LevelResult:
             "slo_met": None if self.slo is None else self.slo["met"],
             "verdict": verdict.get("labels"),
             "exit_code": self.exit_code,
+            **({"repeat": repeat} if repeat else {}),
         }
 
 

@@ -39,7 +39,7 @@ def add_parsers(sub: Any) -> None:
         if command == "throughput":
             options.workers(p)
             options.trace(p)
-        p.set_defaults(run=main)
+        p.set_defaults(run=main, check=configure)  # check: what a scenario file's validation runs
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ def add_parsers(sub: Any) -> None:
                                    "stopping early at saturation, errors or a broken SLO.")
     options.run_options(p, command="sweep", amount_options=lambda q: options.levels(q, command="sweep"))
     options.repeat(p, command="sweep")
-    p.set_defaults(run=main)
+    p.set_defaults(run=main, check=configure)
 
 
 def level_settings(ns: argparse.Namespace, by: str) -> Any:
@@ -39,14 +39,20 @@ def base_config(ns: argparse.Namespace, *, by: str, first: float, command: str) 
 
 
 def main(ns: argparse.Namespace) -> int:
+    from loadtest.series.sweep import run_sweep
+
+    return run_sweep(configure(ns))
+
+
+def configure(ns: argparse.Namespace) -> Any:
+    """The SweepConfig of the options; ConfigError (one line) before anything runs."""
     from loadtest.series.levels import CONCURRENCY, RATE, parse_levels
-    from loadtest.series.sweep import SweepConfig, run_sweep
+    from loadtest.series.sweep import SweepConfig
 
     by = RATE if ns.request_rate is not None else CONCURRENCY
     auto = by == RATE and ns.request_rate.strip().lower() == "auto"
     levels = None if auto else parse_levels(ns.request_rate if by == RATE else ns.concurrency,
                                             integer=by == CONCURRENCY, flag=f"--{by.replace('rate', 'request-rate')}")
     base = base_config(ns, by=by, first=levels[0] if levels else 1.0, command="sweep")
-    return run_sweep(SweepConfig(base=base, settings=level_settings(ns, by), levels=tuple(levels) if levels else None,
-                                 early_stop=not ns.no_early_stop, launch=configs.launch_spec(ns),
-                                 overwrite=ns.overwrite))
+    return SweepConfig(base=base, settings=level_settings(ns, by), levels=tuple(levels) if levels else None,
+                       early_stop=not ns.no_early_stop, launch=configs.launch_spec(ns), overwrite=ns.overwrite)

@@ -86,16 +86,17 @@ def _commands(root: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParse
     return {name: p for name, p in sub.choices.items() if name not in NOT_IN_SCENARIOS}
 
 
-def _action(parser: argparse.ArgumentParser, key: str) -> argparse.Action | None:
-    """The option a key names: its long option (max-tokens, max_tokens), else its destination
-    (stream for --no-stream), else a positional by destination or metavar."""
+def _action(parser: argparse.ArgumentParser, key: str) -> tuple[argparse.Action | None, bool]:
+    """(the option a key names, whether by its flag): its long option (max-tokens, max_tokens,
+    no-stream), else its destination (stream for --no-stream), else a positional by destination
+    or metavar."""
     option = "--" + key.replace("_", "-")
     if option in parser._option_string_actions:
-        return parser._option_string_actions[option]
+        return parser._option_string_actions[option], True
     dest = key.replace("-", "_")
     found = [a for a in parser._actions if a.dest == dest and not isinstance(a, argparse._HelpAction)]
     found += [a for a in parser._actions if not a.option_strings and str(a.metavar or "").lower() == dest]
-    return found[0] if found else None
+    return (found[0] if found else None), False
 
 
 def _names(parser: argparse.ArgumentParser) -> list[str]:
@@ -110,14 +111,17 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def tokens(action: argparse.Action, value: Any) -> list[str]:
-    """The command-line words of one key's value; ValueError(message) when the value cannot be one."""
+def tokens(action: argparse.Action, value: Any, *, by_flag: bool = True) -> list[str]:
+    """The command-line words of one key's value; ValueError(message) when the value cannot be one.
+    A switch named by its flag (no-stream = true) is given when true; named by its destination
+    (stream = false), when the value is the one the flag sets."""
     flag = next((s for s in action.option_strings if s.startswith("--")), None)
-    if action.nargs == 0:  # a switch: true sets it, the default leaves it out
+    if action.nargs == 0:
         if not isinstance(value, bool):
             raise ValueError(f"must be true or false, got {value!r}")
         const = action.const
-        return [flag] if flag and (value == const if isinstance(const, bool) else value) else []
+        given = value if by_flag or not isinstance(const, bool) else value == const
+        return [flag] if flag and given else []
     if isinstance(value, bool):
         raise ValueError(f"takes a value, not {str(value).lower()}")
     if flag is None:  # a positional
@@ -206,7 +210,7 @@ def plan(data: dict[str, Any], overrides: list[str]) -> tuple[list[ScenarioRun],
         for key, value in keys.items():
             if key in RESERVED:
                 continue
-            action = _action(parser, key)
+            action, by_flag = _action(parser, key)
             if action is None:
                 near = difflib.get_close_matches(key.replace("_", "-"), _names(parser), n=1)
                 found.append(f"{paths[key]}: unknown option of `loadtest {command}`"
@@ -215,7 +219,7 @@ def plan(data: dict[str, Any], overrides: list[str]) -> tuple[list[ScenarioRun],
             if action.dest in replaced:
                 continue
             try:
-                argv += tokens(action, value)
+                argv += tokens(action, value, by_flag=by_flag)
             except ValueError as exc:
                 found.append(f"{paths[key]}: {exc}")
         if not found:

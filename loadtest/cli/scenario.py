@@ -23,13 +23,13 @@ def add_parsers(sub: Any) -> None:
                                    "whose runs inherit the top-level keys. Options after FILE override the file's "
                                    "in every run. docs/scenarios.md")
     _common(p)
-    p.set_defaults(run=main)
+    p.set_defaults(run=main, parsers=sub.choices)  # every command's parser (all added by the time it runs)
     v = sub.add_parser("validate", help="check a scenario file without running it",
                        description="Check a scenario file as `loadtest run` would, without running anything: "
                                    "unknown keys and bad values one line each, with the key's path "
                                    "(runs[2].concurrency: must be >= 1, got 0).")
     _common(v)
-    v.set_defaults(run=validate)
+    v.set_defaults(run=validate, parsers=sub.choices)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def _planned(ns: argparse.Namespace) -> Any:
     """(the runs, problems): problems are printed one line each."""
     from loadtest.cli.scenariofile import plan, read
 
-    runs, problems = plan(read(ns.scenario), list(ns.overrides))
+    runs, problems = plan(read(ns.scenario), list(ns.overrides), ns.parsers)
     for problem in problems:
         print(f"loadtest: error: {ns.scenario}: {problem}", file=sys.stderr)
     return runs, problems
@@ -59,7 +59,7 @@ def validate(ns: argparse.Namespace) -> int:
 
 
 def main(ns: argparse.Namespace) -> int:
-    from loadtest.cli.main import build_parser
+    from loadtest.cli.scenariofile import parse
     from loadtest.redact import redact, redact_tree
     from loadtest.run.execute import Interrupted
 
@@ -70,7 +70,7 @@ def main(ns: argparse.Namespace) -> int:
     for i, run in enumerate(runs, 1):
         words = " ".join(redact_tree([run.command, *run.argv]))
         print(f"scenario: {i}/{len(runs)} {run.label}: loadtest {words}", file=sys.stderr, flush=True)
-        args = build_parser().parse_args([run.command, *run.argv])
+        args = parse(ns.parsers[run.command], run.command, run.argv)
         try:
             code = int(args.run(args))
         except Interrupted:

@@ -75,15 +75,9 @@ def read(path: Path) -> dict[str, Any]:
     return data
 
 
-def _root() -> argparse.ArgumentParser:
-    from loadtest.cli.main import build_parser  # here: main imports this module's command
-
-    return build_parser()
-
-
-def _commands(root: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    sub = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
-    return {name: p for name, p in sub.choices.items() if name not in NOT_IN_SCENARIOS}
+def parse(parser: argparse.ArgumentParser, command: str, argv: list[str]) -> argparse.Namespace:
+    """A command's options parsed by its own parser, as the root parser would have done it."""
+    return parser.parse_args(argv, namespace=argparse.Namespace(command=command))
 
 
 def _action(parser: argparse.ArgumentParser, key: str) -> tuple[argparse.Action | None, bool]:
@@ -185,12 +179,13 @@ def _runs(data: dict[str, Any], overrides: list[str]) -> tuple[list[tuple[str, d
     return out, []
 
 
-def plan(data: dict[str, Any], overrides: list[str]) -> tuple[list[ScenarioRun], list[str]]:
+def plan(data: dict[str, Any], overrides: list[str],
+         parsers: dict[str, argparse.ArgumentParser]) -> tuple[list[ScenarioRun], list[str]]:
     """The runs of a scenario, each with its command line, and every problem found (one line
-    each: the key's path and what is wrong). Nothing runs here."""
+    each: the key's path and what is wrong). ``parsers``: every command's parser, by name. Nothing
+    runs here."""
     overrides = list(overrides)
-    root = _root()
-    commands = _commands(root)
+    commands = {name: p for name, p in parsers.items() if name not in NOT_IN_SCENARIOS}
     runs, problems = _runs(data, overrides)
     planned: list[ScenarioRun] = []
     for where, keys, paths in runs:
@@ -223,29 +218,28 @@ def plan(data: dict[str, Any], overrides: list[str]) -> tuple[list[ScenarioRun],
             except ValueError as exc:
                 found.append(f"{paths[key]}: {exc}")
         if not found:
-            found += _parse_problems(root, parser, command, [*argv, *overrides], where)
+            found += _parse_problems(parser, command, [*argv, *overrides], where)
         problems += [p for p in found if p not in problems]
         if not found:
             planned.append(ScenarioRun(where, name, command, [*argv, *overrides]))
     return planned, problems
 
 
-def _parse_problems(root: argparse.ArgumentParser, parser: argparse.ArgumentParser, command: str,
-                    argv: list[str], where: str) -> list[str]:
+def _parse_problems(parser: argparse.ArgumentParser, command: str, argv: list[str], where: str) -> list[str]:
     """The whole command line parsed by the command's parser, then checked as the command would
     before it starts; the problem (if any) as one line."""
     def fail(message: str) -> Any:
         raise _ParseProblem(message)
 
     prefix = f"{where}: " if where else ""
-    saved = parser.error, root.error
-    parser.error = root.error = fail  # type: ignore[method-assign]
+    saved = parser.error
+    parser.error = fail  # type: ignore[method-assign]
     try:
-        ns = root.parse_args([command, *argv])
+        ns = parse(parser, command, argv)
     except _ParseProblem as exc:
         return [f"{prefix}{exc}"]
     finally:
-        parser.error, root.error = saved  # type: ignore[method-assign]
+        parser.error = saved  # type: ignore[method-assign]
     check = getattr(ns, "check", None)
     if check is not None:
         try:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.cli.main import main
-from loadtest.cli.scenariofile import plan, read
+from loadtest.cli.main import build_parser, main
+from loadtest.cli.scenariofile import plan as plan_with, read
 from loadtest.errors import ConfigError
 
 SUITE = """
@@ -37,6 +37,11 @@ command = "sweep"
 concurrency = [1, 2, 4]
 repeat = 3
 """
+
+
+def plan(data, overrides):
+    sub = build_parser()._subparsers._group_actions[0]
+    return plan_with(data, overrides, sub.choices)
 
 
 def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:

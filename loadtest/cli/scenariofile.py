@@ -50,6 +50,10 @@ class _ParseProblem(Exception):
     pass
 
 
+class BadValue(Exception):
+    """A key's value that cannot be its option's (the message says why)."""
+
+
 def read(path: Path) -> dict[str, Any]:
     """The file's top-level table; ConfigError (one line) when it cannot be read."""
     try:
@@ -106,18 +110,18 @@ def _text(value: Any) -> str:
 
 
 def tokens(action: argparse.Action, value: Any, *, by_flag: bool = True) -> list[str]:
-    """The command-line words of one key's value; ValueError(message) when the value cannot be one.
+    """The command-line words of one key's value; BadValue(message) when the value cannot be one.
     A switch named by its flag (no-stream = true) is given when true; named by its destination
     (stream = false), when the value is the one the flag sets."""
     flag = next((s for s in action.option_strings if s.startswith("--")), None)
     if action.nargs == 0:
         if not isinstance(value, bool):
-            raise ValueError(f"must be true or false, got {value!r}")
+            raise BadValue(f"must be true or false, got {value!r}")
         const = action.const
         given = value if by_flag or not isinstance(const, bool) else value == const
         return [flag] if flag and given else []
     if isinstance(value, bool):
-        raise ValueError(f"takes a value, not {str(value).lower()}")
+        raise BadValue(f"takes a value, not {str(value).lower()}")
     if flag is None:  # a positional
         items = value if isinstance(value, list) else [value]
         words = [_text(v) for v in items]
@@ -138,9 +142,9 @@ def _check(action: argparse.Action, word: str) -> None:
         try:
             value = action.type(word)
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            raise ValueError(str(exc) or f"invalid value {word!r}") from None
+            raise BadValue(str(exc) or f"invalid value {word!r}") from None
     if action.choices is not None and value not in action.choices:
-        raise ValueError(f"must be one of {', '.join(map(str, action.choices))}, got {word!r}")
+        raise BadValue(f"must be one of {', '.join(map(str, action.choices))}, got {word!r}")
 
 
 def _replaced(parser: argparse.ArgumentParser, overrides: list[str]) -> set[str]:
@@ -154,7 +158,10 @@ def _replaced(parser: argparse.ArgumentParser, overrides: list[str]) -> set[str]
     return dests
 
 
-def _runs(data: dict[str, Any], overrides: list[str]) -> tuple[list[tuple[str, dict[str, Any], dict[str, str]]], list[str]]:
+Keys = tuple[str, dict[str, Any], dict[str, str]]
+
+
+def _runs(data: dict[str, Any], overrides: list[str]) -> tuple[list[Keys], list[str]]:
     """(where, merged keys, where each key came from) per run; problems with the file's shape."""
     top = {k: v for k, v in data.items() if k != "runs"}
     runs = data.get("runs")
@@ -215,7 +222,7 @@ def plan(data: dict[str, Any], overrides: list[str],
                 continue
             try:
                 argv += tokens(action, value, by_flag=by_flag)
-            except ValueError as exc:
+            except BadValue as exc:
                 found.append(f"{paths[key]}: {exc}")
         if not found:
             found += _parse_problems(parser, command, [*argv, *overrides], where)

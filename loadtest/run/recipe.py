@@ -25,7 +25,8 @@ from loadtest.judge import slo
 
 RERUNNABLE = ("single", "throughput")
 _MASKED = "***"
-_OBJECTIVE = re.compile(r"^(?:(?P<stat>mean|max|p\d\d) )?(?P<label>[a-z0-9]+) <= (?P<value>[0-9.eE+-]+) (?P<unit>ms|s)$")
+_OBJECTIVE = re.compile(r"^(?:(?P<stat>mean|max|p\d\d) )?(?P<label>[a-z0-9]+) <= "
+                        r"(?P<value>[0-9.eE+-]+) (?P<unit>ms|s)$")
 
 
 @dataclass

@@ -98,7 +98,8 @@ def rep_line(k: int, n: int, outcome: RunOutcome) -> str:
 
 def check_group_dir(root: Path, *, overwrite: bool) -> None:
     """A directory that holds reps of an earlier group is never mixed into a new one silently."""
-    held = sorted(p.name for p in root.glob("rep-*") if (p / "requests.jsonl").exists() or (p / "summary.json").exists())
+    held = sorted(p.name for p in root.glob("rep-*")
+                  if (p / "requests.jsonl").exists() or (p / "summary.json").exists())
     if held and not overwrite:
         raise ConfigError(f"--output {root} already holds repeats ({', '.join(held[:3])}"
                           f"{', ...' if len(held) > 3 else ''}); pass --overwrite to replace them")

@@ -87,7 +87,8 @@ def render(rows: list[dict[str, Any]], by: str) -> str:
     head = [by, "achieved req/s", "req/min", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "e2e p50/p99 s",
             "errors", "goodput req/min", "verdict"]
     body = [[f"{r['level']:g}", _num(r["achieved_rate_per_s"], 2), _num(r["requests_per_min"]),
-             _num(r["output_tokens_per_s"]) + _plus_minus(r, "output_tokens_per_s"), f"{_ms(r['ttft_p50_s'])} / {_ms(r['ttft_p99_s'])}",
+             _num(r["output_tokens_per_s"]) + _plus_minus(r, "output_tokens_per_s"),
+             f"{_ms(r['ttft_p50_s'])} / {_ms(r['ttft_p99_s'])}",
              f"{_ms(r['tpot_p50_s'])} / {_ms(r['tpot_p99_s'])}",
              f"{_num(r['e2e_p50_s'], 3)} / {_num(r['e2e_p99_s'], 3)}", str(r["errors"]),
              _num(r["goodput_requests_per_min"]) + ("" if r["slo_met"] in (None, True) else " (SLO missed)"),

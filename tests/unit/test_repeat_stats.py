@@ -71,9 +71,8 @@ def test_intervals_skip_metrics_no_run_measured_and_count_the_runs_that_did():
 
 def _rows(path, ttfts, start=0.0):
     with open(path / "requests.jsonl", "w") as f:
-        for i, t in enumerate(ttfts):
-            f.write(json.dumps({"id": i, "ok": True, "start_s": start + i, "end_s": start + i + 1, "ttft_s": t,
-                                "e2e_s": 1.0, "completion_tokens": 10}) + "\n")
+        f.writelines(json.dumps({"id": i, "ok": True, "start_s": start + i, "end_s": start + i + 1, "ttft_s": t,
+                                "e2e_s": 1.0, "completion_tokens": 10}) + "\n" for i, t in enumerate(ttfts))
 
 
 def test_pooled_statistics_come_from_every_request_and_rates_are_means(tmp_path):

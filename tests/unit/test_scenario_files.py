@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from loadtest.cli.main import build_parser, main
-from loadtest.cli.scenariofile import plan as plan_with, read
+from loadtest.cli.scenariofile import plan as plan_with
+from loadtest.cli.scenariofile import read
 from loadtest.errors import ConfigError
 
 SUITE = """
@@ -60,16 +61,18 @@ def test_a_suite_becomes_each_commands_own_command_line(tmp_path):
     assert c8 == ["--endpoint", "http://127.0.0.1:9/v1", "--max-tokens", "16", "--output", "results/suite/c8",
                   "--concurrency", "8", "--num-prompts", "20"]
     assert {"--request-rate", "4", "--duration", "30", "--no-stream", '{"top_k": 3}', "X-Test: 1"} <= set(rate)
-    switch = plan(read(write(tmp_path, "command = 'single'\nendpoint = 'http://h:1/v1'\nstream = false\nignore_eos = true\npreconnect = true\n")),
-                  [])[0][0].argv
-    assert switch == ["--endpoint", "http://h:1/v1", "--no-stream", "--ignore-eos"]  # by destination: the value the flag sets, or left out
+    text = "command = 'single'\nendpoint = 'http://h:1/v1'\nstream = false\nignore_eos = true\npreconnect = true\n"
+    switch = plan(read(write(tmp_path, text)), [])[0][0].argv
+    # named by destination: the flag when the value is the one it sets, else left out
+    assert switch == ["--endpoint", "http://h:1/v1", "--no-stream", "--ignore-eos"]
     assert rate.count("--slo") == 2 and "--header" in rate and "--extra-body" in rate
     assert sweep[sweep.index("--concurrency") + 1] == "1,2,4" and "results/suite/3-sweep" in sweep
     assert sweep[sweep.index("--repeat") + 1] == "3"
 
 
 @pytest.mark.parametrize("text,line", [
-    ("command = 'single'\nendpoint = 'http://h:1/v1'\nconcurency = 2\n", "concurency: unknown option of `loadtest single`"),
+    ("command = 'single'\nendpoint = 'http://h:1/v1'\nconcurency = 2\n",
+     "concurency: unknown option of `loadtest single`"),
     ("command = 'throughput'\nendpoint = 'http://h:1/v1'\nconcurency = 2\n", "(did you mean concurrency?)"),
     ("[[runs]]\ncommand = 'single'\n[[runs]]\ncommand = 'throughput'\nconcurrency = 0\n",
      "runs[1].concurrency: must be >= 1, got 0"),

@@ -135,6 +135,10 @@ def run_group(base: RunConfig, settings: RepeatSettings, run_one: Callable[[RunC
                 break
             done.append(last)
             _say(rep_line(k, settings.n, last))
+            if k == 1 and settings.until_ci_pct is not None and \
+                    lookup(last.summary.get("metrics") or {}, settings.ci_metric) is None:
+                _say(f"warning: the run measured no {settings.ci_metric}: --until-ci cannot converge on it "
+                     "(--ci-metric takes a name of summary.json's metrics, e.g. requests_per_min, ttft_s.p99)")
             if settings.until_ci_pct is not None and k >= settings.min_runs:
                 block = interval([lookup(o.summary.get("metrics") or {}, settings.ci_metric) for o in done])
                 if converged(block, settings.until_ci_pct):

@@ -99,6 +99,14 @@ def test_until_ci_runs_them_all_and_says_not_converged_when_runs_are_noisy(sim, 
     assert "NOT converged after 4 runs" in capsys.readouterr().out
 
 
+def test_a_ci_metric_the_runs_do_not_measure_is_said_and_never_converges(sim, tmp_path, capsys):
+    s = sim(ttft_ms=2, tpot_ms=1)
+    out = tmp_path / "g"
+    assert repeat(s, out, "--repeat", "3", "--until-ci", "50", "--ci-metric", "no_such_metric", n=2) == 0
+    assert load(out)["repeat"]["converged"] is False and load(out)["repeat"]["runs"] == 3
+    assert "the run measured no no_such_metric" in capsys.readouterr().err
+
+
 def test_sweep_levels_are_groups(sim, tmp_path):
     s = sim(ttft_ms=5, tpot_ms=1)
     out = tmp_path / "sweep"

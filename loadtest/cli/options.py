@@ -282,6 +282,12 @@ def repeat(p: argparse.ArgumentParser, *, command: str) -> None:
                         "ttft_s.p99 or ttft:p99)")
 
 
+def scenario_output(p: argparse.ArgumentParser) -> None:
+    """--output FILE and --overwrite of ``convert``: the scenario file it writes."""
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the scenario file here (default: stdout)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE when it exists")
+
+
 # -- the server's side ------------------------------------------------------------------------------
 def server_metrics(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server metrics (docs/server-metrics.md)")

@@ -86,3 +86,18 @@ def test_an_invalid_file_runs_nothing(sim, tmp_path, capsys):
     assert main(["run", str(scenario)]) == 2
     assert "runs[1].num-prompts: 'two' is not an integer" in capsys.readouterr().err
     assert s.stats()["requests_received"] == 0 and not (tmp_path / "out").exists()
+
+
+def test_a_converted_vllm_command_line_runs_as_vllm_would_have(sim, tmp_path, capsys):
+    s = sim(prompt_tokenizer="cl100k_base", tokenize_endpoint=True, ttft_ms=1, tpot_ms=0.5)
+    scenario = tmp_path / "from-vllm.toml"
+    line = (f"vllm bench serve --base-url {s.root_url} --model sim-model --dataset-name random --random-input-len 40 "
+            "--random-output-len 12 --num-prompts 6 --max-concurrency 2 --seed 5")
+    assert main(["convert", "--output", str(scenario), line]) == 0
+    assert main(["run", str(scenario), "--output", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = load(tmp_path / "out")
+    config = summary["config"]
+    assert (config["api"], config["request_rate"], config["max_concurrency"]) == ("completions", "inf", 2)
+    assert (config["prompt_tokens"], config["max_tokens"], config["ignore_eos"], config["seed"]) == (40, 12, True, 5)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "requests.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["prompt_tokens"] == 40 and r["completion_tokens"] == 12 for r in rows)

@@ -57,7 +57,9 @@ def vllm(opts: Options) -> Conversion:
     if one(opts, "max-concurrency") is not None:
         c.keys["max-concurrency"] = as_int(one(opts, "max-concurrency"))
     if "request-rate" not in opts:
-        c.note("vLLM's default --request-rate is inf: every request starts at once (request-rate = inf here)")
+        c.note("vLLM's default --request-rate is inf: every request starts at once (request-rate = inf here)"
+               + ("; with --max-concurrency the rest wait for a slot, and that wait is kept out of TTFT by both "
+                  "(loadtest records it as queue_s)" if "max-concurrency" in opts else ""))
     warm = as_int(one(opts, "num-warmups"))
     if warm:
         c.keys["warmup"] = warm

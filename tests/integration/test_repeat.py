@@ -65,6 +65,11 @@ def test_reps_are_complete_runs_and_the_group_values_are_theirs(sim, tmp_path):
     assert group["command"] == "single" and group["config"]["output_dir"] == str(out)
     # a second group into the same directory is refused, in one line
     assert repeat(s, out, "--repeat", "2") == 2
+    # a report of the folder holding the group shows the group once, not its reps besides
+    assert main(["report", str(tmp_path), "--format", "json", "--output", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    (row,) = next(t for t in report["tables"] if t["name"] == "runs")["rows"]
+    assert row["runs"] == 1 and row["requests"] == 12
 
 
 def test_vary_seed_gives_each_rep_its_own_seed_and_sample(sim, tmp_path):

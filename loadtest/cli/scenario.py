@@ -21,7 +21,7 @@ def add_parsers(sub: Any) -> None:
                        description="Run the command(s) a scenario file describes: each key a long option of its "
                                    "command (command = \"throughput\", concurrency = 32...), [[runs]] for a suite "
                                    "whose runs inherit the top-level keys. Options after FILE override the file's "
-                                   "in every run. docs/scenarios.md")
+                                   "in every run (docs/repeats.md).")
     _common(p)
     p.set_defaults(run=main, parsers=sub.choices)  # every command's parser (all added by the time it runs)
     v = sub.add_parser("validate", help="check a scenario file without running it",

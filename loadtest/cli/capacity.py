@@ -20,7 +20,7 @@ def add_parsers(sub: Any) -> None:
                    help="stop when the bracket is within this fraction of the answer (default 0.05; "
                         "concurrency: within 1)")
     g.add_argument("--max-levels", type=argtypes.positive_int, default=16, help="runs at most (default 16)")
-    g.add_argument("--no-repeat", dest="repeat", action="store_false",
+    g.add_argument("--no-repeat", dest="repeat_boundary", action="store_false",
                    help="do not run the boundary level a second time")
     p.set_defaults(run=main)
 
@@ -33,5 +33,5 @@ def main(ns: argparse.Namespace) -> int:
     start = max(1.0, float(int(ns.start))) if by == CONCURRENCY else ns.start
     base = base_config(ns, by=by, first=start, command="capacity")
     return run_capacity(CapacityConfig(base=base, settings=level_settings(ns, by), start=ns.start,
-                                       precision=ns.precision, max_levels=ns.max_levels, repeat=ns.repeat,
+                                       precision=ns.precision, max_levels=ns.max_levels, repeat=ns.repeat_boundary,
                                        launch=configs.launch_spec(ns), overwrite=ns.overwrite))

@@ -176,6 +176,32 @@ def server_metrics_fields(ns: argparse.Namespace) -> dict[str, Any]:
             "server_metrics_interval_s": getattr(ns, "server_metrics_interval", 1.0)}
 
 
+# -- repeats (--repeat N; series/repeat.py) ------------------------------------------------------------
+def repeat_settings(ns: argparse.Namespace) -> Any:
+    """The RepeatSettings of --repeat and its companions, or None without --repeat."""
+    n, until = getattr(ns, "repeat", None), getattr(ns, "until_ci", None)
+    metric, vary = getattr(ns, "ci_metric", None), getattr(ns, "vary_seed", False)
+    if n is None:
+        if until is not None or metric is not None or vary:
+            raise ConfigError("--vary-seed, --until-ci and --ci-metric need --repeat N")
+        return None
+    from loadtest.measure.repeats import metric_key
+    from loadtest.series.repeat import DEFAULT_CI_METRIC, MIN_RUNS, RepeatSettings
+
+    if metric is not None and until is None:
+        raise ConfigError("--ci-metric names the metric --until-ci watches: give --until-ci PCT too")
+    if until is not None and n < MIN_RUNS:
+        raise ConfigError(f"--until-ci needs --repeat N with N >= {MIN_RUNS} (the most runs; no interval of fewer "
+                          "than 3 is judged)")
+    key = metric_key(metric or DEFAULT_CI_METRIC)
+    if key is None:
+        raise ConfigError(f"--ci-metric {metric!r}: give a metric of summary.json, e.g. output_tokens_per_s, "
+                          "requests_per_min, ttft_s.p99 (or ttft:p99)")
+    if getattr(ns, "resume", None) is not None:
+        raise ConfigError("--resume continues one run; it does not combine with --repeat")
+    return RepeatSettings(n=n, vary_seed=vary, until_ci_pct=until, ci_metric=key)
+
+
 # -- multi-turn sessions (--turns, --multi-turn) ----------------------------------------------------
 def session_conflicts(ns: argparse.Namespace) -> None:
     """What sessions cannot combine with, as one line each, before anything starts."""

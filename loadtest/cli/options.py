@@ -294,6 +294,30 @@ def trace(p: argparse.ArgumentParser) -> None:
                    help="shorten every gap between starts longer than S seconds (after --replay-speed) to S")
 
 
+def repeat(p: argparse.ArgumentParser, *, command: str) -> None:
+    """--repeat, --vary-seed, --until-ci, --ci-metric (single, throughput, sweep: series/repeat.py)."""
+    each = " at each level" if command == "sweep" else ""
+    g = p.add_argument_group("repeats with confidence (docs/repeats.md)")
+    g.add_argument("--repeat", type=argtypes.positive_int, metavar="N",
+                   help=f"run N identical times{each} into DIR/rep-1..N, plus one summary: per metric the mean over "
+                        "runs, its 95%% confidence interval (Student t) and CV; per-request statistics pooled")
+    g.add_argument("--vary-seed", action="store_true",
+                   help="with --repeat: rep k runs with --seed + k - 1 (a new sample of prompts and arrivals each "
+                        "time) instead of identical runs")
+    g.add_argument("--until-ci", type=argtypes.positive_float, metavar="PCT",
+                   help="with --repeat N: stop once the 95%% interval of --ci-metric is narrower than +/- PCT%% of "
+                        "its mean (after 3 runs at least, N at most); the summary says whether it converged")
+    g.add_argument("--ci-metric", metavar="NAME",
+                   help="the metric --until-ci watches (default output_tokens_per_s; e.g. requests_per_min, "
+                        "ttft_s.p99 or ttft:p99)")
+
+
+def scenario_output(p: argparse.ArgumentParser) -> None:
+    """--output FILE and --overwrite of ``convert``: the scenario file it writes."""
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the scenario file here (default: stdout)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE when it exists")
+
+
 # -- the server's side ------------------------------------------------------------------------------
 def server_metrics(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server metrics (docs/server-metrics.md)")

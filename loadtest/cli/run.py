@@ -35,10 +35,11 @@ def add_parsers(sub: Any) -> None:
         options.tools(p)
         p.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
+        options.repeat(p, command=command)
         if command == "throughput":
             options.workers(p)
             options.trace(p)
-        p.set_defaults(run=main)
+        p.set_defaults(run=main, check=configure)  # check: what a scenario file's validation runs
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Invocation:
     ray_address: str | None = None
     on_worker_failure: str = "stop"
     wandb: str | None = None
+    repeat: Any = None              # RepeatSettings | None (--repeat N: series/repeat.py)
 
 
 def configure(ns: argparse.Namespace) -> tuple[RunConfig, Invocation]:
@@ -82,7 +84,8 @@ def configure(ns: argparse.Namespace) -> tuple[RunConfig, Invocation]:
         raise ConfigError("--resume does not combine with --workers / --ray-address")
     return cfg, Invocation(launch=configs.launch_spec(ns), resume=ns.resume is not None, overwrite=ns.overwrite,
                            objectives=tuple(objectives), attainment=attainment, workers=workers, ray_address=ray,
-                           on_worker_failure=getattr(ns, "on_worker_failure", "stop"), wandb=ns.wandb)
+                           on_worker_failure=getattr(ns, "on_worker_failure", "stop"), wandb=ns.wandb,
+                           repeat=configs.repeat_settings(ns))
 
 
 def config_from_args(ns: argparse.Namespace) -> RunConfig:
@@ -96,17 +99,15 @@ def main(ns: argparse.Namespace) -> int:
 
 
 def run_command(cfg: RunConfig, how: Invocation) -> int:
-    """Launch when asked, build the prompts, run, then the table, the judgements and the files."""
-    from loadtest.prompts.batches import pooled_prompts
+    """Launch when asked, build the prompts, run (or run N times: --repeat), then the table, the
+    judgements and the files."""
     from loadtest.prompts.sessions import load_sessions
     from loadtest.prompts.sources import load_prompts
     from loadtest.redact import redact
     from loadtest.run.console import render_table
-    from loadtest.run.execute import execute
-    from loadtest.run.launched import launched, server_info
+    from loadtest.run.launched import launched
     from loadtest.run.output import prepare_output_dir
-    from loadtest.run.postrun import annotate_prompts, annotate_sessions, annotate_tools, annotate_trace, judge_and_say
-    from loadtest.run.runner import Run
+    from loadtest.run.postrun import judge_and_say
     from loadtest.tokens import launched_tokenizer, load_tokenizer
 
     assert cfg.output_dir is not None
@@ -121,33 +122,58 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     with launched(how.launch, cfg) as (cfg, server):
         if tokenizer is None and server is not None:  # the launched model's own, when it has one
             tokenizer = launched_tokenizer(server.info.get("model") or {})
-        plan = trace = None
-        if synthetic:  # counted with the server's tokenizer (imported only then: it needs httpx)
-            from loadtest.client.pooling_prompts import pooled_plan
-            from loadtest.client.synthetic import plan_for
+        if how.repeat is not None:
+            return _repeat(cfg, how, prompts, tokenizer, server)
+        outcome = measure(cfg, how, prompts, tokenizer, server)
+    print(render_table(outcome.summary))
+    judge_and_say(outcome.directory, outcome.summary, list(how.objectives), how.attainment)
+    print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
+    if outcome.message:
+        print(f"loadtest: error: {redact(outcome.message)}", file=sys.stderr)
+    if how.wandb:
+        _wandb([outcome.directory], how.wandb)
+    return outcome.exit_code
 
-            plan = pooled_plan(cfg, server) if cfg.pooled else plan_for(cfg, server)  # embeddings, rerank: their own
-        elif cfg.trace is not None:  # the trace's rows, schedule and prompts (client/trace.py)
-            from loadtest.client.trace import plan_trace
 
-            trace = plan_trace(cfg, server)
-            cfg, plan = trace.configure(cfg), trace.prompts
-        prompts = plan.prompts if plan else pooled_prompts(prompts, cfg)  # embeddings, rerank: grouped
-        tool_info: dict[str, Any] = {}
-        if cfg.tools is not None:  # the canned tool result, counted with the server's tokenizer
-            from loadtest.client.synthetic import tool_result_text
+def measure(cfg: RunConfig, how: Invocation, prompts: list[Any], tokenizer: Any, server: Any,
+            signals: Any = None) -> Any:
+    """One run against the (launched) server, its prompts planned, and the blocks written after it
+    (trace, sessions, tools, synthetic prompts): the RunOutcome. ``signals``: the command's one
+    Signals when it runs several (--repeat)."""
+    from loadtest.prompts.batches import pooled_prompts
+    from loadtest.run.execute import execute
+    from loadtest.run.launched import server_info
+    from loadtest.run.postrun import annotate_prompts, annotate_sessions, annotate_tools, annotate_trace
+    from loadtest.run.runner import Run
 
-            text, tool_info = tool_result_text(cfg, server)
-            cfg = replace(cfg, tool_result_text=text)
-        if how.workers > 1 or how.ray_address:
-            from loadtest.scaleout import make_coordinator
+    synthetic = cfg.dataset == options.SYNTHETIC
+    plan = trace = None
+    if synthetic:  # counted with the server's tokenizer (imported only then: it needs httpx)
+        from loadtest.client.pooling_prompts import pooled_plan
+        from loadtest.client.synthetic import plan_for
 
-            run: Any = make_coordinator(cfg, prompts, server_info(server), workers=how.workers,
-                                   on_failure=how.on_worker_failure, ray_address=how.ray_address)
-        else:
-            run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info(server),
-                      resume=how.resume)
-        outcome = execute(run)
+        plan = pooled_plan(cfg, server) if cfg.pooled else plan_for(cfg, server)  # embeddings, rerank: their own
+    elif cfg.trace is not None:  # the trace's rows, schedule and prompts (client/trace.py)
+        from loadtest.client.trace import plan_trace
+
+        trace = plan_trace(cfg, server)
+        cfg, plan = trace.configure(cfg), trace.prompts
+    prompts = plan.prompts if plan else pooled_prompts(prompts, cfg)  # embeddings, rerank: grouped
+    tool_info: dict[str, Any] = {}
+    if cfg.tools is not None:  # the canned tool result, counted with the server's tokenizer
+        from loadtest.client.synthetic import tool_result_text
+
+        text, tool_info = tool_result_text(cfg, server)
+        cfg = replace(cfg, tool_result_text=text)
+    if how.workers > 1 or how.ray_address:
+        from loadtest.scaleout import make_coordinator
+
+        run: Any = make_coordinator(cfg, prompts, server_info(server), workers=how.workers,
+                               on_failure=how.on_worker_failure, ray_address=how.ray_address)
+    else:
+        run = Run(cfg, prompts, directory=cfg.output_dir, tokenizer=tokenizer, server_info=server_info(server),
+                  resume=how.resume)
+    outcome = execute(run, signals)
     if trace is not None:
         annotate_trace(outcome.directory, outcome.summary, trace.block(cfg))
     if cfg.multi_turn_sessions or (trace is not None and trace.has_sessions):
@@ -156,14 +182,38 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
         annotate_tools(outcome.directory, outcome.summary, cfg, tool_info)
     if synthetic or cfg.ignore_eos:
         annotate_prompts(outcome.directory, outcome.summary, plan, cfg.max_tokens, quiet=cfg.quiet)
-    print(render_table(outcome.summary))
-    judge_and_say(outcome.directory, outcome.summary, list(how.objectives), how.attainment)
-    print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
-    if outcome.message:
-        print(f"loadtest: error: {redact(outcome.message)}", file=sys.stderr)
-    if how.wandb:
-        from loadtest.report.load import load_run
-        from loadtest.report.wandb_sink import log_runs
+    return outcome
 
-        log_runs([load_run(outcome.directory)], how.wandb)
-    return outcome.exit_code
+
+def _repeat(cfg: RunConfig, how: Invocation, prompts: list[Any], tokenizer: Any, server: Any) -> int:
+    """--repeat N: the reps one after another under one Signals (series/repeat.py), each judged,
+    then the group's table."""
+    from loadtest.redact import redact
+    from loadtest.run.execute import Signals
+    from loadtest.run.postrun import judge
+    from loadtest.series.repeat import render_group, run_group
+
+    signals = Signals()
+
+    def one(rep: RunConfig) -> Any:
+        outcome = measure(rep, how, prompts, tokenizer, server, signals)
+        judge(outcome.directory, outcome.summary, list(how.objectives), how.attainment)
+        return outcome
+
+    group = run_group(cfg, how.repeat, one, signals, overwrite=how.overwrite)
+    if group.runs:
+        print(render_group(group.summary))
+        print(f"\nresults: {group.directory}/summary.json (the group), {group.directory}/rep-1 .. "
+              f"rep-{len(group.runs)} (each run)")
+    if group.message:
+        print(f"loadtest: error: {redact(group.message)}", file=sys.stderr)
+    if how.wandb and group.runs:
+        _wandb([o.directory for o in group.runs], how.wandb)
+    return group.exit_code
+
+
+def _wandb(directories: list[Path], project: str) -> None:
+    from loadtest.report.load import load_run
+    from loadtest.report.wandb_sink import log_runs
+
+    log_runs([load_run(d) for d in directories], project)

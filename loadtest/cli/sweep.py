@@ -14,7 +14,8 @@ def add_parsers(sub: Any) -> None:
                        description="One throughput run per load level (concurrencies, rates, or automatic rates), "
                                    "stopping early at saturation, errors or a broken SLO.")
     options.run_options(p, command="sweep", amount_options=lambda q: options.levels(q, command="sweep"))
-    p.set_defaults(run=main)
+    options.repeat(p, command="sweep")
+    p.set_defaults(run=main, check=configure)
 
 
 def level_settings(ns: argparse.Namespace, by: str) -> Any:
@@ -22,7 +23,8 @@ def level_settings(ns: argparse.Namespace, by: str) -> Any:
 
     objectives, attainment = configs.objectives(ns)
     return LevelSettings(by=by, objectives=tuple(objectives), attainment=attainment, num_prompts=ns.num_prompts,
-                         max_error_rate=ns.max_error_rate, allow_client_bound=ns.allow_client_bound)
+                         max_error_rate=ns.max_error_rate, allow_client_bound=ns.allow_client_bound,
+                         repeat=configs.repeat_settings(ns))
 
 
 def base_config(ns: argparse.Namespace, *, by: str, first: float, command: str) -> Any:
@@ -37,14 +39,20 @@ def base_config(ns: argparse.Namespace, *, by: str, first: float, command: str) 
 
 
 def main(ns: argparse.Namespace) -> int:
+    from loadtest.series.sweep import run_sweep
+
+    return run_sweep(configure(ns))
+
+
+def configure(ns: argparse.Namespace) -> Any:
+    """The SweepConfig of the options; ConfigError (one line) before anything runs."""
     from loadtest.series.levels import CONCURRENCY, RATE, parse_levels
-    from loadtest.series.sweep import SweepConfig, run_sweep
+    from loadtest.series.sweep import SweepConfig
 
     by = RATE if ns.request_rate is not None else CONCURRENCY
     auto = by == RATE and ns.request_rate.strip().lower() == "auto"
     levels = None if auto else parse_levels(ns.request_rate if by == RATE else ns.concurrency,
                                             integer=by == CONCURRENCY, flag=f"--{by.replace('rate', 'request-rate')}")
     base = base_config(ns, by=by, first=levels[0] if levels else 1.0, command="sweep")
-    return run_sweep(SweepConfig(base=base, settings=level_settings(ns, by), levels=tuple(levels) if levels else None,
-                                 early_stop=not ns.no_early_stop, launch=configs.launch_spec(ns),
-                                 overwrite=ns.overwrite))
+    return SweepConfig(base=base, settings=level_settings(ns, by), levels=tuple(levels) if levels else None,
+                       early_stop=not ns.no_early_stop, launch=configs.launch_spec(ns), overwrite=ns.overwrite)

@@ -346,6 +346,20 @@ DEFINITIONS: dict[str, str] = {
         "For embeddings and rerank prompt_tokens is usage.prompt_tokens, else usage.total_tokens, else Cohere's "
         "meta.billed_units.input_tokens (token_source 'usage'), else the --tokenizer's count of every input, or of "
         "every (query, document) pair as a cross-encoder reads them (token_source 'tokenizer'), else null."),
+    "repeat": (
+        "--repeat N: the group's summary.json (DIR/summary.json; each run is DIR/rep-k, complete). Its "
+        "counts, errors and per-request statistics (ttft_s, e2e_s... and their percentiles) are pooled over "
+        "every measured request of every run; completion_tokens_total and the other totals, and window_s, "
+        "are summed; every other run-level number (requests_per_s, output_tokens_per_s...) is the mean over "
+        "runs. The repeat block: n (runs asked), runs (completed and counted; an interrupted run is left out), "
+        "dirs, seeds (with vary_seed, rep k ran with seed + k - 1), and metrics: per run-level number and per "
+        "statistic NAME.STAT (mean, p50, p90, p99) of each per-request metric, over the runs: n, mean, std "
+        "(sample, n - 1), cv (std / mean), ci_low/ci_high (mean -/+ half_width, half_width = t(0.975, n - 1) * "
+        "std / sqrt(n), Student's t), half_width_pct (100 * half_width / mean) and the values. A metric no run "
+        "measured is absent; one some runs lack is taken over those that have it. With --until-ci PCT: "
+        "ci_metric, min_runs (3), converged (the half width fell under PCT% of the mean) and converged_after "
+        "(the run it did), ci_half_width_pct at the end. verdict: every label any run got (by_repeat: each "
+        "run's); slo: met when every run met it, run-level values and goodput the mean over runs."),
 }
 
 

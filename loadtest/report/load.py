@@ -143,6 +143,13 @@ def _is_run(path: Path) -> bool:
     return (path / "summary.json").is_file()
 
 
+def _outermost(runs: list[Path]) -> list[Path]:
+    """Runs not inside another run: a --repeat group's summary stands for its reps (DIR/rep-k),
+    which are not counted twice (name a rep's directory to see it alone)."""
+    found = set(runs)
+    return [r for r in runs if not any(parent in found for parent in r.parents)]
+
+
 def find_runs(paths: list[Path]) -> list[Path]:
     """Run directories under the given paths: a run itself, or any directory holding runs at any
     depth (a matrix output, a folder of results), in sorted order."""
@@ -155,7 +162,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if _is_run(p):
             found.append(p)
             continue
-        nested = sorted(s.parent for s in p.rglob("summary.json"))
+        nested = _outermost(sorted(s.parent for s in p.rglob("summary.json")))
         if not nested and p.is_dir() and any(p.rglob(FAILED_FILE)):
             continue  # a matrix directory where every pair failed: the failures are the report
         if not nested:

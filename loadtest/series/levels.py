@@ -68,6 +68,7 @@ class LevelSettings:
     num_prompts: int | None = None             # per level; None: max(100, 4 x level), rates 10 s worth
     max_error_rate: float = 0.05
     allow_client_bound: bool = False
+    repeat: Any = None                         # RepeatSettings | None: --repeat N at each level (repeat.py)
 
 
 @dataclass
@@ -117,6 +118,10 @@ class LevelResult:
             return (m.get(name) or {}).get(key)
 
         verdict = self.summary.get("verdict") or {}
+        rep = self.summary.get("repeat")  # --repeat: the level's row is its group's, with the intervals
+        repeat = None if not rep else {"runs": rep.get("runs"), "ci95_half_width": {
+            k: (rep.get("metrics", {}).get(k) or {}).get("half_width")
+            for k in ("output_tokens_per_s", "requests_per_min", "ttft_s.p99")}}
         return {
             "level": self.level, "by": self.by, "directory": self.directory.name,
             "achieved_rate_per_s": m.get("achieved_rate_per_s"),
@@ -133,6 +138,7 @@ class LevelResult:
             "slo_met": None if self.slo is None else self.slo["met"],
             "verdict": verdict.get("labels"),
             "exit_code": self.exit_code,
+            **({"repeat": repeat} if repeat else {}),
         }
 
 
@@ -164,14 +170,24 @@ class LevelRunner:
                        command="throughput")
 
     def run(self, level: float, name: str | None = None, *, by: str | None = None) -> LevelResult:
-        from loadtest.run.runner import Run
-
         by = by or self.by
         directory = self.root / (name or level_name(by, level))
         prepare_output_dir(directory, overwrite=True)
         cfg = self.config(level, directory, by)
-        run = Run(cfg, self.prompts, directory=directory, tokenizer=self.tokenizer, server_info=self.server_info)
+        if self.settings.repeat is not None:  # the level is a group of reps; its row their summary
+            from loadtest.series.repeat import run_group
+
+            group = run_group(cfg, self.settings.repeat, self._run_one, self.signals, overwrite=True)
+            return LevelResult(by, level, directory, group.summary, group.exit_code, group.message)
+        outcome = self._run_one(cfg)
+        return LevelResult(by, level, directory, outcome.summary, outcome.exit_code, outcome.message)
+
+    def _run_one(self, cfg: RunConfig) -> Any:
+        """One run in cfg.output_dir, judged against the SLOs: its RunOutcome."""
+        from loadtest.run.runner import Run
+
+        assert cfg.output_dir is not None
+        run = Run(cfg, self.prompts, directory=cfg.output_dir, tokenizer=self.tokenizer, server_info=self.server_info)
         outcome = execute(run, self.signals)
-        result = LevelResult(by, level, directory, outcome.summary, outcome.exit_code, outcome.message)
-        judge(directory, outcome.summary, list(self.settings.objectives), self.settings.attainment)
-        return result
+        judge(cfg.output_dir, outcome.summary, list(self.settings.objectives), self.settings.attainment)
+        return outcome

@@ -77,6 +77,12 @@ def _num(v: float | None, digits: int = 1) -> str:
     return "-" if v is None else f"{v:,.{digits}f}"
 
 
+def _plus_minus(row: dict[str, Any], name: str) -> str:
+    """' +/- h' (the 95% interval of the mean over a level's --repeat runs), or nothing."""
+    half = ((row.get("repeat") or {}).get("ci95_half_width") or {}).get(name)
+    return "" if half is None else f" +/- {half:,.1f}"
+
+
 def render(rows: list[dict[str, Any]], by: str) -> str:
     """The levels' table; for embeddings or rerank levels (which generate nothing) their rates take the
     place of output tokens/s, TTFT and TPOT."""
@@ -87,8 +93,9 @@ def render(rows: list[dict[str, Any]], by: str) -> str:
         head[3:6] = [pooled.replace("_per_s", "/s"), "prompt tok/s"]
     body = []
     for r in rows:
-        rates = ([_num(r[pooled]), _num(r.get("prompt_tokens_per_s"))] if pooled else
-                 [_num(r["output_tokens_per_s"]), f"{_ms(r['ttft_p50_s'])} / {_ms(r['ttft_p99_s'])}",
+        rates = ([_num(r[pooled]) + _plus_minus(r, pooled), _num(r.get("prompt_tokens_per_s"))] if pooled else
+                 [_num(r["output_tokens_per_s"]) + _plus_minus(r, "output_tokens_per_s"),
+                  f"{_ms(r['ttft_p50_s'])} / {_ms(r['ttft_p99_s'])}",
                   f"{_ms(r['tpot_p50_s'])} / {_ms(r['tpot_p99_s'])}"])
         body.append([f"{r['level']:g}", _num(r["achieved_rate_per_s"], 2), _num(r["requests_per_min"]), *rates,
                      f"{_num(r['e2e_p50_s'], 3)} / {_num(r['e2e_p99_s'], 3)}", str(r["errors"]),

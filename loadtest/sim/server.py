@@ -323,7 +323,7 @@ class Sim(SimState):
         if config.replies_from_prompt and chat:
             plan.word = b"w%b_" % content_hash(body.get("messages")).encode()[:8]
         if self.chunk_log is not None:
-            plan.log_extra = request_log(body, req.logged_header, self.log_header is not None)
+            plan.log_extra = request_log(body, req.logged_header, self.log_header is not None, req.body)
             plan.log_extra["connection"] = conn.number
             if config.replies_from_prompt and chat:
                 plan.log_extra["word"] = plan.word.decode()

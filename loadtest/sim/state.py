@@ -118,12 +118,13 @@ class SimState:
             self.chunk_log = None
 
 
-def request_log(body: Any, header: bytes | None, log_header: bool) -> dict[str, Any]:
-    """What a --log-chunks line says of the request: its chat messages as [role, content hash]
-    (the first 16 hex digits of the content's SHA-256; tool messages and tool calls add more: see
-    _logged_message), so a test can check a conversation's history without the log holding the
-    text, and the --log-header value (None when it was not sent)."""
-    out: dict[str, Any] = {}
+def request_log(body: Any, header: bytes | None, log_header: bool, raw: bytes | None = None) -> dict[str, Any]:
+    """What a --log-chunks line says of the request: the SHA-256 of its body's bytes as received
+    (``body_sha256``, the first 16 hex digits: a rerun's requests are proved byte-identical by it),
+    its chat messages as [role, content hash] (the first 16 hex digits of the content's SHA-256; tool
+    messages and tool calls add more: see _logged_message), so a test can check a conversation's
+    history without the log holding the text, and the --log-header value (None when it was not sent)."""
+    out: dict[str, Any] = {} if raw is None else {"body_sha256": hashlib.sha256(raw).hexdigest()[:16]}
     messages = body.get("messages") if isinstance(body, dict) else None
     if isinstance(messages, list):
         out["messages"] = [_logged_message(m) for m in messages if isinstance(m, dict)]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from loadtest.redact import is_secret_name, redact
 
-Api = Literal["chat", "completions", "responses"]
+Api = Literal["chat", "completions", "responses", "messages"]
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,7 @@ class _Row(msgspec.Struct, gc=False):
     partial_tokens: int | None = None
     cached_tokens: int | None = None
     cached_tokens_source: str | None = None
+    cache_creation_tokens: int | None = None
 
 
 _BATCH_ROWS = msgspec.json.Decoder(list[_Row])

@@ -265,8 +265,8 @@ class MessagesStream(Stream):
         if r and self.sent <= r:  # all thinking: its block still closes with its signature
             out.append(self._delta(0, b"signature_delta", b"signature", SIGNATURE.encode()))
         out.append(self._block_stop(1 if r and self.sent > r else 0))
-        out.append(self._event(b"message_delta", b'{"type":"message_delta","delta":{"stop_reason":"%b",'
-                               b'"stop_sequence":null},"usage":{"output_tokens":%d}}' % (self._stop_reason(), self.sent)))
+        out.append(self._event(b"message_delta", b'{"type":"message_delta","delta":{"stop_reason":"%b","stop_sequence"'
+                               b':null},"usage":{"output_tokens":%d}}' % (self._stop_reason(), self.sent)))
         out.append(self._event(b"message_stop", b'{"type":"message_stop"}'))
         out.append(END_OF_BODY)
         self.conn.write(b"".join(out))

@@ -131,6 +131,10 @@ def test_a_refused_key_and_a_missing_endpoint_are_one_line(sim: Any, tmp_path: P
     line = _one_error_line(bad)
     assert bad.returncode == 2 and "invalid x-api-key" in line and "ANTHROPIC_API_KEY" in line
     assert "sk-ant-wrong-7777" not in bad.stdout + bad.stderr
+    unnamed = _cli(["single", "--endpoint", s.base_url, "--api", "messages", "--num-prompts", "2",
+                    "--output", str(tmp_path / "unnamed")], env={"ANTHROPIC_API_KEY": "sk-ant-wrong-7777"})
+    line = _one_error_line(unnamed)  # no --model: /v1/models, asked with the same x-api-key, refuses it
+    assert unnamed.returncode == 2 and "refused the API key" in line and "ANTHROPIC_API_KEY" in line
     gone = _cli(["single", "--endpoint", s.root_url + "/other/v1", "--api", "messages", "--model", "sim-model",
                  "--num-prompts", "2", "--output", str(tmp_path / "gone")], env={"ANTHROPIC_API_KEY": KEY})
     line = _one_error_line(gone)

@@ -144,6 +144,17 @@ def test_a_refused_key_and_a_missing_endpoint_are_one_line(sim: Any, tmp_path: P
     assert sdk.returncode == 2 and "--transport fast or httpx" in _one_error_line(sdk)
 
 
+def test_models_lists_with_anthropics_auth(sim: Any, anthropic_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from loadtest.cli.main import main
+
+    s = sim(api_key=KEY)
+    assert main(["models", "--endpoint", s.base_url, "--api", "messages"]) == 0
+    assert "sim-model" in capsys.readouterr().out
+    assert main(["models", "--endpoint", s.base_url, "--api", "messages", "--api-key", "sk-ant-nope-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "ANTHROPIC_API_KEY" in err and "sk-ant-nope-1" not in err
+
+
 def test_the_report_compares_a_messages_run_with_a_chat_run(sim: Any, cli: Any, tmp_path: Path,
                                                             anthropic_key: str) -> None:
     from loadtest.cli.main import main

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from loadtest.measure.messages import MESSAGE_EVENTS, take_message_event
+from loadtest.measure.messages import MESSAGE_EVENTS, take_message_body, take_message_event
 from loadtest.measure.sse import one_event_array, parse_stream, stamps_of
 
 MALFORMED, STREAM_ERROR = "malformed", "stream_error"
@@ -68,11 +68,6 @@ class Chunk(msgspec.Struct, gc=False):
     status: str | None = None
     incomplete_details: dict[str, Any] | None = None
     message: Any = None                      # an `error` event's own message; Messages: message_start's message
-    # The Anthropic Messages API (--api messages, measure/messages.py): a block's opening, and a
-    # non-streamed message's blocks and stop reason.
-    content_block: Any = None
-    content: Any = None
-    stop_reason: str | None = None
 
 
 class ToolCalls:
@@ -233,6 +228,8 @@ class Stream:
         chunk, bad = _decode_one(body)
         if chunk is None:
             self.error_kind, self.error = MALFORMED, bad
+        elif chunk.type == "message":  # Anthropic's non-streamed reply: its own shape (measure/messages.py)
+            take_message_body(self, t_ns, body)
         else:
             self.take(t_ns, chunk)
 

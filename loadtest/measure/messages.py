@@ -6,7 +6,8 @@ Its stream is typed events: ``message_start`` (the message id and the prompt's u
 the cumulative ``usage.output_tokens``), ``message_stop``, ``ping`` and ``error`` (read by
 chunks.take_response_event, which fails the request as ``stream_error``); non-streamed, one
 ``message`` object with its content blocks. chunks.Stream.take sends every typed event here or to
-the Responses reader by its ``type``, so the chat path pays nothing for this dialect.
+the Responses reader by its ``type``, and Stream.read_body a non-streamed message, decoded into its
+own struct: the chat path and its chunk struct pay nothing for this dialect.
 
 Usage is mapped to chat's names so that one record serves every API. Anthropic's ``input_tokens``
 counts only the prompt tokens after the last cache breakpoint: the prompt the model saw is
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import msgspec
 import orjson
 
 MESSAGE_EVENTS = frozenset({"message_start", "content_block_start", "content_block_delta", "content_block_stop",
-                            "message_delta", "message_stop", "ping", "message"})
-"""The ``type`` values read here (``message``: a non-streamed reply); ``error`` is read as the
-Responses API's is (take_response_event), one error event shape for both."""
+                            "message_delta", "message_stop", "ping"})
+"""The event ``type`` values read here; ``error`` is read as the Responses API's is
+(take_response_event), one error event shape for both."""
 
 CACHED_TOKENS_SOURCE = "anthropic"
 """record.cached_tokens_source for Anthropic's cache_read_input_tokens."""
@@ -42,26 +44,41 @@ class _Stream(Protocol):
     finish_reason: str | None
     usage: dict[str, Any] | None
     start_usage: dict[str, Any] | None
+    error_kind: str | None
+    error: str | None
 
     def add_text(self, t_ns: int, text: str, reasoning: str, cum: int | None) -> None: ...
 
 
 class _Event(Protocol):
+    """The fields of chunks.Chunk an event fills (message_start's ``message``, a delta's ``delta``,
+    message_delta's ``usage``): the chat chunk's struct, which gains nothing for this dialect."""
+
     type: str | None
-    id: Any
     delta: Any
     usage: dict[str, Any] | None
     message: Any
-    content: Any
-    content_block: Any
-    stop_reason: str | None
+
+
+class _Message(msgspec.Struct, gc=False):
+    """A non-streamed reply (``"type": "message"``), decoded here rather than into the chunk
+    struct, so that chat chunks carry no field of it."""
+
+    id: Any = None
+    content: list[Any] | None = None
+    stop_reason: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+_MESSAGE = msgspec.json.Decoder(_Message)
 
 
 def take_message_event(s: _Stream, t_ns: int, c: _Event) -> None:
-    """One event of a Messages stream, or a non-streamed message. Text and thinking deltas are
-    the generated output (timed per event); usage is final only with ``message_delta`` (or the
-    whole message): ``message_start``'s ``output_tokens`` is a placeholder, so a stream cut short
-    after it has no usage and its partial tokens are counted from what arrived."""
+    """One event of a Messages stream. Text and thinking deltas are the generated output (timed
+    per event); usage is final only with ``message_delta``: ``message_start``'s ``output_tokens``
+    is a placeholder, so a stream cut short after it has no usage and its partial tokens are
+    counted from what arrived. Block openings (Anthropic's open empty), block ends, ``message_stop``
+    and ``ping`` carry nothing measured."""
     kind = c.type
     if kind == "content_block_delta":
         delta = c.delta
@@ -81,41 +98,26 @@ def take_message_event(s: _Stream, t_ns: int, c: _Event) -> None:
             s.response_id = str(message["id"])
         if isinstance(message.get("usage"), dict):
             s.start_usage = message["usage"]
-        return
-    if kind == "message_delta":
+    elif kind == "message_delta":
         if isinstance(c.delta, dict) and c.delta.get("stop_reason"):
             s.finish_reason = _finish(c.delta["stop_reason"])
         if isinstance(c.usage, dict):
             _take_usage(s, {**(s.start_usage or {}), **{k: v for k, v in c.usage.items() if v is not None}})
-        return
-    if kind == "content_block_start":  # a block's opening: Anthropic's text blocks open empty
-        block = c.content_block
-        if isinstance(block, dict):
-            if block.get("type") == "text":
-                _add(s, t_ns, block.get("text"), "")
-            elif block.get("type") == "thinking":
-                _add(s, t_ns, "", block.get("thinking"))
-        return
-    if kind == "message":
-        _take_message(s, t_ns, c)
-    # content_block_stop, message_stop, ping: nothing measured
 
 
-def _add(s: _Stream, t_ns: int, text: Any, reasoning: Any) -> None:
-    text = text if isinstance(text, str) else ""
-    reasoning = reasoning if isinstance(reasoning, str) else ""
-    if text or reasoning:
-        s.add_text(t_ns, text, reasoning, None)
-
-
-def _take_message(s: _Stream, t_ns: int, c: _Event) -> None:
+def take_message_body(s: _Stream, t_ns: int, body: bytes) -> None:
     """A non-streamed reply: its blocks arrive whole, now (thinking, then text and tool input)."""
-    if s.response_id is None and c.id is not None:
-        s.response_id = str(c.id)
-    if c.stop_reason:
-        s.finish_reason = _finish(c.stop_reason)
+    try:
+        m = _MESSAGE.decode(body)
+    except msgspec.DecodeError as exc:  # a message whose fields have unexpected types
+        s.error_kind, s.error = "malformed", f"unexpected message shape ({exc}): {body[:80]!r}"
+        return
+    if s.response_id is None and m.id is not None:
+        s.response_id = str(m.id)
+    if m.stop_reason:
+        s.finish_reason = _finish(m.stop_reason)
     text, thinking = [], []
-    for block in c.content if isinstance(c.content, list) else ():
+    for block in m.content or ():
         if not isinstance(block, dict):
             continue
         btype = block.get("type")
@@ -123,11 +125,18 @@ def _take_message(s: _Stream, t_ns: int, c: _Event) -> None:
             text.append(block["text"])
         elif btype == "thinking" and isinstance(block.get("thinking"), str):
             thinking.append(block["thinking"])
-        elif btype == "tool_use" and block.get("input") is not None:
+        elif btype == "tool_use" and block.get("input") is not None:  # its arguments as the model wrote them
             text.append(orjson.dumps(block["input"]).decode())
     _add(s, t_ns, "".join(text), "".join(thinking))
-    if isinstance(c.usage, dict):
-        _take_usage(s, c.usage)
+    if isinstance(m.usage, dict):
+        _take_usage(s, m.usage)
+
+
+def _add(s: _Stream, t_ns: int, text: Any, reasoning: Any) -> None:
+    text = text if isinstance(text, str) else ""
+    reasoning = reasoning if isinstance(reasoning, str) else ""
+    if text or reasoning:
+        s.add_text(t_ns, text, reasoning, None)
 
 
 def _take_usage(s: _Stream, usage: dict[str, Any]) -> None:

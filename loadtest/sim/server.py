@@ -123,9 +123,7 @@ class Connection(asyncio.Protocol):
             self.logged_header = value
         if name == b"authorization":
             self.auth = value
-        elif name == b"api-key":  # Azure OpenAI's header
-            self.auth = b"Bearer " + value
-        elif name == b"x-api-key" and self.auth is None:  # Anthropic's (sim/messages.py); Authorization wins
+        elif name == b"api-key" or (name == b"x-api-key" and self.auth is None):  # Azure's; Anthropic's (messages.py)
             self.auth = b"Bearer " + value
         elif name == b"expect" and value.lower() == b"100-continue" and not self.busy and not self.pending:
             # curl sends this for bodies over 1 KiB and would otherwise stall a second before sending it

@@ -11,9 +11,9 @@ from loadtest.redact import is_secret_name, redact
 POOLING_APIS = ("embeddings", "rerank")
 """The APIs whose requests generate nothing (vLLM calls their models pooling models): one JSON answer
 per request, no stream, so no TTFT, TPOT or ITL (client/pooling.py, measure/pooling.py)."""
-Api = Literal["chat", "completions", "responses", "embeddings", "rerank", "transcriptions"]
 DEFAULT_AUDIO_SECONDS = 10.0
 """--api transcriptions: the synthetic clip's length when --audio-seconds is not given."""
+Api = Literal["chat", "completions", "responses", "messages", "embeddings", "rerank", "transcriptions"]
 
 
 @dataclass(frozen=True)

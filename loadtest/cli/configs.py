@@ -41,6 +41,9 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
     from loadtest.client.auth import hosted_fields
 
     require_endpoint(ns)
+    if ns.api == "messages" and ns.transport == "openai":
+        raise ConfigError("--transport openai is OpenAI's SDK, which does not read the Messages API's events: "
+                          "use --transport fast or httpx")
     load = _load_fields(ns, request_rate=request_rate, duration_s=duration_s)
     fields: dict[str, Any] = dict(
         command=command, base_url=normalized(ns.endpoint), model=ns.model, api=ns.api, stream=ns.stream,
@@ -57,7 +60,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
-                                model=ns.model))
+                                model=ns.model, api=ns.api))
     return _prefix_caching(_synthetic(RunConfig(**fields), ns), ns)
 
 

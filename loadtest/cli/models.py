@@ -14,6 +14,7 @@ def add_parsers(sub: Any) -> None:
                        description="List the models an endpoint serves (its /models), with a run's credentials, "
                                    "headers, Azure handling and TLS options.")
     options.endpoint(p, required=True, timeout_s=30.0, limits=False)
+    options.api(p, choices=("chat", "messages"))  # messages: Anthropic's auth (x-api-key, $ANTHROPIC_API_KEY)
     p.add_argument("--json", action="store_true", help="print the raw /models answer")
     options.debug(p)
     p.set_defaults(run=main)
@@ -29,8 +30,9 @@ def main(ns: argparse.Namespace) -> int:
     base = configs.normalized(ns.endpoint)
     fields = hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                            api_version=ns.api_version, insecure=ns.insecure, max_retries=0, rpm_limit=None,
-                           tpm_limit=None, endpoint=ns.endpoint, model=ns.model)
-    cfg = RunConfig(**{"command": "single", "base_url": base, "model": ns.model, "transport": ns.transport, **fields})
+                           tpm_limit=None, endpoint=ns.endpoint, model=ns.model, api=ns.api)
+    cfg = RunConfig(**{"command": "single", "base_url": base, "model": ns.model, "transport": ns.transport,
+                       "api": ns.api, **fields})
     models, raw = run_async(model_list(cfg, ns.timeout))
     if ns.json:
         print(raw.decode("utf-8", "replace"))

@@ -5,7 +5,6 @@ imports more than argparse and light modules, so that ``loadtest X --help`` stay
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from loadtest.client import AZURE_API_VERSION
 from loadtest.launch import ENGINES
 from loadtest.scheduler import ARRIVALS
 
-APIS = ("chat", "completions", "responses", "embeddings", "rerank", "transcriptions")
+APIS = ("chat", "completions", "responses", "messages", "embeddings", "rerank", "transcriptions")
 TRANSPORTS = ("fast", "httpx", "openai")
 SYNTHETIC = "synthetic"
 
@@ -28,8 +27,7 @@ def endpoint(p: argparse.ArgumentParser, *, required: bool = False, timeout_s: f
     p.add_argument("--endpoint", required=required,
                    help="OpenAI base URL, e.g. http://127.0.0.1:8080/v1 (/v1 added to a bare host)")
     model(p, "model name to send (default: the first one /v1/models lists)")
-    p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"),
-                   help="bearer token (default: $OPENAI_API_KEY)")
+    p.add_argument("--api-key", help="the API key (default: $OPENAI_API_KEY; with --api messages $ANTHROPIC_API_KEY)")
     p.add_argument("--transport", choices=TRANSPORTS, default="fast",
                    help="HTTP client: fast (asyncio + httptools, default), httpx, or openai (the official SDK)")
     if timeout_s is not None:
@@ -70,7 +68,8 @@ def api(p: Any, *, choices: tuple[str, ...] = APIS, default: str = "chat") -> No
     helps = {"chat": "/chat/completions", "completions": "/completions (the raw prompt, no chat template)",
              "responses": "/responses (the Responses API)", "embeddings": "/embeddings (--batch-size inputs each)",
              "rerank": "/rerank (one query, --documents each; --endpoint .../v2 for /v2/rerank)",
-             "transcriptions": "/audio/transcriptions (speech to text: an audio upload per request, docs/media.md)"}
+             "transcriptions": "/audio/transcriptions (speech to text: an audio upload per request, docs/media.md)",
+             "messages": "/messages (Anthropic's Messages API)"}
     p.add_argument("--api", choices=choices, default=default,
                    help=", ".join(helps[c] for c in choices) + f" (default {default})")
 

@@ -72,7 +72,8 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
     g.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default %(default)s)")
     g.add_argument("--model", default=d.model, help="the one model name served (default %(default)s)")
-    g.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 endpoints")
+    g.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 endpoints (also taken "
+                                                   "as 'api-key: KEY' or, as /v1/messages wants it, 'x-api-key: KEY')")
 
     t = parser.add_argument_group("timing (absolute schedule: token i is due at receipt + ttft + i*tpot)")
     t.add_argument("--ttft-ms", type=float, default=d.ttft_ms, help="time to first token (default %(default)s)")
@@ -202,6 +203,9 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--data-no-space", action="store_true", help="write 'data:{...}' without the space")
     h.add_argument("--reject-max-tokens", action="store_true",
                    help="answer 400 to max_tokens (chat): only max_completion_tokens is accepted, as o-series models")
+    h.add_argument("--overload-every", type=int, default=None, metavar="N",
+                   help="/v1/messages: answer 529 overloaded_error to every Nth valid request (with Retry-After "
+                        "when --retry-after-s is given), as Anthropic's API does when overloaded")
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -1,6 +1,8 @@
 """Who the run says it is, and to which deployment: the API key (``--api-key``, ``$OPENAI_API_KEY``
 or ``--api-key-env NAME``), extra headers (``--header 'K: V'``), Azure OpenAI (``api-key`` header,
-``api-version`` query, the deployment in the URL) and TLS verification (``--insecure``).
+``api-version`` query, the deployment in the URL), Anthropic's Messages API (``x-api-key`` and
+``anthropic-version`` headers, the key from ``$ANTHROPIC_API_KEY``) and TLS verification
+(``--insecure``).
 
 Every secret found here is registered with :mod:`loadtest.redact`, the one redaction boundary, so
 no key reaches a result file, an error line or the console.
@@ -16,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from loadtest.client import AZURE_API_VERSION
+from loadtest.client import messages as anthropic
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 from loadtest.redact import add_secret, is_secret_name
@@ -45,10 +48,15 @@ def azure_deployment(base_url: str) -> str | None:
 
 def hosted_fields(*, api_key: str | None, api_key_env: str | None, headers: list[tuple[str, str]], azure: bool,
                   api_version: str | None, insecure: bool, max_retries: int, rpm_limit: float | None,
-                  tpm_limit: float | None, endpoint: str, model: str | None) -> dict[str, Any]:
-    """RunConfig fields of the hosted-API options: the key resolved and registered as a secret,
-    Azure detected, the api-version taken from the URL when it carries one."""
-    key = api_key
+                  tpm_limit: float | None, endpoint: str, model: str | None, api: str = "chat") -> dict[str, Any]:
+    """RunConfig fields of the hosted-API options: the key resolved (--api-key, else
+    --api-key-env's variable, else $OPENAI_API_KEY, for --api messages $ANTHROPIC_API_KEY: an
+    OpenAI key is never sent to another provider) and registered as a secret, Azure detected, the
+    api-version taken from the URL when it carries one."""
+    key = api_key if api_key is not None else os.environ.get(
+        anthropic.KEY_ENV if api == "messages" else "OPENAI_API_KEY")
+    if api == "messages" and azure:
+        raise ConfigError("--azure is Azure OpenAI's API; --api messages speaks Anthropic's (leave out --azure)")
     if api_key_env:
         key = os.environ.get(api_key_env)
         if not key:
@@ -59,7 +67,7 @@ def hosted_fields(*, api_key: str | None, api_key_env: str | None, headers: list
     for flag, value in (("--rpm-limit", rpm_limit), ("--tpm-limit", tpm_limit)):
         if value is not None and not (value > 0 and value < float("inf")):
             raise ConfigError(f"{flag} must be a positive number, got {value}")
-    azure = bool(azure or (endpoint and is_azure_url(endpoint)))
+    azure = bool(azure or (endpoint and is_azure_url(endpoint) and api != "messages"))
     query = parse_qs(urlsplit(endpoint).query) if "?" in endpoint else {}
     api_version = api_version or (query.get("api-version") or [None])[0]
     out: dict[str, Any] = {"api_key": key, "headers": tuple(headers), "azure": azure, "insecure": insecure,
@@ -91,7 +99,10 @@ def azure_base_url(endpoint: str, model: str | None) -> str:
 
 def build_auth(cfg: RunConfig) -> Auth:
     headers: dict[str, str] = {}
-    if cfg.api_key:
+    if cfg.api == "messages":
+        add_secret(cfg.api_key)
+        headers.update(anthropic.auth_headers(cfg.api_key, cfg.headers))
+    elif cfg.api_key:
         add_secret(cfg.api_key)
         if cfg.azure:
             headers["api-key"] = cfg.api_key
@@ -121,4 +132,6 @@ def auth_hint(cfg: RunConfig) -> str:
     """What to try after a 401/403, in the terms of this run's auth."""
     if cfg.azure:
         return "pass the Azure key with --api-key or --api-key-env NAME (sent as the api-key header)"
+    if cfg.api == "messages":
+        return f"pass --api-key, --api-key-env NAME or set {anthropic.KEY_ENV} (sent as the x-api-key header)"
     return "pass --api-key, --api-key-env NAME or set OPENAI_API_KEY"

@@ -27,14 +27,15 @@ async def list_models(transport: Transport, timeout_s: float = 10.0) -> list[str
     return models_in(await transport.get("/models", timeout_s))
 
 
-async def discover_model(transport: Transport, base_url: str, timeout_s: float = 10.0) -> str:
-    """The first model the server lists; one clear error when it cannot be asked or lists none."""
+async def discover_model(transport: Transport, base_url: str, timeout_s: float = 10.0,
+                         hint: str = "pass --api-key, --api-key-env NAME or set OPENAI_API_KEY") -> str:
+    """The first model the server lists; one clear error when it cannot be asked or lists none
+    (``hint``: what to try after a refused key, in the terms of the run's auth)."""
     ex = await transport.get("/models", timeout_s)
     if ex.error_kind:
         raise RunAborted(f"cannot reach {base_url}: {ex.error}")
     if ex.status in (401, 403):
-        raise RunAborted(f"{base_url} refused the API key (HTTP {ex.status}): {error_message(ex.body())}; "
-                         "pass --api-key, --api-key-env NAME or set OPENAI_API_KEY")
+        raise RunAborted(f"{base_url} refused the API key (HTTP {ex.status}): {error_message(ex.body())}; {hint}")
     models = models_in(ex)
     if not models:
         raise RunAborted(f"--model not given and {base_url}/models lists no model (HTTP {ex.status}); pass --model")

@@ -7,13 +7,14 @@ from typing import Any
 import orjson
 
 from loadtest.client.media import content_parts
+from loadtest.client.messages import messages_body
 from loadtest.client.pooling import PATHS as POOLING_PATHS
 from loadtest.client.pooling import pooled_base, pooled_body
 from loadtest.config import RunConfig
 from loadtest.prompts.sources import Prompt
 
 MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses",
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses", "messages": "/messages",
          "transcriptions": "/audio/transcriptions", **POOLING_PATHS}
 
 
@@ -63,6 +64,8 @@ def build_body(prompt: Prompt, base: dict[str, Any], *, api: str, include_usage:
     elif api == "responses":
         body["input"] = prompt.text  # usage always comes in response.completed: no stream_options
         return orjson.dumps(body)
+    elif api == "messages":  # Anthropic's: usage always comes in message_delta, no stream_options
+        return messages_body(prompt, body)
     else:
         body["prompt"] = prompt.text
     if include_usage and body.get("stream"):

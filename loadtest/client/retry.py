@@ -85,10 +85,11 @@ class RetryPolicy:
 
     @staticmethod
     def rate_limited(ex: Exchange) -> bool:
-        """A 429, or a 503 that says when to come back: the provider's limit, not a failure."""
+        """A 429, Anthropic's 529 (overloaded: the provider asks to come back later, as with a 429),
+        or a 503 that says when to come back: the provider's limit, not a failure."""
         if ex.error_kind is not None:
             return False
-        if ex.status == 429:
+        if ex.status == 429 or ex.status == 529:
             return True
         return ex.status == 503 and bool(ex.limit_headers) and provider_delay_s(ex.limit_headers) is not None
 

@@ -41,7 +41,7 @@ class Sender:
         self.transport = transport
         self.path = request_path(cfg)
         self.note = note
-        self.include_usage = cfg.stream and cfg.api != "responses"
+        self.include_usage = cfg.stream and cfg.api not in ("responses", "messages")  # these always send usage
         self.stream_options_rejected = False
         self.continuous_usage = self.include_usage
         self.continuous_rejected = False

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from loadtest.client import messages as anthropic
 from loadtest.client.auth import build_auth
 from loadtest.client.tokenize import ServerCounter, root_url
 from loadtest.config import RunConfig
@@ -56,7 +57,7 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
         body["tools"] = list(tools)
     if model:
         body["model"] = model
-    if api == "chat":
+    if api in ("chat", "messages"):
         body["messages"] = [{"role": "user", "content": text}]
     else:
         body["prompt"] = text
@@ -66,7 +67,8 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
                 models = client.get(base_url.rstrip("/") + "/models").json().get("data") or []
                 if models:
                     body["model"] = models[0]["id"]
-            r = client.post(base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions"), json=body)
+            path = {"chat": "/chat/completions", "messages": "/messages"}.get(api, "/completions")
+            r = client.post(base_url.rstrip("/") + path, json=body)
     except httpx.TimeoutException:
         return None, f"the probe request took over {timeout_s:g} s"
     except httpx.HTTPError as exc:
@@ -75,7 +77,8 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
         return None, f"probe request answered HTTP {r.status_code}"
     try:
         usage = r.json().get("usage") or {}
-        return int(usage["prompt_tokens"]) - counter.count(text), None
+        seen = anthropic.prompt_tokens(usage) if api == "messages" else usage["prompt_tokens"]
+        return int(seen) - counter.count(text), None
     except (ValueError, KeyError, TypeError, AttributeError):
         return None, "the server reports no usage.prompt_tokens"
 

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from loadtest.measure.messages import MESSAGE_EVENTS, take_message_body, take_message_event
 from loadtest.measure.sse import one_event_array, parse_stream, stamps_of
 from loadtest.measure.transcripts import take_transcript_body, take_transcript_event
 
@@ -67,7 +68,7 @@ class Chunk(msgspec.Struct, gc=False):
     output: list[Any] | None = None
     status: str | None = None
     incomplete_details: dict[str, Any] | None = None
-    message: Any = None                      # an `error` event's own message
+    message: Any = None                      # an `error` event's own message; Messages: message_start's message
 
 
 class ToolCalls:
@@ -157,6 +158,10 @@ def _decode_one(data: bytes) -> tuple[Chunk | None, str | None]:
 class Stream:
     """The content chunks of one response (stamps, texts, per-chunk usage) and its final facts."""
 
+    start_usage: dict[str, Any] | None = None
+    """Messages API: message_start's usage, until message_delta completes it (a class default: chat
+    streams never set it)."""
+
     def __init__(self) -> None:
         self.times: list[int] = []        # content-chunk arrival stamps
         self.texts: list[str] = []
@@ -226,6 +231,8 @@ class Stream:
             self.error_kind, self.error = MALFORMED, bad
         elif chunk.choices is None and chunk.type is None and chunk.output is None and not chunk.error:
             take_transcript_body(self, t_ns, body)  # {"text": ...}: a transcription (measure/transcripts.py)
+        elif chunk.type == "message":  # Anthropic's non-streamed reply: its own shape (measure/messages.py)
+            take_message_body(self, t_ns, body)
         else:
             self.take(t_ns, chunk)
 
@@ -233,7 +240,7 @@ class Stream:
         """One decoded chunk. Runs per token: ordered for the common case, a content delta."""
         choices = c.choices
         if (c.type is not None and choices is None) or c.output is not None:
-            take_response_event(self, t_ns, c)
+            (take_message_event if c.type in MESSAGE_EVENTS else take_response_event)(self, t_ns, c)
             return
         if c.error and not choices:
             self.error_kind, self.error = STREAM_ERROR, "server sent an error event: " + error_message(

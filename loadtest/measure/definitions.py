@@ -12,7 +12,8 @@ DEFINITIONS: dict[str, str] = {
     "ttft_s": (
         "Time to first token: from request start to the arrival of the first SSE chunk that carries "
         "generated text (delta.content, reasoning_content or tool-call arguments; choices[].text for "
-        "/completions). Role-only, empty and usage-only chunks do not end it. Not measured (null) "
+        "/completions; the Messages API's text_delta, thinking_delta or input_json_delta). Role-only, empty "
+        "and usage-only chunks (message_start, a block's opening, ping) do not end it. Not measured (null) "
         "without streaming."),
     "ttft_content_s": (
         "As ttft_s, but ended only by visible content (not reasoning); equal to ttft_s for "
@@ -21,7 +22,8 @@ DEFINITIONS: dict[str, str] = {
         "Generated tokens of a request: the server's usage.completion_tokens (asked for with "
         "stream_options.include_usage); without usage, the --tokenizer's count of the generated text; "
         "as a last resort the number of content chunks (token_source 'chunks', approximate). Prompt "
-        "tokens never count. Reasoning tokens are part of completion_tokens and are not added again."),
+        "tokens never count. Reasoning tokens are part of completion_tokens and are not added again. "
+        "Messages API: usage.output_tokens of message_delta (see messages_api)."),
     "tokens_per_s": "Per request: completion_tokens / e2e_s (the whole round trip, TTFT included).",
     "tpot_s": (
         "Time per output token after the first chunk: (arrival of the last content chunk - arrival of "
@@ -99,7 +101,8 @@ DEFINITIONS: dict[str, str] = {
         "one per compatibility retry (stream_options or max_tokens rejected once). Latency fields are those "
         "of the last attempt, the one recorded."),
     "rate_limited": (
-        "Per request: answers of 429 (or 503 with Retry-After) it met, retried or, past --max-retries, "
+        "Per request: answers of 429 (or Anthropic's 529 overloaded, or 503 with Retry-After) it met, retried "
+        "or, past --max-retries, "
         "recorded as a rate_limited failure. counts.rate_limited sums them over measured requests: "
         "rate-limited attempts, counted apart from failed requests."),
     "retry_wait_s": (
@@ -117,8 +120,9 @@ DEFINITIONS: dict[str, str] = {
     "reasoning_tokens": (
         "Per request: of completion_tokens, those spent reasoning: usage.completion_tokens_details."
         "reasoning_tokens (Responses API: output_tokens_details); without it, the --tokenizer's count of the "
-        "streamed reasoning_content/reasoning, else completion_tokens x reasoning chunks / content chunks. "
-        "null when the server reports none and streams no reasoning."),
+        "streamed reasoning_content/reasoning (Messages API: thinking), else completion_tokens x reasoning "
+        "chunks / content chunks (a reply in one piece, as non-streamed: x its reasoning's share of the text's "
+        "characters). null when the server reports none and streams no reasoning."),
     "visible_tokens_per_s": (
         "visible_tokens_total / window_s, with visible = completion_tokens - reasoning_tokens over completed "
         "requests that report reasoning tokens; reasoning_tokens_per_s likewise. Time to the first visible "
@@ -283,13 +287,29 @@ DEFINITIONS: dict[str, str] = {
     "cached_tokens": (
         "Per request: prompt tokens served from the server's prefix cache, from "
         "usage.prompt_tokens_details.cached_tokens, else llama.cpp's timings.cache_n (null: not reported); "
-        "cached_tokens_source says which ('usage' or 'timings')."),
+        "Messages API: usage.cache_read_input_tokens. cached_tokens_source says which ('usage', 'timings' or "
+        "'anthropic')."),
+    "cache_creation_tokens": (
+        "Per request, Messages API: prompt tokens written to the prompt cache "
+        "(usage.cache_creation_input_tokens; null: not reported). Part of prompt_tokens, not of cached_tokens: "
+        "they were computed, and a later request can read them."),
+    "messages_api": (
+        "--api messages (Anthropic's Messages API, POST /messages with x-api-key and anthropic-version): "
+        "completion_tokens = usage.output_tokens (thinking included); prompt_tokens = input_tokens + "
+        "cache_read_input_tokens + cache_creation_input_tokens (Anthropic's input_tokens counts only what "
+        "follows the last cache breakpoint); cached_tokens = cache_read_input_tokens; reasoning_tokens from "
+        "the thinking text; finish_reason in chat's names (end_turn and stop_sequence: stop, max_tokens: "
+        "length, tool_use: tool_calls, refusal: content_filter). message_start's output_tokens is not a "
+        "count: a stream cut short before message_delta counts its partial tokens from what arrived. "
+        "Usage arrives once, at the end: chunk_tokens as for chat streams without per-chunk usage."),
     "prefix_cache": (
         "summary.prefix_cache, over the completed measured requests that report cached_tokens "
         "(requests_reporting): hit_rate = sum(cached_tokens) / sum(prompt_tokens); source: 'usage', "
-        "'llama.cpp timings' (both joined by ' + ' when requests differ), or 'none' when no request reports "
+        "'llama.cpp timings', 'anthropic usage' (joined by ' + ' when requests differ), or 'none' when no "
+        "request reports "
         "cached tokens (then every figure is null, not 0); hits: requests with cached_tokens > 0, misses: "
-        "with 0; ttft_hit_s and ttft_miss_s: count, p50 and mean of ttft_s of each. A hit's TTFT saving is "
+        "with 0; ttft_hit_s and ttft_miss_s: count, p50 and mean of ttft_s of each; cache_creation_tokens_total: "
+        "sum(cache_creation_tokens) of those that report it (Messages API; else null). A hit's TTFT saving is "
         "about the cached tokens' prefill time. --prefix-groups G --shared-prefix-tokens K makes G groups of "
         "prompts sharing K leading tokens; --cache-bust gives every prompt a unique first token (the baseline "
         "where nothing can hit)."),

@@ -208,6 +208,7 @@ class _Row(msgspec.Struct, gc=False):
     prompt_text_tokens: int | None = None
     audio_seconds: float | None = None
     rtfx: float | None = None
+    cache_creation_tokens: int | None = None
 
 
 _BATCH_ROWS = msgspec.json.Decoder(list[_Row])

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-SOURCES = {"usage": "usage", "timings": "llama.cpp timings"}
+SOURCES = {"usage": "usage", "timings": "llama.cpp timings", "anthropic": "anthropic usage"}
 """record.cached_tokens_source -> the block's source."""
 
 
@@ -20,6 +20,7 @@ class _Row(Protocol):
     prompt_tokens: int | None
     cached_tokens: int | None
     cached_tokens_source: str | None
+    cache_creation_tokens: int | None
     ttft_s: float | None
 
 
@@ -27,6 +28,7 @@ class PrefixCacheTotals:
     def __init__(self) -> None:
         self.cached = self.prompt = self.hits = self.misses = 0
         self.sources: set[str] = set()
+        self.created: int | None = None  # cache_creation_tokens summed (the Messages API's; None: none reported)
         self.ttft_hit: array[float] = array("d")
         self.ttft_miss: array[float] = array("d")
 
@@ -39,6 +41,8 @@ class PrefixCacheTotals:
         self.cached += cached
         self.prompt += prompt
         self.sources.add(SOURCES.get(row.cached_tokens_source or "", "usage"))
+        if row.cache_creation_tokens is not None:
+            self.created = (self.created or 0) + row.cache_creation_tokens
         if cached > 0:
             self.hits += 1
             if row.ttft_s is not None:
@@ -59,6 +63,7 @@ class PrefixCacheTotals:
             "prompt_tokens_total": self.prompt if reported else None,
             "hits": self.hits if reported else None,
             "misses": self.misses if reported else None,
+            "cache_creation_tokens_total": self.created,
             "ttft_hit_s": _stats(self.ttft_hit),
             "ttft_miss_s": _stats(self.ttft_miss),
         }

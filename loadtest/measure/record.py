@@ -91,7 +91,11 @@ class RequestRecord:
     """Prompt tokens the server answered from its prefix cache: usage.prompt_tokens_details.cached_tokens
     (OpenAI, vLLM, SGLang, llama.cpp), else llama.cpp's timings.cache_n (None: not reported)."""
     cached_tokens_source: str | None = None
-    """Where cached_tokens came from: 'usage' or 'timings' (llama.cpp's cache_n); None with it."""
+    """Where cached_tokens came from: 'usage', 'timings' (llama.cpp's cache_n) or 'anthropic' (the
+    Messages API's cache_read_input_tokens); None with it."""
+    cache_creation_tokens: int | None = None
+    """Messages API: prompt tokens written to the prompt cache by this request
+    (usage.cache_creation_input_tokens; None: not reported)."""
     abandoned_after_s: float | None = None
     """Abandoned requests (error_kind 'abandoned', --cancel-rate): when the client let go and closed
     the connection, seconds after the request start. ttft_s is then set when the first token had
@@ -230,9 +234,12 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         rec.prompt_tokens = pt if isinstance(pt, int) else None
         cached = s.usage.get("prompt_tokens_details")
         if isinstance(cached, dict) and type(cached.get("cached_tokens")) is int:
-            rec.cached_tokens, rec.cached_tokens_source = cached["cached_tokens"], USAGE
+            rec.cached_tokens = cached["cached_tokens"]
+            rec.cached_tokens_source = s.usage.get("cached_tokens_source", USAGE)  # Messages API: 'anthropic'
         if isinstance(cached, dict) and "image_tokens" in cached:  # a prompt with images (measure/media.py)
             split_prompt_tokens(rec, cached)
+        if type(created := s.usage.get("cache_creation_tokens")) is int:  # the Messages API's
+            rec.cache_creation_tokens = created
         details = s.usage.get("completion_tokens_details")
         if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
             rec.reasoning_tokens = details["reasoning_tokens"]
@@ -245,7 +252,8 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         rec.cached_tokens, rec.cached_tokens_source = s.timings["cache_n"], "timings"
     if rec.reasoning_tokens is None and s.reasoning_texts:  # streamed reasoning, no usage details
         rec.reasoning_tokens = (min(total, tokenizer.count("".join(s.reasoning_texts))) if tokenizer is not None
-                                else round(total * len(s.reasoning_texts) / len(s.texts)))
+                                else round(total * len(s.reasoning_texts) / len(s.texts)) if len(s.texts) > 1
+                                else round(total * len(s.reasoning_texts[0]) / max(len(s.texts[0]), 1)))
     if e2e:
         rec.tokens_per_s = total / e2e
     if not stream or not s.times:

@@ -28,8 +28,10 @@ def judge(directory: Path, summary: dict[str, Any], objectives: list[slo.Objecti
 
 
 def verdict_line(summary: dict[str, Any], stream: Any = None) -> str:
+    """The verdict, red on a terminal when the client was the bottleneck. ``stream`` (default: the
+    sys.stdout of the moment, not of the import, which a test's capture may since have closed)."""
     text = verdict.line(summary["verdict"])
-    stream = sys.stdout if stream is None else stream  # now: sys.stdout may have been replaced since import
+    stream = sys.stdout if stream is None else stream
     if summary["verdict"]["client_bound"] and getattr(stream, "isatty", lambda: False)():
         return RED + text + RESET
     return text

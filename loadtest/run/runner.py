@@ -23,7 +23,7 @@ except ImportError:  # Windows: the CPU split is then not measured
 
 from loadtest.client.abandon import abandonment
 from loadtest.client.aborts import abort_message
-from loadtest.client.auth import build_auth, open_transport
+from loadtest.client.auth import auth_hint, build_auth, open_transport
 from loadtest.client.discovery import discover_model
 from loadtest.client.payloads import base_body
 from loadtest.client.sender import Sender
@@ -277,7 +277,8 @@ class Run:
         server_side.start()  # a child process: its first samples come while the run gets ready
         try:
             if self._model is None:
-                self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url))
+                self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url,
+                                                                            hint=auth_hint(cfg)))
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
                 if cfg.preconnect:

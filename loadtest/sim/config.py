@@ -80,6 +80,7 @@ class SimConfig:
     empty_choices_chunks: bool = False
     data_no_space: bool = False
     reject_max_tokens: bool = False
+    overload_every: int | None = None  # /v1/messages: the Nth valid request answered 529 (sim/messages.py)
 
     # Tool calls (sim/tools.py): a request offering tools gets tool_calls_per_round calls instead of text
     # in its first tool_call_rounds replies after a user message (0: never).
@@ -154,7 +155,7 @@ class SimConfig:
                 raise ConfigError(f"sim: {name} must be >= 0")
         if len(faults) + (self.fail_status is not None) > 1:
             raise ConfigError("sim: choose at most one of fail_status, " + ", ".join(_FAULT_FIELDS))
-        for name in ("rpm_limit", "tpm_limit", "rate_limit_every"):
+        for name in ("rpm_limit", "tpm_limit", "rate_limit_every", "overload_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"sim: {name} must be >= 1")
         if self.retry_after_s is not None and not (math.isfinite(self.retry_after_s) and self.retry_after_s >= 0):

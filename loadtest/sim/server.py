@@ -26,6 +26,7 @@ from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
 from loadtest.sim.images import take_images
 from loadtest.sim.limits import ServerLimits
+from loadtest.sim.messages import handle_messages
 from loadtest.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loadtest.sim.metrics import MetricsPage
 from loadtest.sim.prefixcache import PrefixCache
@@ -125,7 +126,7 @@ class Connection(asyncio.Protocol):
             self.logged_header = value
         if name == b"authorization":
             self.auth = value
-        elif name == b"api-key":  # Azure OpenAI's header
+        elif name == b"api-key" or (name == b"x-api-key" and self.auth is None):  # Azure's; Anthropic's (messages.py)
             self.auth = b"Bearer " + value
         elif name == b"expect" and value.lower() == b"100-continue" and not self.busy and not self.pending:
             # curl sends this for bodies over 1 KiB and would otherwise stall a second before sending it
@@ -240,6 +241,8 @@ class Sim(SimState):
             return pooling.handle(self, conn, req, path)
         if path == b"/v1/audio/transcriptions":  # a multipart audio upload (sim/transcribe.py)
             return transcribe(self, conn, req)
+        if path == b"/v1/messages":  # Anthropic's Messages API (sim/messages.py)
+            return handle_messages(self, conn, req)
         if path == b"/v1/models" and method == b"GET":
             if not self._authorized(req):
                 return self._error(conn, _unauthorized(), keep)

@@ -88,12 +88,14 @@ def test_sim_cache_hits_whole_blocks_after_the_prefill_and_evicts_lru() -> None:
 
 def test_summary_block_is_null_without_reports_and_splits_hits() -> None:
     empty = PrefixCacheTotals()
-    empty.add(SimpleNamespace(prompt_tokens=10, cached_tokens=None, cached_tokens_source=None, ttft_s=0.1))
+    empty.add(SimpleNamespace(prompt_tokens=10, cached_tokens=None, cached_tokens_source=None, cache_creation_tokens=None,
+                              ttft_s=0.1))
     b = empty.block()
     assert b["source"] == "none" and b["hit_rate"] is None and b["hits"] is None and b["ttft_hit_s"]["p50"] is None
     t = PrefixCacheTotals()
     for cached, ttft in ((0, 0.3), (64, 0.1), (64, 0.2)):
-        t.add(SimpleNamespace(prompt_tokens=128, cached_tokens=cached, cached_tokens_source="timings", ttft_s=ttft))
+        t.add(SimpleNamespace(prompt_tokens=128, cached_tokens=cached, cached_tokens_source="timings",
+                              cache_creation_tokens=None, ttft_s=ttft))
     b = t.block()
     assert b["source"] == "llama.cpp timings" and b["hit_rate"] == 128 / 384
     assert (b["hits"], b["misses"]) == (2, 1)

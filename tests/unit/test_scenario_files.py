@@ -78,7 +78,7 @@ def test_a_suite_becomes_each_commands_own_command_line(tmp_path):
      "runs[1].concurrency: must be >= 1, got 0"),
     ("endpoint = 'http://h:1/v1'\n[[runs]]\ncommand = 'single'\n[[runs]]\ncommand = 'single'\nmax_tokens = 'many'\n",
      "runs[1].max_tokens: 'many' is not an integer"),
-    ("command = 'single'\napi = 'soap'\n", "api: must be one of chat, completions, responses, embeddings, rerank, transcriptions, got 'soap'"),
+    ("command = 'single'\napi = 'soap'\n", "api: must be one of chat, completions, responses, messages, embeddings, rerank, transcriptions, got 'soap'"),
     ("command = 'single'\nno-stream = 'yes'\n", "no-stream: must be true or false, got 'yes'"),
     ("command = 'single'\ntemperature = true\n", "temperature: takes a value, not true"),
     ("command = 'throughput'\nendpoint = 'http://h:1/v1'\nconcurrency = 2\nnum-prompts = 5\nduration = 5\n",

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from loadtest import __version__
-from loadtest.cli import capacity, engine, matrix, memory, models, report, run, serve, sweep, tokens
+from loadtest.cli import capacity, compare, engine, matrix, memory, models, report, run, serve, sweep, tokens
 from loadtest.errors import LoadtestError
 
 DESCRIPTION = ("loadtest benchmarks OpenAI-compatible LLM inference servers (vLLM, SGLang, TGI, llama.cpp, "
@@ -21,7 +21,7 @@ DESCRIPTION = ("loadtest benchmarks OpenAI-compatible LLM inference servers (vLL
                "the server's usage, every chunk is stamped on arrival, and every run says whether its numbers can "
                "be trusted.")
 EPILOG = "Run `loadtest COMMAND --help` for a command's options; the manual is in docs/ (docs/cli.md lists them all)."
-COMMANDS = (run, sweep, capacity, tokens, report, matrix, memory, models, serve, engine)
+COMMANDS = (run, sweep, capacity, tokens, report, compare, matrix, memory, models, serve, engine)
 """The command modules, in the order --help lists them; each has ``add_parsers(sub)``."""
 
 

@@ -6,6 +6,7 @@ one place and can be tested without sockets.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,9 @@ class Plan:
     # arguments cut into the reply's pieces as (call index, piece): one "token" each. None: text.
     tool_calls: tuple[tuple[str, str, str], ...] | None = None
     tool_pieces: tuple[tuple[int, str], ...] = ()
+    # --jitter: this reply's TTFT and TPOT factors (1.0: the configured times exactly).
+    ttft_factor: float = 1.0
+    tpot_factor: float = 1.0
 
 
 def _words(value: Any) -> int:
@@ -153,10 +157,15 @@ def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool, seed: int
         fault, fault_after = config.fault
     else:
         fault, fault_after = None, 0
-    return Plan(chat=chat, stream=stream, include_usage=include_usage and config.usage, continuous_usage=continuous,
+    plan = Plan(chat=chat, stream=stream, include_usage=include_usage and config.usage, continuous_usage=continuous,
                 prompt_tokens=prompt_tokens, n_tokens=n_tokens,
                 reasoning_tokens=min(config.reasoning_tokens, n_tokens) if chat else 0,
                 finish_reason=finish_reason, fault=fault, fault_after=fault_after, seed=seed)
+    if config.jitter:
+        rng = random.Random(f"jitter:{config.jitter_seed}:{seed}")
+        plan.ttft_factor = math.exp(rng.gauss(0.0, config.jitter))
+        plan.tpot_factor = math.exp(rng.gauss(0.0, config.jitter))
+    return plan
 
 
 def token_text(start: int, end: int, word: bytes = b"tok") -> bytes:

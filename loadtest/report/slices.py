@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtest.errors import ConfigError
 from loadtest.measure.record import ABANDONED, CANCELLED
 from loadtest.report.load import SavedRun, iter_jsonl
 from loadtest.report.tables import Column, Table, num
@@ -51,11 +52,10 @@ def run_windows(run: SavedRun, width_s: float) -> list[dict[str, Any]]:
     lo, hi = series.span
     count = max(1, math.ceil((hi - lo) / width_s - 1e-9))
     if count > MAX_WINDOWS:
-        raise_width = (hi - lo) / MAX_WINDOWS
-        from loadtest.errors import ConfigError
-
+        least = (hi - lo) / MAX_WINDOWS
+        step = 10.0 ** (math.floor(math.log10(least)) - 1)  # two significant digits, rounded up
         raise ConfigError(f"--slice {width_s:g}s cuts {run.label} into {count:,} windows (at most {MAX_WINDOWS:,}): "
-                          f"use {math.ceil(raise_width):g}s or more")
+                          f"use {math.ceil(least / step) * step:.2g}s or more")
     edges = lo + width_s * np.arange(count + 1)
     ends = np.minimum(edges[1:], hi)
     rates = series.tokens_per_s(edges) * width_s  # tokens in each window

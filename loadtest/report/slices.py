@@ -67,8 +67,9 @@ def run_windows(run: SavedRun, width_s: float) -> list[dict[str, Any]]:
         span = ends[i] - a
         first = (series.first_token_s >= a) & (series.first_token_s < b)
         ttft = series.ttft_s[first]
-        rows.append({"run": run.label, "window": f"{a - lo:.{digits}f}-{ends[i] - lo:.{digits}f} s", "from_s": float(a - lo),
-                     "to_s": float(ends[i] - lo), "full": bool(span >= width_s * (1 - 1e-9)),
+        full = bool(span >= width_s * (1 - 1e-9))  # the last window may be shorter: its end shown finer
+        rows.append({"run": run.label, "window": f"{a - lo:.{digits}f}-{ends[i] - lo:.{digits + (not full)}f} s",
+                     "from_s": float(a - lo), "to_s": float(ends[i] - lo), "full": full,
                      "requests": int(np.count_nonzero((series.starts >= a) & (series.starts < b))),
                      "ttft_p50_s": float(np.median(ttft)) if ttft.size else None,
                      "output_tokens_per_s": float(rates[i] / span) if span > 0 else None,

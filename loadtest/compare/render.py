@@ -96,7 +96,8 @@ def render_markdown(c: Comparison, gate: list[Outcome]) -> str:
     if gate:
         failed = [o for o in gate if o.breached]
         lines += [f"**Gate: {'FAILED' if failed else 'passed'}**", ""] + [f"- `{o.line}`" for o in gate] + [""]
-    lines += [f"> **Warning:** {w}" for w in _warnings(c)] + ([""] if _warnings(c) else [])
+    if warnings := _warnings(c):
+        lines += ["**Warnings**", ""] + [f"- {w}" for w in warnings] + [""]
     lines.append(tabulate(_rows(c, bold=True), headers=HEADERS, tablefmt="github", disable_numparse=True,
                           colalign=ALIGN))
     lines += ["", _tally(c), "", "<details><summary>method</summary>", ""]

@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from loadtest.compare.metrics import HIGHER, METRICS, TAIL_MIN_BEYOND, Metric
-from loadtest.compare.sides import Samples, Side
+from loadtest.compare.sides import Side
 from loadtest.measure.metrics import summarize
 from loadtest.report.load import dig
-from loadtest.stats.bootstrap import (DEFAULT_RESAMPLES, bootstrap_clustered_quantiles, bootstrap_stats, interval,
-                                      two_sided_p)
+from loadtest.stats.bootstrap import (
+    DEFAULT_RESAMPLES,
+    bootstrap_clustered_quantiles,
+    bootstrap_stats,
+    interval,
+    two_sided_p,
+)
 from loadtest.stats.significance import MWU_EXACT_ENOUGH_N, benjamini_hochberg, fisher_exact, mann_whitney_u, welch_t
 
 BETTER, WORSE, SAME, UNTESTED = "better", "worse", "no significant difference", "not tested"
@@ -240,9 +245,9 @@ def compare_sides(baseline: Side, candidate: Side, *, alpha: float = 0.05, resam
 
 def _method_notes(results: list[Result], tested: list[Result], alpha: float, resamples: int, baseline: Side,
                   candidate: Side, missing: list[str]) -> list[str]:
-    notes = [f"p-values adjusted for {len(tested)} tests at once (Benjamini-Hochberg: the expected share of false "
-             f"'better'/'worse' calls stays at or below {alpha:g}); a verdict needs adjusted p < {alpha:g} and a 95% "
-             "interval that excludes no change"]
+    notes = [(f"p-values adjusted for {len(tested)} tests at once (Benjamini-Hochberg: the expected share of false "
+              f"'better'/'worse' calls stays at or below {alpha:g}); a verdict needs adjusted p < {alpha:g} and a 95% "
+              "interval that excludes no change")]
     blocked = baseline.group or candidate.group
     notes.append(f"intervals: bootstrap, {resamples:,} seeded resamples" +
                  (", blocked by run (runs drawn, then requests within them)" if blocked else " of the requests") +

@@ -124,11 +124,11 @@ def slice_tables(runs: Sequence[SavedRun], width_s: float) -> list[Table]:
         Column("run", "run"), Column("window", "window"), Column("requests", "started"),
         Column("ttft_p50_s", "TTFT p50 ms", num(1, 1e3)), Column("output_tokens_per_s", "out tok/s", num(1)),
         Column("errors", "errors")], [{k: v for k, v in r.items() if k != "full"} for r in windows], name="slices",
-        notes=["per window: requests started in it; TTFT median of the requests whose first token came in it; output "
-               "tokens/s with each request's tokens spread over its decode span (first token to end); failed "
-               "requests that ended in it"])]
-    notes = [f"Mann-Kendall test over the full windows (the last, shorter one left out), Sen's slope per minute; "
-             f"p-values adjusted for {len(trends)} series (Benjamini-Hochberg), a trend when below {ALPHA:g}"]
+        notes=[("per window: requests started in it; TTFT median of the requests whose first token came in it; "
+                "output tokens/s with each request's tokens spread over its decode span (first token to end); failed "
+                "requests that ended in it")])]
+    notes = [("Mann-Kendall test over the full windows (the last, shorter one left out), Sen's slope per minute; "
+              f"p-values adjusted for {len(trends)} series (Benjamini-Hochberg), a trend when below {ALPHA:g}")]
     if short:
         notes.append(f"too few windows for a trend test (need {MIN_WINDOWS} full ones; a shorter --slice gives more): "
                      + ", ".join(short))

@@ -202,8 +202,8 @@ def test_a_contaminated_side_is_flagged(tmp_path: Path) -> None:
         "labels": ["disturbed"], "disturbed": True, "client_bound": False, "server_saturated": False,
         "reasons": ["other processes used 0.80 cores on average (> 0.5) of 2"]})
     made = make_comparison(a, b)
-    assert made.comparison.contaminated == {"candidate": ["disturbed (other processes used 0.80 cores on average "
-                                                          "(> 0.5) of 2)"]}
+    why = "disturbed (other processes used 0.80 cores on average (> 0.5) of 2)"
+    assert made.comparison.contaminated == {"candidate": [why]}
     assert "CONTAMINATED candidate: disturbed" in made.text and made.summary_line().endswith("contaminated: candidate")
 
 
@@ -226,8 +226,8 @@ def test_fail_if_grammar() -> None:
 def test_a_bad_rule_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert _exit(["compare", str(OLD_A), str(OLD_B), "--fail-if", "ttft>5%"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["loadtest: error: argument --fail-if: ttft needs a statistic: ttft:p50, ttft:p90, ttft:p99 "
-                   "(see loadtest compare --help)"]
+    assert err == [("loadtest: error: argument --fail-if: ttft needs a statistic: ttft:p50, ttft:p90, ttft:p99 "
+                    "(see loadtest compare --help)")]
 
 
 def _exit(argv: list[str]) -> int:

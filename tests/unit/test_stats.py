@@ -7,8 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from loadtest.stats.bootstrap import (bootstrap_clustered_quantiles, bootstrap_stats, interval, resample_counts,
-                                      two_sided_p)
+from loadtest.stats.bootstrap import (
+    bootstrap_clustered_quantiles,
+    bootstrap_stats,
+    interval,
+    resample_counts,
+    two_sided_p,
+)
 from loadtest.stats.dist import betainc, normal_cdf, normal_ppf, normal_sf, t_ppf, t_sf, t_two_sided_p
 from loadtest.stats.significance import benjamini_hochberg, fisher_exact, mann_kendall, mann_whitney_u, rank, welch_t
 

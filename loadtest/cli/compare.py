@@ -26,7 +26,7 @@ def fail_rule(text: str) -> Any:
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("compare", help="A/B two runs: better, worse or no significant difference, per metric",
                        description="Compare a candidate run with a baseline run (run directories, or repeat groups "
-                                   "of rep-1..N runs): per metric the change in percent, its 95%% interval, a "
+                                   "of rep-1..N runs): per metric the change in percent, its 95% interval, a "
                                    "significance test (adjusted for testing many metrics at once) and a verdict. "
                                    "--fail-if turns it into a CI gate: exit 3 when a significant change is beyond "
                                    "a threshold.")

@@ -274,6 +274,13 @@ def test_formats(tmp_path: Path) -> None:
     assert failed == ["ttft_s:p50"] and "output_tokens_per_s" in skipped
 
 
+def test_the_cli_offers_the_formats_render_writes() -> None:
+    from loadtest.cli.compare import FORMATS as CLI_FORMATS
+    from loadtest.compare.render import FORMATS
+
+    assert CLI_FORMATS == FORMATS  # kept apart so that --help imports no numpy
+
+
 def test_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "deep" / "compare.xml"
     assert main(["compare", str(OLD_A), str(OLD_B), "--format", "junit", "--output", str(out)]) == 0

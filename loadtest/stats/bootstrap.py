@@ -50,10 +50,9 @@ def _chunks(total: int, width: int) -> list[int]:
     return [min(step, total - i) for i in range(0, total, step)]
 
 
-def _percentile_rows(v: np.ndarray, w: np.ndarray, q: float) -> np.ndarray:
-    """Per row of counts ``w`` over sorted values ``v``: the q-th percentile of the expanded sample
-    by linear interpolation (numpy's default, and summary.json's)."""
-    cum = np.cumsum(w, axis=1)
+def _percentile_rows(v: np.ndarray, cum: np.ndarray, q: float) -> np.ndarray:
+    """Per row of cumulative counts ``cum`` over sorted values ``v``: the q-th percentile of the
+    expanded sample by linear interpolation (numpy's default, and summary.json's)."""
     n = cum[:, -1]
     h = (n - 1) * (q / 100.0)  # position in the expanded, sorted resample
     k0 = np.floor(h)
@@ -88,10 +87,14 @@ def bootstrap_stats(columns: Mapping[str, Sequence[np.ndarray]], stats: Mapping[
             if v.size == 0:
                 continue
             w = counts[:, order]
-            empty = w.sum(axis=1) == 0  # a resample that drew no request measuring it
+            cum = np.cumsum(w, axis=1)  # once for every percentile of the column
+            drawn = cum[:, -1]
+            empty = drawn == 0  # a resample that drew no request measuring it
+            if empty.any():
+                cum[empty] = np.arange(1, v.size + 1)  # any valid row; its results are masked below
             for k, stat in enumerate(stats[name]):
-                est = (w @ v) / np.where(empty, 1.0, w.sum(axis=1)) if stat == "mean" else \
-                    _percentile_rows(v, np.where(empty[:, None], 1.0, w), float(stat[1:]))
+                est = (w @ v) / np.where(empty, 1.0, drawn) if stat == "mean" else \
+                    _percentile_rows(v, cum, float(stat[1:]))
                 out[name][row:row + size, k] = np.where(empty, np.nan, est)
         row += size
     return out

@@ -8,7 +8,12 @@ from typing import Any, Literal
 
 from loadtest.redact import is_secret_name, redact
 
-Api = Literal["chat", "completions", "responses"]
+POOLING_APIS = ("embeddings", "rerank")
+"""The APIs whose requests generate nothing (vLLM calls their models pooling models): one JSON answer
+per request, no stream, so no TTFT, TPOT or ITL (client/pooling.py, measure/pooling.py)."""
+Api = Literal["chat", "completions", "responses", "embeddings", "rerank", "transcriptions"]
+DEFAULT_AUDIO_SECONDS = 10.0
+"""--api transcriptions: the synthetic clip's length when --audio-seconds is not given."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,27 @@ class RunConfig:
     max_tool_rounds: int = 4
     tool_result_text: str | None = None
 
+    # Embeddings and rerank (--api embeddings|rerank; docs/embeddings.md): each embeddings request carries
+    # batch_size inputs; each rerank request one query and ``documents`` documents (document_tokens long
+    # each with --dataset synthetic). encoding_format (float, base64) is sent only when given.
+    batch_size: int = 1
+    documents: int = 8
+    document_tokens: int | None = None
+    encoding_format: str | None = None
+
+    @property
+    def pooled(self) -> bool:
+        """Whether requests go to an endpoint that generates nothing (embeddings, rerank)."""
+        return self.api in POOLING_APIS
+    # Images and audio (prompts/attach.py; docs/media.md): ``images`` seeded synthetic images of
+    # ``image_size`` (width, height) in ``image_format`` (png, jpeg) attached to every chat prompt;
+    # ``audio_seconds``: the length of the seeded synthetic clip each --api transcriptions request
+    # uploads when its dataset row names no audio file (None: not a transcription run).
+    images: int = 0
+    image_size: tuple[int, int] = (512, 512)
+    image_format: str = "png"
+    audio_seconds: float | None = None
+
     @property
     def multi_turn_sessions(self) -> bool:
         """Whether each job is a conversation of several user turns (--turns, --multi-turn)."""
@@ -127,6 +153,7 @@ class RunConfig:
         d.pop("trace_schedule_s")  # the summary's trace block says what the schedule was
         d.pop("tool_result_text")  # the summary's tools block says how it was made
         d["tools"] = None if self.tools is None else [t["function"]["name"] for t in self.tools]  # names, not definitions
+        d["image_size"] = "{}x{}".format(*self.image_size)  # as --image-size takes it (a tuple would not compare)
         if d["request_rate"] == float("inf"):
             d["request_rate"] = "inf"  # JSON has no infinity
         return d

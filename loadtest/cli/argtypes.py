@@ -148,3 +148,14 @@ def sizes(text: str) -> list[int]:
     if not values or values[0] < 1:
         raise argparse.ArgumentTypeError(f"token counts must be >= 1, got {text!r}")
     return values
+
+
+_IMAGE_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """``WxH`` in pixels, each side 1..8192 (a larger synthetic image is not a request a server takes)."""
+    m = _IMAGE_SIZE.match(text)
+    if not m or not (1 <= int(m.group(1)) <= 8192 and 1 <= int(m.group(2)) <= 8192):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each 1..8192 pixels (e.g. 512x512), got {text!r}")
+    return int(m.group(1)), int(m.group(2))

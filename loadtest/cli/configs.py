@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.cli.options import SYNTHETIC
-from loadtest.config import RunConfig
+from loadtest.config import DEFAULT_AUDIO_SECONDS, POOLING_APIS, RunConfig
 from loadtest.errors import ConfigError
 
 
@@ -52,6 +52,8 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
     fields.update(_trace_fields(ns))
     fields.update(_session_fields(ns))
     fields.update(_tool_fields(ns))
+    fields.update(pooling_fields(ns))
+    fields.update(_media_fields(ns))
     fields.update(hosted_fields(api_key=ns.api_key, api_key_env=ns.api_key_env, headers=ns.headers, azure=ns.azure,
                                 api_version=ns.api_version, insecure=ns.insecure, max_retries=ns.max_retries,
                                 rpm_limit=ns.rpm_limit, tpm_limit=ns.tpm_limit, endpoint=ns.endpoint or "",
@@ -143,12 +145,17 @@ def launch_spec(ns: argparse.Namespace, engine: str | None = None) -> Any:
         return None
     from loadtest.launch.spec import LaunchSpec
 
+    api = getattr(ns, "api", None)
+    embeddings = ns.embeddings or api in POOLING_APIS  # the engine must serve what the run asks
+    if ns.pooling is not None and not embeddings:
+        raise ConfigError("--pooling needs --embeddings (or --api embeddings|rerank)")
     return LaunchSpec(engine=engine, model=getattr(ns, "model", None), port=getattr(ns, "port", None),
                       threads=ns.threads, slots=ns.slots, ctx_size=ns.ctx_size, gpu_layers=ns.gpu_layers,
                       dtype=ns.dtype, attn_implementation=ns.attn_implementation, compile=ns.compile,
                       tensor_parallel_size=ns.tensor_parallel_size, max_model_len=ns.max_model_len,
                       gpu_memory_utilization=ns.gpu_memory_utilization, extra_args=list(ns.engine_arg),
-                      ready_timeout_s=ns.ready_timeout)
+                      ready_timeout_s=ns.ready_timeout, embeddings=embeddings,
+                      pooling=(ns.pooling or ("rank" if api == "rerank" else "mean")) if embeddings else None)
 
 
 def output_dir(ns: argparse.Namespace, command: str) -> Path:
@@ -299,3 +306,59 @@ def trace_window(text: str | None) -> tuple[float, float | None] | None:
     if not sep or a is None or not (0 <= a < float("inf")) or (b is not None and not a < b < float("inf")):
         raise ConfigError(f"--trace-window {text!r}: give START:END seconds with 0 <= START < END (e.g. 60:120)")
     return a, b
+
+
+# -- embeddings and rerank (--api embeddings|rerank) ------------------------------------------------
+_POOLING_OPTIONS = (("batch_size", "--batch-size", 1, "embeddings"), ("encoding_format", "--encoding-format", None,
+                    "embeddings"), ("documents", "--documents", 8, "rerank"),
+                    ("document_tokens", "--document-tokens", None, "rerank"))
+_GENERATION_ONLY = ("ttft_s", "tpot_s", "itl_s")
+
+
+def pooling_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig's embeddings/rerank fields, checked: each option belongs to one API, the requests are
+    never streamed, and an objective on a generation metric (TTFT, TPOT, ITL) is refused, since these
+    requests generate nothing and such an objective could never be met."""
+    api = ns.api
+    for dest, flag, unset, owner in _POOLING_OPTIONS:
+        if getattr(ns, dest, unset) != unset and api != owner:
+            raise ConfigError(f"{flag} needs --api {owner}")
+    if api not in POOLING_APIS:
+        return {}
+    if getattr(ns, "document_tokens", None) is not None and ns.dataset != SYNTHETIC:
+        raise ConfigError("--document-tokens needs --dataset synthetic (documents of exact length)")
+    if getattr(ns, "trace", None) is not None:
+        raise ConfigError(f"--trace replays generation requests (their output lengths): not with --api {api}")
+    for o in objectives(ns)[0]:
+        if o.metric in _GENERATION_ONLY:
+            raise ConfigError(f"--slo {o.text()}: --api {api} requests generate nothing, so they have no "
+                              f"{o.label.split()[-1].upper()}; give latency objectives (e.g. --slo e2e:p99=0.5)")
+    return {"stream": False, "batch_size": ns.batch_size, "documents": ns.documents,
+            "document_tokens": ns.document_tokens, "encoding_format": ns.encoding_format}
+# -- images and audio (--images, --api transcriptions) ----------------------------------------------
+def _media_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig's media fields; what images or transcriptions cannot combine with, one line each."""
+    images = getattr(ns, "images", 0) or 0
+    size, fmt, seconds = (getattr(ns, name, None) for name in ("image_size", "image_format", "audio_seconds"))
+    if (size is not None or fmt is not None) and not images:
+        raise ConfigError("--image-size and --image-format shape the synthetic images of --images N")
+    if images and ns.api != "chat":
+        raise ConfigError("--images needs --api chat (images travel as image_url content parts of a chat message)")
+    transcriptions = ns.api == "transcriptions"
+    if seconds is not None and not transcriptions:
+        raise ConfigError("--audio-seconds needs --api transcriptions")
+    what = "--images" if images else "--api transcriptions" if transcriptions else None
+    if what is not None:
+        for dest, flag, unset in (("turns", "--turns", None), ("multi_turn", "--multi-turn", False),
+                                  ("tools", "--tools", None), ("trace", "--trace", None)):
+            if getattr(ns, dest, unset) != unset:
+                raise ConfigError(f"{what} does not combine with {flag}")
+    if transcriptions:
+        if ns.dataset == SYNTHETIC:
+            raise ConfigError("--api transcriptions uploads audio, not prompts of N tokens: leave out --dataset "
+                              "synthetic (a dataset's rows may name audio files)")
+        if ns.transport == "openai":
+            raise ConfigError("--api transcriptions needs --transport fast or httpx (a multipart upload, its "
+                              "stream timed chunk by chunk)")
+    return {"images": images, "image_size": size or (512, 512), "image_format": fmt or "png",
+            "audio_seconds": (seconds or DEFAULT_AUDIO_SECONDS) if transcriptions else None}

@@ -15,7 +15,7 @@ from loadtest.client import AZURE_API_VERSION
 from loadtest.launch import ENGINES
 from loadtest.scheduler import ARRIVALS
 
-APIS = ("chat", "completions", "responses")
+APIS = ("chat", "completions", "responses", "embeddings", "rerank", "transcriptions")
 TRANSPORTS = ("fast", "httpx", "openai")
 SYNTHETIC = "synthetic"
 
@@ -68,7 +68,9 @@ def timeout(p: Any, default_s: float) -> None:
 # -- what each request asks -------------------------------------------------------------------------
 def api(p: Any, *, choices: tuple[str, ...] = APIS, default: str = "chat") -> None:
     helps = {"chat": "/chat/completions", "completions": "/completions (the raw prompt, no chat template)",
-             "responses": "/responses (the Responses API)"}
+             "responses": "/responses (the Responses API)", "embeddings": "/embeddings (--batch-size inputs each)",
+             "rerank": "/rerank (one query, --documents each; --endpoint .../v2 for /v2/rerank)",
+             "transcriptions": "/audio/transcriptions (speech to text: an audio upload per request, docs/media.md)"}
     p.add_argument("--api", choices=choices, default=default,
                    help=", ".join(helps[c] for c in choices) + f" (default {default})")
 
@@ -125,6 +127,21 @@ def abandonment(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cancel-after", type=argtypes.seconds, metavar="S",
                    help="with --cancel-rate: let go S seconds after the request was sent (default 0: at once, "
                         "during prefill; e.g. 2s: mid-decode)")
+
+
+def pooling(p: argparse.ArgumentParser) -> None:
+    """--batch-size, --documents, --document-tokens, --encoding-format: what an embeddings or rerank
+    request carries (docs/embeddings.md)."""
+    g = p.add_argument_group("embeddings and rerank (--api embeddings|rerank; docs/embeddings.md)")
+    g.add_argument("--batch-size", type=argtypes.positive_int, default=1, metavar="N",
+                   help="--api embeddings: inputs per request (default 1); with --dataset synthetic each exactly "
+                        "--prompt-tokens long")
+    g.add_argument("--documents", type=argtypes.positive_int, default=8, metavar="N",
+                   help="--api rerank: documents scored against each query (default 8)")
+    g.add_argument("--document-tokens", type=argtypes.positive_int, metavar="L",
+                   help="--api rerank with --dataset synthetic: each document exactly L tokens (default: --prompt-tokens)")
+    g.add_argument("--encoding-format", choices=("float", "base64"),
+                   help="--api embeddings: encoding_format to ask for (default: not sent, the server's float)")
 
 
 def synthetic(p: argparse.ArgumentParser) -> None:
@@ -185,6 +202,19 @@ def tools(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-tool-rounds", type=argtypes.non_negative_int, default=4, metavar="N",
                    help="answer at most N rounds of tool calls per user turn; a task still calling tools then "
                         "ends as at_max_rounds (default 4)")
+
+
+def media(p: argparse.ArgumentParser) -> None:
+    """Images on chat requests, audio for --api transcriptions (docs/media.md)."""
+    g = p.add_argument_group("images and audio (docs/media.md)")
+    g.add_argument("--images", type=argtypes.non_negative_int, default=0, metavar="N",
+                   help="attach N seeded synthetic images to every chat prompt as image_url content parts (data: "
+                        "URLs), after a dataset row's own image / image_url / images (default 0)")
+    g.add_argument("--image-size", type=argtypes.image_size, metavar="WxH", help="synthetic image size (default 512x512)")
+    g.add_argument("--image-format", choices=("png", "jpeg"), help="synthetic image file format (default png)")
+    g.add_argument("--audio-seconds", type=argtypes.positive_float, metavar="S",
+                   help="--api transcriptions: length of the seeded speech-like WAV (16 kHz mono) uploaded for a "
+                        "prompt whose dataset row names no audio file (default 10)")
 
 
 # -- how much, and how the load is shaped ----------------------------------------------------------
@@ -301,6 +331,11 @@ def launch(p: argparse.ArgumentParser, *, engine_option: bool = True, port: bool
                    help="seconds to wait for the engine to be ready (default: 60 + 30 per GB of weights; vLLM 300)")
     g.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
                    help="extra argument passed to the engine verbatim (repeatable)")
+    g.add_argument("--embeddings", action="store_true",
+                   help="serve /v1/embeddings and /v1/rerank (llama.cpp --embeddings, vLLM --runner pooling); "
+                        "implied by --api embeddings|rerank")
+    g.add_argument("--pooling", choices=("mean", "cls", "last", "rank", "none"),
+                   help="llama.cpp --pooling with --embeddings (default: rank for --api rerank, else mean)")
 
 
 # -- where results go ------------------------------------------------------------------------------
@@ -343,4 +378,6 @@ def run_options(p: argparse.ArgumentParser, *, command: str, amount_options: Cal
     launch(p)
     synthetic(p)
     prefix_caching(p)
+    pooling(p)
+    media(p)
     server_metrics(p)

@@ -97,6 +97,7 @@ def main(ns: argparse.Namespace) -> int:
 
 def run_command(cfg: RunConfig, how: Invocation) -> int:
     """Launch when asked, build the prompts, run, then the table, the judgements and the files."""
+    from loadtest.prompts.batches import pooled_prompts
     from loadtest.prompts.sessions import load_sessions
     from loadtest.prompts.sources import load_prompts
     from loadtest.redact import redact
@@ -122,15 +123,16 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
             tokenizer = launched_tokenizer(server.info.get("model") or {})
         plan = trace = None
         if synthetic:  # counted with the server's tokenizer (imported only then: it needs httpx)
+            from loadtest.client.pooling_prompts import pooled_plan
             from loadtest.client.synthetic import plan_for
 
-            plan = plan_for(cfg, server)
+            plan = pooled_plan(cfg, server) if cfg.pooled else plan_for(cfg, server)  # embeddings, rerank: their own
         elif cfg.trace is not None:  # the trace's rows, schedule and prompts (client/trace.py)
             from loadtest.client.trace import plan_trace
 
             trace = plan_trace(cfg, server)
             cfg, plan = trace.configure(cfg), trace.prompts
-        prompts = plan.prompts if plan else prompts
+        prompts = plan.prompts if plan else pooled_prompts(prompts, cfg)  # embeddings, rerank: grouped
         tool_info: dict[str, Any] = {}
         if cfg.tools is not None:  # the canned tool result, counted with the server's tokenizer
             from loadtest.client.synthetic import tool_result_text

@@ -13,7 +13,7 @@ from typing import Any
 from loadtest.cli import configs, options
 from loadtest.errors import ConfigError
 from loadtest.launch import ENGINES
-from loadtest.sim.config import HOSTED, SimConfig
+from loadtest.sim.config import HOSTED, TRANSCRIPTION_DIALECTS, SimConfig
 
 
 def add_parsers(sub: Any) -> None:
@@ -132,7 +132,9 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     p = parser.add_argument_group("prompt side")
     p.add_argument("--prompt-tokenizer", default=None,
                    help="count prompt tokens with this tokenizer (as loadtest --tokenizer) instead of whitespace words")
-    p.add_argument("--template-tokens", type=int, default=0, help="chat requests: tokens a chat template adds")
+    p.add_argument("--template-tokens", type=int, default=0,
+                   help="chat requests: tokens a chat template adds; embeddings and rerank: tokens added to each "
+                        "input or (query, document) pair")
     p.add_argument("--prefill-tokens-per-s", type=float, default=None,
                    help="prompt processing speed: the first token is delayed by prompt tokens / this")
     p.add_argument("--n-ctx", type=int, default=None,
@@ -169,6 +171,25 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
                    help="/metrics answers 200 with a page the Prometheus text parser rejects")
     m.add_argument("--metrics-extra-series", type=int, default=d.metrics_extra_series, metavar="N",
                    help="N extra gauge series on the page, to make it large")
+
+    e = parser.add_argument_group("embeddings and rerank (POST /v1/embeddings, /v1/rerank, /v2/rerank)")
+    e.add_argument("--embedding-dim", type=int, default=d.embedding_dim, metavar="N",
+                   help="floats per embedding, seeded from the input (a request's dimensions overrides it; "
+                        "default %(default)s); latency: --ttft-ms + prompt tokens / --prefill-tokens-per-s")
+    e.add_argument("--embeddings", action=argparse.BooleanOptionalAction, default=d.embeddings,
+                   help="serve them (--no-embeddings: answer 501 as llama.cpp started without --embeddings)")
+    a = parser.add_argument_group("images and audio (docs/test-server.md \"Images and audio\")")
+    a.add_argument("--image-tokens", type=int, default=d.image_tokens, metavar="N",
+                   help="prompt tokens charged per image part of a chat request: in usage (prompt_tokens_details."
+                        "image_tokens), in the prefill time and in --log-chunks (default %(default)s)")
+    a.add_argument("--audio-tokens-per-s", type=float, default=d.audio_tokens_per_s, metavar="T",
+                   help="a transcription's prompt tokens per second of its WAV: its prefill at "
+                        "--prefill-tokens-per-s (default %(default)s, as Whisper's encoder)")
+    a.add_argument("--transcript-words-per-s", type=float, default=d.transcript_words_per_s, metavar="W",
+                   help="transcript words (one token each) per second of audio (default %(default)s)")
+    a.add_argument("--transcription-dialect", choices=TRANSCRIPTION_DIALECTS, default=d.transcription_dialect,
+                   help="POST /v1/audio/transcriptions answers as vLLM (chat-shaped chunks, duration usage), as "
+                        "OpenAI (transcript.text.* events, token usage), or not at all (404) (default %(default)s)")
 
     h = parser.add_argument_group("hosted API (--hosted: key sk-sim unless --api-key, 600 RPM, 200k TPM, "
                                   "SSE comments, choices:[] chunks, max_tokens rejected, 8 reasoning tokens)")

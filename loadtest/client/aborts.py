@@ -7,6 +7,7 @@ from pathlib import Path
 from loadtest.client.auth import auth_hint, open_transport
 from loadtest.client.discovery import list_models
 from loadtest.client.payloads import request_path
+from loadtest.client.pooling import unserved_line
 from loadtest.config import RunConfig
 from loadtest.measure.record import AUTH, NOT_FOUND, RATE_LIMITED, RequestRecord
 from loadtest.transport.base import CONNECT, TIMEOUT
@@ -24,7 +25,7 @@ async def abort_message(cfg: RunConfig, rec: RequestRecord, *, reason: str | Non
         return f"requests to {url} timed out: {rec.error}; raise --timeout if the server is just slow"
     if rec.error_kind == AUTH:
         return f"{url} refused the request ({rec.error}); {auth_hint(cfg)}"
-    if rec.error_kind == NOT_FOUND:
+    if rec.error_kind == NOT_FOUND or rec.status == 405:  # no such model, or no such endpoint
         transport = open_transport(cfg, 1)
         try:
             models = await list_models(transport)
@@ -32,7 +33,11 @@ async def abort_message(cfg: RunConfig, rec: RequestRecord, *, reason: str | Non
             await transport.aclose()
         if models and model not in models:
             return f"model {model!r} not found; the server offers: {', '.join(models)} (pass one with --model)"
-        return f"{url} answered 404 ({rec.error}); check --endpoint and --api"
+        offers = f"; its /models lists {', '.join(models)}" if models else ""
+        return (unserved_line(cfg, url, rec.status, rec.error)
+                or f"{url} answered {rec.status} ({rec.error}){offers}; check --endpoint and --api")
+    if (line := unserved_line(cfg, url, rec.status, rec.error)) is not None:  # 501: no embeddings here
+        return line
     if rec.error_kind == RATE_LIMITED:
         return (f"the first {failures} requests were all rate limited ({rec.error}) after {cfg.max_retries} retries "
                 "each; lower --concurrency, or set --rpm-limit / --tpm-limit under the provider's limits")

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from loadtest.client.media import transcription_body
 from loadtest.client.payloads import build_body, request_path
+from loadtest.client.pooling import pooled_tokens
 from loadtest.client.ratelimit import ClientLimits, sleep
 from loadtest.client.retry import RetryPolicy
 from loadtest.config import RunConfig
@@ -53,6 +55,8 @@ class Sender:
 
     def estimate_tokens(self, prompt: Prompt) -> int:
         """What a provider charges a request against its token limit: prompt + max tokens."""
+        if prompt.inputs is not None and self.cfg.pooled:  # nothing generated: every text, pair by pair
+            return pooled_tokens(prompt, self.cfg.api, self._count) if self._count else 0
         asked = prompt.max_tokens if prompt.max_tokens is not None else self.cfg.max_tokens
         return (self._count(prompt.text) if self._count else 0) + asked
 
@@ -85,9 +89,14 @@ class Sender:
                 waited = await self.limits.acquire(tokens)
                 info.limit_wait_s = (info.limit_wait_s or 0.0) + waited
             used = self._base(base)
-            body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
-            ex = await (post(self.path, body, cfg.timeout_s, abandon_after_s, headers, affinity)
-                        if headers or affinity is not None else post(self.path, body, cfg.timeout_s, abandon_after_s))
+            sent = headers
+            if cfg.api == "transcriptions":  # an audio upload, framed as multipart/form-data (client/media.py)
+                body, sent = transcription_body(prompt, used, include_usage=usage, continuous_usage=continuous,
+                                                headers=headers)
+            else:
+                body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
+            ex = await (post(self.path, body, cfg.timeout_s, abandon_after_s, sent, affinity)
+                        if sent or affinity is not None else post(self.path, body, cfg.timeout_s, abandon_after_s))
             info.attempts += 1
             if ex.limit_headers:
                 self._note_limits(ex.limit_headers)

@@ -28,7 +28,7 @@ _CONCURRENCY = 16
 
 def root_url(base_url: str) -> str:
     """Engines serve /tokenize and /props beside /v1, not under it."""
-    return re.sub(r"/v1/?$", "", base_url.rstrip("/"))
+    return re.sub(r"/v\d+/?$", "", base_url.rstrip("/"))  # /v1, and /v2 (rerank)
 
 
 class TokenizeEndpoint:

@@ -154,6 +154,10 @@ class LlamaCpp(Engine):
                     "--n_ctx", str(spec.ctx_size), "--interrupt_requests", "False"]
             if spec.gpu_layers is not None:
                 argv += ["--n_gpu_layers", str(spec.gpu_layers)]
+        if spec.embeddings:  # /v1/embeddings and /v1/rerank: llama.cpp answers 501 without it
+            common.update(embeddings=True, pooling=spec.pooling)
+            argv += (["--embedding", "True"] if variant == "llama-cpp-python"
+                     else ["--embeddings", "--pooling", spec.pooling or "mean"])
         argv += list(spec.extra_args)
         return EngineCommand(
             argv=argv, env=_base_env(), model_name=alias, variant=variant, settings=common,
@@ -183,6 +187,9 @@ class Transformers(Engine):
     accepted_fields = frozenset()   # 422 on any field it does not know
 
     def command(self, spec: LaunchSpec, model: ResolvedModel, port: int) -> EngineCommand:
+        if spec.embeddings:
+            raise ConfigError("transformers serve has no /v1/embeddings or /v1/rerank: launch llamacpp or vllm "
+                              "with --embeddings")
         py = self.ensure()
         served: Path | str
         if model.is_gguf:
@@ -248,6 +255,8 @@ class Vllm(Engine):
             argv += ["--tensor-parallel-size", str(spec.tensor_parallel_size)]
         if spec.gpu_memory_utilization is not None:
             argv += ["--gpu-memory-utilization", str(spec.gpu_memory_utilization)]
+        if spec.embeddings:  # an embedding or reranker model: vLLM's pooling runner serves both endpoints
+            argv += ["--runner", "pooling"]
         argv += list(spec.extra_args)
         env = _base_env()
         if not gpu:
@@ -291,6 +300,9 @@ class Tgi(Engine):
         return Path(exe)
 
     def command(self, spec: LaunchSpec, model: ResolvedModel, port: int) -> EngineCommand:
+        if spec.embeddings:
+            raise ConfigError("TGI serves no embeddings or rerank (Text Embeddings Inference does: start it "
+                              "yourself and give its --endpoint)")
         exe = self.ensure()
         return self.docker_command(spec, model, port, str(exe))
 

@@ -31,3 +31,5 @@ class LaunchSpec:
     ready_timeout_s: float | None = None
     variant: str | None = None        # llama.cpp: auto|llama-server|xllamacpp|llama-cpp-python
     stop_grace_s: float = 10.0        # SIGTERM -> SIGKILL
+    embeddings: bool = False          # serve embeddings/rerank (llama.cpp --embeddings, vLLM --runner pooling)
+    pooling: str | None = None        # llama.cpp --pooling with embeddings: mean, cls, last, rank, none

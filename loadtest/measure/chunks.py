@@ -19,6 +19,7 @@ import msgspec
 import orjson
 
 from loadtest.measure.sse import one_event_array, parse_stream, stamps_of
+from loadtest.measure.transcripts import take_transcript_body, take_transcript_event
 
 MALFORMED, STREAM_ERROR = "malformed", "stream_error"
 
@@ -223,6 +224,8 @@ class Stream:
         chunk, bad = _decode_one(body)
         if chunk is None:
             self.error_kind, self.error = MALFORMED, bad
+        elif chunk.choices is None and chunk.type is None and chunk.output is None and not chunk.error:
+            take_transcript_body(self, t_ns, body)  # {"text": ...}: a transcription (measure/transcripts.py)
         else:
             self.take(t_ns, chunk)
 
@@ -314,6 +317,9 @@ def take_response_event(s: Stream, t_ns: int, c: Chunk) -> None:
     if kind in ("response.reasoning_text.delta", "response.reasoning_summary_text.delta"):
         if isinstance(c.delta, str) and c.delta:
             s.add_text(t_ns, "", c.delta, None)
+        return
+    if kind.startswith("transcript.text."):  # the transcription dialect (measure/transcripts.py)
+        take_transcript_event(s, t_ns, c)
         return
     if kind in ("error", "response.failed"):
         detail = c.error or (c.response or {}).get("error") or {"message": c.message or kind}

@@ -147,6 +147,29 @@ DEFINITIONS: dict[str, str] = {
         "visible_tokens_total / window_s, with visible = completion_tokens - reasoning_tokens over completed "
         "requests that report reasoning tokens; reasoning_tokens_per_s likewise. Time to the first visible "
         "token is ttft_content_s."),
+    "image_fields": (
+        "Per request with images (--images N, a dataset's image / image_url / images): images (how many it carried, "
+        "as image_url content parts after its text), image_bytes (the image files' bytes; base64 adds a third on "
+        "the wire; null when an http(s) image's size is unknown to the client), and, where the server's usage "
+        "reports usage.prompt_tokens_details.image_tokens, prompt_image_tokens and prompt_text_tokens "
+        "(text_tokens when reported, else prompt_tokens - image tokens; null otherwise). Synthetic images are "
+        "seeded by (--seed, prompt index, image index): the same run sends the same images."),
+    "images_per_s": (
+        "Images of completed measured requests / window_s; image_bytes_per_s likewise with image_bytes "
+        "(images_total, image_bytes_total, prompt_image_tokens_total and prompt_text_tokens_total sum them). "
+        "Present only in runs that sent images."),
+    "transcription_fields": (
+        "--api transcriptions (/audio/transcriptions, one multipart upload per request): audio_seconds, the "
+        "uploaded audio's length (a synthetic clip's exact --audio-seconds, a WAV's frames / rate, other formats' "
+        "header duration); ttft_s is the time to first text (the first streamed transcript delta, OpenAI's "
+        "transcript.text.delta or vLLM's transcription.chunk; null without streaming); e2e_s the latency to the "
+        "whole transcript; completion_tokens from usage (OpenAI's output_tokens, vLLM's streamed usage), else "
+        "--tokenizer, else chunks, as for chat."),
+    "rtfx": (
+        "Inverse real-time factor per completed transcription: audio_seconds / e2e_s (as vLLM's and AIPerf's "
+        "benchmarks define RTFx; above 1 the server transcribes faster than real time); statistics over "
+        "completed measured requests. audio_seconds_per_s: audio seconds of completed measured requests / "
+        "window_s, the audio the server got through per second of wall time (audio_seconds_total sums them)."),
     "synthetic_prompts": (
         "--dataset synthetic --prompt-tokens N: each prompt is seeded, space-led common words that are one "
         "token each, counted whole and trimmed or extended until it is N tokens (normal, seeded +- "
@@ -328,6 +351,25 @@ DEFINITIONS: dict[str, str] = {
         "With it: the tools offered (names), source, max_tool_rounds, tool_latency_s, tool_result_tokens "
         "(the canned result's count by tool_result_tokenizer; tool_result_verified_by_server_tokenize says "
         "whether that was the server's own /tokenize)."),
+    "embeddings_and_rerank": (
+        "--api embeddings and --api rerank generate nothing: each request is one JSON answer, never streamed, "
+        "so e2e_s (request start to the answer's last byte) is its only latency and ttft_s, tpot_s, itl_s, "
+        "completion_tokens and tokens_per_s are null (not measured, never 0). A --slo on ttft, tpot or itl is "
+        "refused for them; latency objectives (e2e) and goodput apply. An answer that does not match its request "
+        "(embeddings: not one vector per input with indexes 0..n-1, or an empty vector; rerank: a result index "
+        "outside the documents or repeated, or no relevance_score) fails as 'malformed'."),
+    "inputs": (
+        "Per request (--api embeddings): the texts it sent and got one embedding each for (--batch-size); "
+        "embedding_dim: floats in the first returned vector (a JSON list, or base64 float32 with "
+        "--encoding-format base64). inputs_per_s: sum of inputs over completed measured requests / window_s."),
+    "documents": (
+        "Per request (--api rerank): the documents scored against its one query (--documents), whatever top_n "
+        "the answer was cut to. documents_per_s: sum of documents over completed measured requests / window_s."),
+    "prompt_tokens_per_s": (
+        "Sum of prompt_tokens over completed measured requests / window_s; null when no request reported any. "
+        "For embeddings and rerank prompt_tokens is usage.prompt_tokens, else usage.total_tokens, else Cohere's "
+        "meta.billed_units.input_tokens (token_source 'usage'), else the --tokenizer's count of every input, or of "
+        "every (query, document) pair as a cross-encoder reads them (token_source 'tokenizer'), else null."),
 }
 
 

@@ -14,6 +14,8 @@ import numpy as np
 
 from loadtest.measure.chunk_tokens import EXACT_SOURCES
 from loadtest.measure.hosted import HostedTotals
+from loadtest.measure.media import MediaTotals
+from loadtest.measure.pooling import PoolingTotals
 from loadtest.measure.prefixcache import PrefixCacheTotals
 from loadtest.measure.record import ABANDONED, CANCELLED, RequestRecord
 
@@ -72,6 +74,8 @@ class Columns:
         self.end_max: float | None = None
         self.hosted = HostedTotals()
         self.prefix = PrefixCacheTotals()
+        self.pooling = PoolingTotals()
+        self.media = MediaTotals()
         # Open loop: every measured request that started, failed ones too (the client's lateness
         # does not depend on how the server answered).
         self.send_lag: array[float] = array("d")
@@ -154,6 +158,8 @@ class Columns:
             self.chunk_token_source[row.chunk_token_source] += 1
         self.add_itl(row.chunk_offsets_s, row.chunk_tokens)
         self.prefix.add(row)
+        self.pooling.add(row)
+        self.media.add(row)
 
     @property
     def span_s(self) -> float | None:
@@ -194,6 +200,14 @@ class _Row(msgspec.Struct, gc=False):
     partial_tokens: int | None = None
     cached_tokens: int | None = None
     cached_tokens_source: str | None = None
+    inputs: int | None = None
+    documents: int | None = None
+    images: int | None = None
+    image_bytes: int | None = None
+    prompt_image_tokens: int | None = None
+    prompt_text_tokens: int | None = None
+    audio_seconds: float | None = None
+    rtfx: float | None = None
 
 
 _BATCH_ROWS = msgspec.json.Decoder(list[_Row])
@@ -253,6 +267,8 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
         "abandoned_tokens_received": cols.abandoned_tokens,
     })
     metrics.update(cols.hosted.metrics(window_s))
+    metrics.update(cols.pooling.metrics(window_s, cols.prompt_total))
+    metrics.update(cols.media.metrics(window_s, summarize))
     failed = cols.requests - cols.completed - cols.cancelled - cols.abandoned
     return {
         "counts": {"requests": cols.requests, "completed": cols.completed, "failed": failed,

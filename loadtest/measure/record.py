@@ -14,6 +14,7 @@ import orjson
 
 from loadtest.measure.chunk_tokens import TEXT_SHARE, split_chunk_tokens, tpot_from
 from loadtest.measure.chunks import Stream, error_message
+from loadtest.measure.media import split_prompt_tokens
 from loadtest.tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
 from loadtest.transport import Exchange
 from loadtest.transport.base import ABANDONED
@@ -128,6 +129,27 @@ class RequestRecord:
     previous reply and this round's request, as a tool would take to run; never inside any latency
     (None: round 0)."""
 
+    inputs: int | None = None
+    """--api embeddings: texts the request embedded (its batch; the answer held one vector each)."""
+    embedding_dim: int | None = None
+    """--api embeddings: floats per returned vector (the first one's, list or base64)."""
+    documents: int | None = None
+    """--api rerank: documents scored against the request's query."""
+    images: int | None = None
+    """Images the request carried (--images, a dataset's image fields; None: none)."""
+    image_bytes: int | None = None
+    """Bytes of those image files (base64 adds a third on the wire; None: no images, or an http(s)
+    image whose size the client does not know)."""
+    prompt_image_tokens: int | None = None
+    """Of prompt_tokens, those of the images: usage.prompt_tokens_details.image_tokens (None: not reported)."""
+    prompt_text_tokens: int | None = None
+    """Of prompt_tokens, those of the text: prompt_tokens_details.text_tokens, else prompt_tokens -
+    prompt_image_tokens (None: no image tokens reported)."""
+    audio_seconds: float | None = None
+    """--api transcriptions: seconds of audio the request uploaded (None: no audio)."""
+    rtfx: float | None = None
+    """--api transcriptions: inverse real-time factor, audio_seconds / e2e_s (None: not completed)."""
+
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
 
@@ -209,6 +231,8 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         cached = s.usage.get("prompt_tokens_details")
         if isinstance(cached, dict) and type(cached.get("cached_tokens")) is int:
             rec.cached_tokens, rec.cached_tokens_source = cached["cached_tokens"], USAGE
+        if isinstance(cached, dict) and "image_tokens" in cached:  # a prompt with images (measure/media.py)
+            split_prompt_tokens(rec, cached)
         details = s.usage.get("completion_tokens_details")
         if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
             rec.reasoning_tokens = details["reasoning_tokens"]

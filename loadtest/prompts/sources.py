@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.errors import DatasetError
+from loadtest.prompts.media import Media, row_media
 
 #: The builtin set, read through importlib.resources so it is found in a wheel as in a checkout:
 #: ``datasets/builtin.jsonl`` is kept (and documented) in the repository, ``loadtest/_data`` links
@@ -59,6 +60,11 @@ class Prompt:
     turn_offsets_s: tuple[float, ...] | None = None
     """A trace session's replayed turn offsets, seconds after its first turn's: a later turn whose
     previous reply came earlier is held until its own (prompts/tracesessions.py)."""
+    inputs: tuple[str, ...] | None = None
+    """--api embeddings: the texts the request embeds (``text`` is the first); --api rerank: the
+    documents scored against the query, which is ``text`` (prompts/batches.py)."""
+    media: Media | None = None
+    """Images and audio the request carries (prompts/media.py); None: text only."""
 
 
 def load_prompts(source: str = "builtin", *, builtin_path: Path | None = None) -> list[Prompt]:
@@ -243,7 +249,8 @@ def _prompts_from_rows(
         if not isinstance(row, dict):
             continue
         text = first_user_turn(row)
-        if text is None:
+        media = row_media(row, Path(where).parent, where, row_index)  # image/audio fields, read now
+        if text is None and media is None:
             continue
         raw_id = row.get("id") if use_row_ids else None
         if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) and str(raw_id).strip():
@@ -253,7 +260,7 @@ def _prompts_from_rows(
         while pid in seen:
             pid = f"{pid}-{row_index}"
         seen.add(pid)
-        prompts.append(Prompt(id=pid, text=text))
+        prompts.append(Prompt(id=pid, text=text or "", media=media))
     if not prompts:
         raise DatasetError(f"{where}: no usable prompts in {total} rows ({_SCHEMA_HINT})")
     if len(prompts) < total:  # said once, so a dump with many unusable rows is not sampled unknowingly

@@ -197,7 +197,7 @@ def check_records(rows: Iterable[dict[str, Any]], expected: dict[str, int] | Non
         if not r.get("ok") or r.get("warmup"):
             continue
         done += 1
-        got = r.get("prompt_tokens")
+        got = r.get("prompt_text_tokens") if r.get("images") else r.get("prompt_tokens")  # images: the text's
         first = not r.get("turn") and not r.get("tool_round")  # later requests carry a history
         if expected is not None and got is not None and r.get("prompt_id") in expected and first:
             checked += 1

@@ -9,6 +9,8 @@ from typing import Any
 from tabulate import tabulate
 
 from loadtest.measure.hosted import console_lines
+from loadtest.measure.media import console_lines as media_lines
+from loadtest.measure.pooling import console_head as pooled_head
 from loadtest.measure.prefixcache import console_line as prefix_cache_line
 from loadtest.servermetrics.scraper import metrics_url
 
@@ -28,6 +30,7 @@ _ROWS = [  # (metric, label, scale, digits)
     ("itl_chunk_s", "ITL (ms, per chunk)", 1e3, 2),
     ("decode_tokens_per_s", "decode tokens/s", 1, 1),
     ("e2e_s", "end-to-end latency (s)", 1, 3),
+    ("rtfx", "RTFx (audio s / e2e s)", 1, 1),
 ]
 
 
@@ -67,9 +70,10 @@ def render_table(summary: dict[str, Any]) -> str:
         f"{counts['failed']} failed" + (f", {counts['cancelled']} cancelled" if counts["cancelled"] else "")
         + (f", {counts['abandoned']} abandoned" if counts.get("abandoned") else "")
         + f"  |  {_load(summary['config'])}  |  window {_fmt(m['window_s'], 1, 2)} s",
-        (f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
-        f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}"),
     ]
+    head += pooled_head(summary) or [  # embeddings, rerank: their rates, and no generation metrics
+        (f"requests/min {_fmt(m['requests_per_min'], 1, 1)}  |  output tokens/s {_fmt(m['output_tokens_per_s'], 1, 1)}"
+         f"  |  completion tokens {m['completion_tokens_total']:,}  |  token source: {srcs}")]
     chunk_srcs = summary.get("chunk_token_source")
     if chunk_srcs:
         how = "exact" if summary.get("chunk_tokens_exact") else "estimated (first chunk 1 token, the rest by text)"
@@ -81,6 +85,7 @@ def render_table(summary: dict[str, Any]) -> str:
                     "tokens received before; outside every statistic above")
     head += console_lines(summary)
     head += prefix_cache_line(summary)
+    head += media_lines(summary)
     if summary["errors"]:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))
     if summary["run"].get("ended") not in (None, "done", "deadline"):

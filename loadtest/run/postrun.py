@@ -27,8 +27,9 @@ def judge(directory: Path, summary: dict[str, Any], objectives: list[slo.Objecti
     write_summary(directory, summary)
 
 
-def verdict_line(summary: dict[str, Any], stream: Any = sys.stdout) -> str:
+def verdict_line(summary: dict[str, Any], stream: Any = None) -> str:
     text = verdict.line(summary["verdict"])
+    stream = sys.stdout if stream is None else stream  # now: sys.stdout may have been replaced since import
     if summary["verdict"]["client_bound"] and getattr(stream, "isatty", lambda: False)():
         return RED + text + RESET
     return text

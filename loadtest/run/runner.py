@@ -30,8 +30,11 @@ from loadtest.client.sender import Sender
 from loadtest.client.tokenize import refine_records
 from loadtest.config import RunConfig
 from loadtest.judge.monitors import RunMonitor
+from loadtest.measure.media import note_media
 from loadtest.measure.metrics import compute_metrics, load_columns
+from loadtest.measure.pooling import PooledRequest, pooled_record
 from loadtest.measure.record import ABANDONED, CANCELLED, OnReply, RequestRecord, asked, build_record, cancelled_record
+from loadtest.prompts.attach import media_numbers, with_media
 from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
 from loadtest.run import live
@@ -72,6 +75,8 @@ class Run:
                  tokenizer: Tokenizer | None = None,
                  server_info: Callable[[], dict[str, Any] | None] | None = None, resume: bool = False,
                  hooks: Hooks | None = None, stop_on_failure: bool = False) -> None:
+        prompts = with_media(cfg, prompts)  # images and audio, made now, before the run (prompts/attach.py)
+        self._media = media_numbers(prompts)  # prompt id -> what its records say it carried
         self.cfg = cfg
         self.hooks = hooks or Hooks()
         self.stop_on_failure = stop_on_failure
@@ -103,7 +108,7 @@ class Run:
         self._model: str | None = cfg.model
         self._base: dict[str, Any] = {}
         # Finished exchanges wait here to be interpreted, one per event-loop turn (see _process).
-        self._pending: deque[tuple[Exchange, int, str, bool, tuple[Any, Any, str]]] = deque()
+        self._pending: deque[tuple[Exchange, int, Prompt, bool, tuple[Any, Any, str]]] = deque()
         self._phases = phases.Phases.of(cfg)
         self._phase_t0_ns = 0
         self.live = LiveStats()
@@ -139,13 +144,17 @@ class Run:
             self._emit(rec)
             raise
         if (ex.error_kind is not None and ex.error_kind != ABANDONED) or (ex.status or 0) >= 400:
-            self._interpret((ex, rid, prompt.id, warmup, sched))  # cheap, and abort detection must not lag
+            self._interpret((ex, rid, prompt, warmup, sched))  # cheap, and abort detection must not lag
             return
-        self._pending.append((ex, rid, prompt.id, warmup, sched))
+        self._pending.append((ex, rid, prompt, warmup, sched))
         self._pending_ready.set()
 
     def _record(self, ex: Exchange, i: int, prompt_id: str, warmup: bool,
-                on_reply: OnReply | None = None) -> RequestRecord:
+                on_reply: OnReply | None = None, prompt: Prompt | None = None) -> RequestRecord:
+        if self.cfg.pooled and prompt is not None:  # embeddings, rerank: one JSON answer (measure/pooling.py)
+            return pooled_record(ex, PooledRequest(self.cfg.api, prompt.text, prompt.inputs or (prompt.text,)),
+                                 request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, tokenizer=self.tokenizer,
+                                 warmup=warmup)
         return build_record(ex, request_id=i, prompt_id=prompt_id, run_t0_ns=self._t0_ns, stream=self.cfg.stream,
                             tokenizer=self.tokenizer, warmup=warmup,
                             keep_texts=self._texts.write if self._texts is not None else None, on_reply=on_reply)
@@ -169,10 +178,12 @@ class Run:
         return SessionLoop(self.cfg, send, self._record, cancelled, self._emit, self.stop, ids_per_session, release,
                            hold=hold)
 
-    def _interpret(self, item: tuple[Exchange, int, str, bool, tuple[Any, Any, str]]) -> None:
-        ex, i, prompt_id, warmup, sched = item
-        rec = self._record(ex, i, prompt_id, warmup)
+    def _interpret(self, item: tuple[Exchange, int, Prompt, bool, tuple[Any, Any, str]]) -> None:
+        ex, i, prompt, warmup, sched = item
+        rec = self._record(ex, i, prompt.id, warmup, prompt=prompt)
         rec.scheduled_s, rec.queue_s, rec.phase = sched
+        if prompt.id in self._media:
+            note_media(rec, *self._media[prompt.id])
         if self.cfg.trace is not None:
             asked(rec, self._order[i // self._id_stride].max_tokens)
         self._emit(rec)
@@ -239,7 +250,8 @@ class Run:
         cfg = self.cfg
         await self.hooks.open()
         self._transport = open_transport(cfg, phases.connections(cfg))
-        self._transport.limits = response_limits(cfg.max_tokens)
+        # (an embeddings or rerank answer is one JSON body bounded by its request: no runaway limit)
+        self._transport.limits = None if cfg.pooled else response_limits(cfg.max_tokens)
         self._sender = Sender(cfg, self._transport, note=self._note, tokenizer=self.tokenizer)
         if cfg.sessions or self._trace_sessions:
             self._sessions = self._session_loop(stride(self.prompts))

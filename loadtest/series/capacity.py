@@ -124,6 +124,7 @@ def answer_line(by: str, level: float | None, result: LevelResult | None, object
 
 def run_capacity(cc: CapacityConfig) -> int:
     """Launch when asked, search, write capacity.json, print the table and the answer."""
+    from loadtest.prompts.batches import pooled_prompts
     from loadtest.prompts.sources import load_prompts
     from loadtest.run.launched import launched, server_info
     from loadtest.tokens import load_tokenizer
@@ -139,7 +140,7 @@ def run_capacity(cc: CapacityConfig) -> int:
     if (root / "capacity.json").exists() and not cc.overwrite:
         raise ConfigError(f"--output {root} already holds a capacity search; pass --overwrite to replace it")
     root.mkdir(parents=True, exist_ok=True)
-    prompts = load_prompts(cc.base.dataset)
+    prompts = pooled_prompts(load_prompts(cc.base.dataset), cc.base)  # embeddings, rerank: grouped
     tokenizer = load_tokenizer(cc.base.tokenizer) if cc.base.tokenizer else None
     signals = Signals()
     t0 = time.monotonic()

@@ -122,6 +122,8 @@ class LevelResult:
             "achieved_rate_per_s": m.get("achieved_rate_per_s"),
             "requests_per_s": m.get("requests_per_s"), "requests_per_min": m.get("requests_per_min"),
             "output_tokens_per_s": m.get("output_tokens_per_s"),
+            "prompt_tokens_per_s": m.get("prompt_tokens_per_s"), "inputs_per_s": m.get("inputs_per_s"),
+            "documents_per_s": m.get("documents_per_s"),
             "ttft_p50_s": stat("ttft_s", "p50"), "ttft_p99_s": stat("ttft_s", "p99"),
             "tpot_p50_s": stat("tpot_s", "p50"), "tpot_p99_s": stat("tpot_s", "p99"),
             "e2e_p50_s": stat("e2e_s", "p50"), "e2e_p99_s": stat("e2e_s", "p99"),

@@ -78,14 +78,22 @@ def _num(v: float | None, digits: int = 1) -> str:
 
 
 def render(rows: list[dict[str, Any]], by: str) -> str:
+    """The levels' table; for embeddings or rerank levels (which generate nothing) their rates take the
+    place of output tokens/s, TTFT and TPOT."""
+    pooled = next((k for k in ("inputs_per_s", "documents_per_s") for r in rows if r.get(k) is not None), None)
     head = [by, "achieved req/s", "req/min", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "e2e p50/p99 s",
             "errors", "goodput req/min", "verdict"]
-    body = [[f"{r['level']:g}", _num(r["achieved_rate_per_s"], 2), _num(r["requests_per_min"]),
-             _num(r["output_tokens_per_s"]), f"{_ms(r['ttft_p50_s'])} / {_ms(r['ttft_p99_s'])}",
-             f"{_ms(r['tpot_p50_s'])} / {_ms(r['tpot_p99_s'])}",
-             f"{_num(r['e2e_p50_s'], 3)} / {_num(r['e2e_p99_s'], 3)}", str(r["errors"]),
-             _num(r["goodput_requests_per_min"]) + ("" if r["slo_met"] in (None, True) else " (SLO missed)"),
-             ", ".join(r["verdict"] or []) or "valid"] for r in rows]
+    if pooled:
+        head[3:6] = [pooled.replace("_per_s", "/s"), "prompt tok/s"]
+    body = []
+    for r in rows:
+        rates = ([_num(r[pooled]), _num(r.get("prompt_tokens_per_s"))] if pooled else
+                 [_num(r["output_tokens_per_s"]), f"{_ms(r['ttft_p50_s'])} / {_ms(r['ttft_p99_s'])}",
+                  f"{_ms(r['tpot_p50_s'])} / {_ms(r['tpot_p99_s'])}"])
+        body.append([f"{r['level']:g}", _num(r["achieved_rate_per_s"], 2), _num(r["requests_per_min"]), *rates,
+                     f"{_num(r['e2e_p50_s'], 3)} / {_num(r['e2e_p99_s'], 3)}", str(r["errors"]),
+                     _num(r["goodput_requests_per_min"]) + ("" if r["slo_met"] in (None, True) else " (SLO missed)"),
+                     ", ".join(r["verdict"] or []) or "valid"])
     return render_rows(body, head)
 
 
@@ -95,6 +103,7 @@ def _say(text: str) -> None:
 
 def run_sweep(sc: SweepConfig) -> int:
     """Launch when asked, run the levels (probing first for auto), write sweep.json, print the table."""
+    from loadtest.prompts.batches import pooled_prompts
     from loadtest.prompts.sources import load_prompts
     from loadtest.run.launched import launched, server_info
     from loadtest.tokens import load_tokenizer
@@ -106,7 +115,7 @@ def run_sweep(sc: SweepConfig) -> int:
     root.mkdir(parents=True, exist_ok=True)
     by, auto = sc.settings.by, sc.levels is None
     levels = list(sc.levels or [])
-    prompts = load_prompts(sc.base.dataset)
+    prompts = pooled_prompts(load_prompts(sc.base.dataset), sc.base)  # embeddings, rerank: grouped
     tokenizer = load_tokenizer(sc.base.tokenizer) if sc.base.tokenizer else None
     signals = Signals()
     results: list[LevelResult] = []
@@ -133,8 +142,9 @@ def run_sweep(sc: SweepConfig) -> int:
                 reason = f"interrupted at {by} {level:g} (its partial results are in {r.directory})"
                 break
             results.append(r)
-            _say(f"{by} {level:g}: {_num(r.metrics.get('requests_per_min'))} req/min, TTFT p99 "
-                 f"{_ms((r.metrics.get('ttft_s') or {}).get('p99'))} ms, {r.summary['counts']['failed']} failed"
+            latency = "e2e" if sc.base.pooled else "ttft"  # embeddings, rerank: no TTFT
+            _say(f"{by} {level:g}: {_num(r.metrics.get('requests_per_min'))} req/min, {latency.upper()} p99 "
+                 f"{_ms((r.metrics.get(latency + '_s') or {}).get('p99'))} ms, {r.summary['counts']['failed']} failed"
                  + (f"; {slos.line(r.slo)}" if r.slo else ""))
             reason = stop_reason(results[:-1], r, sc.settings)
             if reason and sc.early_stop:

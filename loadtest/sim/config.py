@@ -14,6 +14,8 @@ from typing import Any
 from loadtest.errors import ConfigError
 
 _FAULT_FIELDS = ("disconnect_after_tokens", "stream_error_after_tokens", "malformed_after_tokens")
+TRANSCRIPTION_DIALECTS = ("vllm", "openai", "none")
+"""How POST /v1/audio/transcriptions answers (sim/transcribe.py); none: 404."""
 METRICS_FAMILIES = ("vllm", "llamacpp", "dcgm")
 """What GET /metrics can serve (sim/metrics.py): vLLM's and llama.cpp's names, and DCGM's GPU fields."""
 
@@ -104,6 +106,20 @@ class SimConfig:
     metrics_malformed: bool = False  # /metrics answers 200 with a page the Prometheus parser rejects
     metrics_extra_series: int = 0  # this many extra gauge series, to make the page large
 
+    # Embeddings and rerank (sim/pooling.py): floats per embedding (a request's ``dimensions`` overrides it);
+    # embeddings False answers them 501 as llama.cpp started without --embeddings does.
+    embedding_dim: int = 8
+    embeddings: bool = True
+    # Images and transcriptions (sim/images.py, sim/transcribe.py): prompt tokens charged per image part
+    # of a chat request; a transcription's prompt tokens per second of audio (Whisper's encoder: 1500 per
+    # 30 s) and transcript words (one token each) per second; the shape of /v1/audio/transcriptions'
+    # answers: vllm (chat-shaped chunks, duration usage), openai (transcript.text.* events, token
+    # usage) or none (404, a server without the endpoint).
+    image_tokens: int = 256
+    audio_tokens_per_s: float = 50.0
+    transcript_words_per_s: float = 2.5
+    transcription_dialect: str = "vllm"
+
     def __post_init__(self) -> None:
         # Fail at construction so a bad option never reaches a child process and dies there.
         if not 0 <= self.port <= 65535:
@@ -152,7 +168,10 @@ class SimConfig:
             raise ConfigError("sim: retry_after_s must be a finite number >= 0")
         if self.fail_every is not None and not faults and self.fail_status is None:
             raise ConfigError("sim: fail_every needs fail_status or one of " + ", ".join(_FAULT_FIELDS))
+        if self.embedding_dim < 1:
+            raise ConfigError("sim: embedding_dim must be >= 1")
         self._check_metrics()
+        self._check_media()
 
     def _check_metrics(self) -> None:
         if not isinstance(self.metrics, tuple):  # a list from a caller would not survive to_args
@@ -170,6 +189,17 @@ class SimConfig:
         if not self.metrics and (self.metrics_delay_ms or self.metrics_malformed or self.metrics_extra_series):
             raise ConfigError("sim: metrics_delay_ms, metrics_malformed and metrics_extra_series need metrics "
                               "(--metrics vllm,llamacpp,dcgm)")
+
+    def _check_media(self) -> None:
+        if self.image_tokens < 0:
+            raise ConfigError("sim: image_tokens must be >= 0")
+        if not (math.isfinite(self.audio_tokens_per_s) and self.audio_tokens_per_s >= 0):
+            raise ConfigError("sim: audio_tokens_per_s must be a finite number >= 0")
+        if not (math.isfinite(self.transcript_words_per_s) and self.transcript_words_per_s > 0):
+            raise ConfigError("sim: transcript_words_per_s must be a finite number > 0")
+        if self.transcription_dialect not in TRANSCRIPTION_DIALECTS:
+            raise ConfigError(f"sim: transcription_dialect must be one of {', '.join(TRANSCRIPTION_DIALECTS)}, "
+                              f"got {self.transcription_dialect!r}")
 
     @property
     def fault(self) -> tuple[str, int] | None:
@@ -206,7 +236,7 @@ class SimConfig:
 
 
 # Flags that default on and so need an explicit --no-X form.
-NEGATABLE = ("role_chunk", "usage", "done")
+NEGATABLE = ("role_chunk", "usage", "done", "embeddings")
 
 
 HOSTED = {"rpm_limit": 600, "tpm_limit": 200_000, "sse_comments": True, "empty_choices_chunks": True,

@@ -75,6 +75,8 @@ class Plan:
     # arguments cut into the reply's pieces as (call index, piece): one "token" each. None: text.
     tool_calls: tuple[tuple[str, str, str], ...] | None = None
     tool_pieces: tuple[tuple[int, str], ...] = ()
+    # Images (sim/images.py): the prompt tokens charged for the request's image parts (None: no images).
+    image_tokens: int | None = None
     # --jitter: this reply's TTFT and TPOT factors (1.0: the configured times exactly).
     ttft_factor: float = 1.0
     tpot_factor: float = 1.0
@@ -176,12 +178,16 @@ def token_text(start: int, end: int, word: bytes = b"tok") -> bytes:
 
 
 def usage_json(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0,
-               cached_tokens: int | None = None) -> bytes:
+               cached_tokens: int | None = None, image_tokens: int | None = None) -> bytes:
     """OpenAI's usage; reasoning tokens (part of completion_tokens) in completion_tokens_details,
-    prefix-cached prompt tokens (with --prefix-cache-tokens) in prompt_tokens_details."""
+    prefix-cached prompt tokens (with --prefix-cache-tokens) and the images' tokens (sim/images.py)
+    in prompt_tokens_details."""
     details = b',"completion_tokens_details":{"reasoning_tokens":%d}' % reasoning_tokens if reasoning_tokens else b""
-    if cached_tokens is not None:
+    if cached_tokens is not None and image_tokens is None:
         details += b',"prompt_tokens_details":{"cached_tokens":%d}' % cached_tokens
+    elif image_tokens is not None:
+        cached = b'"cached_tokens":%d,' % cached_tokens if cached_tokens is not None else b""
+        details += b',"prompt_tokens_details":{%b"image_tokens":%d}' % (cached, image_tokens)
     return b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d%b}' % (
         prompt_tokens, completion_tokens, prompt_tokens + completion_tokens, details)
 
@@ -202,7 +208,7 @@ def completion_body(plan: Plan, head: bytes, with_usage: bool, extra: bytes = b"
         choice = b'{"index":0,"message":%s},"logprobs":null,"finish_reason":"%s"}' % (message, finish)
     else:
         choice = b'{"index":0,"text":"%s","logprobs":null,"finish_reason":"%s"}' % (token_text(0, n, plan.word), finish)
-    usage = b',"usage":' + usage_json(plan.prompt_tokens, n, r, plan.cached_tokens) if with_usage else b""
+    usage = b',"usage":' + usage_json(plan.prompt_tokens, n, r, plan.cached_tokens, plan.image_tokens) if with_usage else b""
     return head + b',"choices":[' + choice + b"]" + usage + extra + b"}"
 
 

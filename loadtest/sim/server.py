@@ -21,8 +21,10 @@ import httptools
 import orjson
 
 from loadtest.eventloop import loop_factory
+from loadtest.sim import pooling
 from loadtest.sim.config import SimConfig
 from loadtest.sim.generate import RequestError, object_head, plan_request
+from loadtest.sim.images import take_images
 from loadtest.sim.limits import ServerLimits
 from loadtest.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loadtest.sim.metrics import MetricsPage
@@ -34,6 +36,7 @@ from loadtest.sim.state import SimState, content_hash, request_log
 from loadtest.sim.stream import Scheduler, Stream
 from loadtest.sim.tokenize import tokenize_body
 from loadtest.sim.tools import logged_calls, plan_tool_calls
+from loadtest.sim.transcribe import transcribe
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
             405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
@@ -233,6 +236,10 @@ class Sim(SimState):
             if method != b"POST":
                 return self._error(conn, RequestError(405, f"Method {method.decode()} not allowed"), keep)
             return self._generate(conn, req, chat=path == b"/v1/chat/completions", responses=path == b"/v1/responses")
+        if path in pooling.PATHS:  # /v1/embeddings, /v1/rerank, /v2/rerank: nothing generated
+            return pooling.handle(self, conn, req, path)
+        if path == b"/v1/audio/transcriptions":  # a multipart audio upload (sim/transcribe.py)
+            return transcribe(self, conn, req)
         if path == b"/v1/models" and method == b"GET":
             if not self._authorized(req):
                 return self._error(conn, _unauthorized(), keep)
@@ -324,6 +331,7 @@ class Sim(SimState):
                 plan.log_extra["tool_calls"] = logged_calls(plan)
         if self.prefix_cache is not None:
             plan.block_hashes = self.prefix_cache.block_hashes(self.prompting.token_keys(chat, body))
+        take_images(config, body, plan)  # a chat request's images: --image-tokens each, before its prefill
         stream = Stream(self, conn, plan, req.recv_ns, head, req.keep_alive, arrival_ns=req.recv_ns)
         if self.config.max_concurrency is not None and self.stats.active >= self.config.max_concurrency:
             conn.stream = stream  # a waiting reply: a closed connection still cancels it

@@ -156,7 +156,8 @@ class Stream:
 
     def _usage(self) -> bytes:
         return b',"usage":' + usage_json(self.plan.prompt_tokens, self.sent,
-                                         min(self.sent, self.plan.reasoning_tokens), self.plan.cached_tokens)
+                                         min(self.sent, self.plan.reasoning_tokens), self.plan.cached_tokens,
+                                         self.plan.image_tokens)
 
     def step(self) -> None:
         now = monotonic_ns()

@@ -305,8 +305,9 @@ class FastTransport:
         start = method + b" " + with_query(self._prefix + path, self._query).encode() + b" HTTP/1.1\r\n" + self._head
         if headers:
             start += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
-        if method == b"POST":
-            return start + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        if method == b"POST":  # JSON, unless the request says what it is (a multipart upload)
+            kind = b"" if headers and "Content-Type" in headers else b"Content-Type: application/json\r\n"
+            return start + kind + b"Content-Length: %d\r\n\r\n" % len(body) + body
         return start + b"\r\n"
 
     def _watch(self) -> None:

@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--n-gpu-layers", "-ngl", type=int, default=None)
     ap.add_argument("--alias", "-a", default=None, help="model name clients send (default: file stem)")
     ap.add_argument("--metrics", action="store_true", help="serve Prometheus /metrics (llama-server --metrics)")
+    ap.add_argument("--embeddings", action="store_true", help="serve /v1/embeddings and /v1/rerank (llama-server "
+                                                                 "--embeddings)")
+    ap.add_argument("--pooling", choices=("none", "mean", "cls", "last", "rank"), default=None,
+                    help="pooling of the embeddings (rank: a reranker's scores); default: the model's own")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="any other xllamacpp.CommonParams field (dots for nested: sampling.temp=0)")
     return ap.parse_args(argv)
@@ -62,6 +66,10 @@ def build_params(args: argparse.Namespace):  # -> xllamacpp.CommonParams
     alias = args.alias or os.path.splitext(os.path.basename(args.model))[0]
     p.model_alias = {alias}
     p.endpoint_metrics = args.metrics
+    if args.embeddings:
+        p.embedding = True
+    if args.pooling is not None:
+        p.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep:

@@ -14,6 +14,7 @@ from typing import Any
 from loadtest import __version__
 from loadtest.cli import (
     capacity,
+    compare,
     convert,
     engine,
     matrix,
@@ -35,7 +36,8 @@ DESCRIPTION = ("loadtest benchmarks OpenAI-compatible LLM inference servers (vLL
                "the server's usage, every chunk is stamped on arrival, and every run says whether its numbers can "
                "be trusted.")
 EPILOG = "Run `loadtest COMMAND --help` for a command's options; the manual is in docs/ (docs/cli.md lists them all)."
-COMMANDS = (run, sweep, capacity, tokens, report, matrix, memory, models, serve, engine, rerun, scenario, convert)
+COMMANDS = (run, sweep, capacity, tokens, report, compare, matrix, memory, models, serve, engine, rerun, scenario,
+            convert)
 """The command modules, in the order --help lists them; each has ``add_parsers(sub)``."""
 
 

@@ -34,6 +34,9 @@ def add_parsers(sub: Any) -> None:
                    help="hosted API price per 1M input tokens")
     p.add_argument("--price-per-1m-output", type=argtypes.non_negative_float, metavar="USD",
                    help="hosted API price per 1M output tokens")
+    p.add_argument("--slice", type=argtypes.seconds, metavar="WIDTH",
+                   help="also cut each run into windows of this length (e.g. 10s): TTFT p50, output tokens/s and "
+                        "errors per window, and a trend test over them (warm-up, throttling, drift)")
     options.wandb_project(p)
     options.debug(p)
     p.set_defaults(run=main)
@@ -54,11 +57,13 @@ def main(ns: argparse.Namespace) -> int:
     by = [b.strip() for b in ns.by.split(",") if b.strip()]
     if not 1 <= len(by) <= 3:
         raise ConfigError("--by takes one to three keys, e.g. engine,model")
+    if ns.slice is not None and ns.slice <= 0:
+        raise ConfigError(f"--slice must be a duration above 0, got {ns.slice:g}")
     if ns.format == "html" and ns.output is None:
         raise ConfigError("--format html needs --output FILE")
     text = make_report(list(ns.runs), by=by, fmt=ns.format, output=ns.output, plots=ns.plots, prices=prices(ns),
                        slos={"slo_ttft_s": ns.slo_ttft_ms / 1e3 if ns.slo_ttft_ms is not None else None,
-                             "slo_e2e_s": ns.slo_e2e_s})
+                             "slo_e2e_s": ns.slo_e2e_s}, slice_s=ns.slice)
     if ns.wandb:
         from loadtest.report.load import load_runs
         from loadtest.report.wandb_sink import log_runs

@@ -78,6 +78,10 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("timing (absolute schedule: token i is due at receipt + ttft + i*tpot)")
     t.add_argument("--ttft-ms", type=float, default=d.ttft_ms, help="time to first token (default %(default)s)")
     t.add_argument("--tpot-ms", type=float, default=d.tpot_ms, help="delay per token after the first (default %(default)s)")
+    t.add_argument("--jitter", type=float, default=d.jitter, metavar="SIGMA",
+                   help="server noise: each reply's TTFT and TPOT times a seeded lognormal factor exp(N(0, SIGMA)), "
+                        "median 1 (default 0: exact)")
+    t.add_argument("--jitter-seed", type=int, default=d.jitter_seed, help="seed of --jitter's draws (default 0)")
     t.add_argument("--output-tokens", type=int, default=None,
                    help="tokens per reply, capped by max_tokens (default: the request's max_tokens, or 16)")
     t.add_argument("--max-concurrency", type=int, default=None,

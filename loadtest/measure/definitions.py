@@ -86,6 +86,30 @@ DEFINITIONS: dict[str, str] = {
         "loadtest report: with --cost-per-hour P, $ per 1M output tokens = P / (output_tokens_per_s x 3600) "
         "x 1e6 and $ per 1,000 requests = P / (requests_per_min x 60) x 1000; with API prices, each "
         "request's prompt and completion tokens at the given $ per 1M."),
+    "compare_change": (
+        "loadtest compare, per metric: change = (candidate / baseline - 1) x 100 %, each side's value being the "
+        "statistic over its completed requests (a repeat group's runs pooled; ITL token-weighted) or, for a "
+        "rate, the mean over its runs; error_rate's change is candidate - baseline in percentage points. Its "
+        "95% interval: the percentile interval of the change over --resamples (2,000) seeded bootstrap "
+        "resamples of each side, blocked by run (runs drawn with replacement, then requests within them; ITL: "
+        "requests resampled whole, their tokens read from 1,024 quantile bins); for a rate, Welch's interval "
+        "of the difference of the means / the baseline's mean."),
+    "compare_verdict": (
+        "loadtest compare: the p50 of a per-request metric is tested with Mann-Whitney U (normal approximation "
+        "with tie and continuity corrections; rough below 20 requests a side), p90/p99 and ITL with the "
+        "bootstrap's two-sided p-value (only with 20 requests and 5 values beyond the percentile a side), a "
+        "rate with Welch's t over the runs (not tested without repeats on both sides), error_rate with "
+        "Fisher's exact test. The p-values are adjusted by Benjamini-Hochberg over the metrics tested. Better "
+        "or worse (by the metric's direction: lower latency, higher throughput) when the adjusted p < --alpha "
+        "(0.05) and the 95% interval excludes 0; else no significant difference; not tested when no test "
+        "applies. --fail-if RULE exits 3 when a better or worse change is beyond the rule's threshold."),
+    "time_slices": (
+        "loadtest report --slice W: each run from its first measured start to its last end in windows of W "
+        "seconds: requests started in the window, TTFT p50 of the requests whose first token came in it, "
+        "output tokens/s (each request's completion tokens spread evenly from its first token to its end), "
+        "failed requests that ended in it. Trend: a Mann-Kendall test of each series over the full windows "
+        "(the last, shorter one left out), Sen's slope per minute as its size, p-values adjusted by "
+        "Benjamini-Hochberg over the series tested; rising or falling when below 0.05."),
     "client_cpu_s": (
         "CPU seconds the client process used during the measured phase (user + system), and per 1,000 "
         "completion tokens: the client's own overhead, to compare with what it measures. "

@@ -15,14 +15,19 @@ FORMATS = ("table", "markdown", "csv", "json", "html")
 
 def make_report(paths: list[Path], *, by: list[str], fmt: str, output: Path | None, plots: Path | None,
                 prices: Prices | None = None, title: str = "loadtest report",
-                slos: dict[str, float | None] | None = None) -> str:
-    """Build the report in `fmt`; write it to `output` when given. Returns the text."""
+                slos: dict[str, float | None] | None = None, slice_s: float | None = None) -> str:
+    """Build the report in `fmt`; write it to `output` when given. Returns the text. ``slice_s``
+    adds each run's time slices and their trend tests (report/slices.py)."""
     from loadtest.report.build import build_report
     from loadtest.report.load import find_failures, load_runs
     from loadtest.report.render import render_text
 
     runs = load_runs(paths)
     tables = build_report(runs, by, prices, find_failures(paths))
+    if slice_s is not None:
+        from loadtest.report.slices import slice_tables
+
+        tables += slice_tables(runs, slice_s)
     if fmt == "html":
         from loadtest.report.html import render_html
 

@@ -31,6 +31,11 @@ class SimConfig:
     api_key: str | None = None
     ttft_ms: float = 20.0
     tpot_ms: float = 5.0
+    # Server noise: each reply's TTFT and TPOT are multiplied by its own lognormal factor
+    # exp(N(0, jitter)) (median 1), drawn from (jitter_seed, reply number): a server whose timing
+    # varies as real ones do, reproducibly. 0 = exact. Chat and completions replies.
+    jitter: float = 0.0
+    jitter_seed: int = 0
     # None = generate the request's max_tokens (16 when absent).
     output_tokens: int | None = None
     tokens_per_chunk: int = 1
@@ -126,6 +131,8 @@ class SimConfig:
             raise ConfigError("sim: ttft_ms and tpot_ms must be finite numbers")
         if self.ttft_ms < 0 or self.tpot_ms < 0:
             raise ConfigError("sim: ttft_ms and tpot_ms must be >= 0")
+        if not (math.isfinite(self.jitter) and 0 <= self.jitter <= 2):
+            raise ConfigError("sim: jitter must be between 0 and 2 (the sigma of a lognormal factor)")
         if self.output_tokens is not None and self.output_tokens < 1:
             raise ConfigError("sim: output_tokens must be >= 1")
         if self.tokens_per_chunk < 1:

@@ -54,6 +54,7 @@ class Request(Protocol):
     slot_ns: int  # when it took a slot (== arrival_ns when one was free)
     recv_ns: int  # the schedule's anchor: slot + prefill; token i is due at recv_ns + ttft + i*tpot
     sent: int  # tokens generated so far
+    tpot_ns: int  # this reply's time per token (the configured one, or --jitter's draw)
 
     @property
     def prompt_tokens(self) -> int: ...
@@ -113,6 +114,7 @@ class Engine:
         self.e2e = Histogram(REQUEST_BUCKETS_S)
         self.ttft = Histogram(TTFT_BUCKETS_S)
         self.itl_tokens = 0  # ITL observations, each tpot (the schedule): the histogram is built on a scrape
+        self.itl_jittered: dict[int, int] = {}  # --jitter: of those, tokens per other tpot
         # llama.cpp: prompt tokens and seconds when the prefill completes; predicted tokens and
         # seconds only when a request finishes (server.cpp's on_prediction), so an aborted one never counts.
         self.lc_prompt_tokens = 0  # computed ones: cached tokens count apart (lc_prompt_cached)
@@ -162,6 +164,9 @@ class Engine:
             self.ttft.observe(first_ns - req.arrival_ns)
             n -= 1
         self.itl_tokens += n
+        tpot = getattr(req, "tpot_ns", self.tpot_ns)
+        if tpot != self.tpot_ns and n:
+            self.itl_jittered[tpot] = self.itl_jittered.get(tpot, 0) + n
 
     def free_slot(self, req: Request, now_ns: int, finish_reason: str | None) -> None:
         """The request leaves its slot and frees its KV: finished ("stop"/"length"), or aborted
@@ -177,7 +182,7 @@ class Engine:
         if finish_reason == "abort" or not req.sent:
             return
         first_ns = req.recv_ns + self.ttft_ns
-        decode_ns = (req.sent - 1) * self.tpot_ns
+        decode_ns = (req.sent - 1) * getattr(req, "tpot_ns", self.tpot_ns)
         self.decode.observe(decode_ns)
         self.e2e.observe(first_ns + decode_ns - req.arrival_ns)
         self.lc_predicted_tokens += req.sent
@@ -202,6 +207,9 @@ class Engine:
 
     def itl(self) -> Histogram:
         hist = Histogram(ITL_BUCKETS_S)
-        if self.itl_tokens:
-            hist.observe(self.tpot_ns, self.itl_tokens)
+        plain = self.itl_tokens - sum(self.itl_jittered.values())
+        if plain:
+            hist.observe(self.tpot_ns, plain)
+        for tpot_ns, tokens in self.itl_jittered.items():
+            hist.observe(tpot_ns, tokens)
         return hist

@@ -6,6 +6,7 @@ one place and can be tested without sockets.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,9 @@ class Plan:
     tool_pieces: tuple[tuple[int, str], ...] = ()
     # Images (sim/images.py): the prompt tokens charged for the request's image parts (None: no images).
     image_tokens: int | None = None
+    # --jitter: this reply's TTFT and TPOT factors (1.0: the configured times exactly).
+    ttft_factor: float = 1.0
+    tpot_factor: float = 1.0
 
 
 def _words(value: Any) -> int:
@@ -155,10 +159,15 @@ def plan_request(config: SimConfig, chat: bool, body: Any, fail: bool, seed: int
         fault, fault_after = config.fault
     else:
         fault, fault_after = None, 0
-    return Plan(chat=chat, stream=stream, include_usage=include_usage and config.usage, continuous_usage=continuous,
+    plan = Plan(chat=chat, stream=stream, include_usage=include_usage and config.usage, continuous_usage=continuous,
                 prompt_tokens=prompt_tokens, n_tokens=n_tokens,
                 reasoning_tokens=min(config.reasoning_tokens, n_tokens) if chat else 0,
                 finish_reason=finish_reason, fault=fault, fault_after=fault_after, seed=seed)
+    if config.jitter:
+        rng = random.Random(f"jitter:{config.jitter_seed}:{seed}")
+        plan.ttft_factor = math.exp(rng.gauss(0.0, config.jitter))
+        plan.tpot_factor = math.exp(rng.gauss(0.0, config.jitter))
+    return plan
 
 
 def token_text(start: int, end: int, word: bytes = b"tok") -> bytes:

@@ -354,6 +354,8 @@ class Sim(SimState):
             plan.cached_tokens = cache.lookup(plan.block_hashes, plan.prompt_tokens, stream.slot_ns)
             computed -= plan.cached_tokens
         stream.recv_ns = stream.slot_ns + self.prompting.prefill_ns(computed)  # slow prefill shifts the schedule
+        if plan.ttft_factor != 1.0:  # --jitter: this reply's TTFT is ttft x factor
+            stream.recv_ns += round(self.ttft_ns * (plan.ttft_factor - 1.0))
         if cache is not None:
             cache.insert_at(stream.recv_ns + self.ttft_ns, plan.block_hashes, stream)
 

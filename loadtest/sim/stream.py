@@ -73,7 +73,7 @@ class Stream:
     """One generation reply (streamed or not) on its way out; ``step`` runs when ``due`` is reached."""
 
     __slots__ = ("arrival_ns", "conn", "disconnect_ns", "due", "first_ns", "head", "keep_alive", "live", "log_ns",
-                 "log_tokens", "next_end", "plan", "recv_ns", "rng", "sent", "sim", "slot_ns")
+                 "log_tokens", "next_end", "plan", "recv_ns", "rng", "sent", "sim", "slot_ns", "tpot_ns")
 
     def __init__(self, sim: SimState, conn: Conn, plan: Plan, recv_ns: int, head: bytes, keep_alive: bool,
                  arrival_ns: int | None = None) -> None:
@@ -94,6 +94,7 @@ class Stream:
         self.live = True
         self.first_ns: int | None = None
         self.rng = random.Random(plan.seed) if sim.chunk_tokens_max is not None else None
+        self.tpot_ns = sim.tpot_ns if plan.tpot_factor == 1.0 else round(sim.tpot_ns * plan.tpot_factor)  # --jitter
         logging = sim.chunk_log is not None
         self.log_tokens: list[int] | None = [] if logging else None
         self.log_ns: list[int] | None = [] if logging else None
@@ -126,7 +127,7 @@ class Stream:
             self.next_end = 0 if has_fault and plan.fault_after == 0 else self._end_after(0)
         else:
             self.next_end = plan.fault_after if has_fault else plan.n_tokens
-        self.due = self.recv_ns + sim.ttft_ns + max(self.next_end - 1, 0) * sim.tpot_ns
+        self.due = self.recv_ns + sim.ttft_ns + max(self.next_end - 1, 0) * self.tpot_ns
         sim.scheduler.push(self.due, self)
 
     def _end_after(self, sent: int) -> int:
@@ -207,7 +208,7 @@ class Stream:
         else:
             self.conn.write(b"".join(out))
             self.next_end = self._end_after(self.sent)
-            self.due = self.recv_ns + sim.ttft_ns + (self.next_end - 1) * sim.tpot_ns
+            self.due = self.recv_ns + sim.ttft_ns + (self.next_end - 1) * self.tpot_ns
             sim.scheduler.push(self.due, self)
 
     def _generated(self, start: int, end: int, now: int) -> None:

@@ -5,9 +5,8 @@ One run's output tokens/s is one draw; N identical runs give N draws, and their 
 narrow: with 3 runs the factor is 4.30), and a coefficient of variation that says how noisy one
 run is. Per-request statistics (TTFT percentiles...) are also pooled over all the runs' requests.
 
-The t quantile is computed here (numpy and the standard library only: no scipy for one function)
-from the regularized incomplete beta function, and checked against textbook values in
-tests/unit/test_repeat_stats.py.
+The t quantile is loadtest.stats.dist's (the same one `compare` uses), checked against textbook
+values in tests/unit/test_stats.py.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from loadtest.measure.metrics import STAT_KEYS, Columns, compute_metrics, load_columns
+from loadtest.stats.dist import t_ppf
 
 CONFIDENCE = 0.95
 INTERVAL_STATS = ("mean", "p50", "p90", "p99")
@@ -28,66 +28,6 @@ INTERVAL_STATS = ("mean", "p50", "p90", "p99")
 SUMMED = ("window_s", "abandoned_tokens_received")
 """Run-level scalars that add up over the runs of a group (so do the ``*_total`` ones); every
 other numeric scalar (requests_per_s, output_tokens_per_s...) is the mean over runs."""
-
-
-# -- Student's t ------------------------------------------------------------------------------------
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, eps = 1e-300, 1e-15
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 400):
-        m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < eps:
-            break
-    return h
-
-
-def incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_fraction(a, b, x) / a
-    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The t value below which a share ``p`` of Student's t(df) lies (0 < p < 1): bisection on the
-    CDF to 1e-12, which is exact to the printed digits of any table."""
-    if not 0.0 < p < 1.0 or not df > 0:
-        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return (lo + hi) / 2.0
 
 
 # -- one metric over runs ---------------------------------------------------------------------------
@@ -103,7 +43,7 @@ def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[st
     if n < 2:
         return out
     mean, std = float(v.mean()), float(v.std(ddof=1))
-    half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
+    half = t_ppf(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
     out.update(std=std, ci_low=mean - half, ci_high=mean + half, half_width=half,
                cv=std / abs(mean) if mean else None, half_width_pct=100.0 * half / abs(mean) if mean else None)
     return out

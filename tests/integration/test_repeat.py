@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.cli.main import main
-from loadtest.measure.repeats import t_quantile
+from loadtest.stats.dist import t_ppf
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_reps_are_complete_runs_and_the_group_values_are_theirs(sim, tmp_path):
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
         b = block["metrics"][name]
         assert b["values"] == pytest.approx(values) and b["mean"] == pytest.approx(mean)
-        assert b["half_width"] == pytest.approx(t_quantile(0.975, 2) * std / math.sqrt(3))
+        assert b["half_width"] == pytest.approx(t_ppf(0.975, 2) * std / math.sqrt(3))
         assert b["cv"] == pytest.approx(std / mean)
     # top level: rates the mean over runs, per-request statistics pooled over every request
     assert group["metrics"]["output_tokens_per_s"] == pytest.approx(block["metrics"]["output_tokens_per_s"]["mean"])

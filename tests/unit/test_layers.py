@@ -1,7 +1,7 @@
 """The floors of the package (docs/architecture.md): imports go one way, down.
 
     entry (__main__) -> cli -> series -> scaleout -> compare -> {run, report} -> client
-        -> {prompts, scheduler, measure, judge, launch, sim, servermetrics, stats} -> transport -> base
+        -> {prompts, scheduler, measure, judge, launch, sim, servermetrics} -> stats -> transport -> base
 
 Every module is parsed, and every import counts: at the top, inside functions, and under
 ``TYPE_CHECKING``. An import may go down any number of floors, never up, and never sideways
@@ -25,7 +25,8 @@ FLOORS: list[set[str]] = [
     {"compare"},  # reads saved runs through report.load; report --slice uses stats, below
     {"run", "report"},
     {"client"},
-    {"prompts", "scheduler", "measure", "judge", "launch", "sim", "servermetrics", "stats"},
+    {"prompts", "scheduler", "measure", "judge", "launch", "sim", "servermetrics"},
+    {"stats"},  # distributions and tests: plain math that measure (repeats), report and compare share
     {"transport"},
     {"base"},
 ]

@@ -1,4 +1,5 @@
-"""The statistics of --repeat (measure/repeats.py) against textbook values."""
+"""The statistics of --repeat (measure/repeats.py) against textbook values (its t quantile is
+loadtest.stats.dist.t_ppf, tested against the t table in tests/unit/test_stats.py)."""
 
 from __future__ import annotations
 
@@ -7,33 +8,7 @@ import math
 
 import pytest
 
-from loadtest.measure.repeats import converged, incomplete_beta, interval, intervals, lookup, pooled, t_cdf, t_quantile
-
-
-@pytest.mark.parametrize(("p", "df", "expected"), [
-    # Student's t table (two-sided 95%: p = 0.975; 90%: p = 0.95; 99%: p = 0.995)
-    (0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 3, 3.182), (0.975, 4, 2.776), (0.975, 9, 2.262),
-    (0.975, 19, 2.093), (0.975, 29, 2.045), (0.975, 120, 1.980), (0.95, 4, 2.132), (0.95, 10, 1.812),
-    (0.995, 5, 4.032), (0.995, 30, 2.750),
-])
-def test_t_quantile_matches_the_table(p, df, expected):
-    assert t_quantile(p, df) == pytest.approx(expected, abs=5e-4)
-
-
-def test_t_quantile_tends_to_the_normal_and_is_symmetric():
-    assert t_quantile(0.975, 1e6) == pytest.approx(1.95996, abs=1e-4)
-    assert t_quantile(0.025, 4) == pytest.approx(-t_quantile(0.975, 4), abs=1e-9)
-    assert t_quantile(0.5, 7) == pytest.approx(0.0, abs=1e-9)
-    with pytest.raises(ValueError):
-        t_quantile(1.0, 3)
-
-
-def test_t_cdf_and_incomplete_beta_known_values():
-    assert t_cdf(0.0, 5) == pytest.approx(0.5)
-    assert t_cdf(1.0, 1) == pytest.approx(0.75)  # Cauchy: 1/2 + atan(1)/pi
-    assert t_cdf(2.0, 2) == pytest.approx(0.5 + 2 / (2 * math.sqrt(6)))  # closed form for df = 2
-    assert incomplete_beta(1, 1, 0.3) == pytest.approx(0.3)  # uniform
-    assert incomplete_beta(2, 3, 0.4) == pytest.approx(0.5248)  # 1 - sum binomial(4, k) ...
+from loadtest.measure.repeats import converged, interval, intervals, lookup, pooled
 
 
 def test_interval_of_five_runs_by_hand():

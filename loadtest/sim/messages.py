@@ -272,44 +272,25 @@ class MessagesStream(Stream):
         self.conn.write(b"".join(out))
         self._close(now, completed=True)
 
-    def _fault(self, out: list[bytes], now: int) -> None:
-        kind = self.plan.fault
-        if kind == "disconnect":
-            self.conn.write(b"".join(out))
-            self._close(now, completed=False, drop=True)
-            return
-        if kind == "stream_error":  # what the hosted API sends when it is overloaded mid-reply
-            out.append(self._event(b"error", b'{"type":"error","error":{"type":"overloaded_error",'
-                                   b'"message":"Overloaded"}}'))
-        else:  # malformed
-            out.append(self._event(b"content_block_delta", b"{not json"))
-        out.append(END_OF_BODY)
-        self.conn.write(b"".join(out))
-        self._close(now, completed=False)
+    def _error_frames(self) -> list[bytes]:
+        """What the hosted API sends when it is overloaded mid-reply."""
+        return [self._event(b"error", b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}')]
 
-    def _finish_plain(self, now: int) -> None:
-        """A non-streamed message goes out whole when its last token (or its fault) is due."""
-        plan, conn = self.plan, self.conn
-        if plan.fault == "disconnect":
-            self._close(now, completed=False, drop=True)
-            return
-        if plan.fault == "stream_error":
-            error = MessagesError(500, "Internal server error")
-            conn.send(error.status, error.body(), self.keep_alive)
-        elif plan.fault == "malformed":
-            conn.send(200, b"{not json", self.keep_alive)
-        else:
-            n, r = plan.n_tokens, plan.reasoning_tokens
-            self.sent = n
-            self.sim.stats.tokens_sent += n
-            self.sim.engine.generated(self, 0, n)
-            blocks = []
-            if r:
-                blocks.append(b'{"type":"thinking","thinking":"%b","signature":"%b"}'
-                              % (token_text(0, r, plan.word), SIGNATURE.encode()))
-            if n > r:
-                blocks.append(b'{"type":"text","text":"%b"}' % token_text(r, n, plan.word))
-            conn.send(200, self.head + b',"content":[%b],"stop_reason":"%b","stop_sequence":null,'
-                      b'"usage":{%b,"output_tokens":%d}}' % (b",".join(blocks), self._stop_reason(), self._usage(), n),
-                      self.keep_alive)
-        self._close(now, completed=plan.fault is None)
+    def _malformed_frames(self) -> list[bytes]:
+        return [self._event(b"content_block_delta", b"{not json")]
+
+    def _plain_error(self) -> RequestError:
+        return MessagesError(500, "Internal server error")
+
+    def _plain_body(self) -> bytes:
+        """A non-streamed message: its thinking and text blocks, stop reason and usage."""
+        plan = self.plan
+        n, r = plan.n_tokens, plan.reasoning_tokens
+        blocks = []
+        if r:
+            blocks.append(b'{"type":"thinking","thinking":"%b","signature":"%b"}'
+                          % (token_text(0, r, plan.word), SIGNATURE.encode()))
+        if n > r:
+            blocks.append(b'{"type":"text","text":"%b"}' % token_text(r, n, plan.word))
+        return (self.head + b',"content":[%b],"stop_reason":"%b","stop_sequence":null,"usage":{%b,"output_tokens":%d}}'
+                % (b",".join(blocks), self._stop_reason(), self._usage(), n))

@@ -245,12 +245,7 @@ class Stream:
             self.conn.write(b"".join(out))
             self._close(now, completed=False, drop=True)
             return
-        if kind == "stream_error":
-            out.append(self._frame(b'{"error":{"message":"simulated failure","type":"server_error"}}'))
-            if self.sim.config.done:
-                out.append(self._frame(b"[DONE]"))
-        else:  # malformed
-            out.append(self._frame(b"{not json"))
+        out.extend(self._error_frames() if kind == "stream_error" else self._malformed_frames())
         out.append(END_OF_BODY)
         self.conn.write(b"".join(out))
         self._close(now, completed=False)
@@ -262,7 +257,7 @@ class Stream:
             self._close(now, completed=False, drop=True)
             return
         if plan.fault == "stream_error":
-            error = RequestError(500, "simulated failure")
+            error = self._plain_error()
             conn.send(error.status, error.body(), self.keep_alive)
         elif plan.fault == "malformed":
             conn.send(200, b"{not json", self.keep_alive)
@@ -270,10 +265,27 @@ class Stream:
             self.sent = plan.n_tokens
             self.sim.stats.tokens_sent += plan.n_tokens
             self.sim.engine.generated(self, 0, plan.n_tokens)  # a whole reply: accounted when it is sent
-            conn.send(200, completion_body(plan, self.head, self.sim.config.usage, self._timings(),
-                                           tool_message(plan) if plan.tool_calls is not None else None),
-                      self.keep_alive)
+            conn.send(200, self._plain_body(), self.keep_alive)
         self._close(now, completed=plan.fault is None)
+
+    # -- what a dialect (sim/messages.py) says in its own words --------------------------------------
+    def _error_frames(self) -> list[bytes]:
+        """A stream's error event (--stream-error-after-tokens)."""
+        frames = [self._frame(b'{"error":{"message":"simulated failure","type":"server_error"}}')]
+        return frames + [self._frame(b"[DONE]")] if self.sim.config.done else frames
+
+    def _malformed_frames(self) -> list[bytes]:
+        return [self._frame(b"{not json")]
+
+    def _plain_error(self) -> RequestError:
+        """A non-streamed reply's failure (--stream-error-after-tokens)."""
+        return RequestError(500, "simulated failure")
+
+    def _plain_body(self) -> bytes:
+        """A non-streamed reply, whole."""
+        plan = self.plan
+        return completion_body(plan, self.head, self.sim.config.usage, self._timings(),
+                               tool_message(plan) if plan.tool_calls is not None else None)
 
     def _timings(self) -> bytes:
         """llama.cpp's timings (--timings): prompt_ms is the true prefill, slot -> first token."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from loadtest.measure.metrics import summarize
 from loadtest.report.load import MISSING, SavedRun, dig
+from loadtest.report.rates import GENERATION_KEYS, RATE_COLUMNS, group_rate_stats, is_pooling, notes_for, present
 from loadtest.report.server import group_server_stats
 
 # (name, where in summary.json, compared across which runs: "all" or "command")
@@ -171,29 +172,39 @@ SERVER_NOTE = ("KV max, queue p99, preemptions, prefix hit: from the server's /m
                "hit rate; - where the server did not expose it")
 
 
+RUNS_NOTE = ("tok/s: per request, completion tokens / end-to-end time (single); req/min and out tok/s: over the "
+             "measured window; TTFT/TPOT percentiles over requests; peak mem: the launched engine's (GPU if sampled, "
+             "else RSS of its process tree)")
+ALL_POOLING_NOTE = ("req/min: over the measured window; peak mem: the launched engine's (GPU if sampled, else RSS of "
+                    "its process tree)")
+
+
 def comparison_table(runs: Sequence[SavedRun], by: Sequence[str]) -> tuple[Table, list[Group]]:
     groups, differs = group_runs(runs, by)
     groups.sort(key=lambda g: (g.key, g.settings))
     columns = [Column(b, b) for b in by] + [Column("command", "command")]
     if differs:
         columns.append(Column("settings", "settings"))
-    columns += STAT_COLUMNS
+    all_pooling = bool(groups) and all(is_pooling(r) for g in groups for r in g.runs)
+    columns += [c for c in STAT_COLUMNS if not (all_pooling and c.key in GENERATION_KEYS)]
+    rates = [group_rate_stats(g.runs) for g in groups]
+    rate_keys = present(rates)
+    columns += [Column(k, label, num(d, scale)) for k, label, d, scale in RATE_COLUMNS if k in rate_keys]
     server = [group_server_stats(g.runs) for g in groups]
     with_server = any(v is not None for s in server for v in s.values())
     if with_server:
         columns += SERVER_COLUMNS
     rows = []
-    for g, s in zip(groups, server):
+    for g, s, rate in zip(groups, server, rates):
         row: dict[str, Any] = dict(zip([*by, "command"], g.key))
         if differs:
             row["settings"] = g.settings
         row.update(group_stats(g))
+        row.update({k: rate[k] for k in rate_keys})
         if with_server:
             row.update(s)
         rows.append(row)
-    notes = ["tok/s: per request, completion tokens / end-to-end time (single); req/min and out tok/s: over the "
-             "measured window; TTFT/TPOT percentiles over requests; peak mem: the launched engine's (GPU if "
-             "sampled, else RSS of its process tree)"]
+    notes = [ALL_POOLING_NOTE if all_pooling else RUNS_NOTE, *notes_for(rate_keys)]
     if with_server:
         notes.append(SERVER_NOTE)
     if differs:
@@ -214,8 +225,8 @@ def pivot_table(groups: Sequence[Group], by: Sequence[str], *, command: str, sta
             continue
         col, row = g.key[0], g.key[1]
         cells.setdefault((row, col), []).append(group_stats(g)[stat])
-    if not cells:
-        return None
+    if not any(v is not None for vals in cells.values() for v in vals):
+        return None  # e.g. embeddings runs: no tokens/s to pivot
     cols = sorted({c for _, c in cells})
     row_keys = sorted({r for r, _ in cells})
     fmt = num(digits)

@@ -200,6 +200,8 @@ def comparison_table(runs: Sequence[SavedRun], by: Sequence[str]) -> tuple[Table
         if differs:
             row["settings"] = g.settings
         row.update(group_stats(g))
+        if all(is_pooling(r) for r in g.runs):
+            row.update(dict.fromkeys(GENERATION_KEYS))  # not a generation: no output tok/s (not 0), TTFT, TPOT
         row.update({k: rate[k] for k in rate_keys})
         if with_server:
             row.update(s)

@@ -185,7 +185,7 @@ class _Analysis:
 
     # -- one value per run ------------------------------------------------------------------------------
     def rate(self, m: Metric) -> Result | None:
-        b, c = (np.array([v for v in s.rates[m.name] if np.isfinite(v)]) for s in self.sides)
+        b, c = (np.array([v for v in s.rates[m.key] if np.isfinite(v)]) for s in self.sides)
         if b.size == 0 or c.size == 0:
             return None
         vb, vc = float(b.mean()), float(c.mean())
@@ -224,7 +224,7 @@ def compare_sides(baseline: Side, candidate: Side, *, alpha: float = 0.05, resam
     notes: list[str] = []
     for m in METRICS:
         if m.name == "goodput_requests_per_min" and _slo(baseline) != _slo(candidate):
-            if all(np.isfinite(v) for s in a.sides for v in s.rates[m.name][:1]):
+            if all(np.isfinite(v) for s in a.sides for v in s.rates[m.key][:1]):
                 notes.append("goodput not compared: the two sides judged different SLOs")
             continue
         r = getattr(a, {"request": "request", "token": "token", "errors": "errors", "rate": "rate"}[m.kind])(m)

@@ -7,7 +7,9 @@ kinds:
 - ``token``: ITL, one value per token, clustered by request: the bootstrap resamples requests
   whole (a request's tokens are not independent draws), so it is the test too.
 - ``errors``: the share of failed requests: Fisher's exact test; the change is in percentage points.
-- ``rate``: one value per run (output tokens/s, requests/min, goodput): Welch's t over repeats;
+- ``rate``: one value per run (output tokens/s, requests/min, goodput; inputs/s, documents/s and
+  prompt tokens/s of embeddings and rerank; images/s; audio seconds/s and the run's RTFx mean of
+  transcriptions): Welch's t over repeats;
   with one run on a side there is no run-to-run variance, so no test.
 """
 
@@ -55,11 +57,23 @@ METRICS: tuple[Metric, ...] = (
     *_latency("itl_s", "ITL", kind="token"),
     *_latency("e2e_s", "e2e"),
     Metric("error_rate", None, "errors", LOWER, "error rate", "%", 100.0),
+    # embeddings and rerank, images, transcriptions: a run without them has none, and is not compared on them
+    Metric("inputs_per_s", None, "rate", HIGHER, "inputs/s", "inputs/s"),
+    Metric("documents_per_s", None, "rate", HIGHER, "documents/s", "docs/s"),
+    Metric("prompt_tokens_per_s", None, "rate", HIGHER, "prompt tokens/s", "tok/s"),
+    Metric("images_per_s", None, "rate", HIGHER, "images/s", "images/s"),
+    Metric("audio_seconds_per_s", None, "rate", HIGHER, "audio seconds/s", "audio s/s"),
+    Metric("rtfx", "mean", "rate", HIGHER, "RTFx mean (per run)", "x"),
+    Metric("rtfx", "p50", "request", HIGHER, "RTFx per request p50", "x"),
 )
+RUN_RATES: tuple[Metric, ...] = tuple(m for m in METRICS if m.kind == "rate")
+"""The run-level metrics: each run's value from its summary.json (metrics.NAME, or metrics.NAME.STAT;
+goodput from its slo block), one value per run."""
 BY_KEY = {m.key: m for m in METRICS}
 ALIASES = {"ttft": "ttft_s", "tpot": "tpot_s", "itl": "itl_s", "e2e": "e2e_s", "errors": "error_rate",
            "goodput": "goodput_requests_per_min", "throughput": "output_tokens_per_s",
-           "output_tokens": "output_tokens_per_s", "rpm": "requests_per_min"}
+           "output_tokens": "output_tokens_per_s", "rpm": "requests_per_min", "inputs": "inputs_per_s",
+           "documents": "documents_per_s", "images": "images_per_s", "audio_seconds": "audio_seconds_per_s"}
 NAMES = sorted({m.name for m in METRICS})
 
 
@@ -70,7 +84,7 @@ def find(name: str, stat: str | None) -> Metric:
     stats = [m.stat for m in METRICS if m.name == full]
     if not stats:
         raise ValueError(f"unknown metric {name!r} (known: {', '.join(NAMES)}; or ttft, tpot, itl, e2e, errors, "
-                         "goodput)")
+                         "goodput, inputs, documents, images, audio_seconds)")
     if stat is None and stats != [None]:
         raise ValueError(f"{name} needs a statistic: " + ", ".join(f"{name}:{s}" for s in stats))
     if stat not in stats:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtest.compare.metrics import RUN_RATES, Metric
 from loadtest.errors import ConfigError
 from loadtest.measure.record import ABANDONED, CANCELLED
 from loadtest.report.load import SavedRun, dig, load_run
@@ -141,7 +142,14 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
 
 
-REQUEST_FIELDS = ("ttft_s", "tpot_s", "e2e_s", "tokens_per_s")
+def run_rate(run: SavedRun, m: Metric) -> float | None:
+    """A run-level metric of one run: goodput from the slo block, the others from metrics."""
+    if m.name == "goodput_requests_per_min":
+        return dig(run.summary, "slo", "goodput_requests_per_min")
+    return run.metric(m.name, m.stat)
+
+
+REQUEST_FIELDS = ("ttft_s", "tpot_s", "e2e_s", "tokens_per_s", "rtfx")
 
 
 @dataclass
@@ -191,16 +199,11 @@ class Samples:
     """A side's per-request values, run by run, and each run's run-level figures."""
 
     runs: list[RunSamples]
-    rates: dict[str, list[float]]   # per run; NaN where a run does not have it
+    rates: dict[str, list[float]]   # per run, by the metric's key; NaN where a run does not have it
 
     @staticmethod
     def of(runs: list[SavedRun]) -> Samples:
-        rates: dict[str, list[float]] = {"output_tokens_per_s": [], "requests_per_min": [],
-                                         "goodput_requests_per_min": []}
-        for r in runs:
-            rates["output_tokens_per_s"].append(_num(r.metric("output_tokens_per_s")))
-            rates["requests_per_min"].append(_num(r.metric("requests_per_min")))
-            rates["goodput_requests_per_min"].append(_num(dig(r.summary, "slo", "goodput_requests_per_min")))
+        rates = {m.key: [_num(run_rate(r, m)) for r in runs] for m in RUN_RATES}
         return Samples([run_samples(r) for r in runs], rates)
 
     def pooled(self, name: str) -> np.ndarray:

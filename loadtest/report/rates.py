@@ -31,8 +31,9 @@ GENERATION_KEYS = ("tokens_per_s_mean", "tokens_per_s_p50", "output_tokens_per_s
                    "tpot_p50_s", "tpot_p99_s")
 """The columns an embeddings or rerank run never has (left out when every run is one)."""
 
-POOLING_NOTE = ("inputs/s (embeddings), docs/s (rerank), prompt tok/s: over the measured window; embeddings and "
-                "rerank have no TTFT, TPOT or output tokens (not a generation)")
+POOLING_LABELS = {"inputs_per_s": "inputs/s (embeddings)", "documents_per_s": "docs/s (rerank)",
+                  "prompt_tokens_per_s": "prompt tok/s (embeddings, rerank)"}
+POOLING_NOTE = ": over the measured window; embeddings and rerank have no TTFT, TPOT or output tokens (not a generation)"
 IMAGE_NOTE = "images/s: images sent with the completed requests, over the measured window"
 AUDIO_NOTE = ("RTFx: audio seconds / end-to-end seconds per request (higher is faster), mean over requests; audio s/s: "
               "audio transcribed per second of the measured window; a transcription's TTFT is its time to first text")
@@ -78,8 +79,9 @@ def present(stats: Sequence[dict[str, Any]]) -> list[str]:
 
 def notes_for(keys: Sequence[str]) -> list[str]:
     out = []
-    if {"inputs_per_s", "documents_per_s", "prompt_tokens_per_s"} & set(keys):
-        out.append(POOLING_NOTE)
+    pooling = [label for key, label in POOLING_LABELS.items() if key in keys]
+    if pooling:
+        out.append(", ".join(pooling) + POOLING_NOTE)
     if "images_per_s" in keys:
         out.append(IMAGE_NOTE)
     if {"rtfx_mean", "audio_seconds_per_s"} & set(keys):

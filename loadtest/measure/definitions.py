@@ -89,7 +89,8 @@ DEFINITIONS: dict[str, str] = {
     "compare_change": (
         "loadtest compare, per metric: change = (candidate / baseline - 1) x 100 %, each side's value being the "
         "statistic over its completed requests (a repeat group's runs pooled; ITL token-weighted) or, for a "
-        "rate, the mean over its runs; error_rate's change is candidate - baseline in percentage points. Its "
+        "rate (output tokens/s, requests/min, goodput, inputs/s, documents/s, prompt tokens/s, images/s, "
+        "audio seconds/s, the run's RTFx mean), the mean over its runs; error_rate's change is candidate - baseline in percentage points. Its "
         "95% interval: the percentile interval of the change over --resamples (2,000) seeded bootstrap "
         "resamples of each side, blocked by run (runs drawn with replacement, then requests within them; ITL: "
         "requests resampled whole, their tokens read from 1,024 quantile bins); for a rate, Welch's interval "
@@ -100,7 +101,7 @@ DEFINITIONS: dict[str, str] = {
         "bootstrap's two-sided p-value (only with 20 requests and 5 values beyond the percentile a side), a "
         "rate with Welch's t over the runs (not tested without repeats on both sides), error_rate with "
         "Fisher's exact test. The p-values are adjusted by Benjamini-Hochberg over the metrics tested. Better "
-        "or worse (by the metric's direction: lower latency, higher throughput) when the adjusted p < --alpha "
+        "or worse (by the metric's direction: lower latency, higher throughput, rates and RTFx) when the adjusted p < --alpha "
         "(0.05) and the 95% interval excludes 0; else no significant difference; not tested when no test "
         "applies. --fail-if RULE exits 3 when a better or worse change is beyond the rule's threshold."),
     "time_slices": (

@@ -151,20 +151,20 @@ def read_vllm(path: Path, doc: dict[str, Any]) -> Foreign:
     settings = {"model": doc.get("model_id"), "num_prompts": doc.get("num_prompts"),
                 "load": load_shape(doc.get("request_rate"), doc.get("max_concurrency"))}
     definitions = [
-        "TTFT: vLLM stops the clock at the first streamed chunk with choices, even one without text (a role-only "
-        "first chunk); loadtest's at the first chunk carrying text",
-        "e2e: vLLM's ends at the last chunk with choices (a trailing usage chunk and [DONE] not included); "
-        "loadtest's at the answer's last byte",
-        "TPOT: vLLM's is per request (e2e - TTFT) / (output tokens - 1), one token assumed in the first chunk; "
+        ("TTFT: vLLM stops the clock at the first streamed chunk with choices, even one without text (a role-only "
+        "first chunk); loadtest's at the first chunk carrying text"),
+        ("e2e: vLLM's ends at the last chunk with choices (a trailing usage chunk and [DONE] not included); "
+        "loadtest's at the answer's last byte"),
+        ("TPOT: vLLM's is per request (e2e - TTFT) / (output tokens - 1), one token assumed in the first chunk; "
         "loadtest's runs from the first to the last content chunk over the tokens after the first chunk; derived "
-        "here with vLLM's definition",
+        "here with vLLM's definition"),
         _itl_line("vLLM", "empty chunks included", mismatched, ok_n),
-        "output tokens: vLLM takes the stream's usage when there is one, else counts the generated text with its "
-        "own client tokenizer; loadtest takes the server's usage (tokens/s per request and TPOT follow)",
-        "input lengths: vLLM's input_lens are its dataset's counts with its client tokenizer (no chat template); "
-        "loadtest's prompt_tokens are the server's (not compared)",
-        "output tokens/s, requests/min: vLLM's over its benchmark duration (first request sent to the last "
-        "answer, its warm-ups excluded); loadtest's over its measurement window",
+        ("output tokens: vLLM takes the stream's usage when there is one, else counts the generated text with its "
+        "own client tokenizer; loadtest takes the server's usage (tokens/s per request and TPOT follow)"),
+        ("input lengths: vLLM's input_lens are its dataset's counts with its client tokenizer (no chat template); "
+        "loadtest's prompt_tokens are the server's (not compared)"),
+        ("output tokens/s, requests/min: vLLM's over its benchmark duration (first request sent to the last "
+        "answer, its warm-ups excluded); loadtest's over its measurement window"),
     ]
     if doc.get("latencies") is None:
         definitions.append("e2e: this vLLM version saved no latencies; e2e derived as TTFT + the sum of its ITLs "
@@ -245,16 +245,16 @@ def read_aiperf(path: Path, records_file: Path) -> Foreign:
                 "load": load_shape(loadgen.get("request_rate"), loadgen.get("concurrency"))
                 if isinstance(loadgen, dict) and loadgen else None}
     definitions = [
-        "TPOT: AIPerf's inter_token_latency is per request (request_latency - TTFT) / (output tokens - 1); "
-        "loadtest's tpot_s runs from the first to the last content chunk over the tokens after the first chunk",
+        ("TPOT: AIPerf's inter_token_latency is per request (request_latency - TTFT) / (output tokens - 1); "
+        "loadtest's tpot_s runs from the first to the last content chunk over the tokens after the first chunk"),
         _itl_line("AIPerf", "inter_chunk_latency", mismatched, len(ok)),
-        "output tokens: AIPerf counts output_sequence_length with its client tokenizer unless run with "
-        "--use-server-token-count; loadtest takes the server's usage (tokens/s per request and TPOT follow)",
-        "input lengths: AIPerf's input_sequence_length is its client tokenizer's count of the prompt it built; "
-        "loadtest's prompt_tokens are the server's (not compared)",
-        f"request count and warm-up: AIPerf's records of the profiling phase only ({warm} warm-up records "
+        ("output tokens: AIPerf counts output_sequence_length with its client tokenizer unless run with "
+        "--use-server-token-count; loadtest takes the server's usage (tokens/s per request and TPOT follow)"),
+        ("input lengths: AIPerf's input_sequence_length is its client tokenizer's count of the prompt it built; "
+        "loadtest's prompt_tokens are the server's (not compared)"),
+        (f"request count and warm-up: AIPerf's records of the profiling phase only ({warm} warm-up records "
         "left out, as loadtest leaves out --warmup); cancelled requests (was_cancelled) left out of the error rate "
-        "as loadtest's cancelled ones",
+        "as loadtest's cancelled ones"),
         "output tokens/s, requests/min: " + ("AIPerf's own, over its benchmark_duration"
                                              if dig(agg, "request_throughput", "avg") is not None else
                                              f"no {AIPERF_AGGREGATE} beside the records: derived over the first "
@@ -273,7 +273,8 @@ def read_foreign(path: Path) -> Foreign:
         records = aiperf_records_file(path)
         if records is not None:
             return read_aiperf(path, records)
-        raise NotForeign(f"{path}: no loadtest run, repeat group or AIPerf records (profile_export.jsonl) in it")
+        raise NotForeign(f"{path}: neither a run directory (summary.json), a repeat group (rep-1..N/) nor AIPerf "
+                         "records (profile_export.jsonl)")
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -288,5 +289,5 @@ def read_foreign(path: Path) -> Foreign:
             return read_aiperf(path.parent, records)
         raise NotForeign(f"{path}: an AIPerf aggregate without its per-request records (profile_export.jsonl) "
                          "beside it")
-    raise NotForeign(f"{path}: not a loadtest run, a vllm bench serve result (--save-result --save-detailed) or "
-                     "AIPerf records (profile_export.jsonl)")
+    raise NotForeign(f"{path}: not a run directory (give the directory holding summary.json), a vllm bench serve "
+                     "result (--save-result --save-detailed) or AIPerf records (profile_export.jsonl)")

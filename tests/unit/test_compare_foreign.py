@@ -204,3 +204,21 @@ def test_definitions_in_every_format(tmp_path: Path) -> None:
     assert {"ttft_s:p50", "tpot_s:p50", "e2e_s:p50", "itl_s:p50", "error_rate"} <= keys
     props = ET.fromstring(make_comparison(a, d, fmt="junit").text).iter("property")
     assert sum(p.get("name") == "defined_differently" for p in props) == len(js["defined_differently"])
+
+
+@pytest.mark.parametrize(("config", "same"), [({"concurrency": 4, "request_rate": None}, True),
+                                              ({"concurrency": 1, "request_rate": "inf", "max_concurrency": 4}, True),
+                                              ({"concurrency": 8, "request_rate": None}, False),
+                                              ({"concurrency": 1, "request_rate": 2.0, "max_concurrency": 4}, False)])
+def test_a_loadtest_load_against_vllm_max_concurrency(tmp_path: Path, config: dict[str, Any], same: bool) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"command": "throughput", "config": {"num_prompts": 20, **config},
+                                                  "metrics": {}}))
+    (run / "requests.jsonl").write_text("".join(json.dumps({"ok": True, "ttft_s": 0.05, "e2e_s": 0.08,
+                                                            "completion_tokens": 4}) + "\n" for _ in range(20)))
+    v = tmp_path / "v.json"
+    v.write_text(json.dumps(vllm_doc(lognormal(1, 20, 0.05))))
+    differ, unknown = differences(load_side(run, "baseline"), load_side(v, "candidate"))
+    assert [d[0] for d in differ] == ([] if same else ["load"])
+    assert "model" in unknown and "seed" in unknown

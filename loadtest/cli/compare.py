@@ -26,12 +26,13 @@ def fail_rule(text: str) -> Any:
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("compare", help="A/B two runs: better, worse or no significant difference, per metric",
                        description="Compare a candidate run with a baseline run (run directories, or repeat groups "
-                                   "of rep-1..N runs): per metric the change in percent, its 95% interval, a "
+                                   "of rep-1..N runs, or another tool's result: a vllm bench serve --save-detailed JSON file or AIPerf's "
+                                   "profile_export.jsonl records): per metric the change in percent, its 95% interval, a "
                                    "significance test (adjusted for testing many metrics at once) and a verdict. "
                                    "--fail-if turns it into a CI gate: exit 3 when a significant change is beyond "
                                    "a threshold.")
-    p.add_argument("baseline", type=Path, metavar="BASELINE", help="the reference: a run directory or a repeat group")
-    p.add_argument("candidate", type=Path, metavar="CANDIDATE", help="the run (or group) to judge against it")
+    p.add_argument("baseline", type=Path, metavar="BASELINE", help="the reference: a run directory, a repeat group, a vllm bench serve result or AIPerf records")
+    p.add_argument("candidate", type=Path, metavar="CANDIDATE", help="the run (group, or other tool's result) to judge against it")
     p.add_argument("--fail-if", dest="fail_if", action="append", type=fail_rule, default=[], metavar="RULE",
                    help="exit 3 when this change is significant and beyond the threshold, e.g. 'ttft:p99>+5%%' "
                         "or 'output_tokens_per_s<-3%%' (repeatable; error_rate in points: 'error_rate>+1pp')")

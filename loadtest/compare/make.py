@@ -49,7 +49,11 @@ def make_comparison(baseline: Path, candidate: Path, *, fmt: str = "table", rule
                           + ": their difference would not be the change you made (--allow-different to compare anyway)")
     comparison = compare_sides(b, c, alpha=alpha, resamples=resamples, seed=seed)
     comparison.differ = differ
-    if unknown:
+    tools = [s.tool for s in (b, c) if s.foreign]
+    if unknown and tools:
+        comparison.notes.append(f"settings {' and '.join(dict.fromkeys(tools))} did not record (or one side did "
+                                "not), not checked: " + ", ".join(unknown))
+    elif unknown:
         comparison.notes.append("settings recorded by one side only (an older version), not checked: "
                                 + ", ".join(unknown))
     gate = evaluate(rules or [], comparison)

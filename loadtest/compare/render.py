@@ -71,6 +71,11 @@ def _warnings(c: Comparison) -> list[str]:
     return out
 
 
+def definitions(c: Comparison) -> list[str]:
+    """Each metric another tool's side defines differently from loadtest, one line each."""
+    return [f"{s.tool} ({s.role}): {line}" for s in (c.baseline, c.candidate) for line in s.definitions]
+
+
 def _gate_lines(gate: list[Outcome]) -> list[str]:
     if not gate:
         return []
@@ -84,6 +89,8 @@ def render_table(c: Comparison, gate: list[Outcome]) -> str:
     parts = [head, grid, _tally(c)]
     if warnings := _warnings(c):
         parts.append("\n".join(warnings))
+    if defined := definitions(c):
+        parts.append("defined differently\n" + "\n".join(f"- {d}" for d in defined))
     parts.append("notes\n" + "\n".join(f"- {n}" for n in c.notes))
     if gate:
         parts.append("\n".join(_gate_lines(gate)))
@@ -100,13 +107,16 @@ def render_markdown(c: Comparison, gate: list[Outcome]) -> str:
         lines += ["**Warnings**", ""] + [f"- {w}" for w in warnings] + [""]
     lines.append(tabulate(_rows(c, bold=True), headers=HEADERS, tablefmt="github", disable_numparse=True,
                           colalign=ALIGN))
-    lines += ["", _tally(c), "", "<details><summary>method</summary>", ""]
+    lines += ["", _tally(c), ""]
+    if defined := definitions(c):
+        lines += ["**Defined differently**", ""] + [f"- {d}" for d in defined] + [""]
+    lines += ["<details><summary>method</summary>", ""]
     lines += [f"- {n}" for n in c.notes] + ["", "</details>"]
     return "\n".join(lines) + "\n"
 
 
 def _side_json(s: Side, c: Comparison) -> dict[str, Any]:
-    return {"path": str(s.path), "group": s.group, "runs": [r.label for r in s.runs],
+    return {"path": str(s.path), "tool": s.tool, "group": s.group, "runs": [r.label for r in s.runs],
             "requests": sum(len(r.records) for r in s.runs), "left_out": s.left_out,
             "contaminated": c.contaminated.get(s.role, [])}
 
@@ -126,7 +136,8 @@ def to_json(c: Comparison, gate: list[Outcome]) -> dict[str, Any]:
     return {"baseline": _side_json(c.baseline, c), "candidate": _side_json(c.candidate, c), "alpha": c.alpha,
             "confidence": 0.95, "resamples": c.resamples, "bootstrap_seed": c.seed,
             "settings_differ": [{"setting": n, "baseline": b, "candidate": v} for n, b, v in c.differ],
-            "counts": {VERDICT_KEYS[k]: v for k, v in c.counts().items()}, "results": results, "notes": c.notes,
+            "counts": {VERDICT_KEYS[k]: v for k, v in c.counts().items()}, "results": results,
+            "defined_differently": definitions(c), "notes": c.notes,
             "gate": [{"rule": o.rule.text, "metric": o.rule.metric.key, "breached": o.breached, "line": o.line}
                      for o in gate],
             "gate_failed": any(o.breached for o in gate)}
@@ -144,6 +155,8 @@ def render_junit(c: Comparison, gate: list[Outcome]) -> str:
     props = ET.SubElement(suite, "properties")
     for k, v in (("baseline", str(c.baseline.path)), ("candidate", str(c.candidate.path)), ("alpha", f"{c.alpha:g}")):
         ET.SubElement(props, "property", name=k, value=v)
+    for d in definitions(c):
+        ET.SubElement(props, "property", name="defined_differently", value=d)
     for r in c.results:
         case = ET.SubElement(suite, "testcase", classname="loadtest.compare", name=r.metric.key, time="0")
         summary = (f"{r.metric.label}: {_value(r, r.baseline)} -> {_value(r, r.candidate)} {r.metric.unit}, "

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtest.compare.foreign import Foreign, NotForeign, load_shape, read_foreign
 from loadtest.compare.metrics import RUN_RATES, Metric
 from loadtest.errors import ConfigError
 from loadtest.measure.record import ABANDONED, CANCELLED
@@ -59,12 +60,24 @@ class Side:
     runs: list[SavedRun]
     group: bool
     left_out: list[str] = field(default_factory=list)  # repeats without a summary.json
+    foreign: Foreign | None = None  # another tool's result (compare/foreign.py)
 
     @property
     def name(self) -> str:
         return str(self.path)
 
+    @property
+    def tool(self) -> str:
+        return self.foreign.tool if self.foreign else "loadtest"
+
+    @property
+    def definitions(self) -> list[str]:
+        """How this side's metrics are defined differently from loadtest's, one line each."""
+        return self.foreign.definitions if self.foreign else []
+
     def describe(self) -> str:
+        if self.foreign:
+            return f"{self.path} ({self.tool} result, {len(self.runs[0].records):,} requests)"
         what = f"{len(self.runs)} repeats" if self.group else "1 run"
         return f"{self.path} ({what}, {sum(len(r.records) for r in self.runs):,} requests)"
 
@@ -103,13 +116,24 @@ class Side:
         return Samples.of(self.runs)
 
 
+def _foreign_side(path: Path, role: str) -> Side:
+    try:
+        f = read_foreign(path)
+    except NotForeign as exc:
+        raise ConfigError(f"{role} {exc}") from None
+    if not f.run.records:
+        raise ConfigError(f"{role} {path}: a {f.tool} result with no requests in it")
+    return Side(role, path, [f.run], group=False, foreign=f)
+
+
 def load_side(path: Path, role: str) -> Side:
-    """A run directory or a repeat group, or one ConfigError line saying what the path is not."""
+    """A run directory, a repeat group, or another tool's result (compare/foreign.py: told by
+    content), or one ConfigError line saying what the path is not."""
     if not path.exists():
         raise ConfigError(f"{role} {path}: no such file or directory")
     if path.is_file():
         if path.name != "summary.json":
-            raise ConfigError(f"{role} {path}: not a run directory (give the directory holding summary.json)")
+            return _foreign_side(path, role)
         path = path.parent
     reps = sorted((d for d in path.iterdir() if d.is_dir() and REP.fullmatch(d.name)),
                   key=lambda d: int(REP.fullmatch(d.name).group(1)))  # type: ignore[union-attr]
@@ -121,11 +145,57 @@ def load_side(path: Path, role: str) -> Side:
                     left_out=[d.name for d in reps if d not in done])
     if (path / "summary.json").is_file():
         return Side(role, path, [load_run(path)], group=False)
-    raise ConfigError(f"{role} {path}: neither a run directory (summary.json) nor a repeat group (rep-1..N/)")
+    return _foreign_side(path, role)
+
+
+FOREIGN_SETTINGS = ("model", "num_prompts", "load", "output_tokens")
+OUTPUT_TOKENS_TOLERANCE = 0.05
+"""Medians of output tokens per request within 5% of each other are the same workload (a model
+stopping on its own varies a little from run to run)."""
+
+
+def _foreign_setting(side: Side, name: str) -> Any:
+    """What a side says of a setting another tool can record too; None when it does not say."""
+    if name == "output_tokens":
+        v = [r.get("completion_tokens") for run in side.runs for r in run.ok_records]
+        v = [x for x in v if isinstance(x, (int, float))]
+        return float(np.median(v)) if v else None
+    if side.foreign:
+        return side.foreign.settings.get(name)
+    if name == "model":
+        return None if (m := side.runs[0].model) == "-" else m
+    if name == "num_prompts":
+        return dig(side.runs[0].summary, "config", "num_prompts")
+    cfg = dig(side.runs[0].summary, "config", default={})
+    rate, cap = cfg.get("request_rate"), cfg.get("max_concurrency")
+    if rate is None:
+        return load_shape(None, cfg.get("concurrency")) if cfg.get("concurrency") else None
+    return load_shape(rate, cap)
+
+
+def _foreign_differences(baseline: Side, candidate: Side) -> tuple[list[tuple[str, Any, Any]], list[str]]:
+    differ, unknown = [], []
+    for name in FOREIGN_SETTINGS:
+        b, c = _foreign_setting(baseline, name), _foreign_setting(candidate, name)
+        if b is None or c is None:
+            unknown.append(name)
+        elif name == "output_tokens":
+            if abs(c - b) > OUTPUT_TOKENS_TOLERANCE * max(abs(b), abs(c)):
+                differ.append(("output tokens per request (median)", f"{b:g}", f"{c:g}"))
+        elif str(b) != str(c):
+            differ.append((name, b, c))
+    for side in (baseline, candidate):
+        if side.foreign:
+            unknown += [n for n in side.foreign.not_recorded if n not in unknown]
+    return differ, unknown
 
 
 def differences(baseline: Side, candidate: Side) -> tuple[list[tuple[str, Any, Any]], list[str]]:
-    """(settings whose values differ, with both values; settings only one side recorded)."""
+    """(settings whose values differ, with both values; settings only one side recorded). With
+    another tool's result on a side, what both can record: the model, the number of prompts, the
+    load and the output length."""
+    if baseline.foreign or candidate.foreign:
+        return _foreign_differences(baseline, candidate)
     differ, unknown = [], []
     for name, _ in SETTINGS:
         b, c = baseline.setting(name), candidate.setting(name)

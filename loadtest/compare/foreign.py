@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtest.compare import guidellm
 from loadtest.measure.record import CANCELLED
 from loadtest.report.load import SavedRun, dig, iter_jsonl
 
@@ -266,6 +267,16 @@ def read_aiperf(path: Path, records_file: Path) -> Foreign:
     return Foreign(AIPERF, run, settings, not_recorded, definitions)
 
 
+# -- GuideLLM (compare/guidellm.py) -----------------------------------------------------------------------------
+def read_guidellm(path: Path, doc: dict[str, Any]) -> Foreign:
+    try:
+        records, summary, settings, definitions = guidellm.read(doc, str(path))
+    except guidellm.GuideLLMError as exc:
+        raise NotForeign(str(exc)) from None
+    return Foreign(guidellm.GUIDELLM, ForeignRun(path, summary, records, path.name), settings,
+                   guidellm.NOT_RECORDED, definitions)
+
+
 # -- which, by content -----------------------------------------------------------------------------------------
 def read_foreign(path: Path) -> Foreign:
     """The other tool's result at ``path``, told by its content; NotForeign when it is none of them."""
@@ -281,6 +292,8 @@ def read_foreign(path: Path) -> Foreign:
         doc = None
     if is_vllm(doc):
         return read_vllm(path, doc)  # type: ignore[arg-type]
+    if guidellm.is_guidellm(doc):
+        return read_guidellm(path, doc)  # type: ignore[arg-type]
     if doc is None and aiperf_records_file(path) is not None:
         return read_aiperf(path, path)
     if isinstance(doc, dict) and isinstance(doc.get("input_config"), dict):
@@ -290,4 +303,5 @@ def read_foreign(path: Path) -> Foreign:
         raise NotForeign(f"{path}: an AIPerf aggregate without its per-request records (profile_export.jsonl) "
                          "beside it")
     raise NotForeign(f"{path}: not a run directory (give the directory holding summary.json), a vllm bench serve "
-                     "result (--save-result --save-detailed) or AIPerf records (profile_export.jsonl)")
+                     "result (--save-result --save-detailed), a GuideLLM report (benchmarks.json) or AIPerf records "
+                     "(profile_export.jsonl)")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli import argtypes, configs, options
+from loadtest.cli import argtypes, configs, options, workloads
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 
@@ -31,14 +31,14 @@ def add_parsers(sub: Any) -> None:
     for command, help_text, amount in COMMANDS:
         p = sub.add_parser(command, help=help_text, description=help_text)
         options.run_options(p, command=command, amount_options=amount)
-        options.sessions(p, command=command)
-        options.tools(p)
+        workloads.sessions(p, command=command)
+        workloads.tools(p)
         p.add_argument("--resume", type=Path, metavar="DIR",
                        help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
         options.repeat(p, command=command)
         if command == "throughput":
             options.workers(p)
-            options.trace(p)
+            workloads.trace(p)
         p.set_defaults(run=main, check=configure)  # check: what a scenario file's validation runs
 
 

@@ -36,7 +36,7 @@ import orjson
 
 from loadtest.sim.generate import DEFAULT_MAX_TOKENS, Plan, RequestError, _positive_int, _words, token_text
 from loadtest.sim.state import request_log
-from loadtest.sim.stream import END_OF_BODY, SSE_HEADERS, Stream
+from loadtest.sim.stream import END_OF_BODY, Stream
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
@@ -204,26 +204,12 @@ class MessagesStream(Stream):
         return self._event(b"content_block_stop", b'{"type":"content_block_stop","index":%d}' % index)
 
     # -- the schedule -----------------------------------------------------------------------------
-    def start(self) -> None:
-        """message_start, the first block's opening and a ping on receipt; the first token on time."""
-        sim, plan = self.sim, self.plan
-        sim.engine.take_slot(self)
-        has_fault = plan.fault is not None and plan.fault_after <= plan.n_tokens
-        if not has_fault:
-            plan.fault = None
-        if plan.stream:
-            out = SSE_HEADERS + (b"Connection: keep-alive\r\n\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
-            out += self._event(b"message_start", b'{"type":"message_start","message":%b,"content":[],'
-                               b'"stop_reason":null,"stop_sequence":null,"usage":{%b,"output_tokens":1}}}'
-                               % (self.head, self._usage()))
-            out += self._block_start(0, plan.reasoning_tokens > 0)
-            out += self._event(b"ping", b'{"type": "ping"}')
-            self.conn.write(out)
-            self.next_end = 0 if has_fault and plan.fault_after == 0 else self._end_after(0)
-        else:
-            self.next_end = plan.fault_after if has_fault else plan.n_tokens
-        self.due = self.recv_ns + sim.ttft_ns + max(self.next_end - 1, 0) * sim.tpot_ns
-        sim.scheduler.push(self.due, self)
+    def _opening(self) -> bytes:
+        """message_start, the first block's opening and a ping on receipt (the first token on time)."""
+        return (self._event(b"message_start", b'{"type":"message_start","message":%b,"content":[],'
+                            b'"stop_reason":null,"stop_sequence":null,"usage":{%b,"output_tokens":1}}}'
+                            % (self.head, self._usage()))
+                + self._block_start(0, self.plan.reasoning_tokens > 0) + self._event(b"ping", b'{"type": "ping"}'))
 
     def step(self) -> None:
         now = monotonic_ns()
@@ -257,7 +243,7 @@ class MessagesStream(Stream):
         else:
             self.conn.write(b"".join(out))
             self.next_end = self._end_after(self.sent)
-            self.due = self.recv_ns + sim.ttft_ns + (self.next_end - 1) * sim.tpot_ns
+            self.due = self.recv_ns + sim.ttft_ns + (self.next_end - 1) * self.tpot_ns
             sim.scheduler.push(self.due, self)
 
     def _finish_stream(self, out: list[bytes], now: int) -> None:

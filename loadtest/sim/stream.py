@@ -116,19 +116,25 @@ class Stream:
             plan.fault = None
         if plan.stream:
             out = SSE_HEADERS + (b"Connection: keep-alive\r\n\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
-            if sim.config.sse_comments:
-                out += self._comment(b"keep-alive")
-            if plan.chat and sim.config.empty_choices_chunks:  # Azure's prompt-filter chunk
-                out += self._frame(self.head + b',"choices":[],"prompt_filter_results":[{"prompt_index":0}]}')
-            if plan.chat and sim.config.role_chunk:
-                out += self._frame(self.head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                                               b'"logprobs":null,"finish_reason":null}]}')
-            self.conn.write(out)
+            self.conn.write(out + self._opening())
             self.next_end = 0 if has_fault and plan.fault_after == 0 else self._end_after(0)
         else:
             self.next_end = plan.fault_after if has_fault else plan.n_tokens
         self.due = self.recv_ns + sim.ttft_ns + max(self.next_end - 1, 0) * self.tpot_ns
         sim.scheduler.push(self.due, self)
+
+    def _opening(self) -> bytes:
+        """What a stream sends on receipt, before its first token: a comment, Azure's prompt-filter
+        chunk and the role chunk, as configured (sim/messages.py: message_start and its first block)."""
+        sim, plan, out = self.sim, self.plan, b""
+        if sim.config.sse_comments:
+            out += self._comment(b"keep-alive")
+        if plan.chat and sim.config.empty_choices_chunks:  # Azure's prompt-filter chunk
+            out += self._frame(self.head + b',"choices":[],"prompt_filter_results":[{"prompt_index":0}]}')
+        if plan.chat and sim.config.role_chunk:
+            out += self._frame(self.head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+                                           b'"logprobs":null,"finish_reason":null}]}')
+        return out
 
     def _end_after(self, sent: int) -> int:
         """End (exclusive) of the next chunk; chunks never straddle the reasoning or fault boundary."""

@@ -72,3 +72,22 @@ def run_cli(args: list[str], out: Path) -> tuple[int, dict[str, Any], list[dict[
     summary = json.loads((out / "summary.json").read_text())
     rows = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     return code, summary, rows
+
+
+@pytest.fixture
+def refused(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str], Path, str], None]:
+    """``refused(argv, out, says)``: the command exits 2 with one ``loadtest: error:`` line that
+    contains ``says`` (no traceback, no usage screen) and writes no ``out`` directory."""
+
+    def check(argv: list[str], out: Path, says: str) -> None:
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and "usage:" not in err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("loadtest: error: ") and says in lines[0], err
+        assert not out.exists()
+
+    return check

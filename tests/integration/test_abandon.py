@@ -134,18 +134,10 @@ def test_every_request_abandoned_says_so_in_one_line(sim, tmp_path, capsys):
     (["--cancel-rate", "0.5", "--cancel-after", "-1"], "argument --cancel-after: duration must be >= 0"),
     (["--cancel-after", "1"], "--cancel-after needs --cancel-rate"),
 ])
-def test_bad_values_one_line_exit_2(tmp_path, capsys, args, says):
+def test_bad_values_one_line_exit_2(tmp_path, refused, args, says):
     argv = ["throughput", "--endpoint", "http://127.0.0.1:9/v1", "--concurrency", "2", *args,
             "--output", str(tmp_path / "out")]
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err and "usage:" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("loadtest: error: ") and says in lines[0], err
-    assert not (tmp_path / "out").exists()
+    refused(argv, tmp_path / "out", says)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

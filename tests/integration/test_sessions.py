@@ -184,17 +184,9 @@ def test_dataset_sessions_history(sim: Any, cli: Any, tmp_path: Path, history: s
     (["--multi-turn", "--cancel-rate", "0.5", "--concurrency", "2"], "sessions do not combine with --cancel-rate"),
     (["--turns", "0"], "argument --turns"),
 ])
-def test_bad_combinations_one_line_exit_2(tmp_path: Path, capsys: Any, args: list[str], says: str) -> None:
+def test_bad_combinations_one_line_exit_2(tmp_path: Path, refused: Any, args: list[str], says: str) -> None:
     argv = ["throughput", "--endpoint", "http://127.0.0.1:9/v1", *args, "--output", str(tmp_path / "out")]
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err and "usage:" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("loadtest: error: ") and says in lines[0], err
-    assert not (tmp_path / "out").exists()
+    refused(argv, tmp_path / "out", says)
 
 
 def test_multi_turn_on_the_builtin_set_is_one_line(tmp_path: Path, capsys: Any, sim: Any) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from loadtest.cli.main import main
 from loadtest.prompts.synthetic import exact_text, word_pool
 from loadtest.prompts.tools import SYNTHETIC_TOOLS
 from loadtest.sim.state import content_hash
@@ -150,18 +149,10 @@ def test_tools_in_multi_turn_sessions(sim: Any, cli: Any, tmp_path: Path) -> Non
     (["--tools", "synthetic", "--cancel-rate", "0.5"], "--tools does not combine with --cancel-rate"),
     (["--tools", "synthetic", "--max-tool-rounds", "-1"], "argument --max-tool-rounds"),
 ])
-def test_bad_tool_options_one_line_exit_2(tmp_path: Path, capsys: Any, args: list[str], says: str) -> None:
+def test_bad_tool_options_one_line_exit_2(tmp_path: Path, refused: Any, args: list[str], says: str) -> None:
     argv = ["throughput", "--endpoint", "http://127.0.0.1:9/v1", "--concurrency", "2", *args,
             "--output", str(tmp_path / "out")]
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err and "usage:" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("loadtest: error: ") and says in lines[0], err
-    assert not (tmp_path / "out").exists()
+    refused(argv, tmp_path / "out", says)
 
 
 def test_a_bad_tools_file_is_one_line_via_the_cli(tmp_path: Path) -> None:

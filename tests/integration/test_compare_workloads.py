@@ -30,17 +30,19 @@ def by_key(made: Any) -> dict[str, Any]:
 
 def test_a_slower_embeddings_server_is_found_worse_on_inputs_per_s(sim: Any, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """TTFT (the whole request for an embedding) 10 -> 15 ms: about a third fewer inputs/s."""
-    for name, ttft in (("base", 10), ("cand", 15)):
+    """TTFT (the whole request for an embedding) 20 -> 40 ms: about half the inputs/s. (10 -> 15 ms
+    was too close to call on a busy CI machine: a first run 20% off its repeats left Welch's p at
+    0.06 after the adjustment.)"""
+    for name, ttft in (("base", 20), ("cand", 40)):
         s = sim(ttft_ms=ttft, prefill_tokens_per_s=100_000, jitter=0.05)
         for k in (1, 2, 3):
-            run(s, tmp_path / name / f"rep-{k}", "--api", "embeddings")
+            run(s, tmp_path / name / f"rep-{k}", "--api", "embeddings", n=32)
     made = make_comparison(tmp_path / "base", tmp_path / "cand")
     r = by_key(made)
     rate = r["inputs_per_s"]
     assert rate.test == "Welch t" and rate.verdict == "worse" and rate.n == (3, 3), rate
-    assert -45 < rate.change < -20 and rate.ci[1] < 0  # 10/15 - 1 = -33%, less the client's own share
-    assert r["prompt_tokens_per_s"].verdict == "worse" and r["prompt_tokens_per_s"].change < -20
+    assert -55 < rate.change < -35 and rate.ci[1] < 0  # 20/40 - 1 = -50%, less the client's own share
+    assert r["prompt_tokens_per_s"].verdict == "worse" and r["prompt_tokens_per_s"].change < -35
     assert r["e2e_s:p50"].verdict == "worse"
     for absent in ("ttft_s:p50", "tpot_s:p50", "itl_s:p50", "documents_per_s", "images_per_s", "rtfx:p50"):
         assert absent not in r  # not measured on either side: not compared, never read as zero
@@ -48,7 +50,7 @@ def test_a_slower_embeddings_server_is_found_worse_on_inputs_per_s(sim: Any, tmp
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--fail-if", "inputs_per_s<-5%"]) == 3
     assert "inputs_per_s<-5%: FAILED" in capsys.readouterr().err
-    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--fail-if", "inputs<-50%"]) == 0
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--fail-if", "inputs<-75%"]) == 0
     assert main(["compare", str(tmp_path / "cand"), str(tmp_path / "base"), "--fail-if", "inputs_per_s<-5%"]) == 0
     assert main(["compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--format", "json",
                  "--output", str(tmp_path / "c.json")]) == 0

@@ -11,18 +11,31 @@ import re
 from loadtest.redact import add_secret, is_secret_name
 
 
-def positive_int(text: str) -> int:
+INT_LIMIT = 2 ** 63 - 1
+"""The largest integer an option takes: config.json and requests.jsonl are JSON that other tools
+read as 64-bit integers (a larger one stopped the run when config.json was written)."""
+
+
+def integer(text: str) -> int:
+    """Any integer that fits in 64 bits (an option's plain ``type=int``, bounded)."""
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if abs(v) > INT_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text} is too large (at most 2^63-1)")
+    return v
+
+
+def positive_int(text: str) -> int:
+    v = integer(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
 
 
 def non_negative_int(text: str) -> int:
-    v = int(text) if text.lstrip("-").isdigit() else -1
+    v = integer(text) if text.strip().lstrip("-").isdigit() else -1
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return v

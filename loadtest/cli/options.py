@@ -44,7 +44,7 @@ def endpoint(p: argparse.ArgumentParser, *, required: bool = False, timeout_s: f
     if not limits:
         p.set_defaults(max_retries=0, rpm_limit=None, tpm_limit=None)
         return
-    g.add_argument("--max-retries", type=int, default=5, metavar="N",
+    g.add_argument("--max-retries", type=argtypes.integer, default=5, metavar="N",
                    help="retries of a rate-limited request (429, or 503 with Retry-After); default 5")
     g.add_argument("--no-retry", dest="max_retries", action="store_const", const=0,
                    help="record a 429 as a failed request (same as --max-retries 0)")
@@ -79,7 +79,7 @@ def prompt_source(p: Any, *, dataset: bool = True) -> None:
     if dataset:
         p.add_argument("--dataset", default="builtin",
                        help="builtin (default), lima, synthetic (--prompt-tokens), or a JSONL/JSON/Parquet file")
-    p.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default 0)")
+    p.add_argument("--seed", type=argtypes.integer, default=0, help="prompt sampling seed (default 0)")
     p.add_argument("--tokenizer", help="count tokens when the server sends no usage (and, for synthetic prompts, when "
                                        "it has no /tokenize): a local HF tokenizer dir or a tiktoken encoding "
                                        "(cl100k_base works offline), or 'model': the --model's encoding (o200k_base "
@@ -130,17 +130,17 @@ def abandonment(p: argparse.ArgumentParser) -> None:
 
 def synthetic(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("synthetic prompts (--dataset synthetic)")
-    g.add_argument("--prompt-tokens", type=int, help="prompt length in tokens of the served model's tokenizer")
+    g.add_argument("--prompt-tokens", type=argtypes.integer, help="prompt length in tokens of the served model's tokenizer")
     g.add_argument("--prompt-tokens-stddev", type=float, default=0.0,
                    help="vary the length per prompt (normal, seeded; default 0: every prompt exactly --prompt-tokens)")
-    g.add_argument("--shared-prefix-tokens", type=int, default=0,
+    g.add_argument("--shared-prefix-tokens", type=argtypes.integer, default=0,
                    help="K leading tokens shared by every prompt (default 0: each prompt starts differently)")
 
 
 def prefix_caching(p: argparse.ArgumentParser) -> None:
     """--prefix-groups, --cache-bust: prompts for measuring a server's prefix cache."""
     g = p.add_argument_group("prefix caching (--dataset synthetic; docs/prefill-decode.md)")
-    g.add_argument("--prefix-groups", type=int, metavar="G",
+    g.add_argument("--prefix-groups", type=argtypes.integer, metavar="G",
                    help="with --shared-prefix-tokens K: G groups of prompts, K leading tokens shared within a "
                         "group and different between groups from the first token (prompt i in group i %% G)")
     g.add_argument("--cache-bust", action="store_true",
@@ -257,7 +257,7 @@ def launch(p: argparse.ArgumentParser, *, engine_option: bool = True, port: bool
     g.add_argument("--ctx-size", type=argtypes.positive_int, default=ctx_size,
                    help="context per slot" + (f" (default {ctx_size})" if ctx_size else
                                               " (default: room for the longest scenario)"))
-    g.add_argument("--gpu-layers", type=int, help="llama.cpp -ngl")
+    g.add_argument("--gpu-layers", type=argtypes.integer, help="llama.cpp -ngl")
     g.add_argument("--dtype", help="transformers/vLLM dtype (e.g. float32, bfloat16)")
     g.add_argument("--attn-implementation", help="transformers attention implementation (eager, sdpa, ...)")
     g.add_argument("--compile", action="store_true", help="transformers: torch.compile the forward")
@@ -265,7 +265,7 @@ def launch(p: argparse.ArgumentParser, *, engine_option: bool = True, port: bool
     g.add_argument("--max-model-len", type=argtypes.positive_int, help="vLLM")
     g.add_argument("--gpu-memory-utilization", type=argtypes.finite_float, help="vLLM")
     if port:
-        g.add_argument("--port", type=int, help="engine port (default: a free one)")
+        g.add_argument("--port", type=argtypes.integer, help="engine port (default: a free one)")
     g.add_argument("--ready-timeout", type=argtypes.positive_float,
                    help="seconds to wait for the engine to be ready (default: 60 + 30 per GB of weights; vLLM 300)")
     g.add_argument("--engine-arg", action="append", default=[], metavar="ARG",

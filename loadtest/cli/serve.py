@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from loadtest.cli import configs, options
+from loadtest.cli import argtypes, configs, options
 from loadtest.errors import ConfigError
 from loadtest.launch import ENGINES
 from loadtest.sim.config import HOSTED, TRANSCRIPTION_DIALECTS, SimConfig
@@ -70,7 +70,7 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     d = SimConfig()
     g = parser.add_argument_group("simulated server")
     g.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
-    g.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default %(default)s)")
+    g.add_argument("--port", type=argtypes.integer, default=8000, help="port to bind; 0 picks a free one (default %(default)s)")
     g.add_argument("--model", default=d.model, help="the one model name served (default %(default)s)")
     g.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 endpoints (also taken "
                                                    "as 'api-key: KEY' or, as /v1/messages wants it, 'x-api-key: KEY')")
@@ -81,18 +81,18 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--jitter", type=float, default=d.jitter, metavar="SIGMA",
                    help="server noise: each reply's TTFT and TPOT times a seeded lognormal factor exp(N(0, SIGMA)), "
                         "median 1 (default 0: exact)")
-    t.add_argument("--jitter-seed", type=int, default=d.jitter_seed, help="seed of --jitter's draws (default 0)")
-    t.add_argument("--output-tokens", type=int, default=None,
+    t.add_argument("--jitter-seed", type=argtypes.integer, default=d.jitter_seed, help="seed of --jitter's draws (default 0)")
+    t.add_argument("--output-tokens", type=argtypes.integer, default=None,
                    help="tokens per reply, capped by max_tokens (default: the request's max_tokens, or 16)")
-    t.add_argument("--max-concurrency", type=int, default=None,
+    t.add_argument("--max-concurrency", type=argtypes.integer, default=None,
                    help="replies generated at once; more wait for a slot, their clock starting then (default: no limit)")
 
     s = parser.add_argument_group("stream shape")
-    s.add_argument("--tokens-per-chunk", type=int, default=d.tokens_per_chunk, help="tokens per SSE content chunk")
+    s.add_argument("--tokens-per-chunk", type=argtypes.integer, default=d.tokens_per_chunk, help="tokens per SSE content chunk")
     s.add_argument("--empty-chunks", action="store_true", help='follow every content chunk with a {"content":""} chunk')
     s.add_argument("--role-chunk", action=argparse.BooleanOptionalAction, default=d.role_chunk,
                    help="send a role-only chunk immediately on receipt (chat)")
-    s.add_argument("--reasoning-tokens", type=int, default=d.reasoning_tokens,
+    s.add_argument("--reasoning-tokens", type=argtypes.integer, default=d.reasoning_tokens,
                    help="the first N tokens go to delta.reasoning_content (chat)")
     s.add_argument("--usage", action=argparse.BooleanOptionalAction, default=d.usage,
                    help="report usage (final chunk when stream_options.include_usage; non-stream body)")
@@ -100,7 +100,7 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
                    help="streams end with a usage chunk even when stream_options.include_usage is not asked "
                         "(as transformers serve <= 5.23; by default only when asked, as OpenAI and vLLM)")
     s.add_argument("--usage-per-chunk", action="store_true", help="every content chunk carries cumulative usage")
-    s.add_argument("--chunk-tokens-max", type=int, default=None,
+    s.add_argument("--chunk-tokens-max", type=argtypes.integer, default=None,
                    help="chunks of a seeded random 1..N tokens, the first chunk 1 token (overrides --tokens-per-chunk)")
     s.add_argument("--early-stops", action="store_true",
                    help="each reply stops at a seeded random length 1..max_tokens (finish_reason stop)")
@@ -123,44 +123,44 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
 
     f = parser.add_argument_group("failures (--fail-every N applies the chosen one to every Nth request only)")
     f.add_argument("--reject-stream-options", action="store_true", help="answer 400 to any request with stream_options")
-    f.add_argument("--fail-status", type=int, default=None, help="answer generation requests with this HTTP status")
-    f.add_argument("--fail-every", type=int, default=None, help="only every Nth generation request fails")
-    f.add_argument("--disconnect-after-tokens", type=int, default=None, help="drop the connection after N tokens")
-    f.add_argument("--stream-error-after-tokens", type=int, default=None,
+    f.add_argument("--fail-status", type=argtypes.integer, default=None, help="answer generation requests with this HTTP status")
+    f.add_argument("--fail-every", type=argtypes.integer, default=None, help="only every Nth generation request fails")
+    f.add_argument("--disconnect-after-tokens", type=argtypes.integer, default=None, help="drop the connection after N tokens")
+    f.add_argument("--stream-error-after-tokens", type=argtypes.integer, default=None,
                    help="after N tokens send an SSE error event, then end the stream")
-    f.add_argument("--malformed-after-tokens", type=int, default=None,
+    f.add_argument("--malformed-after-tokens", type=argtypes.integer, default=None,
                    help="after N tokens send an unparsable data line, then end the stream")
     p = parser.add_argument_group("prompt side")
     p.add_argument("--prompt-tokenizer", default=None,
                    help="count prompt tokens with this tokenizer (as loadtest --tokenizer) instead of whitespace words")
-    p.add_argument("--template-tokens", type=int, default=0,
+    p.add_argument("--template-tokens", type=argtypes.integer, default=0,
                    help="chat requests: tokens a chat template adds; embeddings and rerank: tokens added to each "
                         "input or (query, document) pair")
     p.add_argument("--prefill-tokens-per-s", type=float, default=None,
                    help="prompt processing speed: the first token is delayed by prompt tokens / this")
-    p.add_argument("--n-ctx", type=int, default=None,
+    p.add_argument("--n-ctx", type=argtypes.integer, default=None,
                    help="context size: served by GET /props; prompt + max_tokens beyond it is refused (400)")
     p.add_argument("--timings", action="store_true",
                    help="llama.cpp-style timings (prompt_per_second, predicted_per_second) on the usage chunk")
-    p.add_argument("--prefix-cache-tokens", type=int, default=None, metavar="N",
+    p.add_argument("--prefix-cache-tokens", type=argtypes.integer, default=None, metavar="N",
                    help="a prefix cache of N tokens (LRU over whole blocks of the prompt's tokens): cached tokens "
                         "skip prefill and are reported in usage, timings and /metrics (default: off)")
-    p.add_argument("--prefix-block-tokens", type=int, default=d.prefix_block_tokens, metavar="B",
+    p.add_argument("--prefix-block-tokens", type=argtypes.integer, default=d.prefix_block_tokens, metavar="B",
                    help="the prefix cache's block size: only whole blocks of a shared prefix hit (default %(default)s)")
 
 
     tc = parser.add_argument_group("tool calls (docs/test-server.md \"Tool calls\")")
-    tc.add_argument("--tool-call-rounds", type=int, default=d.tool_call_rounds, metavar="R",
+    tc.add_argument("--tool-call-rounds", type=argtypes.integer, default=d.tool_call_rounds, metavar="R",
                     help="a request offering tools gets tool calls instead of text in its first R replies after a "
                          "user message (finish_reason tool_calls; default 0: never)")
-    tc.add_argument("--tool-calls-per-round", type=int, default=d.tool_calls_per_round, metavar="M",
+    tc.add_argument("--tool-calls-per-round", type=argtypes.integer, default=d.tool_calls_per_round, metavar="M",
                     help="tool calls per such reply, seeded JSON arguments streamed in pieces (default 1)")
 
     m = parser.add_argument_group("server-side metrics (GET /metrics, Prometheus text; docs/test-server.md)")
     m.add_argument("--metrics", type=_names, default=d.metrics, metavar="NAMES",
                    help="families GET /metrics serves, a comma list of vllm, llamacpp, dcgm (default: none, "
                         "/metrics answers 404)")
-    m.add_argument("--kv-cache-tokens", type=int, default=d.kv_cache_tokens, metavar="N",
+    m.add_argument("--kv-cache-tokens", type=argtypes.integer, default=d.kv_cache_tokens, metavar="N",
                    help="KV-cache capacity: usage = (prompt + generated tokens of running requests) / N "
                         "(default %(default)s)")
     m.add_argument("--keep-generating-on-disconnect", action="store_true",
@@ -170,17 +170,17 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
                    help="each /metrics answer waits MS first; generation goes on meanwhile")
     m.add_argument("--metrics-malformed", action="store_true",
                    help="/metrics answers 200 with a page the Prometheus text parser rejects")
-    m.add_argument("--metrics-extra-series", type=int, default=d.metrics_extra_series, metavar="N",
+    m.add_argument("--metrics-extra-series", type=argtypes.integer, default=d.metrics_extra_series, metavar="N",
                    help="N extra gauge series on the page, to make it large")
 
     e = parser.add_argument_group("embeddings and rerank (POST /v1/embeddings, /v1/rerank, /v2/rerank)")
-    e.add_argument("--embedding-dim", type=int, default=d.embedding_dim, metavar="N",
+    e.add_argument("--embedding-dim", type=argtypes.integer, default=d.embedding_dim, metavar="N",
                    help="floats per embedding, seeded from the input (a request's dimensions overrides it; "
                         "default %(default)s); latency: --ttft-ms + prompt tokens / --prefill-tokens-per-s")
     e.add_argument("--embeddings", action=argparse.BooleanOptionalAction, default=d.embeddings,
                    help="serve them (--no-embeddings: answer 501 as llama.cpp started without --embeddings)")
     a = parser.add_argument_group("images and audio (docs/test-server.md \"Images and audio\")")
-    a.add_argument("--image-tokens", type=int, default=d.image_tokens, metavar="N",
+    a.add_argument("--image-tokens", type=argtypes.integer, default=d.image_tokens, metavar="N",
                    help="prompt tokens charged per image part of a chat request: in usage (prompt_tokens_details."
                         "image_tokens), in the prefill time and in --log-chunks (default %(default)s)")
     a.add_argument("--audio-tokens-per-s", type=float, default=d.audio_tokens_per_s, metavar="T",
@@ -195,10 +195,10 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     h = parser.add_argument_group("hosted API (--hosted: key sk-sim unless --api-key, 600 RPM, 200k TPM, "
                                   "SSE comments, choices:[] chunks, max_tokens rejected, 8 reasoning tokens)")
     h.add_argument("--hosted", action="store_true", help="behave like a hosted API (the mix above)")
-    h.add_argument("--rpm-limit", type=int, default=None, metavar="N", help="answer 429 past N requests per minute")
-    h.add_argument("--tpm-limit", type=int, default=None, metavar="N",
+    h.add_argument("--rpm-limit", type=argtypes.integer, default=None, metavar="N", help="answer 429 past N requests per minute")
+    h.add_argument("--tpm-limit", type=argtypes.integer, default=None, metavar="N",
                    help="answer 429 past N tokens per minute (prompt words + max tokens)")
-    h.add_argument("--rate-limit-every", type=int, default=None, metavar="N", help="answer 429 to every Nth generation request")
+    h.add_argument("--rate-limit-every", type=argtypes.integer, default=None, metavar="N", help="answer 429 to every Nth generation request")
     h.add_argument("--retry-after-s", type=float, default=None, metavar="S",
                    help="Retry-After sent with a 429 (default: the time until the limit allows; 1 s for --rate-limit-every)")
     h.add_argument("--sse-comments", action="store_true", help="send ': keep-alive' / ': PROCESSING' comment lines")
@@ -207,7 +207,7 @@ def sim_options(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--data-no-space", action="store_true", help="write 'data:{...}' without the space")
     h.add_argument("--reject-max-tokens", action="store_true",
                    help="answer 400 to max_tokens (chat): only max_completion_tokens is accepted, as o-series models")
-    h.add_argument("--overload-every", type=int, default=None, metavar="N",
+    h.add_argument("--overload-every", type=argtypes.integer, default=None, metavar="N",
                    help="/v1/messages: answer 529 overloaded_error to every Nth valid request (with Retry-After "
                         "when --retry-after-s is given), as Anthropic's API does when overloaded")
 

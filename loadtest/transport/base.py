@@ -155,9 +155,18 @@ def normalize_base_url(endpoint: str) -> str:
     raw = endpoint.strip()
     if "://" not in raw:
         raw = "http://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--endpoint {endpoint!r} is not an http(s) URL (example: http://127.0.0.1:8080/v1)")
+    example = "(example: http://127.0.0.1:8080/v1)"
+    netloc = raw.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
+    if netloc.count(":") > 1 and not netloc.startswith("["):  # ::1:8000 cannot say where the port starts
+        raise ConfigError(f"--endpoint {endpoint!r}: an IPv6 address goes in brackets (http://[::1]:8000/v1)")
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname
+    except ValueError as exc:  # an unclosed [ or a bracketed host that is not an IPv6 address
+        raise ConfigError(f"--endpoint {endpoint!r} is not a valid URL ({exc}); an IPv6 address goes in "
+                          "brackets: http://[::1]:8000/v1") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"--endpoint {endpoint!r} is not an http(s) URL {example}")
     try:
         _ = parts.port  # urlsplit validates the port only when it is read
     except ValueError:

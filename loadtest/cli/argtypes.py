@@ -7,6 +7,7 @@ import argparse
 import math
 import os
 import re
+from pathlib import Path
 
 from loadtest.redact import add_secret, is_secret_name
 
@@ -63,6 +64,19 @@ def positive_float(text: str) -> float:
     v = finite_float(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+MIN_DURATION_S = 0.1
+
+
+def duration(text: str) -> float:
+    """--duration in seconds: 0.1 or more. A shorter window cannot hold a completed request's
+    measurement (and a deadline of 1e-9 s passed before the first request was sent)."""
+    v = positive_float(text)
+    if v < MIN_DURATION_S:
+        raise argparse.ArgumentTypeError(f"must be {MIN_DURATION_S:g} s or more, got {text!r}: a shorter run "
+                                         "measures nothing")
     return v
 
 
@@ -172,3 +186,25 @@ def image_size(text: str) -> tuple[int, int]:
     if not m or not (1 <= int(m.group(1)) <= 8192 and 1 <= int(m.group(2)) <= 8192):
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each 1..8192 pixels (e.g. 512x512), got {text!r}")
     return int(m.group(1)), int(m.group(2))
+
+
+def output_dir(text: str) -> Path:
+    """--output DIR: not empty (that was the current directory) and not a filesystem root (a run's
+    files were written into /)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name a directory for the results (e.g. results/run1)")
+    path = Path(text).expanduser()
+    resolved = path.resolve()
+    if resolved == Path(resolved.anchor):
+        raise argparse.ArgumentTypeError(f"{text!r} is the filesystem root: name a directory for the results")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """--output FILE of a report or a comparison: not empty, not a directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name a file to write")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory: name a file to write")
+    return path

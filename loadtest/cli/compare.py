@@ -38,7 +38,7 @@ def add_parsers(sub: Any) -> None:
                         "or 'output_tokens_per_s<-3%%' (repeatable; error_rate in points: 'error_rate>+1pp')")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="table (default), markdown (a pull-request comment), json, or junit (XML for CI systems)")
-    p.add_argument("--output", type=Path, metavar="FILE", help="write to this file instead of stdout")
+    p.add_argument("--output", type=argtypes.output_file, metavar="FILE", help="write to this file instead of stdout")
     p.add_argument("--allow-different", action="store_true",
                    help="compare even when the two sides' settings differ (dataset, max tokens, load, API, "
                         "streaming, seed, loadtest version)")
@@ -54,7 +54,10 @@ def add_parsers(sub: Any) -> None:
 
 def main(ns: argparse.Namespace) -> int:
     from loadtest.compare.make import make_comparison
+    from loadtest.run.output import writable_file
 
+    if ns.output is not None:
+        writable_file(ns.output)
     if ns.alpha >= 0.5:
         raise ConfigError(f"--alpha must be below 0.5, got {ns.alpha:g}")
     if ns.resamples < 100:

@@ -127,6 +127,9 @@ def main(ns: argparse.Namespace) -> int:
         return 0
     if ns.output.exists() and not ns.overwrite:
         raise ConfigError(f"--output {ns.output} exists; pass --overwrite to replace it")
+    from loadtest.run.output import writable_file
+
+    writable_file(ns.output)
     ns.output.write_text(text)
     for note in conversion.notes:
         print(f"convert: note: {redact(note)}", file=sys.stderr)

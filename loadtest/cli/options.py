@@ -154,7 +154,7 @@ def amount(p: argparse.ArgumentParser, *, num_help: str, num_default: int | None
     g = p.add_mutually_exclusive_group() if duration else p
     g.add_argument("--num-prompts", type=argtypes.positive_int, default=num_default, help=num_help)
     if duration:
-        g.add_argument("--duration", type=argtypes.positive_float, help="measure for this many seconds instead")
+        g.add_argument("--duration", type=argtypes.duration, help="measure for this many seconds instead")
 
 
 def load(p: argparse.ArgumentParser, *, command: str) -> None:
@@ -229,7 +229,7 @@ def repeat(p: argparse.ArgumentParser, *, command: str) -> None:
 
 def scenario_output(p: argparse.ArgumentParser) -> None:
     """--output FILE and --overwrite of ``convert``: the scenario file it writes."""
-    p.add_argument("--output", type=Path, metavar="FILE", help="write the scenario file here (default: stdout)")
+    p.add_argument("--output", type=argtypes.output_file, metavar="FILE", help="write the scenario file here (default: stdout)")
     p.add_argument("--overwrite", action="store_true", help="replace FILE when it exists")
 
 
@@ -281,7 +281,7 @@ def launch(p: argparse.ArgumentParser, *, engine_option: bool = True, port: bool
 def output(p: argparse.ArgumentParser, *, what: str = "results directory", required: bool = False,
            overwrite: bool = True, wandb: bool = False) -> None:
     """--output, --overwrite, --quiet (and --wandb where a command can log to it)."""
-    p.add_argument("--output", type=Path, required=required,
+    p.add_argument("--output", type=argtypes.output_dir, required=required,
                    help=what + ("" if required else " (default results/<time>-<command>/)"))
     if overwrite:
         p.add_argument("--overwrite", action="store_true", help="replace what --output already holds")

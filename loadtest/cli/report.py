@@ -23,8 +23,8 @@ def add_parsers(sub: Any) -> None:
                         "(default engine,model; with two keys the pivots have one column per value of the first "
                         "and one row per value of the second)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
-    p.add_argument("--output", type=Path, help="write the report to this file instead of stdout")
-    p.add_argument("--plots", type=Path, metavar="DIR", help="also save the plots here (needs loadtest[report])")
+    p.add_argument("--output", type=argtypes.output_file, help="write the report to this file instead of stdout")
+    p.add_argument("--plots", type=argtypes.output_dir, metavar="DIR", help="also save the plots here (needs loadtest[report])")
     p.add_argument("--slo-ttft-ms", type=argtypes.non_negative_float, help="draw this TTFT objective on the latency plot")
     p.add_argument("--slo-e2e-s", type=argtypes.non_negative_float,
                    help="draw this end-to-end objective on the latency plot")
@@ -61,6 +61,12 @@ def main(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--slice must be a duration above 0, got {ns.slice:g}")
     if ns.format == "html" and ns.output is None:
         raise ConfigError("--format html needs --output FILE")
+    from loadtest.run.output import writable_dir, writable_file
+
+    if ns.output is not None:
+        writable_file(ns.output)
+    if ns.plots is not None:
+        writable_dir(ns.plots, "--plots")
     text = make_report(list(ns.runs), by=by, fmt=ns.format, output=ns.output, plots=ns.plots, prices=prices(ns),
                        slos={"slo_ttft_s": ns.slo_ttft_ms / 1e3 if ns.slo_ttft_ms is not None else None,
                              "slo_e2e_s": ns.slo_e2e_s}, slice_s=ns.slice)

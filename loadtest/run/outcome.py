@@ -78,7 +78,8 @@ def failure(result: dict[str, Any], *, abort: str | None, interrupted: bool, wor
         return EXIT_FAILED, (f"no request completed: {abandoned} of {counts['requests']} measured requests were "
                              f"abandoned as --cancel-rate asked{cut}, none failed, and nothing was measured; lower "
                              "--cancel-rate or raise --cancel-after")
-    if duration_s and counts["requests"] and counts["completed"] == 0 and not result["errors"]:
+    if duration_s and counts["completed"] == 0 and not result["errors"]:
+        # also when none even started (a closed loop's deadline can pass before its first send)
         return EXIT_FAILED, (f"no request completed within --duration {duration_s:g} s ({counts['cancelled']} "
                              "cancelled at the deadline): nothing was measured; use a longer --duration")
     if counts["requests"] and counts["completed"] == 0:

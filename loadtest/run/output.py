@@ -53,13 +53,32 @@ def prepare_output_dir(directory: Path, *, overwrite: bool = False, resume: bool
                               "pass --overwrite to replace it or --resume DIR to continue it")
         for name in RUN_FILES:
             (directory / name).unlink(missing_ok=True)
+    writable_dir(directory)
+
+
+def writable_dir(directory: Path, option: str = "--output") -> None:
+    """Create ``directory`` and write a probe file in it, or raise ConfigError (one line naming
+    ``option``): every command that writes results checks this before it measures anything, so a
+    destination it cannot write never costs a whole sweep."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{option} {directory} is a file, not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / ".loadtest-write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"--output {directory} is not a writable directory: {exc.strerror or exc}") from None
+        raise ConfigError(f"{option} {directory} is not a writable directory: {exc.strerror or exc}") from None
+
+
+def writable_file(path: Path, option: str = "--output") -> None:
+    """``path`` can be written (its directory is created, the file itself is not): ConfigError
+    naming ``option`` otherwise, before a report or a comparison is built."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory: name a file to write")
+    writable_dir(path.parent if str(path.parent) else Path("."), option=f"{option} {path}: its directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{option} {path} is not writable")
 
 
 class RecordWriter:

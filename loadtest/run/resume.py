@@ -64,7 +64,7 @@ def plan_resume(directory: Path, cfg: RunConfig) -> ResumePlan:
     saved_path = directory / CONFIG_FILE
     if not saved_path.is_file():
         raise ConfigError(f"--resume {directory}: no {CONFIG_FILE} there (not a loadtest run directory?)")
-    saved = orjson.loads(saved_path.read_bytes())
+    saved = _read_config(saved_path, directory)
     now = _comparable(cfg.to_json())
     differ = [f"{k}: {saved.get(k)!r} then, {now.get(k)!r} now" for k in sorted(set(saved) | set(now))
               if saved.get(k) != now.get(k)]
@@ -75,11 +75,25 @@ def plan_resume(directory: Path, cfg: RunConfig) -> ResumePlan:
     kept: list[bytes] = []
     done: set[int] = set()
     first_start = last_end = None
-    for line in path.read_bytes().splitlines():
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"--resume {directory}: cannot read requests.jsonl ({exc.strerror or exc})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue  # a line a crash cut short
+        except orjson.JSONDecodeError as exc:
+            if number == len(lines):
+                continue  # the last line, which a crash cut short
+            raise ConfigError(f"--resume {directory}: requests.jsonl line {number} is not JSON ({exc}); only the "
+                              "last line can be cut short by a crash") from None
+        if not _is_record(row):
+            raise ConfigError(f"--resume {directory}: requests.jsonl line {number} is not a request record "
+                              "(an object with an integer id and a start_s)")
         if row.get("error_kind") in _REDONE:
             continue
         kept.append(line)
@@ -106,14 +120,35 @@ def plan_resume(directory: Path, cfg: RunConfig) -> ResumePlan:
     return ResumePlan(todo=todo, pieces=pieces)
 
 
+def _read_config(saved_path: Path, directory: Path) -> dict[str, Any]:
+    """The saved run's config.json, or one line saying why it cannot be the config of a run."""
+    try:
+        saved = orjson.loads(saved_path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"--resume {directory}: cannot read {CONFIG_FILE} ({exc.strerror or exc})") from None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--resume {directory}: {CONFIG_FILE} is not valid JSON ({exc})") from None
+    if not isinstance(saved, dict) or "command" not in saved:
+        raise ConfigError(f"--resume {directory}: {CONFIG_FILE} is not a loadtest run's config (an object with "
+                          "its options)")
+    return saved
+
+
+def _is_record(row: Any) -> bool:
+    number = (int, float)
+    return (isinstance(row, dict) and isinstance(row.get("id"), int) and not isinstance(row.get("id"), bool)
+            and isinstance(row.get("start_s"), number) and isinstance(row.get("end_s"), (*number, type(None))))
+
+
 def _earlier_pieces(directory: Path, first_start: float | None, last_end: float | None,
                     rows: int) -> list[dict[str, Any]]:
     """From summary.json (an interrupted run wrote one); after a crash, from the rows' span."""
     summary_path = directory / "summary.json"
     if summary_path.is_file():
-        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
-            run = orjson.loads(summary_path.read_bytes())["run"]
-            if run.get("pieces"):
-                return list(run["pieces"])
+        with contextlib.suppress(OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            pieces = orjson.loads(summary_path.read_bytes())["run"].get("pieces")
+            if pieces and isinstance(pieces, list) and all(
+                    isinstance(p, dict) and isinstance(p.get("window_s"), (int, float, type(None))) for p in pieces):
+                return list(pieces)
     span = last_end - first_start if first_start is not None and last_end is not None else None
     return [{"started_at": None, "ended": "crashed", "window_s": span, "requests": rows}]

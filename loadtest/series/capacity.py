@@ -19,6 +19,7 @@ from typing import Any
 
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
+from loadtest.run.output import writable_dir
 from loadtest.judge import slo as slos
 from loadtest.run.execute import Signals
 from loadtest.series.levels import CONCURRENCY, RATE, LevelResult, LevelRunner, LevelSettings
@@ -139,7 +140,7 @@ def run_capacity(cc: CapacityConfig) -> int:
     assert root is not None
     if (root / "capacity.json").exists() and not cc.overwrite:
         raise ConfigError(f"--output {root} already holds a capacity search; pass --overwrite to replace it")
-    root.mkdir(parents=True, exist_ok=True)
+    writable_dir(root)  # checked before anything runs, not when the last file is written
     prompts = pooled_prompts(load_prompts(cc.base.dataset), cc.base)  # embeddings, rerank: grouped
     tokenizer = load_tokenizer(cc.base.tokenizer) if cc.base.tokenizer else None
     signals = Signals()

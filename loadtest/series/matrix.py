@@ -143,13 +143,14 @@ def run_pair(mc: MatrixConfig, variant: EngineVariant, model: str, pair_dir: Pat
 def run_matrix(mc: MatrixConfig) -> int:
     from loadtest.prompts.sources import load_prompts
     from loadtest.report.make import make_report
+    from loadtest.run.output import writable_dir
 
     if not mc.variants or not mc.models:
         raise ConfigError("--engines and --models each need at least one entry")
     if mc.single < 0 or mc.throughput < 0 or mc.single == mc.throughput == 0:
         raise ConfigError("--single N and --throughput C must be >= 0, and not both 0")
     out = mc.output
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out)  # checked before anything runs, not when the last file is written
     prompts = load_prompts(mc.base.dataset)
     signals = Signals()
     failures = 0

@@ -30,7 +30,7 @@ from loadtest.errors import ConfigError, RunAborted
 from loadtest.redact import redact_tree
 from loadtest.run.console import render_rows
 from loadtest.run.execute import Signals, execute
-from loadtest.run.output import prepare_output_dir
+from loadtest.run.output import prepare_output_dir, writable_dir
 from loadtest.run.postrun import annotate_prompts
 
 # Expected minimum speeds (tokens/s) by size, from the Spare Cores LLM benchmark.
@@ -249,7 +249,7 @@ def run_tokens(tc: TokensConfig) -> int:
         for child in directory.iterdir():  # only what a sweep writes: its scenario directories and tokens.json
             if child.name == "tokens.json" or (child.is_dir() and (child / "summary.json").exists()):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-    directory.mkdir(parents=True, exist_ok=True)
+    writable_dir(directory)  # checked before anything runs, not when the last file is written
     launch = tc.launch
     if launch is not None and launch.ctx_size is None:  # room for the longest scenario (and a template's tokens)
         launch = replace(launch, ctx_size=context_needed(tc))

@@ -18,6 +18,7 @@ from typing import Any
 
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
+from loadtest.run.output import writable_dir
 from loadtest.judge import slo as slos
 from loadtest.run.console import render_rows
 from loadtest.run.execute import Signals
@@ -119,7 +120,7 @@ def run_sweep(sc: SweepConfig) -> int:
     assert root is not None
     if (root / "sweep.json").exists() and not sc.overwrite:
         raise ConfigError(f"--output {root} already holds a sweep; pass --overwrite to replace it")
-    root.mkdir(parents=True, exist_ok=True)
+    writable_dir(root)  # checked before anything runs, not when the last file is written
     by, auto = sc.settings.by, sc.levels is None
     levels = list(sc.levels or [])
     prompts = pooled_prompts(load_prompts(sc.base.dataset), sc.base)  # embeddings, rerank: grouped

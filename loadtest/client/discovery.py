@@ -18,9 +18,16 @@ def models_in(ex: Exchange) -> list[str] | None:
         return None
     try:
         data = orjson.loads(ex.body()).get("data") or []
-        return [m["id"] for m in data if isinstance(m, dict) and "id" in m]
     except (orjson.JSONDecodeError, AttributeError):
         return None
+    return [m["id"] for m in _entries(data)] if isinstance(data, list) else None
+
+
+def _entries(data: list[object]) -> list[dict[str, object]]:
+    """The entries of a model list that name a model: an object whose ``id`` is a non-empty
+    string. Others (a number, null, a list as the id; an id missing) are left out, so an id is
+    never sent as a model or joined into a message as something that is not text."""
+    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"].strip()]
 
 
 async def list_models(transport: Transport, timeout_s: float = 10.0) -> list[str] | None:
@@ -65,4 +72,4 @@ async def model_list(cfg: RunConfig, timeout_s: float) -> tuple[list[dict[str, o
         data = None
     if not isinstance(data, list):
         raise RunAborted(f"{cfg.base_url}/models did not answer an OpenAI model list")
-    return [m for m in data if isinstance(m, dict) and "id" in m], ex.body()
+    return _entries(data), ex.body()

@@ -11,6 +11,7 @@ its header, no `gguf` package needed). The KV cache, when asked for, is added ex
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ def parse_count(text: str) -> int | None:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmbgt]?)\s*", text.lower())
     if not m:
         return None
-    return int(round(float(m.group(1)) * _SUFFIX[m.group(2)]))
+    value = float(m.group(1)) * _SUFFIX[m.group(2)]
+    return int(round(value)) if math.isfinite(value) else None
 
 
 # ---------------------------------------------------------------- config.json (llama-style)
@@ -68,29 +70,55 @@ def count_config(cfg: dict[str, Any]) -> tuple[int, Architecture]:
     attention q/k/v/o (K and V sized by num_key_value_heads: GQA), the gated MLP (gate, up, down;
     times the experts for a mixture of experts), two RMSNorms, the final norm, and lm_head unless
     the embeddings are tied."""
-    cfg = cfg.get("text_config", cfg)  # multimodal wrappers keep the language model here
-    try:
-        hidden = int(cfg["hidden_size"])
-        layers = int(cfg["num_hidden_layers"])
-        heads = int(cfg["num_attention_heads"])
-        inter = int(cfg.get("intermediate_size") or 4 * hidden)
-        vocab = int(cfg["vocab_size"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"config.json lacks a field needed to count parameters: {exc}") from None
-    kv_heads = int(cfg.get("num_key_value_heads") or heads)
-    head_dim = int(cfg.get("head_dim") or hidden // heads)
+    text = cfg.get("text_config", cfg)  # multimodal wrappers keep the language model here
+    cfg = text if isinstance(text, dict) else cfg
+    kind = str(cfg.get("model_type") or "")
+    if kind in ENCODER_ONLY:
+        raise ConfigError(f"config.json: model_type {kind or '?'} is an encoder-only model (no decoder, no KV "
+                          "cache): the decoder formula this command uses does not apply; give its parameter count "
+                          "instead (e.g. 110m)")
+    hidden = _positive(cfg, "hidden_size")
+    layers = _positive(cfg, "num_hidden_layers")
+    heads = _positive(cfg, "num_attention_heads")
+    inter = _positive(cfg, "intermediate_size", 4 * hidden)
+    vocab = _positive(cfg, "vocab_size")
+    kv_heads = _positive(cfg, "num_key_value_heads", heads)
+    head_dim = _positive(cfg, "head_dim", hidden // heads or None)
     q, kv = heads * head_dim, kv_heads * head_dim
     attn = hidden * q + 2 * hidden * kv + q * hidden
     if cfg.get("attention_bias") or cfg.get("model_type") in ("qwen2", "qwen2_moe"):
         attn += q + 2 * kv
-    experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 1)
-    expert_inter = int(cfg.get("moe_intermediate_size") or inter) if experts > 1 else inter
+    experts = _positive(cfg, "num_local_experts", None) if cfg.get("num_local_experts") else \
+        _positive(cfg, "num_experts", 1)
+    expert_inter = _positive(cfg, "moe_intermediate_size", inter) if experts > 1 else inter
     mlp = experts * 3 * hidden * expert_inter + (hidden * experts if experts > 1 else 0)
     per_layer = attn + mlp + 2 * hidden
     embed = vocab * hidden
     tied = bool(cfg.get("tie_word_embeddings", False))
     total = embed + layers * per_layer + hidden + (0 if tied else vocab * hidden)
     return total, Architecture(layers, kv_heads, head_dim)
+
+
+ENCODER_ONLY = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
+                "camembert", "mpnet", "modernbert", "nomic_bert", "xlm", "ernie")
+"""model_type values of encoder-only models: no decoder layers, no KV cache, no lm_head."""
+
+_FIELD_LIMIT = 2 ** 40
+
+
+def _positive(cfg: dict[str, Any], key: str, default: int | None = 0) -> int:
+    """A positive integer field of config.json (``default`` when absent or null; 0: required);
+    ConfigError naming the field otherwise (a zero head count divided by zero, a negative layer
+    count gave negative gigabytes)."""
+    value = cfg.get(key)
+    if value is None:
+        if default:
+            return default
+        raise ConfigError(f"config.json lacks {key}, needed to count parameters")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not 0 < value <= _FIELD_LIMIT:
+        raise ConfigError(f"config.json: {key} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 # ---------------------------------------------------------------- GGUF
@@ -164,6 +192,8 @@ def _gguf_arch(meta: dict[str, Any]) -> Architecture | None:
 
 def resolve(model: str) -> ModelSize:
     """A parameter count, a config.json, a model directory holding one (or a GGUF), or a GGUF file."""
+    if not model.strip():
+        raise ConfigError("MODEL is empty: give a parameter count (7b), a config.json, a model directory or a GGUF file")
     path = Path(model)
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -177,7 +207,7 @@ def resolve(model: str) -> ModelSize:
             return _from_gguf(path, path.stem)
         return _from_config(path, path.parent.name if path.name == "config.json" else path.stem)
     count = parse_count(model)
-    if count is not None and count > 0:
+    if count is not None and 0 < count <= _FIELD_LIMIT * 1000:
         return ModelSize(model, count, "count")
     if model.lower() == "smollm2":
         from loadtest.launch.envs import all_pythons

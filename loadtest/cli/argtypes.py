@@ -208,3 +208,15 @@ def output_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory: name a file to write")
     return path
+
+
+def wandb_project(text: str) -> str:
+    """--wandb PROJECT: a name, and the wandb package there to log to it. Checked when the options
+    are read (without importing it), not after the whole run has been measured."""
+    import importlib.util
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a W&B project name")
+    if importlib.util.find_spec("wandb") is None:
+        raise argparse.ArgumentTypeError("needs the wandb package: pip install wandb (or leave --wandb out)")
+    return text

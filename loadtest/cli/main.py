@@ -76,15 +76,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("loadtest: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug, or an OS failure nothing above expected: still one line
+    except OSError as exc:  # the OS refused (disk full, a file gone) where nothing above expected it
         if debug:
             raise
         from loadtest.redact import redact
 
-        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
-        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"loadtest: error: {type(exc).__name__}: {redact(text)}{where} (run with --debug for the traceback)",
-              file=sys.stderr)
+        where = f": {exc.filename}" if exc.filename else ""
+        text = exc.strerror or str(exc) or type(exc).__name__
+        print(f"loadtest: error: {redact(text)}{where} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, saying so; each bad input is refused where it is read
+        if debug:
+            raise
+        from loadtest.redact import redact
+
+        text = " ".join(str(exc).split())
+        print(f"loadtest: error: internal error, a bug in loadtest ({type(exc).__name__}: {redact(text)[:300]}); "
+              "run again with --debug for the traceback and report it", file=sys.stderr)
         return 1
 
 

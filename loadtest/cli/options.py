@@ -291,7 +291,7 @@ def output(p: argparse.ArgumentParser, *, what: str = "results directory", requi
 
 
 def wandb_project(p: Any) -> None:
-    p.add_argument("--wandb", metavar="PROJECT", help="also log to Weights & Biases (needs wandb)")
+    p.add_argument("--wandb", type=argtypes.wandb_project, metavar="PROJECT", help="also log to Weights & Biases (needs wandb)")
 
 
 def debug(p: argparse.ArgumentParser) -> None:

@@ -36,6 +36,10 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield row
 
 
+GROUP_KEYS = ("engine", "model", "command", "variant", "run")
+"""What ``report --by`` takes besides a config/server/run/client field of the saved summaries."""
+
+
 def dig(d: Any, *keys: str, default: Any = None) -> Any:
     """d[k1][k2]... or default when any level is missing or not a dict."""
     for k in keys:
@@ -120,6 +124,12 @@ class SavedRun:
             if v is not None:
                 return str(v)
         return MISSING
+
+    def has_key(self, name: str) -> bool:
+        """Whether ``key(name)`` names something this run can have (a field it saved, even if null)."""
+        return name in GROUP_KEYS or any(isinstance(self.summary.get(section), dict)
+                                         and name in self.summary[section]
+                                         for section in ("config", "server", "run", "client"))
 
     # -- numbers ----------------------------------------------------------------------------
     def metric(self, name: str, stat: str | None = None) -> float | None:

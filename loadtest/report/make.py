@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from loadtest.report.cost import Prices
+    from loadtest.report.load import SavedRun
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
@@ -23,6 +24,7 @@ def make_report(paths: list[Path], *, by: list[str], fmt: str, output: Path | No
     from loadtest.report.render import render_text
 
     runs = load_runs(paths)
+    check_keys(runs, by)
     tables = build_report(runs, by, prices, find_failures(paths))
     if slice_s is not None:
         from loadtest.report.slices import slice_tables
@@ -43,3 +45,18 @@ def make_report(paths: list[Path], *, by: list[str], fmt: str, output: Path | No
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
     return text
+
+
+def check_keys(runs: list[SavedRun], by: list[str]) -> None:
+    """Each --by key names something a run has: a misspelt key grouped every run under "-" and
+    said nothing (ConfigError naming the valid keys otherwise)."""
+    from loadtest.errors import ConfigError
+    from loadtest.report.load import GROUP_KEYS
+
+    for name in by:
+        if not any(r.has_key(name) for r in runs):
+            fields = sorted({k for r in runs for k in (r.summary.get("config") or {})
+                             if isinstance(r.summary.get("config"), dict)})
+            raise ConfigError(f"--by {name}: no run has it; use {', '.join(GROUP_KEYS)}, or a config/server field "
+                              f"({', '.join(fields[:12])}{', ...' if len(fields) > 12 else ''})")
+

@@ -42,9 +42,16 @@ def log_runs(runs: Sequence[SavedRun], project: str) -> list[str]:
                                                               "slots", "ctx_size", "compile") if k in server}}
         # dir and mode read from the environment on every call: wandb caches its settings per
         # process, so a second call with another WANDB_DIR would otherwise write to the first one.
-        run = wandb.init(project=project, name=r.label, config=config, job_type=r.command,
-                         dir=os.environ.get("WANDB_DIR") or None, mode=os.environ.get("WANDB_MODE") or None,
-                         tags=[t for t in (r.engine, r.model, r.command) if t != "-"])
+        try:
+            run = wandb.init(project=project, name=r.label, config=config, job_type=r.command,
+                             dir=os.environ.get("WANDB_DIR") or None, mode=os.environ.get("WANDB_MODE") or None,
+                             tags=[t for t in (r.engine, r.model, r.command) if t != "-"])
+        except Exception as exc:  # wandb's own (no API key, offline, refused): the local files stand
+            if not type(exc).__module__.startswith("wandb"):
+                raise
+            line = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConfigError(f"--wandb {project}: W&B refused to start a run ({line}); the results are saved in "
+                              f"{r.path}: log them later with loadtest report {r.path} --wandb {project}") from None
         try:
             run.summary.update(flat_summary(r.summary))
             rows = [[rec.get(c) for c in REQUEST_COLUMNS] for rec in r.records]

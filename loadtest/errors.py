@@ -26,3 +26,7 @@ class RunAborted(LoadtestError):
 
 class LaunchError(LoadtestError):
     """An engine could not be installed, started, or made ready."""
+
+
+class OutputError(LoadtestError):
+    """Results that could not be written (the disk is full, a file size limit): what was kept is said."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.config import RunConfig
+from loadtest.errors import OutputError
 from loadtest.redact import redact
 from loadtest.run.output import build_summary, write_summary
 from loadtest.scheduler import phases
@@ -100,5 +101,9 @@ def conclude(cfg: RunConfig, directory: Path, *, result: dict[str, Any], run: di
     code, message = failure(result, abort=abort, interrupted=interrupted, worker_failure=worker_failure,
                             duration_s=duration_s)
     summary["run"]["error"] = redact(message) if message else None
-    write_summary(directory, summary)
+    try:
+        write_summary(directory, summary)
+    except OutputError as exc:  # the disk is full: the records stay, a report can read them later
+        code, message = EXIT_FAILED, (f"{message}; " if message else "") + str(exc)
+        summary["run"]["error"] = redact(message)
     return RunOutcome(summary, directory, code, message)

@@ -3,6 +3,7 @@ summary.json (the console's view of it is console.py)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import socket
@@ -14,7 +15,7 @@ from typing import IO, Any
 import orjson
 
 from loadtest import __version__
-from loadtest.errors import ConfigError
+from loadtest.errors import ConfigError, OutputError
 from loadtest.measure.definitions import DEFINITIONS
 from loadtest.measure.record import RequestRecord
 from loadtest.redact import redact, redact_tree
@@ -83,24 +84,64 @@ def writable_file(path: Path, option: str = "--output") -> None:
 
 class RecordWriter:
     """Appends one JSON line per finished request and flushes it, so a run cut short (Ctrl-C, a
-    crash, a dead server) keeps everything already measured."""
+    crash, a dead server) keeps everything already measured.
+
+    Each line is written whole or not at all: when the disk is full (or a file size limit is
+    reached) the part of a line that got out is cut off again, so requests.jsonl only ever holds
+    whole records; ``failed`` keeps the OS's reason and every later record is refused at once
+    (``WriteFailed``), for the run to stop and say so."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "requests.jsonl"
-        self._fh: IO[bytes] = open(self.path, "ab")
+        self._fh: IO[bytes] = open(self.path, "ab", buffering=0)
+        self._end = self._fh.seek(0, os.SEEK_END)
         self.count = 0
+        self.failed: OSError | None = None
 
     def write(self, record: RequestRecord) -> None:
         if record.error is not None:  # failed requests only: a message may quote a URL
             record.error = redact(record.error)
-        self._fh.write(record.to_json() + b"\n")
-        self._fh.flush()
+        self._append(record.to_json() + b"\n")
+
+    def _append(self, line: bytes) -> None:
+        """``line`` whole, or WriteFailed with none of it left in the file."""
+        if self.failed is not None:
+            raise WriteFailed(self.path, self.failed)
+        view = memoryview(line)
+        try:
+            while view:
+                view = view[os.write(self._fh.fileno(), view):]
+        except OSError as exc:
+            self.failed = exc
+            try:
+                os.ftruncate(self._fh.fileno(), self._end)
+            except OSError:
+                pass  # nothing more to do: the reader drops a last line cut short
+            raise WriteFailed(self.path, exc) from None
+        self._end += len(line)
         self.count += 1
 
     def close(self) -> None:
         self._fh.close()
+
+
+class WriteFailed(OSError):
+    """A record that could not be written (the disk is full...); the file holds whole records only."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror, str(path))
+        self.cause = cause
+
+
+def write_failure_line(path: Path, exc: OSError, kept: int) -> str:
+    """The one line a run stopped by a failed write ends with: the OS's reason, where, what was kept."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EFBIG:
+        reason += " (the file size limit, ulimit -f)"
+    return (f"cannot write {path}: {reason}; the run stopped there, and requests.jsonl keeps the {kept} whole "
+            "records written before it")
 
 
 def client_info(transport: str, loop_name: str) -> dict[str, Any]:
@@ -117,10 +158,17 @@ def client_info(transport: str, loop_name: str) -> dict[str, Any]:
 
 
 def write_summary(directory: Path, summary: dict[str, Any]) -> Path:
+    """summary.json, whole or not at all (a temporary file renamed over it): when the disk is full
+    the temporary file is removed, OutputError raised, and an older summary.json stays as it was."""
     path = directory / "summary.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; requests.jsonl in {directory} keeps "
+                          "every whole record written") from None
     return path
 
 

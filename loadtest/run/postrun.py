@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.config import RunConfig
+from loadtest.errors import OutputError
 from loadtest.judge import slo, verdict
 from loadtest.measure.sessions import session_block
 from loadtest.measure.tools import tool_block
@@ -24,7 +25,11 @@ def judge(directory: Path, summary: dict[str, Any], objectives: list[slo.Objecti
     if objectives:
         summary["slo"] = slo.evaluate(summary, directory / "requests.jsonl", objectives, attainment=attainment)
     summary["verdict"] = verdict.judge(summary)
-    write_summary(directory, summary)
+    try:
+        write_summary(directory, summary)
+    except OutputError as exc:  # said once, with what the run said about it (records stopped too?)
+        said = (summary.get("run") or {}).get("error")
+        raise OutputError(said if said and str(exc) in said else str(exc)) from None
 
 
 def verdict_line(summary: dict[str, Any], stream: Any = None) -> str:

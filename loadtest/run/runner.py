@@ -43,7 +43,7 @@ from loadtest.run.gctimer import collect_garbage
 from loadtest.run.hooks import MEASURED, START, Hooks
 from loadtest.run.livestats import LiveStats
 from loadtest.run.outcome import RunOutcome, conclude, run_block, timestamp
-from loadtest.run.output import RecordWriter, client_info
+from loadtest.run.output import RecordWriter, WriteFailed, client_info, write_failure_line
 from loadtest.run.serverside import ServerSide
 from loadtest.run.sessions import SessionLoop, stride
 from loadtest.run.tracehold import trace_hold
@@ -102,6 +102,7 @@ class Run:
         self._measured_done = 0
         self._abort: RequestRecord | None = None
         self._abort_reason: str | None = None
+        self._unwritten = 0  # records that came after a failed write (disk full): not in the file
         self._t0_ns = 0
         self._transport: Transport | None = None
         self._writer: RecordWriter | None = None
@@ -206,7 +207,12 @@ class Run:
 
     def _emit(self, rec: RequestRecord) -> None:
         assert self._writer is not None
-        self._writer.write(rec)
+        try:
+            self._writer.write(rec)
+        except WriteFailed:  # disk full: the run stops; the file keeps whole records only
+            self._unwritten += 1
+            self.stop.set()
+            return
         self.live.add(rec)
         if not rec.warmup:
             self._measured_done += 1
@@ -338,7 +344,7 @@ class Run:
             if gc_was_enabled:
                 gc.enable()
 
-        if self._abort is not None:
+        if self._abort is not None or self._writer.failed is not None:
             ended = "aborted"
         elif self.interrupted:
             ended = "interrupted"
@@ -351,7 +357,7 @@ class Run:
         # After the measured window (never during it): exact tokens per chunk from the server's /tokenize.
         chunk_info = await refine_records(self._texts, self._writer.path, base_url=cfg.base_url, model=self._model,
                                           headers=build_auth(cfg).headers,
-                                          stopped=self.interrupted or self._abort is not None)
+                                          stopped=self.interrupted or ended == "aborted")
         # The statistics come from the records file in one streaming pass (bounded memory; a
         # post-run pass that rewrites the file composes with it).
         result = compute_metrics(load_columns(self._writer.path), window_s=window_s)
@@ -362,7 +368,10 @@ class Run:
                         cpu_split=cpu_split, completion_tokens=result["metrics"]["completion_tokens_total"],
                         startup_cpu_s=startup_cpu)
         abort = None
-        if self._abort is not None:
+        if self._writer.failed is not None:
+            abort = write_failure_line(self._writer.path, self._writer.failed, self._writer.count) + (
+                f" ({self._unwritten} from it on were not written)" if self._unwritten else "")
+        elif self._abort is not None:
             abort = await abort_message(cfg, self._abort, reason=self._abort_reason, ok_count=self._ok_count,
                                         model=self._model, directory=self.directory, failures=len(self._early_failures))
         return conclude(cfg, self.directory, result=result, run=run,

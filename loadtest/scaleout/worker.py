@@ -63,8 +63,7 @@ class StreamingWriter(RecordWriter):
         if record.error is not None:
             record.error = redact(record.error)
         line = record.to_json()
-        self._fh.write(line + b"\n")
-        self.count += 1
+        self._append(line + b"\n")
         pending = self.texts.pending if self.texts is not None else None
         if pending is not None and pending[0] == record.id:
             self.texts.pending = None  # type: ignore[union-attr]

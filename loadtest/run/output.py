@@ -3,6 +3,7 @@ summary.json (the console's view of it is console.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import platform
@@ -166,7 +167,8 @@ def write_summary(directory: Path, summary: dict[str, Any]) -> Path:
         tmp.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}; requests.jsonl in {directory} keeps "
                           "every whole record written") from None
     return path

@@ -1,0 +1,106 @@
+"""Hostile servers and impossible limits (docs/faults.md): what the run does with a server whose
+usage counts are not counts, one that asks to wait longer than a request may, and with client-side
+budgets and request options that cannot be honoured as given. Every server plays on loopback
+(tests/faultserver.py); scripted replies run on both transports."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from faultserver import SSE_HEAD, FaultServer, chunk, event, response, serve
+from test_faults import check_files, run_main
+
+pytestmark = pytest.mark.timeout(60)
+TRANSPORTS = ["fast", "httpx"]
+
+
+def _sse(events: list[dict[str, Any]]) -> bytes:
+    """Events as a chunked SSE body (json, not orjson: a count past 64 bits must be writable)."""
+    return SSE_HEAD + b"".join(chunk(b"data: " + json.dumps(e).encode() + b"\n\n") for e in events) + b"0\r\n\r\n"
+
+
+def bad_usage_server(usage: Any, *, stream: bool = True) -> Any:
+    """Every dialect's reply with four content chunks (chat, Responses, Messages) or one vector
+    (embeddings), whose usage is ``usage`` in that dialect's own names; chat's whole (one body)
+    unless ``stream``."""
+
+    def behaviour(server: FaultServer, sock: socket.socket, n: int, head: bytes) -> None:
+        path = head.split(b" ")[1]
+        if path.endswith(b"/embeddings"):
+            sock.sendall(response(200, json.dumps({"data": [{"index": 0, "embedding": [0.5, 0.25]}],
+                                                   "usage": {"prompt_tokens": usage}}).encode()))
+        elif path.endswith(b"/responses"):
+            sock.sendall(_sse([{"type": "response.output_text.delta", "delta": "w"}] * 4
+                              + [{"type": "response.completed", "response": {
+                                  "id": "r", "status": "completed", "usage": {"output_tokens": usage,
+                                                                              "input_tokens": 5}}}]))
+        elif path.endswith(b"/messages"):
+            sock.sendall(_sse([{"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 5}}}]
+                              + [{"type": "content_block_delta", "index": 0,
+                                  "delta": {"type": "text_delta", "text": "w"}}] * 4
+                              + [{"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                  "usage": {"output_tokens": usage}}, {"type": "message_stop"}]))
+        elif not stream:
+            sock.sendall(response(200, json.dumps({"id": "r", "choices": [{"message": {"content": "w w w w"},
+                                                                          "finish_reason": "stop"}],
+                                                   "usage": {"completion_tokens": usage, "prompt_tokens": 5}}
+                                                  ).encode()))
+        else:
+            sock.sendall(SSE_HEAD + b"".join(event("w") for _ in range(4))
+                         + chunk(b'data: {"id":"r","choices":[],"usage":' + json.dumps(
+                             {"completion_tokens": usage, "prompt_tokens": 5}).encode() + b"}\n\n")
+                         + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+
+    return behaviour
+
+
+# -- usage values that are not token counts ---------------------------------------------------
+
+BAD_USAGE = [("abc", '"abc"'), (2**70, str(2**70)), (-3, "-3"), (3.7, "3.7"), (True, "true"), ({"n": 4}, '{"n":4}')]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("value, shown", BAD_USAGE)
+def test_a_bad_usage_count_is_data_counted_from_the_stream(tmp_path, capsys, transport, value, shown):
+    """Was: a string or a 2^70 count crashed the run (exit 1, no summary; no run directory when the
+    first reply had it); -3 gave negative throughput with exit 0; 3.7 was cut to 3, true read as 1."""
+    with serve(bad_usage_server(value)) as server:
+        code, _, err = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "2",
+                                 "--transport", transport], tmp_path / "out", capsys)
+    assert code == 0, err
+    summary, rows = check_files(tmp_path / "out")
+    for r in rows:
+        assert r["ok"] and r["completion_tokens"] == 4 and r["token_source"] == "chunks" and r["prompt_tokens"] == 5
+        assert r["usage_invalid"] == {"usage.completion_tokens": shown} and r["tokens_per_s"] > 0
+    assert summary["counts"]["completed"] == 2 and summary["token_source"] == {"chunks": 2}
+    assert summary["metrics"]["completion_tokens_total"] == 8 and summary["metrics"]["output_tokens_per_s"] > 0
+    assert summary["usage_invalid"] == {"requests": 2, "fields": {"usage.completion_tokens": 2},
+                                        "example": f"usage.completion_tokens = {shown}"}
+
+
+@pytest.mark.parametrize("api, field, completion", [("chat", "completion_tokens", 1), ("responses", "output_tokens", 4),
+                                                    ("messages", "output_tokens", 4), ("embeddings", "prompt_tokens", None)])
+def test_every_dialect_checks_its_usage(tmp_path, capsys, api, field, completion):
+    """Non-streamed chat, the Responses API, Anthropic's Messages API and embeddings, each with a
+    count past 64 bits."""
+    with serve(bad_usage_server(2**70, stream=api != "chat")) as server:
+        code, _, err = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "2",
+                                 "--api", api, *(["--no-stream"] if api == "chat" else [])], tmp_path / "out", capsys)
+    assert code == 0, err
+    summary, rows = check_files(tmp_path / "out")
+    assert all(r["ok"] and r["usage_invalid"] == {f"usage.{field}": str(2**70)} for r in rows)
+    assert all(r["completion_tokens"] == completion for r in rows)
+    assert summary["usage_invalid"]["requests"] == 2
+
+
+def test_valid_usage_leaves_no_trace(tmp_path, capsys):
+    with serve(bad_usage_server(4.0)) as server:  # an integral float is taken as the integer
+        code, _, err = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "2"],
+                                tmp_path / "out", capsys)
+    summary, rows = check_files(tmp_path / "out")
+    assert code == 0 and summary["usage_invalid"] is None and summary["token_source"] == {"usage": 2}
+    assert all(r["usage_invalid"] is None and r["completion_tokens"] == 4 for r in rows)

@@ -12,7 +12,9 @@ spent waiting for a budget or a retry is carried beside it (Exchange.attempt_inf
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from loadtest.client.media import transcription_body
@@ -84,6 +86,7 @@ class Sender:
         fell_back: str | None = None  # the rejection that made this request ask for less usage
         dropped_continuous = False
         tokens = self.estimate_tokens(prompt) if self.limits.enabled else 0
+        first = -1.0  # when the first attempt started: the request's budget counts from it
         while True:
             if self.limits.enabled:
                 waited = await self.limits.acquire(tokens)
@@ -95,6 +98,8 @@ class Sender:
                                                 headers=headers)
             else:
                 body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
+            if first < 0:
+                first = perf_counter()
             ex = await (post(self.path, body, cfg.timeout_s, abandon_after_s, sent, affinity)
                         if sent or affinity is not None else post(self.path, body, cfg.timeout_s, abandon_after_s))
             info.attempts += 1
@@ -122,10 +127,26 @@ class Sender:
                     continue
             if self.policy.rate_limited(ex):
                 info.rate_limited += 1
-                if info.rate_limited <= self.policy.max_retries:
-                    waited = await sleep(self.policy.delay_s(ex, info.rate_limited))
-                    info.retry_wait_s += waited
-                    continue
+                if info.rate_limited > self.policy.max_retries:  # (--no-retry: as asked, nothing to add)
+                    if self.policy.max_retries:
+                        info.gave_up = f"still rate limited after --max-retries {self.policy.max_retries}"
+                    break
+                delay, said = self.policy.delay_s(ex, info.rate_limited), self.policy.said_s(ex)
+                left = cfg.timeout_s - (perf_counter() - first)
+                if (said if said is not None else delay) > left:  # the budget: --timeout from the first attempt
+                    asked = (f"server asked to wait {said:g} s" if said is not None
+                             else f"the backoff before retry {info.rate_limited} is {delay:.3g} s")
+                    info.gave_up = (f"{asked}, more than the {max(left, 0.0):.3g} s left of the request's budget "
+                                    f"(--timeout {cfg.timeout_s:g} s from its first attempt): not retried")
+                    break
+                t_wait = perf_counter()
+                try:
+                    info.retry_wait_s += await sleep(delay)
+                except asyncio.CancelledError as exc:  # the run stopped during the wait: the record keeps it
+                    info.retry_wait_s += perf_counter() - t_wait
+                    exc.attempt_info = info  # type: ignore[attr-defined]
+                    raise
+                continue
             break
         if fell_back and ex.status is not None and ex.status < 400:
             self._learn(usage, dropped_continuous, fell_back)

@@ -22,7 +22,7 @@ import msgspec
 
 from loadtest.config import POOLING_APIS
 from loadtest.measure.chunks import MALFORMED, error_message
-from loadtest.measure.record import RequestRecord, _http_error_kind
+from loadtest.measure.record import RequestRecord, _http_error_kind, take_attempts
 from loadtest.measure.usage import take
 from loadtest.tokens import TOKENIZER, USAGE, Tokenizer
 from loadtest.transport import Exchange
@@ -165,9 +165,7 @@ def pooled_record(ex: Exchange, req: PooledRequest, *, request_id: int, prompt_i
         ttft_s=None, ttft_content_s=None, e2e_s=e2e, tpot_s=None, decode_tokens_per_s=None, tokens_per_s=None,
         completion_tokens=None, prompt_tokens=None, token_source=None, finish_reason=None, chunks=0, content_chunks=0,
         connect_s=ex.connect_s, warmup=warmup, response_id=facts.response_id if facts else None)
-    if (info := ex.attempt_info) is not None:
-        rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
-            info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
+    take_attempts(rec, ex.attempt_info)
     if body:
         rec.bytes_received = len(body)
     if kind == ABANDONED and ex.abandoned_ns is not None:  # --cancel-rate: let go on purpose

@@ -18,7 +18,7 @@ from loadtest.measure.media import split_prompt_tokens
 from loadtest.measure.usage import Checked, check_chat, count
 from loadtest.tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
 from loadtest.transport import Exchange
-from loadtest.transport.base import ABANDONED
+from loadtest.transport.base import ABANDONED, AttemptInfo
 
 # Request-level failure kinds beyond the transport's (connect, timeout, disconnect, protocol).
 AUTH, NOT_FOUND, BAD_REQUEST, RATE_LIMITED, SERVER_ERROR, HTTP_ERROR = (
@@ -213,9 +213,7 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         tokens_per_s=None, completion_tokens=None, prompt_tokens=None, token_source=None,
         finish_reason=s.finish_reason, chunks=s.chunks, content_chunks=len(s.times),
         connect_s=ex.connect_s, warmup=warmup, response_id=s.response_id, engine_timings=s.timings)
-    if (info := ex.attempt_info) is not None:
-        rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
-            info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
+    take_attempts(rec, ex.attempt_info)
     if len(body_pieces):
         rec.bytes_received = len(ex.body()) if type(body_pieces) is list else body_pieces.nbytes()  # type: ignore[attr-defined]
     if not ok:
@@ -279,6 +277,17 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
             if keep_texts is not None and rec.chunk_token_source == TEXT_SHARE:
                 keep_texts(request_id, texts)
     return rec
+
+
+def take_attempts(rec: RequestRecord, info: AttemptInfo | None) -> None:
+    """How the request got its answer (client/sender.py): attempts, 429s, waits, and, when a rate
+    limit ended it, why it was not tried again (appended to its one-line error)."""
+    if info is None:
+        return
+    rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
+        info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
+    if info.gave_up and not rec.ok:
+        rec.error = f"{rec.error}; {info.gave_up}" if rec.error else info.gave_up
 
 
 def _checked(usage: Any, rec: RequestRecord) -> Checked | None:

@@ -104,3 +104,76 @@ def test_valid_usage_leaves_no_trace(tmp_path, capsys):
     summary, rows = check_files(tmp_path / "out")
     assert code == 0 and summary["usage_invalid"] is None and summary["token_source"] == {"usage": 2}
     assert all(r["usage_invalid"] is None and r["completion_tokens"] == 4 for r in rows)
+
+
+# -- a server that asks to wait longer than the request may ----------------------------------
+
+def limited(headers: dict[str, str], *, ok_after: int | None = None) -> Any:
+    """429 with ``headers`` to every request (to the first ``ok_after``, then a good stream)."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+    posts = [0]  # generation requests (the run also asks GET /metrics)
+
+    def behaviour(server: FaultServer, sock: socket.socket, n: int, request: bytes) -> None:
+        if not request.startswith(b"POST"):
+            sock.sendall(response(404, b"{}"))
+            return
+        posts[0] += 1
+        if ok_after is not None and posts[0] > ok_after:
+            sock.sendall(SSE_HEAD + event("w") + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            return
+        body = b'{"error":{"message":"Rate limit reached"}}'
+        sock.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n" + head
+                     + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    return behaviour
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("headers", [{"Retry-After": "99999"}, {"retry-after-ms": "99999000"},
+                                     {"x-ratelimit-reset-requests": "27h46m39s", "x-ratelimit-remaining-requests": "0"}])
+def test_a_wait_past_the_request_budget_is_a_failed_attempt_with_its_reason(tmp_path, capsys, transport, headers):
+    """Was: held the request (capped at 600 s) past --timeout and --max-retries, silently, and a
+    stopped run's record then said it was never rate limited."""
+    with serve(limited(headers)) as server:
+        code, took, err = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "1",
+                                    "--timeout", "3", "--transport", transport], tmp_path / "out", capsys)
+    assert took < 3, took
+    _, rows = check_files(tmp_path / "out")
+    (r,) = rows
+    assert r["error_kind"] == "rate_limited" and r["rate_limited"] == 1 and r["attempts"] == 1
+    assert r["retry_wait_s"] == 0.0
+    assert "server asked to wait 99999 s, more than the" in r["error"]
+    assert "s left of the request's budget (--timeout 3 s from its first attempt): not retried" in r["error"]
+    assert code == 2 and "rate limited" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_budget_spans_every_wait_and_max_retries_is_kept(tmp_path, capsys):
+    with serve(limited({"Retry-After": "1"})) as server:  # waits 1 s, 1 s; then only 0.5 s of 2.5 s is left
+        code, took, _ = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "1",
+                                  "--timeout", "2.5", "--max-retries", "5"], tmp_path / "a", capsys)
+    (r,) = check_files(tmp_path / "a")[1]
+    assert (r["rate_limited"], r["attempts"]) == (3, 3) and 2.0 <= r["retry_wait_s"] < 2.5 and took < 4
+    assert "server asked to wait 1 s, more than the 0.4" in r["error"]
+    with serve(limited({"Retry-After": "0"})) as server:
+        run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "1",
+                  "--max-retries", "2"], tmp_path / "b", capsys)
+    (r,) = check_files(tmp_path / "b")[1]
+    assert (r["rate_limited"], r["attempts"]) == (3, 3) and "still rate limited after --max-retries 2" in r["error"]
+
+
+def test_a_small_wait_is_honoured(tmp_path, capsys):
+    with serve(limited({"Retry-After": "0.3"}, ok_after=1)) as server:
+        code, _, _ = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "1"],
+                              tmp_path / "out", capsys)
+    (r,) = check_files(tmp_path / "out")[1]
+    assert code == 0 and r["ok"] and (r["rate_limited"], r["attempts"]) == (1, 2) and r["retry_wait_s"] >= 0.3
+
+
+def test_the_duration_deadline_interrupts_a_wait_and_the_record_keeps_its_429(tmp_path, capsys):
+    with serve(limited({"Retry-After": "30"})) as server:
+        code, took, err = run_main(["throughput", "--endpoint", server.base_url, "--model", "m", "--concurrency", "2",
+                                    "--duration", "1", "--timeout", "60"], tmp_path / "out", capsys)
+    assert took < 3 and code == 2, (took, err)
+    _, rows = check_files(tmp_path / "out")
+    assert rows and all(r["error_kind"] == "cancelled" and r["rate_limited"] == 1 for r in rows)
+    assert all(0.5 < r["retry_wait_s"] < 1.5 for r in rows)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -177,3 +178,55 @@ def test_the_duration_deadline_interrupts_a_wait_and_the_record_keeps_its_429(tm
     _, rows = check_files(tmp_path / "out")
     assert rows and all(r["error_kind"] == "cancelled" and r["rate_limited"] == 1 for r in rows)
     assert all(0.5 < r["retry_wait_s"] < 1.5 for r in rows)
+
+
+# -- client-side budgets: honoured exactly, or refused up front ---------------------------------
+
+def arrivals_server(log: list[float]) -> Any:
+    """Logs each generation request's arrival (time.monotonic) and answers one short stream."""
+
+    def behaviour(server: FaultServer, sock: socket.socket, n: int, request: bytes) -> None:
+        if not request.startswith(b"POST"):
+            sock.sendall(response(404, b"{}"))
+            return
+        log.append(time.monotonic())
+        sock.sendall(SSE_HEAD + event("w") + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+
+    return behaviour
+
+
+def test_rpm_limit_paces_starts_by_the_servers_own_clock(tmp_path, capsys):
+    """--rpm-limit 120: one start per 0.5 s (each may go 50 ms early), not a burst. Was: a bucket of
+    two, so the first two went in the same millisecond."""
+    log: list[float] = []
+    with serve(arrivals_server(log)) as server:
+        code, _, err = run_main(["throughput", "--endpoint", server.base_url, "--model", "m", "--concurrency", "4",
+                                 "--duration", "2.2", "--rpm-limit", "120"], tmp_path / "out", capsys)
+    assert code == 0, err
+    gaps = [b - a for a, b in zip(log, log[1:])]
+    assert 4 <= len(log) <= 5 and min(gaps) >= 0.44, gaps  # starts at 0, 0.45, 0.95, 1.45, 1.95
+    _, rows = check_files(tmp_path / "out")
+    assert sum((r["limit_wait_s"] or 0) > 0.3 for r in rows if r["ok"]) >= 3  # waited for its turn, outside latency
+
+
+def test_rpm_limit_1_sends_one_request_a_minute(tmp_path, capsys):
+    log: list[float] = []
+    with serve(arrivals_server(log)) as server:
+        run_main(["throughput", "--endpoint", server.base_url, "--model", "m", "--concurrency", "2",
+                  "--duration", "1.5", "--rpm-limit", "1"], tmp_path / "out", capsys)
+    assert len(log) == 1
+    _, rows = check_files(tmp_path / "out")
+    assert sum(r["ok"] for r in rows) == 1 and all(r["error_kind"] == "cancelled" for r in rows if not r["ok"])
+
+
+def test_a_tpm_limit_no_request_fits_in_is_refused_before_the_run(tmp_path, refused):
+    with serve(arrivals_server([])) as server:
+        refused(["single", "--endpoint", server.base_url, "--model", "m", "--max-tokens", "32", "--tpm-limit", "10",
+                 "--output", str(tmp_path / "out")], tmp_path / "out", "--tpm-limit 10 is smaller than one request's cost")
+
+
+@pytest.mark.parametrize("flag", ["--rpm-limit", "--tpm-limit"])
+@pytest.mark.parametrize("value", ["0", "-5", "inf", "nan"])
+def test_zero_negative_and_non_finite_budgets_are_refused(tmp_path, refused, flag, value):
+    refused(["single", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", flag, value,
+             "--output", str(tmp_path / "out")], tmp_path / "out", flag)

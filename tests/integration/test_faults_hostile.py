@@ -230,3 +230,30 @@ def test_a_tpm_limit_no_request_fits_in_is_refused_before_the_run(tmp_path, refu
 def test_zero_negative_and_non_finite_budgets_are_refused(tmp_path, refused, flag, value):
     refused(["single", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", flag, value,
              "--output", str(tmp_path / "out")], tmp_path / "out", flag)
+
+
+# -- headers: no control characters, names that are tokens --------------------------------------
+
+@pytest.mark.parametrize("argv, says", [
+    (["--header", "X-A: 1\r\nX-Injected: yes"], "header X-A: its value holds the control character '\\r'"),
+    (["--header", "X-A: 1\nX-Injected: yes"], "control character '\\n'"),
+    (["--header", "X-A: a\x00b"], "control character '\\x00'"),
+    (["--header", "X-A: bell\x07"], "control character '\\x07'"),
+    (["--header", "X-A: del\x7f"], "control character '\\x7f'"),
+    (["--header", "Authorization: Bearer sk-9\r\nX: y"], "(secret)"),
+    (["--header", "X Bad: v"], "expected 'Name: value'"),
+    (["--session-header", "x y"], "expected a header name"),
+    (["--session-header", "x\r\ny"], "expected a header name"),
+    (["--api-key", "sk-1\r\nX: y"], "a control character (CR, LF, NUL...) in the key of --api-key"),
+])
+def test_header_injection_is_refused(tmp_path, refused, capsys, argv, says):
+    """Was: --header 'X-A: 1\\r\\nX-Injected: yes' sent a second header."""
+    refused(["single", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", *argv, "--output", str(tmp_path / "o")],
+            tmp_path / "o", says)
+
+
+def test_a_tab_in_a_header_value_is_allowed(tmp_path, capsys):
+    with serve(arrivals_server([])) as server:
+        code, _, err = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "1",
+                                 "--header", "X-A: a\tb"], tmp_path / "out", capsys)
+    assert code == 0, err

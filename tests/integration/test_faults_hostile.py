@@ -257,3 +257,39 @@ def test_a_tab_in_a_header_value_is_allowed(tmp_path, capsys):
         code, _, err = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "1",
                                  "--header", "X-A: a\tb"], tmp_path / "out", capsys)
     assert code == 0, err
+
+
+# -- --extra-body: fields the run controls -------------------------------------------------------
+
+@pytest.mark.parametrize("body, says", [
+    ('{"stream": false}', "--extra-body stream: a field the run controls; streaming is the run's: use --no-stream"),
+    ('{"stream_options": {"include_usage": false}}', "--extra-body stream_options"),
+    ('{"max_tokens": 1}', "--extra-body max_tokens: a field the run controls; use --max-tokens"),
+    ('{"max_completion_tokens": 1}', "use --max-tokens"),
+    ('{"max_output_tokens": 1}', "use --max-tokens"),
+    ('{"model": "other"}', "use --model"),
+    ('{"messages": []}', "the prompts come from --dataset"),
+    ('{"prompt": "x"}', "the prompts come from --dataset"),
+    ('{"n": 2}', "one completion per request is measured"),
+])
+def test_extra_body_fields_the_run_controls_are_refused(tmp_path, refused, body, says):
+    """Was: {"stream": false} silently turned streaming off and reported the whole response as TTFT;
+    {"max_tokens": 1} silently overrode --max-tokens."""
+    for api in ("chat", "responses", "messages"):
+        refused(["single", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--api", api, "--extra-body", body,
+                 "--output", str(tmp_path / "o")], tmp_path / "o", says)
+
+
+def test_extra_body_may_not_contradict_an_option_given(tmp_path, refused):
+    refused(["single", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--temperature", "1",
+             "--extra-body", '{"temperature": 0.5}', "--output", str(tmp_path / "o")], tmp_path / "o",
+            "--extra-body temperature contradicts --temperature")
+
+
+def test_other_extra_body_fields_are_sent_and_recorded(tmp_path, capsys):
+    with serve(arrivals_server([])) as server:
+        code, _, err = run_main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "1",
+                                 "--extra-body", '{"temperature": 0.5, "top_k": 3}'], tmp_path / "out", capsys)
+    summary, rows = check_files(tmp_path / "out")
+    assert code == 0 and rows[0]["ttft_s"] is not None, err
+    assert summary["config"]["extra_body"] == {"temperature": 0.5, "top_k": 3} and summary["config"]["stream"] is True

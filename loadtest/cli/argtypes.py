@@ -163,7 +163,29 @@ def header(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {'a header' if is_secret_name(text) else repr(text)}")
     if is_secret_name(name):
         add_secret(value)
+    if (bad := control_character(value)) is not None:  # CR/LF would inject a second header
+        shown = "(secret)" if is_secret_name(name) else repr(value)
+        raise argparse.ArgumentTypeError(f"header {name}: its value holds the control character {bad} (CR or LF "
+                                         f"would start another header): {shown}")
     return name, value
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def control_character(value: str) -> str | None:
+    """The first C0 control character (tab allowed) or DEL in a header value, named (e.g.
+    ``'\\r' (0x0d)``); None when there is none."""
+    m = _CONTROL.search(value)
+    return None if m is None else f"{m.group()!r} (0x{ord(m.group()):02x})"
+
+
+def header_name(text: str) -> str:
+    """A header's name: an HTTP token (RFC 9110), nothing else."""
+    if not _TOKEN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a header name (letters, digits and !#$%&'*+-.^_`|~), got {text!r}")
+    return text
 
 
 def sizes(text: str) -> list[int]:

@@ -10,23 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from loadtest.cli.extrabody import extra_body
 from loadtest.cli.options import SYNTHETIC
 from loadtest.config import DEFAULT_AUDIO_SECONDS, POOLING_APIS, RunConfig
 from loadtest.errors import ConfigError
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def extra_body(text: str) -> dict[str, Any]:
-    try:
-        extra = json.loads(text, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise ConfigError(f"--extra-body is not valid JSON: {exc}") from None
-    if not isinstance(extra, dict):
-        raise ConfigError("--extra-body must be a JSON object")
-    return extra
 
 
 def require_endpoint(ns: argparse.Namespace) -> None:
@@ -49,7 +36,7 @@ def run_config(ns: argparse.Namespace, *, command: str, concurrency: int = 1, re
         command=command, base_url=normalized(ns.endpoint), model=ns.model, api=ns.api, stream=ns.stream,
         api_key=ns.api_key, dataset=ns.dataset, num_prompts=None if duration_s else num_prompts,
         duration_s=duration_s, concurrency=concurrency, seed=ns.seed, max_tokens=ns.max_tokens,
-        temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos, extra_body=extra_body(ns.extra_body),
+        temperature=ns.temperature, top_p=ns.top_p, ignore_eos=ns.ignore_eos, extra_body=extra_body(ns.extra_body, ns),
         tokenizer=ns.tokenizer, timeout_s=ns.timeout, transport=ns.transport, preconnect=ns.preconnect,
         output_dir=output_dir, quiet=ns.quiet, **load, **server_metrics_fields(ns), **_abandonment_fields(ns))
     fields.update(_trace_fields(ns))

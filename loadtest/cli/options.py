@@ -48,9 +48,11 @@ def endpoint(p: argparse.ArgumentParser, *, required: bool = False, timeout_s: f
                    help="retries of a rate-limited request (429, or 503 with Retry-After); default 5")
     g.add_argument("--no-retry", dest="max_retries", action="store_const", const=0,
                    help="record a 429 as a failed request (same as --max-retries 0)")
-    g.add_argument("--rpm-limit", type=float, metavar="N", help="send at most N requests per minute (client-side)")
+    g.add_argument("--rpm-limit", type=float, metavar="N",
+                   help="send at most N requests in any 60 s, paced one per 60/N s (client-side)")
     g.add_argument("--tpm-limit", type=float, metavar="N",
-                   help="send at most N tokens per minute, estimated as prompt tokens + max tokens (client-side)")
+                   help="send at most N tokens in any 60 s, paced, a request costing its prompt tokens + max tokens "
+                        "(client-side; refused when one request costs more)")
 
 
 def model(p: Any, help_text: str) -> None:

@@ -4,6 +4,7 @@ workers), its table, the post-run judgements, and the files it leaves."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -140,6 +141,7 @@ def measure(cfg: RunConfig, how: Invocation, prompts: list[Any], tokenizer: Any,
     """One run against the (launched) server, its prompts planned, and the blocks written after it
     (trace, sessions, tools, synthetic prompts): the RunOutcome. ``signals``: the command's one
     Signals when it runs several (--repeat)."""
+    from loadtest.client.sender import check_budgets
     from loadtest.prompts.batches import pooled_prompts
     from loadtest.run.execute import execute
     from loadtest.run.launched import server_info
@@ -165,6 +167,13 @@ def measure(cfg: RunConfig, how: Invocation, prompts: list[Any], tokenizer: Any,
 
         text, tool_info = tool_result_text(cfg, server)
         cfg = replace(cfg, tool_result_text=text)
+    try:
+        check_budgets(cfg, prompts, tokenizer)  # a --tpm-limit no request fits in: refused before it starts
+    except ConfigError:
+        if cfg.output_dir is not None and not how.resume:
+            with contextlib.suppress(OSError):
+                cfg.output_dir.rmdir()  # made empty for this run a moment ago (never removed when not empty)
+        raise
     if how.workers > 1 or how.ray_address:
         from loadtest.scaleout import make_coordinator
 

@@ -41,7 +41,7 @@ def sessions(p: argparse.ArgumentParser, *, command: str) -> None:
     g.add_argument("--think-time", type=argtypes.seconds, default=0.0, metavar="S",
                    help="seeded exponential pause of mean S between a reply and the next turn (default 0); "
                         "outside every latency")
-    g.add_argument("--session-header", metavar="NAME",
+    g.add_argument("--session-header", metavar="NAME", type=argtypes.header_name,
                    help="send the session's stable id in this request header (e.g. x-session-id, for sticky routing; "
                         "also a --trace's sessions)")
     if command == "throughput":

@@ -39,6 +39,7 @@ async def abort_message(cfg: RunConfig, rec: RequestRecord, *, reason: str | Non
     if (line := unserved_line(cfg, url, rec.status, rec.error)) is not None:  # 501: no embeddings here
         return line
     if rec.error_kind == RATE_LIMITED:
-        return (f"the first {failures} requests were all rate limited ({rec.error}) after {cfg.max_retries} retries "
-                "each; lower --concurrency, or set --rpm-limit / --tpm-limit under the provider's limits")
+        tries = f"{rec.attempts} attempt{'s' if rec.attempts != 1 else ''}"
+        return (f"the first {failures} requests were all rate limited ({rec.error}; after {tries}); lower "
+                "--concurrency, or set --rpm-limit / --tpm-limit under the provider's limits")
     return f"the first {failures} requests all failed with {rec.error_kind}: {rec.error}"

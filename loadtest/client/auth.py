@@ -46,6 +46,9 @@ def azure_deployment(base_url: str) -> str | None:
     return m.group(1) if m else None
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but tab, and DEL
+
+
 def hosted_fields(*, api_key: str | None, api_key_env: str | None, headers: list[tuple[str, str]], azure: bool,
                   api_version: str | None, insecure: bool, max_retries: int, rpm_limit: float | None,
                   tpm_limit: float | None, endpoint: str, model: str | None, api: str = "chat") -> dict[str, Any]:
@@ -62,6 +65,11 @@ def hosted_fields(*, api_key: str | None, api_key_env: str | None, headers: list
         if not key:
             raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set")
     add_secret(key)
+    if key and _CONTROL.search(key):  # it goes into a header: CR or LF would start another one
+        where = ("--api-key" if api_key is not None and not api_key_env else
+                 f"${api_key_env}" if api_key_env else "the API key's environment variable")
+        raise ConfigError(f"a control character (CR, LF, NUL...) in the key of {where}: it goes into a header, "
+                          "where CR or LF would start another one")
     if max_retries < 0:
         raise ConfigError("--max-retries must be >= 0")
     for flag, value in (("--rpm-limit", rpm_limit), ("--tpm-limit", tpm_limit)):

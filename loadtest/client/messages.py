@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from loadtest.measure.usage import check_anthropic
 from loadtest.prompts.sources import Prompt
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -50,7 +51,6 @@ def messages_body(prompt: Prompt, body: dict[str, Any]) -> bytes:
 def prompt_tokens(usage: Any) -> int | None:
     """The prompt tokens a Messages reply's usage says the model saw (input after the cache
     breakpoints + read from the cache + written to it); None when it does not say."""
-    if not isinstance(usage, dict) or type(usage.get("input_tokens")) is not int:
+    if not isinstance(usage, dict):
         return None
-    return sum(v for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-               if type(v := usage.get(k)) is int)
+    return check_anthropic(usage)["prompt_tokens"]  # every count checked (measure/usage.py)

@@ -27,6 +27,7 @@ from loadtest.client.synthetic import DEFAULT_DURATION_PROMPTS, PROBE_TIMEOUT_S,
 from loadtest.client.tokenize import ServerCounter
 from loadtest.config import RunConfig
 from loadtest.errors import RunAborted
+from loadtest.measure.usage import count, shown
 from loadtest.prompts.sources import Prompt
 from loadtest.prompts.synthetic import Counter, SyntheticPlan, SyntheticSpec, build_prompts, probe_text, word_pool
 
@@ -60,10 +61,14 @@ def probe_overhead(cfg: RunConfig, model: str | None, headers: dict[str, str], t
         return None, f"probe request answered HTTP {r.status_code}"
     try:
         usage = r.json().get("usage") or {}
-        used = usage.get("prompt_tokens", usage.get("total_tokens"))
-        return int(used) - counter.count(text) * (2 if pair else 1), None
+        raw = usage.get("prompt_tokens", usage.get("total_tokens"))
     except (ValueError, TypeError, AttributeError):
         return None, "the server reports no usage.prompt_tokens"
+    used = count(raw)
+    if used is None:
+        return None, ("the server reports no usage.prompt_tokens" if raw is None else
+                      f"the server's usage.prompt_tokens is not a token count: {shown(raw)}")
+    return used - counter.count(text) * (2 if pair else 1), None
 
 
 def _draw(texts: list[Prompt], count: int, seed: str) -> list[Prompt]:

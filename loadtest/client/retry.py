@@ -93,6 +93,11 @@ class RetryPolicy:
             return True
         return ex.status == 503 and bool(ex.limit_headers) and provider_delay_s(ex.limit_headers) is not None
 
+    @staticmethod
+    def said_s(ex: Exchange) -> float | None:
+        """The wait the provider asked for, uncapped (None: it did not say)."""
+        return provider_delay_s(ex.limit_headers)
+
     def delay_s(self, ex: Exchange, retry: int) -> float:
         """Wait before retry number ``retry`` (1-based): the provider's delay when it gives one,
         else base * 2^(retry-1), capped, times a seeded jitter in [0.5, 1)."""

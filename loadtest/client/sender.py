@@ -12,15 +12,18 @@ spent waiting for a budget or a retry is carried beside it (Exchange.attempt_inf
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 from loadtest.client.media import transcription_body
 from loadtest.client.payloads import build_body, request_path
 from loadtest.client.pooling import pooled_tokens
-from loadtest.client.ratelimit import ClientLimits, sleep
+from loadtest.client.ratelimit import ClientLimits, impossible_tpm, sleep
 from loadtest.client.retry import RetryPolicy
 from loadtest.config import RunConfig
+from loadtest.errors import ConfigError
 from loadtest.measure.chunks import error_message
 from loadtest.prompts.sources import Prompt
 from loadtest.tokens import Tokenizer, estimator_for
@@ -32,6 +35,25 @@ def rejects_max_tokens(message: str) -> bool:
     """OpenAI's answer to max_tokens on o-series / GPT-5 models ("Unsupported parameter:
     'max_tokens' ... Use 'max_completion_tokens' instead.")."""
     return "max_tokens" in message and "max_completion_tokens" in message
+
+
+def request_tokens(cfg: RunConfig, prompt: Prompt, count: Callable[[str], int] | None) -> int:
+    """What a provider charges a request against its token limit: prompt + max tokens."""
+    if prompt.inputs is not None and cfg.pooled:  # nothing generated: every text, pair by pair
+        return pooled_tokens(prompt, cfg.api, count) if count else 0
+    asked = prompt.max_tokens if prompt.max_tokens is not None else cfg.max_tokens
+    return (count(prompt.text) if count else 0) + asked
+
+
+def check_budgets(cfg: RunConfig, prompts: Sequence[Prompt], tokenizer: Tokenizer | None = None) -> None:
+    """Refuse, before the run, a --tpm-limit that the largest request could never fit in (it would
+    wait forever, silently). (Zero, negative and non-finite limits are refused with the options.)"""
+    if not cfg.tpm_limit or not prompts:
+        return
+    count = (tokenizer or estimator_for(cfg.model)).count
+    largest = max(request_tokens(cfg, p, count) for p in prompts)
+    if (why := impossible_tpm(cfg.tpm_limit, largest)) is not None:
+        raise ConfigError(why)
 
 
 class Sender:
@@ -48,17 +70,14 @@ class Sender:
         self.max_completion_tokens = False
         self.ignore_eos_rejected = False
         self.policy = RetryPolicy(max_retries=cfg.max_retries, seed=cfg.seed)
-        self.limits = ClientLimits(cfg.rpm_limit, cfg.tpm_limit, max_request_tokens=cfg.max_tokens + 1)
+        self.limits = ClientLimits(cfg.rpm_limit, cfg.tpm_limit)
         self._count = (tokenizer or estimator_for(cfg.model)).count if cfg.tpm_limit else None
         self._bases: tuple[tuple[int, bool, bool], dict[str, Any]] | None = None
         self.provider_limits: dict[str, str] = {}  # the latest x-ratelimit-limit-* the provider stated
 
     def estimate_tokens(self, prompt: Prompt) -> int:
         """What a provider charges a request against its token limit: prompt + max tokens."""
-        if prompt.inputs is not None and self.cfg.pooled:  # nothing generated: every text, pair by pair
-            return pooled_tokens(prompt, self.cfg.api, self._count) if self._count else 0
-        asked = prompt.max_tokens if prompt.max_tokens is not None else self.cfg.max_tokens
-        return (self._count(prompt.text) if self._count else 0) + asked
+        return request_tokens(self.cfg, prompt, self._count)
 
     def _base(self, base: dict[str, Any]) -> dict[str, Any]:
         renamed = self.max_completion_tokens and "max_tokens" in base
@@ -84,6 +103,7 @@ class Sender:
         fell_back: str | None = None  # the rejection that made this request ask for less usage
         dropped_continuous = False
         tokens = self.estimate_tokens(prompt) if self.limits.enabled else 0
+        first = -1.0  # when the first attempt started: the request's budget counts from it
         while True:
             if self.limits.enabled:
                 waited = await self.limits.acquire(tokens)
@@ -95,6 +115,8 @@ class Sender:
                                                 headers=headers)
             else:
                 body = build_body(prompt, used, api=cfg.api, include_usage=usage, continuous_usage=continuous)
+            if first < 0:
+                first = perf_counter()
             ex = await (post(self.path, body, cfg.timeout_s, abandon_after_s, sent, affinity)
                         if sent or affinity is not None else post(self.path, body, cfg.timeout_s, abandon_after_s))
             info.attempts += 1
@@ -122,10 +144,26 @@ class Sender:
                     continue
             if self.policy.rate_limited(ex):
                 info.rate_limited += 1
-                if info.rate_limited <= self.policy.max_retries:
-                    waited = await sleep(self.policy.delay_s(ex, info.rate_limited))
-                    info.retry_wait_s += waited
-                    continue
+                if info.rate_limited > self.policy.max_retries:  # (--no-retry: as asked, nothing to add)
+                    if self.policy.max_retries:
+                        info.gave_up = f"still rate limited after --max-retries {self.policy.max_retries}"
+                    break
+                delay, said = self.policy.delay_s(ex, info.rate_limited), self.policy.said_s(ex)
+                left = cfg.timeout_s - (perf_counter() - first)
+                if (said if said is not None else delay) > left:  # the budget: --timeout from the first attempt
+                    asked = (f"server asked to wait {said:g} s" if said is not None
+                             else f"the backoff before retry {info.rate_limited} is {delay:.3g} s")
+                    info.gave_up = (f"{asked}, more than the {max(left, 0.0):.3g} s left of the request's budget "
+                                    f"(--timeout {cfg.timeout_s:g} s from its first attempt): not retried")
+                    break
+                t_wait = perf_counter()
+                try:
+                    info.retry_wait_s += await sleep(delay)
+                except asyncio.CancelledError as exc:  # the run stopped during the wait: the record keeps it
+                    info.retry_wait_s += perf_counter() - t_wait
+                    exc.attempt_info = info  # type: ignore[attr-defined]
+                    raise
+                continue
             break
         if fell_back and ex.status is not None and ex.status < 400:
             self._learn(usage, dropped_continuous, fell_back)

@@ -16,6 +16,7 @@ from loadtest.client.auth import build_auth
 from loadtest.client.tokenize import ServerCounter, root_url
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, RunAborted
+from loadtest.measure.usage import count, shown
 from loadtest.prompts.sessions import join_synthetic
 from loadtest.prompts.synthetic import (
     Counter,
@@ -77,10 +78,14 @@ def probe_overhead(base_url: str, model: str | None, api: str, headers: dict[str
         return None, f"probe request answered HTTP {r.status_code}"
     try:
         usage = r.json().get("usage") or {}
-        seen = anthropic.prompt_tokens(usage) if api == "messages" else usage["prompt_tokens"]
-        return int(seen) - counter.count(text), None
-    except (ValueError, KeyError, TypeError, AttributeError):
+        raw = None if api == "messages" else usage.get("prompt_tokens")
+        seen = anthropic.prompt_tokens(usage) if api == "messages" else count(raw)
+    except (ValueError, TypeError, AttributeError):
         return None, "the server reports no usage.prompt_tokens"
+    if seen is None:
+        return None, ("the server reports no usage.prompt_tokens" if raw is None else
+                      f"the server's usage.prompt_tokens is not a token count: {shown(raw)}")
+    return seen - counter.count(text), None
 
 
 def prepare(spec: SyntheticSpec, count: int, *, base_url: str, model: str | None, api: str, headers: dict[str, str],

@@ -21,6 +21,7 @@ import orjson
 from loadtest.measure.messages import MESSAGE_EVENTS, take_message_body, take_message_event
 from loadtest.measure.sse import one_event_array, parse_stream, stamps_of
 from loadtest.measure.transcripts import take_transcript_body, take_transcript_event
+from loadtest.measure.usage import check_openai_io
 
 MALFORMED, STREAM_ERROR = "malformed", "stream_error"
 
@@ -58,7 +59,7 @@ class Choice(msgspec.Struct, gc=False):
 class Chunk(msgspec.Struct, gc=False):
     id: Any = None
     choices: list[Choice] | None = None
-    usage: dict[str, Any] | None = None
+    usage: Any = None                        # checked with the reply, not per chunk (measure/usage.py)
     timings: dict[str, Any] | None = None   # llama.cpp's own clock, on its last chunk
     error: Any = None
     # The Responses API (--api responses): typed events, and the response object itself.
@@ -250,8 +251,11 @@ class Stream:
             self.response_id = str(c.id)
         cum = None
         usage = c.usage
-        if usage:
-            cum = usage.get("completion_tokens")
+        if usage:  # checked once the reply is complete (measure/usage.py), not here: this runs per chunk
+            try:
+                cum = usage.get("completion_tokens")
+            except AttributeError:  # not an object: kept, and named invalid with the reply
+                self.usage = usage
             if cum is not None:
                 self.usage = usage
         if c.timings is not None:
@@ -344,9 +348,8 @@ def take_response_event(s: Stream, t_ns: int, c: Chunk) -> None:
         reason = (response.get("incomplete_details") or {}).get("reason")
         s.finish_reason = "stop" if status == "completed" else _FINISH.get(reason, reason or "incomplete")
     usage = response.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
-        s.usage = {"completion_tokens": usage["output_tokens"], "prompt_tokens": usage.get("input_tokens"),
-                   "completion_tokens_details": usage.get("output_tokens_details")}
+    if isinstance(usage, dict) and usage.get("output_tokens") is not None:
+        s.usage = check_openai_io(usage)
     if c.output is not None:  # a non-streamed response: its text arrives whole, now
         text = "".join(part.get("text") or "" for item in (response.get("output") or []) if isinstance(item, dict)
                        and item.get("type") == "message" for part in (item.get("content") or []) if isinstance(part, dict))

@@ -25,7 +25,16 @@ DEFINITIONS: dict[str, str] = {
         "stream_options.include_usage); without usage, the --tokenizer's count of the generated text; "
         "as a last resort the number of content chunks (token_source 'chunks', approximate). Prompt "
         "tokens never count. Reasoning tokens are part of completion_tokens and are not added again. "
-        "Messages API: usage.output_tokens of message_delta (see messages_api)."),
+        "Messages API: usage.output_tokens of message_delta (see messages_api). A usage count that is "
+        "not a token count is ignored as if absent (see usage_invalid)."),
+    "usage_invalid": (
+        "Per request: the fields of the server's usage that were not token counts, with their raw value "
+        "cut to 40 characters. A count is a non-negative JSON integer up to 2^53 - 1 (a float with an "
+        "integral value, 12.0, is taken as that integer); a string (even \"12\"), a boolean, a fraction, a "
+        "negative or larger number, an object or a list is invalid, ignored, and the count falls back as "
+        "without usage (completion_tokens: --tokenizer, else content chunks; token_source says which). null "
+        "is absent, not invalid. summary.usage_invalid: the measured requests with any (requests), how "
+        "often each field was invalid (fields), and the first seen (example); null when none."),
     "tokens_per_s": "Per request: completion_tokens / e2e_s (the whole round trip, TTFT included).",
     "tpot_s": (
         "Time per output token after the first chunk: (arrival of the last content chunk - arrival of "

@@ -26,13 +26,12 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
+from loadtest.measure.usage import check_anthropic
+
 MESSAGE_EVENTS = frozenset({"message_start", "content_block_start", "content_block_delta", "content_block_stop",
                             "message_delta", "message_stop", "ping"})
 """The event ``type`` values read here; ``error`` is read as the Responses API's is
 (take_response_event), one error event shape for both."""
-
-CACHED_TOKENS_SOURCE = "anthropic"
-"""record.cached_tokens_source for Anthropic's cache_read_input_tokens."""
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
            "refusal": "content_filter"}
@@ -140,21 +139,11 @@ def _add(s: _Stream, t_ns: int, text: Any, reasoning: Any) -> None:
 
 
 def _take_usage(s: _Stream, usage: dict[str, Any]) -> None:
-    """Anthropic's usage in chat's names: completion_tokens = output_tokens (thinking included),
-    prompt_tokens = input + cache read + cache creation, cached_tokens = cache read."""
-    out = usage.get("output_tokens")
-    if type(out) is not int:
-        return
-    parts = [usage.get(k) for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")]
-    prompt = sum(p for p in parts if type(p) is int) if type(parts[0]) is int else None
-    mapped: dict[str, Any] = {"completion_tokens": out, "prompt_tokens": prompt}
-    read, created = parts[1], parts[2]
-    if type(read) is int:
-        mapped["prompt_tokens_details"] = {"cached_tokens": read}
-        mapped["cached_tokens_source"] = CACHED_TOKENS_SOURCE
-    if type(created) is int:
-        mapped["cache_creation_tokens"] = created
-    s.usage = mapped
+    """Anthropic's usage in chat's names, every count checked (measure/usage.check_anthropic):
+    completion_tokens = output_tokens (thinking included), prompt_tokens = input + cache read +
+    cache creation, cached_tokens = cache read. No output_tokens: no usage."""
+    if usage.get("output_tokens") is not None:
+        s.usage = check_anthropic(usage)
 
 
 def _finish(reason: Any) -> str:

@@ -70,6 +70,7 @@ class Columns:
         self.token_source: Counter[str] = Counter()
         self.chunk_token_source: Counter[str] = Counter()
         self.errors: dict[str, dict[str, Any]] = {}
+        self.usage_invalid: dict[str, Any] | None = None  # replies whose usage held an invalid count
         self.start_min: float | None = None
         self.end_max: float | None = None
         self.hosted = HostedTotals()
@@ -132,6 +133,8 @@ class Columns:
         if end is not None and (self.end_max is None or end > self.end_max):
             self.end_max = end
         self.hosted.add(row)
+        if row.usage_invalid:
+            self._note_invalid(row.usage_invalid)
         if not row.ok:
             kind = row.error_kind
             if kind == CANCELLED:
@@ -160,6 +163,17 @@ class Columns:
         self.prefix.add(row)
         self.pooling.add(row)
         self.media.add(row)
+
+    def _note_invalid(self, fields: dict[str, str]) -> None:
+        """summary.usage_invalid: measured replies whose usage held a value that is not a token count
+        (measure/usage.py), how often each field was, and the first one seen."""
+        if self.usage_invalid is None:
+            name, raw = next(iter(fields.items()))
+            self.usage_invalid = {"requests": 0, "fields": {}, "example": f"{name} = {raw}"}
+        self.usage_invalid["requests"] += 1
+        counts = self.usage_invalid["fields"]
+        for name in fields:
+            counts[name] = counts.get(name, 0) + 1
 
     @property
     def span_s(self) -> float | None:
@@ -209,6 +223,7 @@ class _Row(msgspec.Struct, gc=False):
     audio_seconds: float | None = None
     rtfx: float | None = None
     cache_creation_tokens: int | None = None
+    usage_invalid: dict[str, str] | None = None
 
 
 _BATCH_ROWS = msgspec.json.Decoder(list[_Row])
@@ -281,5 +296,6 @@ def compute_metrics(records: Sequence[RequestRecord] | Columns, *, window_s: flo
         "chunk_tokens_exact": (all(k in EXACT_SOURCES for k in cols.chunk_token_source)
                                if cols.chunk_token_source else None),
         "errors": cols.errors,
+        "usage_invalid": cols.usage_invalid,
         "prefix_cache": cols.prefix.block(),
     }

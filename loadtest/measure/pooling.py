@@ -22,7 +22,8 @@ import msgspec
 
 from loadtest.config import POOLING_APIS
 from loadtest.measure.chunks import MALFORMED, error_message
-from loadtest.measure.record import RequestRecord, _http_error_kind
+from loadtest.measure.record import RequestRecord, _http_error_kind, take_attempts
+from loadtest.measure.usage import take
 from loadtest.tokens import TOKENIZER, USAGE, Tokenizer
 from loadtest.transport import Exchange
 from loadtest.transport.base import ABANDONED
@@ -84,6 +85,7 @@ class Facts(NamedTuple):
     prompt_tokens: int | None
     response_id: str | None
     problem: str | None
+    usage_invalid: dict[str, str] | None = None
 
 
 def read_answer(body: bytes, req: PooledRequest) -> Facts:
@@ -117,14 +119,20 @@ def read_answer(body: bytes, req: PooledRequest) -> Facts:
             problem = f"result indexes are not documents 0..{sent - 1}, each at most once"
         elif any(r.relevance_score is None and r.score is None for r in results):
             problem = "a result has no relevance_score"
-    return Facts(items, dim, _prompt_tokens(a), rid, problem if problem is None else f"{req.api}: {problem}")
+    invalid: dict[str, str] = {}
+    tokens = _prompt_tokens(a, invalid)
+    return Facts(items, dim, tokens, rid, problem if problem is None else f"{req.api}: {problem}", invalid or None)
 
 
-def _prompt_tokens(a: _Answer) -> int | None:
-    for source, key in ((a.usage, "prompt_tokens"), (a.usage, "total_tokens"),
-                        (((a.meta or {}).get("billed_units") or {}), "input_tokens")):
-        value = (source or {}).get(key)
-        if type(value) is int:
+def _prompt_tokens(a: _Answer, invalid: dict[str, str]) -> int | None:
+    """The first valid count of usage.prompt_tokens, usage.total_tokens, Cohere's billed input
+    tokens; invalid ones are noted (measure/usage.py) and passed over."""
+    billed = (a.meta or {}).get("billed_units") if isinstance(a.meta, dict) else None
+    for source, key, name in ((a.usage, "prompt_tokens", "usage.prompt_tokens"),
+                              (a.usage, "total_tokens", "usage.total_tokens"),
+                              (billed, "input_tokens", "meta.billed_units.input_tokens")):
+        value = take(source, key, invalid, name)
+        if value is not None:
             return value
     return None
 
@@ -157,15 +165,14 @@ def pooled_record(ex: Exchange, req: PooledRequest, *, request_id: int, prompt_i
         ttft_s=None, ttft_content_s=None, e2e_s=e2e, tpot_s=None, decode_tokens_per_s=None, tokens_per_s=None,
         completion_tokens=None, prompt_tokens=None, token_source=None, finish_reason=None, chunks=0, content_chunks=0,
         connect_s=ex.connect_s, warmup=warmup, response_id=facts.response_id if facts else None)
-    if (info := ex.attempt_info) is not None:
-        rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
-            info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
+    take_attempts(rec, ex.attempt_info)
     if body:
         rec.bytes_received = len(body)
     if kind == ABANDONED and ex.abandoned_ns is not None:  # --cancel-rate: let go on purpose
         rec.abandoned_after_s = (ex.abandoned_ns - ex.t_start_ns) / ms
     if not ok or facts is None:
         return rec
+    rec.usage_invalid = facts.usage_invalid
     if req.api == "embeddings":
         rec.inputs, rec.embedding_dim = facts.items, facts.dim
     else:

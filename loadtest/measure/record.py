@@ -15,9 +15,10 @@ import orjson
 from loadtest.measure.chunk_tokens import TEXT_SHARE, split_chunk_tokens, tpot_from
 from loadtest.measure.chunks import Stream, error_message
 from loadtest.measure.media import split_prompt_tokens
+from loadtest.measure.usage import Checked, check_chat, count
 from loadtest.tokens import CHUNKS, TOKENIZER, USAGE, Tokenizer
 from loadtest.transport import Exchange
-from loadtest.transport.base import ABANDONED
+from loadtest.transport.base import ABANDONED, AttemptInfo
 
 # Request-level failure kinds beyond the transport's (connect, timeout, disconnect, protocol).
 AUTH, NOT_FOUND, BAD_REQUEST, RATE_LIMITED, SERVER_ERROR, HTTP_ERROR = (
@@ -153,6 +154,10 @@ class RequestRecord:
     """--api transcriptions: seconds of audio the request uploaded (None: no audio)."""
     rtfx: float | None = None
     """--api transcriptions: inverse real-time factor, audio_seconds / e2e_s (None: not completed)."""
+    usage_invalid: dict[str, str] | None = None
+    """Fields of the reply's usage that were not token counts (a string, a fraction, a negative or
+    huge number...: measure/usage.py), each with its raw value cut short; they were ignored, and
+    the counts fell back as without usage (token_source says to what). None: usage was valid or absent."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serialises dataclasses natively (no asdict deep copy)
@@ -208,14 +213,14 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
         tokens_per_s=None, completion_tokens=None, prompt_tokens=None, token_source=None,
         finish_reason=s.finish_reason, chunks=s.chunks, content_chunks=len(s.times),
         connect_s=ex.connect_s, warmup=warmup, response_id=s.response_id, engine_timings=s.timings)
-    if (info := ex.attempt_info) is not None:
-        rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
-            info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
+    take_attempts(rec, ex.attempt_info)
     if len(body_pieces):
         rec.bytes_received = len(ex.body()) if type(body_pieces) is list else body_pieces.nbytes()  # type: ignore[attr-defined]
     if not ok:
         if s.times:
-            rec.partial_tokens = (int(s.usage["completion_tokens"]) if s.usage is not None else
+            usage = _checked(s.usage, rec)
+            given = usage["completion_tokens"] if usage is not None else None
+            rec.partial_tokens = (given if given is not None else
                                   tokenizer.count("".join(s.texts)) if tokenizer is not None else len(s.times))
         if kind == ABANDONED and ex.abandoned_ns is not None:
             rec.abandoned_after_s = (ex.abandoned_ns - ex.t_start_ns) / ms
@@ -228,28 +233,26 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
 
     if on_reply is not None:
         on_reply(s.visible_text(), s.calls())
-    if s.usage is not None:
-        total, rec.token_source = int(s.usage["completion_tokens"]), USAGE
-        pt = s.usage.get("prompt_tokens")
-        rec.prompt_tokens = pt if isinstance(pt, int) else None
-        cached = s.usage.get("prompt_tokens_details")
-        if isinstance(cached, dict) and type(cached.get("cached_tokens")) is int:
-            rec.cached_tokens = cached["cached_tokens"]
-            rec.cached_tokens_source = s.usage.get("cached_tokens_source", USAGE)  # Messages API: 'anthropic'
-        if isinstance(cached, dict) and "image_tokens" in cached:  # a prompt with images (measure/media.py)
-            split_prompt_tokens(rec, cached)
-        if type(created := s.usage.get("cache_creation_tokens")) is int:  # the Messages API's
-            rec.cache_creation_tokens = created
-        details = s.usage.get("completion_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
-            rec.reasoning_tokens = details["reasoning_tokens"]
+    usage = _checked(s.usage, rec)
+    total = usage["completion_tokens"] if usage is not None else None
+    if usage is not None:
+        rec.prompt_tokens = usage["prompt_tokens"]
+        if usage["cached_tokens"] is not None:
+            rec.cached_tokens = usage["cached_tokens"]
+            rec.cached_tokens_source = usage.get("cached_tokens_source") or USAGE  # Messages API: 'anthropic'
+        if usage.get("image_tokens") is not None:  # a prompt with images (measure/media.py)
+            split_prompt_tokens(rec, {"image_tokens": usage["image_tokens"], "text_tokens": usage["text_tokens"]})
+        rec.cache_creation_tokens = usage.get("cache_creation_tokens")  # the Messages API's
+        rec.reasoning_tokens = usage.get("reasoning_tokens")
+    if total is not None:
+        rec.token_source = USAGE
     elif tokenizer is not None:
         total, rec.token_source = tokenizer.count("".join(s.texts)), TOKENIZER
     else:
         total, rec.token_source = len(s.times), CHUNKS
     rec.completion_tokens = total
-    if rec.cached_tokens is None and s.timings is not None and type(s.timings.get("cache_n")) is int:
-        rec.cached_tokens, rec.cached_tokens_source = s.timings["cache_n"], "timings"
+    if rec.cached_tokens is None and s.timings is not None and (cache_n := count(s.timings.get("cache_n"))) is not None:
+        rec.cached_tokens, rec.cached_tokens_source = cache_n, "timings"
     if rec.reasoning_tokens is None and s.reasoning_texts:  # streamed reasoning, no usage details
         rec.reasoning_tokens = (min(total, tokenizer.count("".join(s.reasoning_texts))) if tokenizer is not None
                                 else round(total * len(s.reasoning_texts) / len(s.texts)) if len(s.texts) > 1
@@ -274,6 +277,28 @@ def build_record(ex: Exchange, *, request_id: int, prompt_id: str, run_t0_ns: in
             if keep_texts is not None and rec.chunk_token_source == TEXT_SHARE:
                 keep_texts(request_id, texts)
     return rec
+
+
+def take_attempts(rec: RequestRecord, info: AttemptInfo | None) -> None:
+    """How the request got its answer (client/sender.py): attempts, 429s, waits, and, when a rate
+    limit ended it, why it was not tried again (appended to its one-line error)."""
+    if info is None:
+        return
+    rec.attempts, rec.rate_limited, rec.retry_wait_s, rec.limit_wait_s = (
+        info.attempts, info.rate_limited, info.retry_wait_s, info.limit_wait_s)
+    if info.gave_up and not rec.ok:
+        rec.error = f"{rec.error}; {info.gave_up}" if rec.error else info.gave_up
+
+
+def _checked(usage: Any, rec: RequestRecord) -> Checked | None:
+    """The reply's usage with every count checked (once per reply: measure/usage.py); its invalid
+    fields noted on the record."""
+    if usage is None:
+        return None
+    checked = usage if type(usage) is Checked else check_chat(usage)
+    if checked["invalid"]:
+        rec.usage_invalid = checked["invalid"]
+    return checked
 
 
 def cancelled_record(*, request_id: int, prompt_id: str, t_start_ns: int, run_t0_ns: int,

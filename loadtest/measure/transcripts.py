@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from loadtest.measure.usage import check_openai_io
+
 
 class _Sink(Protocol):
     """The part of chunks.Stream a transcript fills."""
@@ -44,9 +46,8 @@ _BODY = msgspec.json.Decoder(_Transcript)
 
 def transcript_usage(usage: Any) -> dict[str, Any] | None:
     """Token usage of a transcription in chat's names; None for a duration usage (no tokens)."""
-    if isinstance(usage, dict) and type(usage.get("output_tokens")) is int:
-        return {"completion_tokens": usage["output_tokens"], "prompt_tokens": usage.get("input_tokens"),
-                "prompt_tokens_details": usage.get("input_token_details")}
+    if isinstance(usage, dict) and usage.get("output_tokens") is not None:
+        return check_openai_io(usage)  # every count checked (measure/usage.py)
     return None
 
 

@@ -86,6 +86,9 @@ def render_table(summary: dict[str, Any]) -> str:
     head += console_lines(summary)
     head += prefix_cache_line(summary)
     head += media_lines(summary)
+    if bad := summary.get("usage_invalid"):
+        head.append(f"usage invalid in {bad['requests']} replies (e.g. {bad['example']}): ignored, those counts "
+                    "fell back as without usage (see token source)")
     if summary["errors"]:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))
     if summary["run"].get("ended") not in (None, "done", "deadline"):

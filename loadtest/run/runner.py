@@ -33,7 +33,8 @@ from loadtest.judge.monitors import RunMonitor
 from loadtest.measure.media import note_media
 from loadtest.measure.metrics import compute_metrics, load_columns
 from loadtest.measure.pooling import PooledRequest, pooled_record
-from loadtest.measure.record import ABANDONED, CANCELLED, OnReply, RequestRecord, asked, build_record, cancelled_record
+from loadtest.measure.record import (
+    ABANDONED, CANCELLED, OnReply, RequestRecord, asked, build_record, cancelled_record, take_attempts)
 from loadtest.prompts.attach import media_numbers, with_media
 from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
@@ -137,9 +138,10 @@ class Run:
         try:
             # budgets, 429 retries, dialect fallbacks; the seeded share of --cancel-rate is let go on time
             ex = await self._sender.send(prompt, self._base, self._abandon_after(i))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             rec = cancelled_record(request_id=rid, prompt_id=prompt.id, t_start_ns=t_start,
                                    run_t0_ns=self._t0_ns, warmup=warmup, reason="run stopped while in flight")
+            take_attempts(rec, getattr(exc, "attempt_info", None))  # stopped during a retry wait: its 429s
             rec.scheduled_s, rec.queue_s, rec.phase = sched
             rec.max_tokens = prompt.max_tokens
             self._emit(rec)

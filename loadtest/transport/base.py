@@ -85,6 +85,8 @@ class AttemptInfo:
     rate_limited: int = 0
     retry_wait_s: float = 0.0
     limit_wait_s: float | None = None
+    gave_up: str | None = None
+    """Why a rate-limited request was not tried again (a wait past its budget, --max-retries)."""
 
 
 @dataclass(slots=True)

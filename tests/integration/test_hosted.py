@@ -117,7 +117,7 @@ def test_responses_api_events_split_across_reads_and_an_error_event():
     s = Stream()
     s.read_events(parse_stream([(1, body[:cut]), (2, body[cut:])]))
     assert s.texts == [" a", " b"] and s.times == [1, 2] and s.first_content_ns == 1
-    assert s.usage == {"completion_tokens": 7, "prompt_tokens": 3, "completion_tokens_details": {"reasoning_tokens": 5}}
+    assert (s.usage["completion_tokens"], s.usage["prompt_tokens"], s.usage["reasoning_tokens"]) == (7, 3, 5)
     assert s.finish_reason == "stop" and s.response_id == "resp_9" and s.error_kind is None
     bad = Stream()
     bad.read_events(parse_stream([(1, body[:cut] + b'"}\n\nevent: error\ndata: {"type":"error","code":"server_error","message":"overloaded"}\n\n')]))

@@ -61,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    if getattr(ns, "own_signals", False):  # the servers (`serve`): Ctrl-C is how they stop
+        return _main(ns)
+    from loadtest.run.execute import command
+
+    with command() as signals:  # one signal policy for the whole command (run/execute.py)
+        code = _main(ns)
+    # a signal stopped the command, whatever its own code would have said (0, or 2 for a level
+    # the signal cut short): 130/143
+    return signals.exit_code if signals.exit_code is not None else code
+
+
+def _main(ns: argparse.Namespace) -> int:
     debug = getattr(ns, "debug", False)
     try:
         return int(ns.run(ns))

@@ -25,7 +25,7 @@ from typing import Any
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, LoadtestError
 from loadtest.launch.spec import LaunchSpec
-from loadtest.run.execute import Signals, execute
+from loadtest.run.execute import Signals, command_signals, execute
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def run_matrix(mc: MatrixConfig) -> int:
     out = mc.output
     out.mkdir(parents=True, exist_ok=True)
     prompts = load_prompts(mc.base.dataset)
-    signals = Signals()
+    signals = command_signals()
     failures = 0
     for model in mc.models:
         for variant in mc.variants:

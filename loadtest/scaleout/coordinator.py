@@ -144,7 +144,7 @@ class Coordinator:
     # -- messages ---------------------------------------------------------------------------
     def _broadcast(self, message: bytes) -> None:
         for w in self.workers:
-            if not w.closed:
+            if not w.closed and w.tx is not None:  # (a worker that never started has no channel)
                 try:
                     w.tx.send_bytes(message)
                 except OSError:

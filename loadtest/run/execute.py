@@ -26,11 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from loadtest.errors import LoadtestError
+from loadtest.errors import EXIT_INTERRUPTED, LoadtestError
 from loadtest.eventloop import loop_factory
-from loadtest.run.outcome import EXIT_INTERRUPTED, RunOutcome
+
+if TYPE_CHECKING:  # (not imported at run time: the CLI takes the signals before its heavy imports)
+    from loadtest.run.outcome import RunOutcome
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

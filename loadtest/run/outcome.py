@@ -11,13 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.config import RunConfig
+from loadtest.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK  # noqa: F401 (re-exported: the run's codes)
 from loadtest.redact import redact
 from loadtest.run.output import build_summary, write_summary
 from loadtest.scheduler import phases
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
-"""0: measured; 2: the run failed (nothing measured, aborted, a worker died); 130: stopped by a
-signal (run/execute.py turns it into 143 for SIGTERM)."""
 
 
 @dataclass

@@ -6,6 +6,11 @@ A failed *request* is data (see ``record.ErrorKind``); a failed *run* raises one
 from __future__ import annotations
 
 
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
+"""0: measured; 2: the run failed (nothing measured, aborted, a worker died) or bad input; 130:
+stopped by a signal (run/execute.py makes it 143 for SIGTERM)."""
+
+
 class LoadtestError(Exception):
     """An error whose message is meant for the user as one line; the CLI exits with ``exit_code``."""
 

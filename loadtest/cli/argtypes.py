@@ -153,6 +153,25 @@ def worker_count(text: str) -> int:
     return int(text)
 
 
+_RAY_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$")
+
+
+def ray_address(text: str) -> str:
+    """``auto``, ``HOST:PORT`` (a cluster's GCS) or ``ray://HOST[:PORT]`` (Ray Client): anything
+    else would reach Ray's own parser, which fails with an internal error or not at all."""
+    if text in ("auto", "local"):
+        return text
+    rest = text[len("ray://"):] if text.startswith("ray://") else text
+    host, sep, port = rest.rpartition(":") if not rest.endswith("]") else (rest, "", "")
+    if not sep and text.startswith("ray://"):
+        host, port = rest, "10001"
+    ok = bool(host) and _RAY_HOST.match(host) is not None and port.isdigit() and 0 < int(port) < 65536
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Ray address: give auto, HOST:PORT or ray://HOST:PORT "
+                                         "(an IPv6 host in brackets)")
+    return text
+
+
 def header(text: str) -> tuple[str, str]:
     """``'Name: value'`` (or ``Name=value``) as a (name, value) pair; the value of an auth-like name
     is registered as a secret at once, so no later line can print it."""

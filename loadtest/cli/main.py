@@ -8,26 +8,11 @@ user's error exits 2, a bug or an OS failure 1 (``--debug`` shows the traceback)
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Any
 
 from loadtest import __version__
-from loadtest.cli import (
-    capacity,
-    compare,
-    convert,
-    engine,
-    matrix,
-    memory,
-    models,
-    report,
-    rerun,
-    run,
-    scenario,
-    serve,
-    sweep,
-    tokens,
-)
 from loadtest.errors import LoadtestError
 
 DESCRIPTION = ("loadtest benchmarks OpenAI-compatible LLM inference servers (vLLM, SGLang, TGI, llama.cpp, "
@@ -36,9 +21,11 @@ DESCRIPTION = ("loadtest benchmarks OpenAI-compatible LLM inference servers (vLL
                "the server's usage, every chunk is stamped on arrival, and every run says whether its numbers can "
                "be trusted.")
 EPILOG = "Run `loadtest COMMAND --help` for a command's options; the manual is in docs/ (docs/cli.md lists them all)."
-COMMANDS = (run, sweep, capacity, tokens, report, compare, matrix, memory, models, serve, engine, rerun, scenario,
-            convert)
-"""The command modules, in the order --help lists them; each has ``add_parsers(sub)``."""
+COMMANDS = ("run", "sweep", "capacity", "tokens", "report", "compare", "matrix", "memory", "models", "serve", "engine",
+            "rerun", "scenario", "convert")
+"""The command modules (loadtest.cli.NAME), in the order --help lists them; each has
+``add_parsers(sub)``. Imported when the parser is built, after main() took the signals: a Ctrl-C
+during the imports is then one line too."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,13 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"loadtest {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        module.add_parsers(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"loadtest.cli.{name}").add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    from loadtest.run.execute import command
+
+    with command() as signals:  # one signal policy for the whole command (run/execute.py), from its start
+        try:
+            ns = build_parser().parse_args(argv)
+        except LoadtestError as exc:  # a signal while the commands are imported: Interrupted
+            print(f"loadtest: {exc}", file=sys.stderr)
+            return exc.exit_code
+        if getattr(ns, "own_signals", False):  # the servers (`serve`): Ctrl-C is how they stop
+            signals.uninstall()
+            return _main(ns)
+        code = _main(ns)
+    # a signal stopped the command, whatever its own code would have said (0, or 2 for a level
+    # the signal cut short): 130/143
+    return signals.exit_code if signals.exit_code is not None else code
+
+
+def _main(ns: argparse.Namespace) -> int:
     debug = getattr(ns, "debug", False)
     try:
         return int(ns.run(ns))

@@ -207,7 +207,7 @@ def workers(p: argparse.ArgumentParser) -> None:
                    help="split the run over N client processes (auto: cores - 1); statistics from all records")
     g.add_argument("--on-worker-failure", choices=("stop", "continue"), default="stop",
                    help="when a worker dies: stop the run cleanly with a summary (default) or go on without it")
-    g.add_argument("--ray-address", metavar="auto|ray://HOST:PORT",
+    g.add_argument("--ray-address", type=argtypes.ray_address, metavar="auto|ray://HOST:PORT",
                    help="run the workers as Ray actors on this cluster (needs loadtest[ray])")
 
 

@@ -198,11 +198,11 @@ def _repeat(cfg: RunConfig, how: Invocation, prompts: list[Any], tokenizer: Any,
     """--repeat N: the reps one after another under one Signals (series/repeat.py), each judged,
     then the group's table."""
     from loadtest.redact import redact
-    from loadtest.run.execute import Signals
+    from loadtest.run.execute import command_signals
     from loadtest.run.postrun import judge
     from loadtest.series.repeat import render_group, run_group
 
-    signals = Signals()
+    signals = command_signals()
 
     def one(rep: RunConfig) -> Any:
         outcome = measure(rep, how, prompts, tokenizer, server, signals)

@@ -61,13 +61,17 @@ def validate(ns: argparse.Namespace) -> int:
 def main(ns: argparse.Namespace) -> int:
     from loadtest.cli.scenariofile import parse
     from loadtest.redact import redact, redact_tree
-    from loadtest.run.execute import Interrupted
+    from loadtest.run.execute import Interrupted, command_signals
 
     runs, problems = _planned(ns)
     if problems:
         return EXIT_INVALID
+    signals = command_signals()  # the suite's one, for all its runs: no signal between two is lost
     codes = []
     for i, run in enumerate(runs, 1):
+        if signals.received is not None:  # signalled after the last run ended: start no other
+            print(f"scenario: stopped ({signals.received.name}) before {run.label}", file=sys.stderr)
+            return signals.exit_code or 130
         words = " ".join(redact_tree([run.command, *run.argv]))
         print(f"scenario: {i}/{len(runs)} {run.label}: loadtest {words}", file=sys.stderr, flush=True)
         args = parse(ns.parsers[run.command], run.command, run.argv)
@@ -79,7 +83,8 @@ def main(ns: argparse.Namespace) -> int:
             print(f"loadtest: error: {run.label}: {redact(str(exc))}", file=sys.stderr)
             code = exc.exit_code
         codes.append(code)
-        if code in (130, 143):  # a signal stopped the run: the suite starts no further run
+        if code in (130, 143) or signals.exit_code is not None:  # a signal: the suite starts no further run
+            code = signals.exit_code or code
             print(f"scenario: stopped after {run.label}", file=sys.stderr)
             return code
     failed = [c for c in codes if c]

@@ -26,13 +26,13 @@ def add_parsers(sub: Any) -> None:
     sim_options(sim)
     # Internal: set by SimProcess so the server dies with its parent even if the parent is killed.
     sim.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
-    sim.set_defaults(run=serve_sim)
+    sim.set_defaults(run=serve_sim, own_signals=True)  # a server: Ctrl-C stops it, exit 0
     for engine in ENGINES:
         ep = serve_sub.add_parser(engine, help=f"start {engine} and print its endpoint until Ctrl-C")
         options.model(ep, "model path or id (default: the embedded SmolLM2 GGUF)")
         ep.add_argument("--log-dir", type=Path, default=Path("results") / "servers", help="where the engine log goes")
         options.launch(ep, engine_option=False)
-        ep.set_defaults(run=serve_engine)
+        ep.set_defaults(run=serve_engine, own_signals=True)
 
 
 def serve_sim(ns: argparse.Namespace) -> int:

@@ -7,8 +7,13 @@ one signal policy.
   matrix) starts no further run; the command exits with 130 (SIGINT) or 143 (SIGTERM).
 - Second signal: quit now. The run is cancelled where it stands (requests.jsonl keeps every record
   written so far) and ``Interrupted`` is raised, which the CLI turns into one line and 130/143.
+- Before anything was measured (discovery, prompts, an engine starting, a Ray cluster joined)
+  and in the waits a command marks ``abortable()``: the first signal quits at once with one line,
+  as there is nothing completed to write.
 
-A command holds one ``Signals`` for all its runs, so a signal between two runs is not lost.
+The command holds one ``Signals`` for all its runs (``command_signals()``: the CLI begins one per
+command, a ``loadtest run`` suite one for all its commands), so a signal between two runs is not
+lost, and the command's exit code is 130/143 whatever it would have been otherwise.
 """
 
 from __future__ import annotations
@@ -16,13 +21,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from loadtest.errors import LoadtestError
+from loadtest.errors import EXIT_INTERRUPTED, LoadtestError
 from loadtest.eventloop import loop_factory
-from loadtest.run.outcome import EXIT_INTERRUPTED, RunOutcome
+
+if TYPE_CHECKING:  # (not imported at run time: the CLI takes the signals before its heavy imports)
+    from loadtest.run.outcome import RunOutcome
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -54,8 +64,13 @@ class Signals:
     further run) and a second quits at once."""
 
     received: signal.Signals | None = None
-    _active: tuple[asyncio.AbstractEventLoop, Runnable, asyncio.Task[Any]] | None = None
+    measured: bool = False
+    """A run has begun: a first signal outside a run is noted (what completed is being written),
+    not acted on at once."""
+    _active: tuple[asyncio.AbstractEventLoop, Runnable | None, asyncio.Task[Any]] | None = None
     _installed: bool = False
+    _abortable: int = 0
+    _previous: dict[int, Any] | None = None
 
     @property
     def exit_code(self) -> int | None:
@@ -63,19 +78,42 @@ class Signals:
         return None if self.received is None else 128 + int(self.received)
 
     def install(self) -> None:
-        if not self._installed:
-            for sig in SIGNALS:
-                signal.signal(sig, self._handle)
+        """Take SIGINT and SIGTERM for this command (from the main thread only; elsewhere the
+        process's own handlers stay)."""
+        if not self._installed and threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
             self._installed = True
 
-    def _first(self, sig: signal.Signals) -> bool:
-        """Note ``sig``; True when it is the command's first signal (said once on stderr)."""
+    def uninstall(self) -> None:
+        """Give the signals back to whoever had them before (an in-process caller, a test)."""
+        if self._installed and self._previous is not None:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            self._installed = False
+
+    @contextmanager
+    def abortable(self) -> Iterator[None]:
+        """A wait with nothing of its own to write (an engine starting, a cluster joined): the
+        first signal quits it at once (``Interrupted``) even after runs completed; the caller
+        writes what those completed when it catches it."""
+        self._abortable += 1
+        try:
+            if self.received is not None:
+                raise Interrupted(f"interrupted ({self.received.name})", self.exit_code or EXIT_INTERRUPTED)
+            yield
+        finally:
+            self._abortable -= 1
+
+    def _first(self, sig: signal.Signals, graceful: bool = True) -> bool:
+        """Note ``sig``; True when it is the command's first signal (said once on stderr when the
+        command goes on to write what completed)."""
         if self.received is not None:
             return False
         self.received = sig
-        hint = " (Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
-        print(f"\nloadtest: stopping ({sig.name}); writing the summary of what completed{hint}",
-              file=sys.stderr, flush=True)
+        if graceful:
+            hint = " (Ctrl-C again to quit now)" if sig == signal.SIGINT else ""
+            print(f"\nloadtest: stopping ({sig.name}); writing the summary of what completed{hint}",
+                  file=sys.stderr, flush=True)
         return True
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -87,27 +125,59 @@ class Signals:
                 return
             except RuntimeError:  # the loop closed a moment ago: between runs
                 self._active = None
-        if not self._first(sig):
-            raise Interrupted("interrupted", self.exit_code or EXIT_INTERRUPTED)
+        at_once = not self.measured or self._abortable > 0
+        if not self._first(sig, graceful=not at_once) or at_once:
+            raise Interrupted(self._why(sig), self.exit_code or EXIT_INTERRUPTED)
+
+    def _why(self, sig: signal.Signals) -> str:
+        return f"interrupted ({sig.name})" + ("" if self.measured else " before anything was measured")
 
     def _in_loop(self, sig: signal.Signals) -> None:
         if self._active is None:
             return
         _, run, task = self._active
-        if self._first(sig) or not run.stop.is_set():
+        if run is None:  # not a run (a model listing): nothing to write, it ends now
+            self._first(sig, graceful=False)
+            task.cancel()
+        elif self._first(sig) or not run.stop.is_set():
             run.interrupted = True
             run.stop.set()
         else:
             task.cancel()
 
 
+_command: Signals | None = None
+
+
+def command_signals() -> Signals:
+    """The running command's one Signals (a fresh one, not installed, outside a command: a library
+    caller's run then installs it as it starts)."""
+    return _command if _command is not None else Signals()
+
+
+@contextmanager
+def command() -> Iterator[Signals]:
+    """One command, start to end, under one Signals (the CLI's main wraps every command but the
+    servers, which keep their own signals): installed before anything runs, so no signal finds
+    the default action (SIGTERM's kills without a word), and given back after."""
+    global _command
+    outer, _command = _command, Signals()
+    _command.install()
+    try:
+        yield _command
+    finally:
+        _command.uninstall()
+        _command = outer
+
+
 def execute(run: Runnable, signals: Signals | None = None, *, handle_signals: bool = True) -> RunOutcome:
     """Run ``run.execute()`` to its outcome under the signal policy above. ``handle_signals=False``
     for a process whose signals belong to someone else (a scale-out worker: the coordinator tells
     it to stop). A run started after the command was signalled stops at once."""
-    signals = signals if signals is not None else Signals()
+    signals = signals if signals is not None else command_signals()
     if handle_signals:
         signals.install()
+        signals.measured = True
 
     async def main() -> RunOutcome:
         task = asyncio.current_task()
@@ -133,7 +203,24 @@ def execute(run: Runnable, signals: Signals | None = None, *, handle_signals: bo
     return outcome
 
 
-def run_async(coro: Any) -> Any:
-    """A coroutine that is not a run (a model listing) on the same event loop as every run."""
+def run_async(coro: Any, signals: Signals | None = None) -> Any:
+    """A coroutine that is not a run (a model listing) on the same event loop as every run; a
+    signal cancels it and the command quits (``Interrupted``)."""
+    signals = signals if signals is not None else command_signals()
+    signals.install()
+
+    async def main() -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        signals._active = (asyncio.get_running_loop(), None, task)
+        try:
+            return await coro
+        finally:
+            signals._active = None
+
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(coro)
+        try:
+            return runner.run(main())
+        except asyncio.CancelledError:
+            received = signals.received or signal.SIGINT
+            raise Interrupted(signals._why(received), signals.exit_code or EXIT_INTERRUPTED) from None

@@ -22,9 +22,12 @@ def launched(spec: LaunchSpec | None, cfg: RunConfig) -> Iterator[tuple[RunConfi
         yield cfg, None
         return
     from loadtest.launch.launcher import launch
+    from loadtest.run.execute import command_signals
 
     assert cfg.output_dir is not None
-    with launch(replace(spec, model=cfg.model, log_dir=cfg.output_dir)) as server:
+    with contextlib.ExitStack() as stack:
+        with command_signals().abortable():  # a signal while the engine starts: it is stopped, no wait
+            server = stack.enter_context(launch(replace(spec, model=cfg.model, log_dir=cfg.output_dir)))
         ignore_eos = cfg.ignore_eos and "ignore_eos" in server.accepted_fields
         if cfg.ignore_eos and not ignore_eos:
             print(f"loadtest: {spec.engine} does not accept ignore_eos; not sending it", file=sys.stderr)

@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.config import RunConfig
-from loadtest.errors import OutputError
+from loadtest.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OutputError  # noqa: F401 (codes re-exported)
 from loadtest.redact import redact
 from loadtest.run.output import build_summary, write_summary
 from loadtest.scheduler import phases
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 130
-"""0: measured; 2: the run failed (nothing measured, aborted, a worker died); 130: stopped by a
-signal (run/execute.py turns it into 143 for SIGTERM)."""
 
 
 @dataclass
@@ -38,17 +34,18 @@ def run_block(cfg: RunConfig, *, started_at: str, ended: str, model: str | None,
               warmup_requests: int, pieces: list[dict[str, Any]], monitors: dict[str, Any] | None,
               sender: dict[str, Any], chunk_info: dict[str, Any], tokenizer: str | None,
               cpu_s: float | None, cpu_split: tuple[float, float] | None, completion_tokens: int,
-              startup_cpu_s: float | None) -> dict[str, Any]:
+              startup_cpu_s: float | None, preopened: bool | None = None) -> dict[str, Any]:
     """summary.json's ``run`` block: what happened, and the client's own cost.
 
     ``cpu_s`` is the client's CPU over the measured phase (the known overhead of what was measured);
     ``startup_cpu_s`` what it spent before it (imports, prompts, connections), reported apart so a
-    short run's fixed cost is not read as a per-token one."""
+    short run's fixed cost is not read as a per-token one. ``preopened``: every connection asked
+    for was open before the measured window (never claimed for ones that did not open in time)."""
     return {
         "started_at": started_at, "ended": ended, "model": model, "clock_origin_ns": clock_origin_ns,
         "warmup_requests": warmup_requests, "resumed": len(pieces) > 1, "pieces": pieces,
         "load": phases.describe(cfg), "monitors": monitors, **sender, **chunk_info,
-        "connections_preopened": cfg.preconnect and cfg.transport == "fast",
+        "connections_preopened": bool(preopened),
         "tokenizer": tokenizer,
         "client_cpu_s": cpu_s,
         "client_cpu_s_per_1k_tokens": cpu_s / completion_tokens * 1000 if cpu_s is not None and completion_tokens
@@ -60,12 +57,13 @@ def run_block(cfg: RunConfig, *, started_at: str, ended: str, model: str | None,
 
 
 def failure(result: dict[str, Any], *, abort: str | None, interrupted: bool, worker_failure: str | None,
-            duration_s: float | None) -> tuple[int, str | None]:
+            duration_s: float | None, unconnected: bool = False) -> tuple[int, str | None]:
     """(exit code, why it failed) from what the run measured and how it ended, in this order: an
     abort (the first requests all failed, the server went away), a stop by signal, a dead worker
     (with --on-worker-failure stop), nothing completed. A run whose requests were all abandoned
     (--cancel-rate) failed nothing but measured nothing either: it exits 2 like any run that
-    measured nothing, with a line that says so rather than "no request succeeded"."""
+    measured nothing, with a line that says so rather than "no request succeeded". ``unconnected``:
+    the connections opened ahead of the run did not open (a longer --duration would not help)."""
     counts = result["counts"]
     if abort is not None:
         return EXIT_FAILED, abort
@@ -81,8 +79,10 @@ def failure(result: dict[str, Any], *, abort: str | None, interrupted: bool, wor
                              "--cancel-rate or raise --cancel-after")
     if duration_s and counts["completed"] == 0 and not result["errors"]:
         # also when none even started (a closed loop's deadline can pass before its first send)
+        why = ("the server did not accept the connections opened ahead of the run either (listen backlog full?)"
+               if unconnected else "use a longer --duration")
         return EXIT_FAILED, (f"no request completed within --duration {duration_s:g} s ({counts['cancelled']} "
-                             "cancelled at the deadline): nothing was measured; use a longer --duration")
+                             f"cancelled at the deadline): nothing was measured; {why}")
     if counts["requests"] and counts["completed"] == 0:
         kinds = ", ".join(f"{k} x{v['count']}" for k, v in result["errors"].items())
         return EXIT_FAILED, f"no request succeeded ({kinds})"
@@ -98,8 +98,9 @@ def conclude(cfg: RunConfig, directory: Path, *, result: dict[str, Any], run: di
     summary = build_summary(command=cfg.command, config=cfg.to_json(), client=client, result=result, run=run,
                             server=server)
     summary.update({k: v for k, v in (extra or {}).items() if v is not None})
+    unconnected = cfg.preconnect and cfg.transport == "fast" and run.get("connections_preopened") is False
     code, message = failure(result, abort=abort, interrupted=interrupted, worker_failure=worker_failure,
-                            duration_s=duration_s)
+                            duration_s=duration_s, unconnected=unconnected)
     summary["run"]["error"] = redact(message) if message else None
     try:
         write_summary(directory, summary)

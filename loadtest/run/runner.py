@@ -98,6 +98,7 @@ class Run:
         # A trace's rows go in the trace's order, each once; any other source in the seeded order.
         self._order: PromptOrder | list[Prompt] = prompts if cfg.trace is not None else PromptOrder(prompts, cfg.seed)
         self._any_ok = False
+        self._preopened = False  # every connection asked for opened before the run (summary: run)
         self._early_failures: list[RequestRecord] = []
         self._connect_streak = 0
         self._measured_done = 0
@@ -290,8 +291,8 @@ class Run:
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
                 if cfg.preconnect:
-                    await until_stopped(self.stop, self._transport.preconnect(phases.connections(cfg),
-                                                                              min(cfg.timeout_s, 30.0)))
+                    self._preopened = bool(await until_stopped(self.stop, self._transport.preconnect(
+                        phases.connections(cfg), phases.preconnect_s(cfg, duration_s))))
             if not cfg.quiet and not self.stop.is_set():
                 total = len(plan.todo) if plan.todo is not None else cfg.num_prompts
                 progress = asyncio.create_task(live.show(self.live, cfg.command, total=total if cfg.duration_s is None
@@ -368,7 +369,7 @@ class Run:
                         monitors=monitored, sender=self._sender.run_info(), chunk_info=chunk_info,
                         tokenizer=self.tokenizer.name if self.tokenizer else None, cpu_s=cpu_measured,
                         cpu_split=cpu_split, completion_tokens=result["metrics"]["completion_tokens_total"],
-                        startup_cpu_s=startup_cpu)
+                        startup_cpu_s=startup_cpu, preopened=self._preopened)
         abort = None
         if self._writer.failed is not None:
             abort = write_failure_line(self._writer.path, self._writer.failed, self._writer.count) + (

@@ -144,7 +144,7 @@ class Coordinator:
     # -- messages ---------------------------------------------------------------------------
     def _broadcast(self, message: bytes) -> None:
         for w in self.workers:
-            if not w.closed:
+            if not w.closed and w.tx is not None:  # (a worker that never started has no channel)
                 try:
                     w.tx.send_bytes(message)
                 except OSError:
@@ -333,6 +333,7 @@ class Coordinator:
                         sender=dones[0]["sender"] if dones else {}, chunk_info=chunk_info, tokenizer=cfg.tokenizer,
                         cpu_s=sum(cpu) if cpu else None, cpu_split=None,
                         completion_tokens=result["metrics"]["completion_tokens_total"],
+                        preopened=bool(dones) and all(d.get("connections_preopened") for d in dones),
                         # the workers' own start-up (spawned interpreters, imports, connections) and ours
                         startup_cpu_s=sum(startup) + self._startup_cpu_s if startup else None)
         run["scale_out"] = {"workers": len(self.workers), "backend": self.backend, "on_worker_failure": self.on_failure,

@@ -147,6 +147,7 @@ def done_info(outcome: Any) -> dict[str, Any]:
     return {
         "ended": s["run"]["ended"], "exit_code": outcome.exit_code, "message": outcome.message,
         "model": s["run"]["model"], "clock_origin_ns": s["run"]["clock_origin_ns"],
+        "connections_preopened": s["run"]["connections_preopened"],
         "client_cpu_s": s["run"]["client_cpu_s"], "client_startup_cpu_s": s["run"]["client_startup_cpu_s"],
         "window_s": s["metrics"]["window_s"], "warmup_requests": s["run"]["warmup_requests"],
         "send_lag_p99_s": (s["metrics"].get("send_lag_s") or {}).get("p99"),

@@ -79,6 +79,16 @@ def connections(cfg: RunConfig) -> int:
     return cfg.max_concurrency or OPEN_LOOP_CONNECTIONS
 
 
+PRECONNECT_MAX_S = 30.0
+
+
+def preconnect_s(cfg: RunConfig, duration_s: float | None) -> float:
+    """How long opening the connections ahead of the run may take: within the run's own budget
+    (--timeout, and a --duration: a 2 s run never waits 30 s for a server whose backlog is full;
+    its requests then meet the same server and say why)."""
+    return min(cfg.timeout_s, PRECONNECT_MAX_S, duration_s if duration_s else math.inf)
+
+
 def separate_warmup(cfg: RunConfig) -> bool:
     """A counted warm-up runs as its own closed-loop pass before the measured one; an open loop
     runs warm-up and measured requests as one schedule (the rate must not restart)."""

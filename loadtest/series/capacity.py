@@ -21,7 +21,7 @@ from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 from loadtest.run.output import writable_dir
 from loadtest.judge import slo as slos
-from loadtest.run.execute import Signals
+from loadtest.run.execute import command_signals
 from loadtest.series.levels import CONCURRENCY, RATE, LevelResult, LevelRunner, LevelSettings
 from loadtest.series.sweep import render
 
@@ -143,7 +143,7 @@ def run_capacity(cc: CapacityConfig) -> int:
     writable_dir(root)  # checked before anything runs, not when the last file is written
     prompts = pooled_prompts(load_prompts(cc.base.dataset), cc.base)  # embeddings, rerank: grouped
     tokenizer = load_tokenizer(cc.base.tokenizer) if cc.base.tokenizer else None
-    signals = Signals()
+    signals = command_signals()
     t0 = time.monotonic()
     lo = hi = early = repeat = None
     with launched(cc.launch, cc.base) as (cfg, server):

@@ -18,7 +18,7 @@ import numpy as np
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 from loadtest.judge import slo as slos
-from loadtest.run.execute import Signals, execute
+from loadtest.run.execute import Signals, command_signals, execute
 from loadtest.run.output import prepare_output_dir
 from loadtest.run.postrun import judge
 
@@ -151,7 +151,7 @@ class LevelRunner:
         self.base, self.prompts, self.settings, self.root = base, prompts, settings, root
         self.by = settings.by
         self.tokenizer, self.server_info = tokenizer, server_info
-        self.signals = signals if signals is not None else Signals()
+        self.signals = signals if signals is not None else command_signals()
 
     @property
     def interrupted(self) -> bool:

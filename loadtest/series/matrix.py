@@ -14,6 +14,7 @@ stops the others: it becomes a row that says why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, LoadtestError
 from loadtest.launch.spec import LaunchSpec
-from loadtest.run.execute import Signals, execute
+from loadtest.run.execute import Interrupted, Signals, command_signals, execute
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,9 @@ def run_pair(mc: MatrixConfig, variant: EngineVariant, model: str, pair_dir: Pat
                    dtype=variant.dtype or t.dtype, attn_implementation=variant.attn_implementation or t.attn_implementation,
                    compile=variant.compile or t.compile, log_dir=pair_dir)
     results = []
-    with launch(spec) as server:
+    with contextlib.ExitStack() as stack:
+        with signals.abortable():  # a signal while this pair's engine starts: stopped at once
+            server = stack.enter_context(launch(spec))
         for cfg in _configs(mc, server.base_url, server.model_name, pair_dir):
             assert cfg.output_dir is not None
             prepare_output_dir(cfg.output_dir, overwrite=True)  # an interrupted earlier attempt: start afresh
@@ -152,7 +155,7 @@ def run_matrix(mc: MatrixConfig) -> int:
     out = mc.output
     writable_dir(out)  # checked before anything runs, not when the last file is written
     prompts = load_prompts(mc.base.dataset)
-    signals = Signals()
+    signals = command_signals()
     failures = 0
     for model in mc.models:
         for variant in mc.variants:
@@ -171,6 +174,9 @@ def run_matrix(mc: MatrixConfig) -> int:
             try:
                 line = run_pair(mc, variant, model, pair_dir, prompts, signals)
                 print(f"matrix: {name}: {line} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+            except Interrupted:  # a signal while its engine started: the pairs done still get their report
+                print(f"matrix: {name}: interrupted while its engine started", file=sys.stderr, flush=True)
+                break
             except (LoadtestError, OSError) as exc:
                 failures += 1
                 failed_file.write_text(json.dumps({"engine": variant.name, "model": model_label(model),

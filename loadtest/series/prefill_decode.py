@@ -29,7 +29,7 @@ from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, RunAborted
 from loadtest.redact import redact_tree
 from loadtest.run.console import render_rows
-from loadtest.run.execute import Signals, execute
+from loadtest.run.execute import Signals, command_signals, execute
 from loadtest.run.output import prepare_output_dir, writable_dir
 from loadtest.run.postrun import annotate_prompts
 
@@ -254,7 +254,7 @@ def run_tokens(tc: TokensConfig) -> int:
     if launch is not None and launch.ctx_size is None:  # room for the longest scenario (and a template's tokens)
         launch = replace(launch, ctx_size=context_needed(tc))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    signals = Signals()
+    signals = command_signals()
     with launched(launch, tc.base) as (cfg, server):
         sweep = Sweep(tc, cfg, directory, server, signals)
         code = sweep.execute()

@@ -21,7 +21,7 @@ from loadtest.errors import ConfigError
 from loadtest.run.output import writable_dir
 from loadtest.judge import slo as slos
 from loadtest.run.console import render_rows
-from loadtest.run.execute import Signals
+from loadtest.run.execute import command_signals
 from loadtest.series.levels import CONCURRENCY, LevelResult, LevelRunner, LevelSettings, auto_rates
 
 SATURATION_GAIN = 0.05
@@ -125,7 +125,7 @@ def run_sweep(sc: SweepConfig) -> int:
     levels = list(sc.levels or [])
     prompts = pooled_prompts(load_prompts(sc.base.dataset), sc.base)  # embeddings, rerank: grouped
     tokenizer = load_tokenizer(sc.base.tokenizer) if sc.base.tokenizer else None
-    signals = Signals()
+    signals = command_signals()
     results: list[LevelResult] = []
     probes: dict[str, Any] = {}
     reason = None

@@ -292,14 +292,17 @@ class FastTransport:
         self._open.add(conn)
         return conn
 
-    async def preconnect(self, n: int, timeout_s: float) -> None:
-        """Open keep-alive connections ahead of the measured window, as a warm pool would be."""
+    async def preconnect(self, n: int, timeout_s: float) -> bool:
+        """Open keep-alive connections ahead of the measured window, as a warm pool would be; True
+        when all ``n`` are open (a server whose backlog is full opens none within ``timeout_s``)."""
         need = min(n, self._max) - len(self._idle)
         if need <= 0:
-            return
+            return True
         results = await asyncio.gather(*(self._connect(timeout_s) for _ in range(need)),
                                        return_exceptions=True)
-        self._idle.extend(c for c in results if isinstance(c, _Protocol))
+        opened = [c for c in results if isinstance(c, _Protocol)]
+        self._idle.extend(opened)
+        return len(opened) == need
 
     def _request_bytes(self, method: bytes, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
         start = method + b" " + with_query(self._prefix + path, self._query).encode() + b" HTTP/1.1\r\n" + self._head

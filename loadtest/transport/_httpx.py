@@ -39,8 +39,9 @@ class HttpxTransport:
             limits=limits, timeout=httpx.Timeout(None), verify=ssl_context if ssl_context is not None else True,
             headers={"User-Agent": f"loadtest/{__version__}", "Accept-Encoding": "identity", **headers})
 
-    async def preconnect(self, n: int, timeout_s: float) -> None:
+    async def preconnect(self, n: int, timeout_s: float) -> bool:
         """httpx opens connections on demand; its first requests include connection set-up."""
+        return False
 
     async def _exchange(self, method: str, path: str, body: bytes | None, timeout_s: float,
                         abandon_after_s: float | None = None, headers: dict[str, str] | None = None) -> Exchange:

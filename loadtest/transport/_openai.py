@@ -74,8 +74,9 @@ class OpenAITransport:
                                    default_headers=dict(headers), default_query=dict(parse_qsl(query)) or None)
         self._kinds = _kinds()
 
-    async def preconnect(self, n: int, timeout_s: float) -> None:
+    async def preconnect(self, n: int, timeout_s: float) -> bool:
         """The SDK opens connections on demand."""
+        return False
 
     async def post(self, path: str, body: bytes, timeout_s: float, abandon_after_s: float | None = None,
                    headers: dict[str, str] | None = None, affinity: object | None = None) -> Exchange:

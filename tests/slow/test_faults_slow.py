@@ -155,7 +155,8 @@ def test_duration_deadline_cancels_connects_to_a_full_backlog(tmp_path, capsys):
         assert took < 3 and got == 2, (took, err)
         summary, rows = check_files(tmp_path / "np")
         assert rows and all(r["error_kind"] == "cancelled" for r in rows)
-        # Preconnect waits min(--timeout, 30 s) for connections that never come, then the window runs.
+        # Preconnect waits within the run's budget (min(--timeout, --duration, 30 s)) for connections that
+        # never come, then the window runs.
         got, took, err = run_main(["throughput", *endpoint], tmp_path / "pre", capsys)
         assert took < TIMEOUT_S + 1 + 2 and got == 2, (took, err)
     finally:

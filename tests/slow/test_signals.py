@@ -79,7 +79,8 @@ def test_first_signal_stops_the_series_and_writes_what_completed(sim, tmp_path, 
 
 def test_the_policy_itself_first_stops_second_quits() -> None:
     """Signals without processes: in a run, the first signal stops it (graceful) and the second
-    cancels it; between runs, the first is noted and the second quits at once (Interrupted, 130)."""
+    cancels it; between runs, the first is noted and the second quits at once (Interrupted, 130);
+    before anything was measured, or in an abortable wait, the first quits at once."""
     import asyncio
 
     from loadtest.run.execute import Interrupted, Signals
@@ -103,9 +104,18 @@ def test_the_policy_itself_first_stops_second_quits() -> None:
     assert signals.received == signal.SIGTERM and run.stop.is_set() and run.interrupted and not task.cancelled
     signals._handle(int(signal.SIGINT), None)
     assert task.cancelled and signals.exit_code == 143  # the first signal names the exit code
-    between = Signals()
+    between = Signals(measured=True)  # a run completed: its results are being written
     between._handle(int(signal.SIGINT), None)
     assert between.exit_code == 130
     with pytest.raises(Interrupted) as quit_now:
         between._handle(int(signal.SIGINT), None)
     assert quit_now.value.exit_code == 130
+    before = Signals()  # nothing measured yet (discovery, prompts, an engine starting): quit at once
+    with pytest.raises(Interrupted) as at_once:
+        before._handle(int(signal.SIGTERM), None)
+    assert at_once.value.exit_code == 143 and "before anything was measured" in str(at_once.value)
+    waiting = Signals(measured=True)  # an abortable wait after runs completed (the next engine starting)
+    with pytest.raises(Interrupted), waiting.abortable():
+        waiting._handle(int(signal.SIGINT), None)
+    with pytest.raises(Interrupted), waiting.abortable():  # signalled already: the next wait never begins
+        pass

@@ -113,6 +113,7 @@ class Run:
         self._phase_t0_ns = 0
         self.live = LiveStats()
         self._pending_ready = asyncio.Event()
+        self._backlog = phases.backlog(cfg)  # an open loop's waiting starts and what became of them
         self._abandon_after = abandonment(cfg)  # request index -> --cancel-after, or None (client/abandon.py)
         self._sessions: SessionLoop | None = None  # made with the sender (execute) when the jobs are sessions
         # A trace whose rows share session_ids: its sessions run in the session loop beside its loose rows,
@@ -369,7 +370,8 @@ class Run:
                         client=client_info(cfg.transport, type(asyncio.get_running_loop()).__module__),
                         server=self.server_info() if self.server_info else None, abort=abort,
                         interrupted=self.interrupted, duration_s=duration_s,
-                        extra={"server_metrics": server_side.block(self._writer.path, begin_s=self._span_start,
+                        extra={"schedule": phases.schedule_block(cfg, [self._backlog]),
+                               "server_metrics": server_side.block(self._writer.path, begin_s=self._span_start,
                                                                    end_s=self._span_end)})
 
     async def _schedule(self, job: phases.Job | None = None, *, count: int | None, deadline_ns: int | None = None,
@@ -377,7 +379,7 @@ class Run:
         return await self.hooks.run_shape(self.cfg, job or self._job, count=count, deadline_ns=deadline_ns,
                                           stop=self.stop, first_index=first_index,
                                           origin_ns=self._phase_t0_ns or perf_counter_ns(),
-                                          with_warmup=with_warmup and not self.resume)
+                                          with_warmup=with_warmup and not self.resume, held=self._backlog)
 
     def _window_s(self) -> float | None:
         """First measured start to last measured end of this run (None when nothing finished)."""

@@ -269,7 +269,7 @@ class Run:
         collector = asyncio.create_task(collect_garbage())
         ended = "done"
         duration_s = plan.remaining_s if plan.remaining_s is not None else cfg.duration_s
-        cpu_measured = startup_cpu = None
+        cpu_measured = startup_cpu = cpu_span = None
         cpu_split: tuple[float, float] | None = None
         monitored: dict[str, Any] | None = None
         monitor = RunMonitor(cfg.base_url).start()
@@ -304,6 +304,7 @@ class Run:
                 monitor.begin()
                 measured_t0 = self._phase_t0_ns = perf_counter_ns()
                 startup_cpu = cpu0 = time.process_time()
+                wall0 = perf_counter_ns()
                 rusage0 = _rusage()
                 deadline = phases.run_deadline_ns(cfg, measured_t0, duration_s)
                 if plan.todo is not None:  # resumed: only the prompts not done yet, by their own ids
@@ -315,6 +316,7 @@ class Run:
                 self._drain()  # interpreting the records is part of the client's cost
                 monitored = monitor.stop()
                 cpu_measured = time.process_time() - cpu0
+                cpu_span = (perf_counter_ns() - wall0) / 1e9
                 cpu_split = _cpu_split(rusage0, _rusage())
                 await server_side.stop(final=not self.interrupted and self._abort is None)
         except BaseException:
@@ -361,7 +363,7 @@ class Run:
                         monitors=monitored, sender=self._sender.run_info(), chunk_info=chunk_info,
                         tokenizer=self.tokenizer.name if self.tokenizer else None, cpu_s=cpu_measured,
                         cpu_split=cpu_split, completion_tokens=result["metrics"]["completion_tokens_total"],
-                        startup_cpu_s=startup_cpu)
+                        startup_cpu_s=startup_cpu, cpu_span_s=cpu_span)
         abort = None
         if self._abort is not None:
             abort = await abort_message(cfg, self._abort, reason=self._abort_reason, ok_count=self._ok_count,

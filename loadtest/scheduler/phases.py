@@ -153,6 +153,14 @@ def schedule_block(cfg: RunConfig, parts: list[Backlog]) -> dict[str, object] | 
             "dropped_share": dropped / due if due else None}
 
 
+def backlog_of(block: dict[str, object]) -> Backlog:
+    """A scaled-out worker's ``schedule`` block back as its Backlog (the coordinator sums them)."""
+    get = block.get
+    return Backlog(bound=get("backlog_bound"), drop=get("overflow") != "wait", due=get("due") or 0,  # type: ignore[arg-type]
+                   dropped=get("dropped") or 0, waited=get("waited") or 0, waiting_max=get("waiting_max") or 0,  # type: ignore[arg-type]
+                   unsent=get("unsent_at_end") or 0)  # type: ignore[arg-type]
+
+
 def run_deadline_ns(cfg: RunConfig, origin_ns: int, duration_s: float | None) -> int | None:
     """The end of a --duration run: the window plus timed warm-up and cooldown."""
     if not duration_s:

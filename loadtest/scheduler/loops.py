@@ -91,8 +91,8 @@ async def sleep_until(t_ns: int) -> None:
 @dataclass
 class Backlog:
     """Where an open loop's starts wait when every --max-concurrency slot is busy, and what became
-    of them. Held as (scheduled_ns, index) pairs, never as tasks: a task per waiting start cost
-    ~2 KB each and grew without bound (600 MB in 5 s at 100,000 req/s with 8 slots).
+    of them. Held as small tuples (scheduled, index, since), never as tasks: a task per waiting
+    start cost ~2 KB each and grew without bound (600 MB in 5 s at 100,000 req/s with 8 slots).
 
     ``bound``: the most starts that may wait (None: no slots, nothing ever waits). ``drop``: a start
     that comes due while ``bound`` starts wait is dropped and counted, never sent; without ``drop``
@@ -124,8 +124,8 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
 
     ``times`` are a load shape's absolute offsets in seconds (see loadshape.OpenLoop). With
     ``max_concurrency`` a start that finds every slot busy waits in ``backlog`` (FIFO, bounded: see
-    Backlog); the time from its scheduled start to its slot is passed as ``queue_ns`` so it never
-    lands inside the request's own latency. ``indices``: the request index of each start (default
+    Backlog); the time from when it found every slot busy to its slot is passed as ``queue_ns`` so it
+    never lands inside the request's own latency (nor in its send lag). ``indices``: the request index of each start (default
     first_index, first_index + 1, ...): a client given every k-th start of a shared schedule
     (scale-out) passes its own indices and offsets. ``count`` counts starts taken from the schedule,
     dropped ones included. Returns "done" (count due and every started job finished), "deadline"
@@ -162,7 +162,7 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
         task.add_done_callback(finished)
 
     def slot_freed() -> None:
-        """A job ended: the oldest waiting start takes its slot (waited since its scheduled time)."""
+        """A job ended: the oldest waiting start takes its slot."""
         nonlocal free
         if closing:
             return

@@ -29,7 +29,7 @@ CLIENT_CORES = 0.9
 DISTURBED_CORES = 0.5
 SATURATED_SHARE = 0.9
 SCHEDULE_LAG_MAX_S = 1.0
-MIN_JUDGE_S = 2.0
+MIN_JUDGE_S = 1.0  # four host samples; a sweep's 1.5 s levels are still judged
 MIN_HOST_SAMPLES = 4
 THRESHOLDS = {"client_send_lag_p99_s": CLIENT_LAG_P99_S, "event_loop_delay_p99_s": LOOP_DELAY_P99_S,
               "client_cores": CLIENT_CORES, "others_cores_mean": DISTURBED_CORES,

@@ -287,7 +287,7 @@ DEFINITIONS: dict[str, str] = {
         "> 0.5 cores (null when the host was not sampled). server_saturated: open loop, requests_per_s < 0.9 "
         "x the lower of the target rate and achieved_rate_per_s x the share of requests not abandoned. "
         "schedule_missed: the client could not issue the open loop's schedule: starts were dropped "
-        "(schedule.dropped > 0) or send_lag_s max > 1 s. A part divided by time needs 2 s to judge (client CPU: "
+        "(schedule.dropped > 0) or send_lag_s max > 1 s. A part divided by time needs 1 s to judge (client CPU: "
         "client_cpu_span_s; saturation: window_s) and disturbed 4 host samples; a shorter run says \"cannot judge "
         "...\" for that part in notes (disturbed then null). valid: false when client_bound, disturbed or "
         "schedule_missed; null when nothing was flagged but a part could not be judged; else true."),

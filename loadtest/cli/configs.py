@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ def _load_fields(ns: argparse.Namespace, *, request_rate: float | None, duration
             raise ConfigError("--max-concurrency needs --request-rate (a closed loop's cap is --concurrency)")
         if arrival != "poisson" or burstiness != 1.0:
             raise ConfigError("--arrival and --burstiness need --request-rate")
+    if request_rate is not None and math.isinf(request_rate) and duration_s is not None and max_concurrency is None:
+        raise ConfigError("--request-rate inf with --duration starts requests without end: add --max-concurrency N "
+                          "(all at once, up to N in flight) or use --concurrency N")
     if burstiness != 1.0 and arrival != "gamma":
         raise ConfigError("--burstiness applies to --arrival gamma")
     if (warmup_s is not None or cooldown) and duration_s is None:

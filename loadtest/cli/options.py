@@ -169,7 +169,9 @@ def load(p: argparse.ArgumentParser, *, command: str) -> None:
     g.add_argument("--burstiness", type=argtypes.positive_float, default=1.0,
                    help="gamma shape k, the rate kept (vLLM's): CV = 1/sqrt(k); 1 = Poisson, < 1 burstier")
     g.add_argument("--max-concurrency", type=argtypes.positive_int, metavar="N",
-                   help="cap on requests in flight under --request-rate; a request waiting for a slot records queue_s")
+                   help="cap on requests in flight under --request-rate; a request waiting for a slot records queue_s; "
+                        "at most max(N, 1 s of the rate, 10,000) wait, starts beyond are dropped and counted "
+                        "(--request-rate inf: all at once up to N, none dropped)")
     g.add_argument("--ramp-up", type=argtypes.seconds, default=0.0, metavar="S",
                    help="rise linearly to the rate (or concurrency) over S seconds")
     g.add_argument("--cooldown", type=argtypes.seconds, default=0.0, metavar="S",

@@ -111,7 +111,21 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     from loadtest.run.postrun import judge_and_say
     from loadtest.tokens import launched_tokenizer, load_tokenizer
 
+    from loadtest.run.openfiles import ensure_open_files, worker_warning
+
     assert cfg.output_dir is not None
+    raised = ensure_open_files(cfg, workers=how.workers if not how.ray_address else 1)  # refused: before any file
+    crowded = worker_warning(how.workers) if how.workers > 1 and not how.ray_address else None
+    if crowded:  # warn only about a run that will start: its shares are checked first
+        from loadtest.scaleout.share import deal
+
+        try:
+            deal(cfg, how.workers)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    for line in (raised, crowded):
+        if line and not cfg.quiet:
+            print(f"loadtest: {'warning: ' if line is crowded else ''}{line}", file=sys.stderr, flush=True)
     prepare_output_dir(cfg.output_dir, overwrite=how.overwrite, resume=how.resume)
     if cfg.dataset == "lima":
         print("loadtest: loading GAIR/lima from the Hugging Face hub (gated; retries take ~25 s when it is "

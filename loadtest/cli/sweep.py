@@ -39,9 +39,21 @@ def base_config(ns: argparse.Namespace, *, by: str, first: float, command: str) 
 
 
 def main(ns: argparse.Namespace) -> int:
+    import sys
+    from dataclasses import replace
+
+    from loadtest.run.openfiles import ensure_open_files
+    from loadtest.series.levels import CONCURRENCY
     from loadtest.series.sweep import run_sweep
 
-    return run_sweep(configure(ns))
+    sweep = configure(ns)
+    top = sweep.base  # the open files the highest level holds, checked (or the limit raised) before any level
+    if sweep.settings.by == CONCURRENCY and sweep.levels:
+        top = replace(top, concurrency=int(max(sweep.levels)))
+    raised = ensure_open_files(top)
+    if raised and not top.quiet:
+        print(f"loadtest: {raised}", file=sys.stderr, flush=True)
+    return run_sweep(sweep)
 
 
 def configure(ns: argparse.Namespace) -> Any:

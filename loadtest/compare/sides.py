@@ -48,7 +48,7 @@ SETTINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 VARIED = "varied"
 """A group's seed when its repeats used different seeds (a new sample each time)."""
-CONTAMINATING = ("client_bound", "disturbed", "server_saturated")
+CONTAMINATING = ("client_bound", "disturbed", "server_saturated", "schedule_missed")
 
 
 @dataclass

@@ -91,11 +91,18 @@ class Sampler:
         return [time.monotonic(), _busy(psutil.cpu_times()), me.user + me.system, _cpu_s(self.server)]
 
     def _run(self) -> None:
-        prev = self._snap()
-        while not self._stop.wait(self.interval_s):
-            now = self._snap()
-            self.samples.append([b - a for a, b in zip(prev, now)])
-            prev = now
+        prev: list[float] | None = None
+        while True:
+            try:
+                now = self._snap()
+            except (OSError, psutil.Error):  # out of open files (EMFILE) or /proc gone: skip this one
+                now = None
+            if now is not None:
+                if prev is not None:  # a skipped sample widens the next interval: its seconds say so
+                    self.samples.append([b - a for a, b in zip(prev, now)])
+                prev = now
+            if self._stop.wait(self.interval_s):
+                return
 
     def start(self) -> None:
         self._thread.start()

@@ -7,6 +7,13 @@
   more than DISTURBED_CORES cores on average: their load, not the server's, may be in the numbers.
 - server_saturated: an open loop's server completed under SATURATED_SHARE of the rate asked:
   queues grew during the run, and the latencies depend on its length.
+- schedule_missed: the client could not issue an open loop's schedule: starts were dropped (every
+  --max-concurrency slot busy and the backlog full, scheduler/phases.py) or a start went out more
+  than SCHEDULE_LAG_MAX_S late. The load the server saw was not the one asked.
+
+A CPU share, a host's load and a completion rate are divided by time: over less than
+MIN_JUDGE_S (or fewer than MIN_HOST_SAMPLES host samples) they are mostly a run's fixed costs
+and noise (an interrupted run once read 9 million cores), so that part says "cannot judge".
 
 Thresholds are documented in docs/load-shapes.md ("Verdicts") and written into each verdict.
 """
@@ -21,9 +28,13 @@ LOOP_DELAY_P99_S = 0.010
 CLIENT_CORES = 0.9
 DISTURBED_CORES = 0.5
 SATURATED_SHARE = 0.9
+SCHEDULE_LAG_MAX_S = 1.0
+MIN_JUDGE_S = 1.0  # four host samples; a sweep's 1.5 s levels are still judged
+MIN_HOST_SAMPLES = 4
 THRESHOLDS = {"client_send_lag_p99_s": CLIENT_LAG_P99_S, "event_loop_delay_p99_s": LOOP_DELAY_P99_S,
               "client_cores": CLIENT_CORES, "others_cores_mean": DISTURBED_CORES,
-              "saturated_completed_share": SATURATED_SHARE}
+              "saturated_completed_share": SATURATED_SHARE, "schedule_send_lag_max_s": SCHEDULE_LAG_MAX_S,
+              "min_window_s": MIN_JUDGE_S, "min_host_samples": MIN_HOST_SAMPLES}
 
 
 def kept_up(metrics: dict[str, Any], rate: Any, kept_share: float = 1.0) -> tuple[bool, str]:
@@ -46,8 +57,10 @@ def kept_share(counts: dict[str, Any]) -> float:
 
 
 def cpu_span_s(summary: dict[str, Any]) -> float | None:
-    """The time client_cpu_s was counted over: the window, plus a timed warm-up and cooldown (the
-    CPU clock runs from the first measured-phase start to the run's end)."""
+    """The time client_cpu_s was counted over: as measured (run.client_cpu_span_s, the same clock
+    interval), else (an older summary) the window plus a timed warm-up and cooldown."""
+    if summary["run"].get("client_cpu_span_s") is not None:
+        return float(summary["run"]["client_cpu_span_s"])
     window, cfg = summary["metrics"].get("window_s"), summary["config"]
     if not window:
         return None
@@ -60,9 +73,36 @@ def worker_reasons(workers: list[dict[str, Any]], span: float | None) -> list[st
     other two tests already cover every worker."""
     out = []
     for w in workers:
-        cpu = w.get("client_cpu_s")
-        if cpu is not None and span and w.get("completed") and cpu / span > CLIENT_CORES:
-            out.append(f"worker {w['name']} CPU {cpu / span:.2f} cores > {CLIENT_CORES:g} (one Python thread)")
+        cpu, own = w.get("client_cpu_s"), w.get("client_cpu_span_s") or span
+        if cpu is not None and own and own >= MIN_JUDGE_S and w.get("completed") and cpu / own > CLIENT_CORES:
+            out.append(f"worker {w['name']} CPU {cpu / own:.2f} cores > {CLIENT_CORES:g} (one Python thread)")
+    return out
+
+
+def too_short(what: str, span: float | None) -> str | None:
+    """The note for a part of the verdict whose time span is too short to judge (None: long enough)."""
+    if span is not None and span >= MIN_JUDGE_S:
+        return None
+    shown = "none" if not span else f"{span:.2f} s"
+    return f"cannot judge {what}: window {shown} shorter than {MIN_JUDGE_S:g} s"
+
+
+def schedule_reasons(summary: dict[str, Any]) -> list[str]:
+    """schedule_missed: starts dropped, or sent more than SCHEDULE_LAG_MAX_S late."""
+    out = []
+    sched, m, cfg = summary.get("schedule") or {}, summary["metrics"], summary["config"]
+    dropped, due = sched.get("dropped") or 0, sched.get("due") or 0
+    if dropped:
+        rate, e2e = cfg.get("request_rate"), (m.get("e2e_s") or {}).get("mean")
+        need = (f"; about {rate * e2e:,.0f} in flight would keep up (rate x mean e2e)"
+                if isinstance(rate, (int, float)) and math.isfinite(rate) and e2e else "")
+        out.append(f"client could not issue the schedule: {dropped:,} of {due:,} starts dropped "
+                   f"({dropped / due:.0%}): all {sched.get('max_concurrency')} --max-concurrency slots busy and "
+                   f"{sched.get('backlog_bound'):,} starts waiting{need}")
+    lag = (m.get("send_lag_s") or {}).get("max")
+    if lag is not None and lag > SCHEDULE_LAG_MAX_S:
+        out.append(f"client could not issue the schedule: a start went out {lag:.2f} s late "
+                   f"(send lag max > {SCHEDULE_LAG_MAX_S:g} s)")
     return out
 
 
@@ -79,28 +119,44 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
         client.append(f"event loop stalled: delay p99 {delay * 1e3:.1f} ms > {LOOP_DELAY_P99_S * 1e3:g} ms")
     cpu = run.get("client_cpu_s")
     span = cpu_span_s(summary)
-    cores = cpu / span if cpu is not None and span else None
+    cannot: list[str] = []  # parts too short to judge
+    short_cpu = too_short("client CPU", span) if cpu is not None else None
+    cores = cpu / span if cpu is not None and span and not short_cpu else None
     if run.get("workers"):  # scaled out: each worker is one Python thread of its own
         client += worker_reasons(run["workers"], span)
     elif cores is not None and cores > CLIENT_CORES:
         client.append(f"client CPU {cores:.2f} cores > {CLIENT_CORES:g} (one Python thread)")
+    if short_cpu and not run.get("workers"):
+        cannot.append(short_cpu)
     disturbed: list[str] = []
     notes = [] if host.get("span_s") else ["host CPU not sampled (run shorter than one sample, or no sampler)"]
-    others = host.get("others_cores_mean")
+    samples = host.get("samples") or 0
+    others = host.get("others_cores_mean") if samples >= MIN_HOST_SAMPLES else None
+    if host.get("span_s") and samples < MIN_HOST_SAMPLES:
+        cannot.append(f"cannot judge other processes' load: {samples} host samples ({host['span_s']:.2f} s), "
+                      f"fewer than {MIN_HOST_SAMPLES}")
     if others is not None and others > DISTURBED_CORES:
         disturbed.append(f"other processes used {others:.2f} cores on average (> {DISTURBED_CORES:g}) of "
                          f"{host.get('cpu_count')}")
     saturated: list[str] = []
-    ok, why = kept_up(m, cfg.get("request_rate"), kept_share(summary.get("counts") or {}))
-    if not ok:
+    rate = cfg.get("request_rate")
+    short_rate = too_short("server saturation", m.get("window_s")) if isinstance(rate, (int, float)) and \
+        math.isfinite(rate) and m.get("requests_per_s") is not None else None
+    ok, why = kept_up(m, rate, kept_share(summary.get("counts") or {}))
+    if short_rate:
+        cannot.append(short_rate)
+    elif not ok:
         saturated.append(why)
+    schedule = schedule_reasons(summary)
     labels = [name for name, why in (("client-bound", client), ("disturbed", disturbed),
-                                     ("server-saturated", saturated)) if why]
+                                     ("server-saturated", saturated), ("schedule-missed", schedule)) if why]
+    flagged = bool(client or disturbed or schedule)
     return {
-        "valid": not client and not disturbed,
+        "valid": False if flagged else None if cannot else True,
         "labels": labels,
-        "client_bound": bool(client), "disturbed": bool(disturbed) if not notes else None,
-        "server_saturated": bool(saturated), "reasons": client + disturbed + saturated, "notes": notes,
+        "client_bound": bool(client), "disturbed": bool(disturbed) if not notes and others is not None else None,
+        "server_saturated": bool(saturated), "schedule_missed": bool(schedule),
+        "reasons": client + disturbed + saturated + schedule, "notes": cannot + notes,
         "client_cores": cores,
         "server_cores": host.get("server_cores_mean"), "others_cores": others,
         "thresholds": THRESHOLDS,
@@ -109,6 +165,10 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
 
 def line(v: dict[str, Any]) -> str:
     """One console line; red on a terminal when the client limited the load."""
+    cannot = [n for n in v.get("notes") or [] if n.startswith("cannot judge")]
     if not v["labels"]:
+        if v.get("valid") is None:
+            return "verdict: " + "; ".join(v.get("notes") or ["cannot judge"])
         return "verdict: valid (client kept up, " + ("host quiet)" if not v.get("notes") else v["notes"][0] + ")")
-    return "verdict: " + ", ".join(v["labels"]).upper() + ": " + "; ".join(v["reasons"])
+    return ("verdict: " + ", ".join(v["labels"]).upper() + ": " + "; ".join(v["reasons"])
+            + (" (" + "; ".join(cannot) + ")" if cannot else ""))

@@ -126,7 +126,8 @@ DEFINITIONS: dict[str, str] = {
         "CPU seconds the client process used during the measured phase (user + system), and per 1,000 "
         "completion tokens: the client's own overhead, to compare with what it measures. "
         "client_cpu_user_s and client_cpu_system_s split it (system: mostly the kernel's socket reads). With "
-        "--warmup 5s / --cooldown it covers those phases too (the verdict divides by all three)."),
+        "--warmup 5s / --cooldown it covers those phases too. client_cpu_span_s: the wall-clock seconds it "
+        "was counted over (the verdict's CPU share divides by it)."),
     "client_startup_cpu_s": (
         "CPU seconds the client process had used when the measured phase began: interpreter start, imports, "
         "prompt loading, connection set-up and warm-up (in a sweep, capacity search, tokens sweep or matrix, "
@@ -291,9 +292,23 @@ DEFINITIONS: dict[str, str] = {
         "others = host_busy - client - server, never below 0."),
     "verdict": (
         "Whether the measurement is valid. client_bound: open-loop send_lag_s p99 > 10 ms, event_loop_delay "
-        "p99 > 10 ms, or client CPU (client_cpu_s / window_s; scaled out: each worker's) > 0.9 cores. disturbed: host_cpu others mean "
+        "p99 > 10 ms, or client CPU (client_cpu_s / client_cpu_span_s; scaled out: each worker's) > 0.9 cores. disturbed: host_cpu others mean "
         "> 0.5 cores (null when the host was not sampled). server_saturated: open loop, requests_per_s < 0.9 "
-        "x the lower of the target rate and achieved_rate_per_s x the share of requests not abandoned."),
+        "x the lower of the target rate and achieved_rate_per_s x the share of requests not abandoned. "
+        "schedule_missed: the client could not issue the open loop's schedule: starts were dropped "
+        "(schedule.dropped > 0) or send_lag_s max > 1 s. A part divided by time needs 1 s to judge (client CPU: "
+        "client_cpu_span_s; saturation: window_s) and disturbed 4 host samples; a shorter run says \"cannot judge "
+        "...\" for that part in notes (disturbed then null). valid: false when client_bound, disturbed or "
+        "schedule_missed; null when nothing was flagged but a part could not be judged; else true."),
+    "schedule": (
+        "Open loop: what became of its starts. due: starts whose time came (taken from the schedule); sent; "
+        "waited: starts that found every --max-concurrency slot busy and waited (queue_s); waiting_max: the "
+        "most waiting at once; dropped: starts due while backlog_bound starts already waited, never sent "
+        "(backlog_bound = max(C, min(rate x 1 s, 10,000)); scaled out, each worker's own bound from its share of C and "
+        "of the rate, summed, and waiting_max the most one worker held); unsent_at_end: still "
+        "waiting when the deadline or a stop ended the run. overflow: drop, or wait (--request-rate inf: the "
+        "schedule is read only as slots free, all at once up to the cap; nothing is dropped). Counts cover "
+        "the whole schedule, warm-up and cooldown included."),
     "scale_out": (
         "run.scale_out (--workers N, --ray-address): the worker count, backend (processes or ray), "
         "--on-worker-failure, worker_failures (each dead worker by name, pid, exit code and last error) "

@@ -91,6 +91,7 @@ def render_table(summary: dict[str, Any]) -> str:
                     "fell back as without usage (see token source)")
     if summary["errors"]:
         head.append("errors: " + "; ".join(f"{k} x{v['count']} ({v['example']})" for k, v in summary["errors"].items()))
+    head += schedule_lines(summary)
     if summary["run"].get("ended") not in (None, "done", "deadline"):
         head.append(f"run ended early: {summary['run']['ended']}")
     if summary["run"].get("resumed"):
@@ -98,6 +99,23 @@ def render_table(summary: dict[str, Any]) -> str:
         head.append(f"resumed run: {len(summary['run']['pieces'])} pieces ({spans}), statistics over all of them")
     parts = [part for part in (session_lines(summary), tool_lines(summary), server_lines(summary)) if part]
     return "\n\n".join(["\n".join(head), table, *("\n".join(part) for part in parts)])
+
+
+def schedule_lines(summary: dict[str, Any]) -> list[str]:
+    """An open loop's starts that were never sent: dropped with the backlog full, or still waiting
+    for a slot when the run ended (nothing when every start was sent)."""
+    s = summary.get("schedule") or {}
+    dropped, unsent = s.get("dropped") or 0, s.get("unsent_at_end") or 0
+    if not dropped and not unsent:
+        return []
+    parts = []
+    if dropped:
+        parts.append(f"{dropped:,} of {s['due']:,} starts dropped ({dropped / s['due']:.0%}): all "
+                     f"{s['max_concurrency']} --max-concurrency slots busy and the backlog of {s['backlog_bound']:,} "
+                     "waiting starts full")
+    if unsent:
+        parts.append(f"{unsent:,} still waiting for a slot at the end, never sent")
+    return [f"schedule: {s['sent']:,} of {s['due']:,} starts sent; " + "; ".join(parts)]
 
 
 def session_lines(summary: dict[str, Any]) -> list[str]:

@@ -44,7 +44,8 @@ class Hooks:
         """Wait at ``point`` (START or MEASURED) until the run may go on: at once when alone."""
 
     async def run_shape(self, cfg: RunConfig, job: phases.Job, *, count: int | None, deadline_ns: int | None,
-                        stop: asyncio.Event, first_index: int = 0, origin_ns: int, with_warmup: bool = False) -> str:
+                        stop: asyncio.Event, first_index: int = 0, origin_ns: int, with_warmup: bool = False,
+                        held: phases.Backlog | None = None) -> str:
         """The whole load shape (scheduler/phases.py)."""
         return await phases.run_shape(cfg, job, count=count, deadline_ns=deadline_ns, stop=stop,
-                                      first_index=first_index, origin_ns=origin_ns, with_warmup=with_warmup)
+                                      first_index=first_index, origin_ns=origin_ns, with_warmup=with_warmup, held=held)

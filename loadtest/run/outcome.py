@@ -34,13 +34,17 @@ def run_block(cfg: RunConfig, *, started_at: str, ended: str, model: str | None,
               warmup_requests: int, pieces: list[dict[str, Any]], monitors: dict[str, Any] | None,
               sender: dict[str, Any], chunk_info: dict[str, Any], tokenizer: str | None,
               cpu_s: float | None, cpu_split: tuple[float, float] | None, completion_tokens: int,
-              startup_cpu_s: float | None, preopened: bool | None = None) -> dict[str, Any]:
+              startup_cpu_s: float | None, preopened: bool | None = None,
+              cpu_span_s: float | None = None) -> dict[str, Any]:
     """summary.json's ``run`` block: what happened, and the client's own cost.
 
     ``cpu_s`` is the client's CPU over the measured phase (the known overhead of what was measured);
     ``startup_cpu_s`` what it spent before it (imports, prompts, connections), reported apart so a
     short run's fixed cost is not read as a per-token one. ``preopened``: every connection asked
-    for was open before the measured window (never claimed for ones that did not open in time)."""
+    for was open before the measured window (never claimed for ones that did not open in time).
+    ``cpu_span_s``: the wall-clock seconds ``cpu_s`` was counted over (the verdict's CPU share
+    divides by it, not by the window, which an interrupted or aborted run ends long before the CPU
+    clock stops)."""
     return {
         "started_at": started_at, "ended": ended, "model": model, "clock_origin_ns": clock_origin_ns,
         "warmup_requests": warmup_requests, "resumed": len(pieces) > 1, "pieces": pieces,
@@ -48,6 +52,7 @@ def run_block(cfg: RunConfig, *, started_at: str, ended: str, model: str | None,
         "connections_preopened": bool(preopened),
         "tokenizer": tokenizer,
         "client_cpu_s": cpu_s,
+        "client_cpu_span_s": cpu_span_s,
         "client_cpu_s_per_1k_tokens": cpu_s / completion_tokens * 1000 if cpu_s is not None and completion_tokens
         else None,
         "client_cpu_user_s": cpu_split[0] if cpu_split else None,

@@ -116,6 +116,7 @@ class Run:
         self._phase_t0_ns = 0
         self.live = LiveStats()
         self._pending_ready = asyncio.Event()
+        self._backlog = phases.backlog(cfg)  # an open loop's waiting starts and what became of them
         self._abandon_after = abandonment(cfg)  # request index -> --cancel-after, or None (client/abandon.py)
         self._sessions: SessionLoop | None = None  # made with the sender (execute) when the jobs are sessions
         # A trace whose rows share session_ids: its sessions run in the session loop beside its loose rows,
@@ -277,7 +278,7 @@ class Run:
         collector = asyncio.create_task(collect_garbage())
         ended = "done"
         duration_s = plan.remaining_s if plan.remaining_s is not None else cfg.duration_s
-        cpu_measured = startup_cpu = None
+        cpu_measured = startup_cpu = cpu_span = None
         cpu_split: tuple[float, float] | None = None
         monitored: dict[str, Any] | None = None
         monitor = RunMonitor(cfg.base_url).start()
@@ -312,6 +313,7 @@ class Run:
                 monitor.begin()
                 measured_t0 = self._phase_t0_ns = perf_counter_ns()
                 startup_cpu = cpu0 = time.process_time()
+                wall0 = perf_counter_ns()
                 rusage0 = _rusage()
                 deadline = phases.run_deadline_ns(cfg, measured_t0, duration_s)
                 if plan.todo is not None:  # resumed: only the prompts not done yet, by their own ids
@@ -323,6 +325,7 @@ class Run:
                 self._drain()  # interpreting the records is part of the client's cost
                 monitored = monitor.stop()
                 cpu_measured = time.process_time() - cpu0
+                cpu_span = (perf_counter_ns() - wall0) / 1e9
                 cpu_split = _cpu_split(rusage0, _rusage())
                 await server_side.stop(final=not self.interrupted and self._abort is None)
         except BaseException:
@@ -369,7 +372,7 @@ class Run:
                         monitors=monitored, sender=self._sender.run_info(), chunk_info=chunk_info,
                         tokenizer=self.tokenizer.name if self.tokenizer else None, cpu_s=cpu_measured,
                         cpu_split=cpu_split, completion_tokens=result["metrics"]["completion_tokens_total"],
-                        startup_cpu_s=startup_cpu, preopened=self._preopened)
+                        startup_cpu_s=startup_cpu, preopened=self._preopened, cpu_span_s=cpu_span)
         abort = None
         if self._writer.failed is not None:
             abort = write_failure_line(self._writer.path, self._writer.failed, self._writer.count) + (
@@ -381,7 +384,8 @@ class Run:
                         client=client_info(cfg.transport, type(asyncio.get_running_loop()).__module__),
                         server=self.server_info() if self.server_info else None, abort=abort,
                         interrupted=self.interrupted, duration_s=duration_s,
-                        extra={"server_metrics": server_side.block(self._writer.path, begin_s=self._span_start,
+                        extra={"schedule": phases.schedule_block(cfg, [self._backlog]),
+                               "server_metrics": server_side.block(self._writer.path, begin_s=self._span_start,
                                                                    end_s=self._span_end)})
 
     async def _schedule(self, job: phases.Job | None = None, *, count: int | None, deadline_ns: int | None = None,
@@ -389,7 +393,7 @@ class Run:
         return await self.hooks.run_shape(self.cfg, job or self._job, count=count, deadline_ns=deadline_ns,
                                           stop=self.stop, first_index=first_index,
                                           origin_ns=self._phase_t0_ns or perf_counter_ns(),
-                                          with_warmup=with_warmup and not self.resume)
+                                          with_warmup=with_warmup and not self.resume, held=self._backlog)
 
     def _window_s(self) -> float | None:
         """First measured start to last measured end of this run (None when nothing finished)."""

@@ -322,6 +322,7 @@ class Coordinator:
                                           stopped=ended in ("aborted", "interrupted", "worker_failed"))
         result = compute_metrics(load_columns(self.directory / "requests.jsonl"), window_s=window_s)
         cpu = [d["client_cpu_s"] for d in dones if d.get("client_cpu_s") is not None]
+        cpu_spans = [d["client_cpu_span_s"] for d in dones if d.get("client_cpu_span_s") is not None]
         startup = [d["client_startup_cpu_s"] for d in dones if d.get("client_startup_cpu_s") is not None]
         delays = [d["event_loop_delay"] for d in dones if d.get("event_loop_delay")]
         worst = max(delays, key=lambda d: d.get("p99_s") or 0.0) if delays else None
@@ -335,7 +336,8 @@ class Coordinator:
                         completion_tokens=result["metrics"]["completion_tokens_total"],
                         preopened=bool(dones) and all(d.get("connections_preopened") for d in dones),
                         # the workers' own start-up (spawned interpreters, imports, connections) and ours
-                        startup_cpu_s=sum(startup) + self._startup_cpu_s if startup else None)
+                        startup_cpu_s=sum(startup) + self._startup_cpu_s if startup else None,
+                        cpu_span_s=max(cpu_spans) if cpu_spans else None)
         run["scale_out"] = {"workers": len(self.workers), "backend": self.backend, "on_worker_failure": self.on_failure,
                             "worker_failures": self.failures, "clocks": CLOCKS}
         run["workers"] = [self._worker_row(w) for w in self.workers]
@@ -346,7 +348,9 @@ class Coordinator:
                         client=client_info(cfg.transport, f"scale-out ({self.backend})"),
                         server=self.server_info() if self.server_info else None, abort=abort,
                         interrupted=self.interrupted, worker_failure=stopped_by, duration_s=cfg.duration_s,
-                        extra={"server_metrics": self._server_side.block(
+                        extra={"schedule": phases.schedule_block(cfg, [phases.backlog_of(d["schedule"]) for d in dones
+                                                                       if d.get("schedule")]),
+                               "server_metrics": self._server_side.block(
                             self.directory / "requests.jsonl", begin_s=min(s[0] for s in spans) if spans else None,
                             end_s=max(s[1] for s in spans) if spans else None)})
 
@@ -359,6 +363,8 @@ class Coordinator:
             "scheduled": len(w.share.offsets) if self.cfg.request_rate is not None else None,
             "max_concurrency": w.share.max_concurrency, "sent": w.sent, "completed": w.completed, "failed": w.failed,
             "ended": done.get("ended", "died"), "client_cpu_s": done.get("client_cpu_s"),
+            "client_cpu_span_s": done.get("client_cpu_span_s"),
+            "dropped": (done.get("schedule") or {}).get("dropped"),
             "send_lag_p99_s": done.get("send_lag_p99_s"),
             "event_loop_delay_p99_s": (done.get("event_loop_delay") or {}).get("p99_s"),
             "error": done.get("message") or w.error,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from loadtest.config import RunConfig
 from loadtest.scheduler import phases as shaping
-from loadtest.scheduler.loops import run_closed_loop, run_open_loop
+from loadtest.scheduler.loops import Backlog, run_closed_loop, run_open_loop
 from loadtest.scheduler.shapes import ClosedLoop
 
 FAR_S = 1e9
@@ -65,7 +65,8 @@ class Share:
         return list(range(self.first(first_index), first_index + count, self.workers))
 
     async def run_shape(self, cfg: RunConfig, job: shaping.Job, *, count: int | None, deadline_ns: int | None,
-                        stop: asyncio.Event, first_index: int = 0, origin_ns: int, with_warmup: bool = False) -> str:
+                        stop: asyncio.Event, first_index: int = 0, origin_ns: int, with_warmup: bool = False,
+                        held: Backlog | None = None) -> str:
         """shaping.run_shape, on this share only (the runner calls this instead when scaled out)."""
         if cfg.request_rate is None:
             start, step = self.first(first_index), self.workers
@@ -81,9 +82,12 @@ class Share:
             offsets, indices = [*offsets, FAR_S], [*indices, -1]
         if not offsets:
             return "done"
+        rule = shaping.backlog(cfg, share=self.workers, max_concurrency=self.max_concurrency)
+        held = held if held is not None else Backlog()
+        held.bound, held.drop = rule.bound, rule.drop  # this worker's cap and its part of the rate
         return await run_open_loop(iter(offsets), job, origin_ns=origin_ns, count=len(offsets),
                                    deadline_ns=deadline_ns, stop=stop, max_concurrency=self.max_concurrency,
-                                   indices=indices)
+                                   indices=indices, backlog=held)
 
 
 def deal(cfg: RunConfig, workers: int) -> list[Share]:

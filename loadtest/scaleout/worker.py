@@ -34,7 +34,7 @@ Send = Callable[[bytes], None]
 COORDINATOR_FIELDS = frozenset((
     "started_at", "ended", "model", "clock_origin_ns", "warmup_requests", "resumed", "pieces", "load", "monitors",
     "connections_preopened", "tokenizer", "client_cpu_s", "client_cpu_s_per_1k_tokens", "client_cpu_user_s",
-    "client_cpu_system_s", "client_startup_cpu_s", "error", "tokenize_endpoint", "chunk_tokens_refined",
+    "client_cpu_system_s", "client_startup_cpu_s", "client_cpu_span_s", "error", "tokenize_endpoint", "chunk_tokens_refined",
     "tokenize_to_usage_ratio"))
 """summary.run fields the coordinator makes itself; a worker forwards the others (the sender's facts:
 stream_options, continuous usage, provider limits...) from its own summary."""
@@ -149,6 +149,7 @@ def done_info(outcome: Any) -> dict[str, Any]:
         "model": s["run"]["model"], "clock_origin_ns": s["run"]["clock_origin_ns"],
         "connections_preopened": s["run"]["connections_preopened"],
         "client_cpu_s": s["run"]["client_cpu_s"], "client_startup_cpu_s": s["run"]["client_startup_cpu_s"],
+        "client_cpu_span_s": s["run"].get("client_cpu_span_s"), "schedule": s.get("schedule"),
         "window_s": s["metrics"]["window_s"], "warmup_requests": s["run"]["warmup_requests"],
         "send_lag_p99_s": (s["metrics"].get("send_lag_s") or {}).get("p99"),
         "event_loop_delay": (s["run"]["monitors"] or {}).get("event_loop_delay"),

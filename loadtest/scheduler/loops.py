@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import TypeVar
 
@@ -86,33 +88,67 @@ async def sleep_until(t_ns: int) -> None:
         alarm.close()
 
 
+@dataclass
+class Backlog:
+    """Where an open loop's starts wait when every --max-concurrency slot is busy, and what became
+    of them. Held as small tuples (scheduled, index, since), never as tasks: a task per waiting
+    start cost ~2 KB each and grew without bound (600 MB in 5 s at 100,000 req/s with 8 slots).
+
+    ``bound``: the most starts that may wait (None: no slots, nothing ever waits). ``drop``: a start
+    that comes due while ``bound`` starts wait is dropped and counted, never sent; without ``drop``
+    (an infinite rate: "all at once, up to the cap") the schedule is read only as slots free, so
+    nothing waits beyond the start at hand and nothing is dropped. Filled in by run_open_loop:
+    ``due`` starts taken from the schedule (sent, waited or dropped), ``dropped``, ``waited``
+    (starts that waited for a slot), ``waiting_max`` (the most waiting at once) and ``unsent``
+    (still waiting when a deadline or a stop ended the run)."""
+
+    bound: int | None = None
+    drop: bool = True
+    due: int = 0
+    dropped: int = 0
+    waited: int = 0
+    waiting_max: int = 0
+    unsent: int = 0
+
+
+START_BATCH = 256
+"""Starts handled in one timer callback before the loop turns to everything else (signals, the
+deadline, replies): a schedule far behind is caught up in slices, never in one long callback."""
+
+
 async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], Awaitable[None]], *,
                         origin_ns: int, count: int | None, deadline_ns: int | None, stop: asyncio.Event,
                         max_concurrency: int | None = None, first_index: int = 0,
-                        indices: Iterable[int] | None = None) -> str:
+                        indices: Iterable[int] | None = None, backlog: Backlog | None = None) -> str:
     """Start ``job(i, scheduled_ns, queue_ns)`` at ``origin_ns + times[i]`` whatever is in flight.
 
     ``times`` are a load shape's absolute offsets in seconds (see loadshape.OpenLoop). With
-    ``max_concurrency`` a started request first waits for a free slot (FIFO); that wait is passed
-    as ``queue_ns`` so it never lands inside the request's own latency. ``indices``: the request
-    index of each start (default first_index, first_index + 1, ...): a client given every k-th start
-    of a shared schedule (scale-out) passes its own indices and offsets. Returns "done" (count
-    started and finished), "deadline" or "stopped"; in-flight jobs are then cancelled."""
-    slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    ``max_concurrency`` a start that finds every slot busy waits in ``backlog`` (FIFO, bounded: see
+    Backlog); the time from when it found every slot busy to its slot is passed as ``queue_ns`` so it
+    never lands inside the request's own latency (nor in its send lag). ``indices``: the request index of each start (default
+    first_index, first_index + 1, ...): a client given every k-th start of a shared schedule
+    (scale-out) passes its own indices and offsets. ``count`` counts starts taken from the schedule,
+    dropped ones included. Returns "done" (count due and every started job finished), "deadline"
+    or "stopped"; in-flight jobs are then cancelled."""
+    backlog = backlog if backlog is not None else Backlog()
+    if max_concurrency and backlog.bound is None:
+        backlog.bound = max_concurrency
+    free = max_concurrency or 0  # free slots (unused without a cap)
+    # (scheduled_ns, index, since_ns) of starts waiting for a slot: the wait counts from since_ns (when it found
+    # every slot busy), so a start the loop took up late keeps that lateness in its send lag
+    waiting: deque[tuple[int, int, int]] = deque()
+    blocked_ns = 0  # without drops: since when every slot has been busy while starts were due; each start
+    # read on from the schedule then waited from its scheduled time or that moment, whichever is later
+    closing = False  # the run is winding down: a freed slot starts nothing more
     tasks: set[asyncio.Task[None]] = set()
     failure: list[BaseException] = []
 
-    async def one(i: int, scheduled_ns: int) -> None:
-        queue_ns = 0
-        if slots is not None:
-            t_wait = perf_counter_ns()
-            await slots.acquire()
-            queue_ns = perf_counter_ns() - t_wait
+    async def one(i: int, scheduled_ns: int, queue_ns: int) -> None:
         try:
             await job(i, scheduled_ns, queue_ns)
         finally:
-            if slots is not None:
-                slots.release()
+            if max_concurrency:
+                slot_freed()
 
     def finished(task: asyncio.Task[None]) -> None:
         tasks.discard(task)
@@ -120,20 +156,39 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
             failure.append(task.exception())  # type: ignore[arg-type]
             stop.set()
 
+    def launch(i: int, at: int, queue_ns: int) -> None:
+        task = loop.create_task(one(i, at, queue_ns))
+        tasks.add(task)
+        task.add_done_callback(finished)
+
+    def slot_freed() -> None:
+        """A job ended: the oldest waiting start takes its slot."""
+        nonlocal free
+        if closing:
+            return
+        if waiting:
+            at, i, since = waiting.popleft()
+            launch(i, at, perf_counter_ns() - since)
+            return
+        free += 1
+        if not backlog.drop and due is not None:
+            start_due()  # "all at once": the schedule is read on as slots free
+
     loop = asyncio.get_running_loop()
     all_started: asyncio.Future[None] = loop.create_future()
     schedule = zip(times, iter(indices) if indices is not None else itertools.count(first_index))
     due: tuple[int, int] | None = None  # the next start (at_ns, index), once taken from the schedule
-    started = 0
 
     def start_due() -> None:
         """Start every job whose time has come, then arm the timer for the next. Runs as the
         timer's own callback: a task awaiting the timer would start each job one loop turn later."""
-        nonlocal due, started
+        nonlocal due, free, blocked_ns
         try:
-            while not all_started.done():
+            for _ in range(START_BATCH):
+                if all_started.done() or closing:
+                    return
                 if due is None:
-                    if stop.is_set() or (count is not None and started >= count):
+                    if stop.is_set() or (count is not None and backlog.due >= count):
                         all_started.set_result(None)
                         return
                     step = next(schedule, None)
@@ -148,11 +203,26 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
                 if perf_counter_ns() < at:
                     timer.arm(at)
                     return
+                now = perf_counter_ns()
+                if max_concurrency and not free and not backlog.drop:
+                    blocked_ns = blocked_ns or now
+                    return  # every slot busy: the next freed one reads on (slot_freed)
                 due = None
-                task = loop.create_task(one(i, at))
-                tasks.add(task)
-                task.add_done_callback(finished)
-                started += 1
+                backlog.due += 1
+                if not max_concurrency or free:
+                    queue_ns = now - max(at, blocked_ns) if blocked_ns else 0
+                    if max_concurrency:
+                        blocked_ns = blocked_ns if free == 1 else 0  # slots to spare: no one waits any more
+                        free -= 1
+                    backlog.waited += queue_ns > 0
+                    launch(i, at, queue_ns)
+                elif backlog.bound is not None and len(waiting) >= backlog.bound:
+                    backlog.dropped += 1  # counted, never sent: the schedule was not issued
+                else:
+                    waiting.append((at, i, now))
+                    backlog.waited += 1
+                    backlog.waiting_max = max(backlog.waiting_max, len(waiting))
+            timer.arm(0)  # more is due: go on after the loop's other work (fires at once)
         except BaseException as exc:  # a broken schedule: fail the run, not a callback in the loop's log
             if not all_started.done():
                 all_started.set_exception(exc)
@@ -167,7 +237,7 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
             await all_started
         finally:
             timer.close()
-        while tasks:  # every request started: wait for the last to end
+        while tasks:  # every request started: wait for the last to end (a waiting start takes a freed slot)
             await asyncio.wait(set(tasks))
 
     dispatcher = asyncio.create_task(dispatch())
@@ -177,7 +247,10 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
         done, _ = await asyncio.wait({dispatcher, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         completed = dispatcher in done
     finally:
+        closing = True
         timer.close()  # no start may slip in from a timer callback while the run winds down
+        backlog.unsent += len(waiting)
+        waiting.clear()
         stopper.cancel()
         dispatcher.cancel()
         pending = list(tasks)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from loadtest.config import RunConfig
-from loadtest.scheduler.loops import run_closed_loop, run_open_loop
+from loadtest.scheduler.loops import Backlog, run_closed_loop, run_open_loop
 from loadtest.scheduler.replay import Schedule
 from loadtest.scheduler.shapes import ClosedLoop, OpenLoop
 
@@ -20,6 +20,16 @@ OPEN_LOOP_CONNECTIONS = 64
 opened as needed; their set-up is then reported as connect_s)."""
 
 Job = Callable[[int, int | None, int], Awaitable[None]]
+BACKLOG_S = 1.0
+BACKLOG_MAX = 10_000
+"""An open loop's starts that find every --max-concurrency slot busy wait, at most
+max(C, min(rate x BACKLOG_S, BACKLOG_MAX)) of them; a start due while that many wait is dropped
+and counted (summary.json ``schedule``). Why: a start that waits for a slot longer than about a
+second of its schedule is no longer at its scheduled time; past that the run is a closed loop of
+C with a queue that grows as long as the run lasts (memory, and queue waits that say nothing about
+the server). One second absorbs a Poisson burst at any rate; 10,000 waiting starts (~1 MB) bound
+the memory at any rate. An infinite rate ("all at once, up to the cap", as vLLM bench) drops
+nothing: its schedule is read only as slots free, so it is a closed loop of C by definition."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +105,35 @@ def separate_warmup(cfg: RunConfig) -> bool:
     return not is_open(cfg) and cfg.warmup_s is None
 
 
+def schedule_rate(cfg: RunConfig) -> float | None:
+    """Starts per second the open loop asks (a trace: its rows over its span; inf when all at once)."""
+    shape = open_loop_shape(cfg)
+    if shape is None:
+        return None
+    if isinstance(shape, Schedule):
+        n, span = len(shape.times), shape.duration_s
+        return (n - 1) / span if n > 1 and span > 0 else math.inf
+    return shape.rate
+
+
+def backlog(cfg: RunConfig, *, share: int = 1, max_concurrency: int | None = None) -> Backlog:
+    """The open loop's bounded backlog (see BACKLOG_S), for one process or one of ``share``
+    scaled-out workers (each holds its own cap and its part of the rate)."""
+    cap = max_concurrency or cfg.max_concurrency
+    rate = schedule_rate(cfg)
+    if not cap or rate is None:
+        return Backlog(bound=None)
+    if math.isinf(rate):
+        return Backlog(bound=0, drop=False)
+    return Backlog(bound=max(cap, min(math.ceil(rate / share * BACKLOG_S), BACKLOG_MAX)))
+
+
 async def run_shape(cfg: RunConfig, job: Job, *, count: int | None, deadline_ns: int | None, stop: asyncio.Event,
-                    first_index: int = 0, origin_ns: int, with_warmup: bool = False) -> str:
+                    first_index: int = 0, origin_ns: int, with_warmup: bool = False,
+                    held: Backlog | None = None) -> str:
     """Run ``job(i, scheduled_ns, queue_ns)`` under the configured shape. ``with_warmup``: the
-    counted warm-up requests are part of this pass (open loop): indices start at 0."""
+    counted warm-up requests are part of this pass (open loop): indices start at 0. ``held``: the
+    open loop's backlog (phases.backlog), whose counts the caller reports."""
     shape = open_loop_shape(cfg)
     if shape is None:
         # The ramp runs once, at the very start: in the counted warm-up pass when there is one.
@@ -109,7 +144,31 @@ async def run_shape(cfg: RunConfig, job: Job, *, count: int | None, deadline_ns:
     if with_warmup:
         count, first_index = (count + cfg.warmup if count is not None else None), 0
     return await run_open_loop(shape.iter_times(), job, origin_ns=origin_ns, count=count, deadline_ns=deadline_ns,
-                               stop=stop, max_concurrency=cfg.max_concurrency, first_index=first_index)
+                               stop=stop, max_concurrency=cfg.max_concurrency, first_index=first_index,
+                               backlog=held if held is not None else backlog(cfg))
+
+
+def schedule_block(cfg: RunConfig, parts: list[Backlog]) -> dict[str, object] | None:
+    """summary.json's ``schedule``: what became of an open loop's starts (None for a closed loop).
+    ``parts``: one backlog, or each scaled-out worker's."""
+    if not is_open(cfg) or not parts:
+        return None
+    due, dropped, unsent = (sum(getattr(b, k) for b in parts) for k in ("due", "dropped", "unsent"))
+    bounds = [b.bound for b in parts if b.bound is not None]
+    return {"max_concurrency": cfg.max_concurrency,
+            "overflow": None if not cfg.max_concurrency else "drop" if parts[0].drop else "wait",
+            "backlog_bound": sum(bounds) if bounds and parts[0].drop else None,
+            "due": due, "sent": due - dropped - unsent, "waited": sum(b.waited for b in parts),
+            "waiting_max": max(b.waiting_max for b in parts), "dropped": dropped, "unsent_at_end": unsent,
+            "dropped_share": dropped / due if due else None}
+
+
+def backlog_of(block: dict[str, object]) -> Backlog:
+    """A scaled-out worker's ``schedule`` block back as its Backlog (the coordinator sums them)."""
+    get = block.get
+    return Backlog(bound=get("backlog_bound"), drop=get("overflow") != "wait", due=get("due") or 0,  # type: ignore[arg-type]
+                   dropped=get("dropped") or 0, waited=get("waited") or 0, waiting_max=get("waiting_max") or 0,  # type: ignore[arg-type]
+                   unsent=get("unsent_at_end") or 0)  # type: ignore[arg-type]
 
 
 def run_deadline_ns(cfg: RunConfig, origin_ns: int, duration_s: float | None) -> int | None:

@@ -104,12 +104,14 @@ class LevelResult:
 
     def passes(self, max_error_rate: float) -> bool:
         """A level meets its objectives: it ran, few enough requests failed, SLOs (if any) met, and
-        an open loop's server kept up (completions at >= 90% of the target rate)."""
+        an open loop's server kept up (completions at >= 90% of the target rate) and its schedule
+        was issued (no start dropped: a level that dropped starts never ran at its rate)."""
         if self.exit_code != 0 or self.error_rate > max_error_rate:
             return False
         if self.slo is not None and not self.slo["met"]:
             return False
-        return not (self.summary.get("verdict") or {}).get("server_saturated")
+        verdict = self.summary.get("verdict") or {}
+        return not verdict.get("server_saturated") and not verdict.get("schedule_missed")
 
     def row(self) -> dict[str, Any]:
         m = self.metrics

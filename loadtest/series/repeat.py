@@ -198,7 +198,8 @@ def group_summary(base: RunConfig, settings: RepeatSettings, done: list[RunOutco
 
 def merged_verdict(done: list[RunOutcome]) -> dict[str, Any] | None:
     """The group's verdict: a label any rep got (client-bound, disturbed, server-saturated) is the
-    group's, with that rep named in the reason; valid only when every rep was."""
+    group's, with that rep named in the reason; valid only when every rep was (null when none was
+    flagged but one could not be judged)."""
     found = [(o.directory.name, o.summary["verdict"]) for o in done if o.summary.get("verdict")]
     if not found:
         return None
@@ -209,10 +210,12 @@ def merged_verdict(done: list[RunOutcome]) -> dict[str, Any] | None:
     notes: list[str] = []
     for name, v in found:
         notes += [f"{name}: {n}" for n in v.get("notes") or []]
-    return {"valid": all(v.get("valid", True) for _, v in found), "labels": labels,
+    valid = [v.get("valid", True) for _, v in found]  # null: a rep too short to judge
+    return {"valid": False if False in valid else None if None in valid else True, "labels": labels,
             "client_bound": any(v.get("client_bound") for _, v in found),
             "disturbed": True if any(disturbed) else None if all(d is None for d in disturbed) else False,
             "server_saturated": any(v.get("server_saturated") for _, v in found),
+            "schedule_missed": any(v.get("schedule_missed") for _, v in found),
             "reasons": [f"{name}: {r}" for name, v in found for r in v.get("reasons") or []], "notes": notes,
             "by_repeat": {name: v.get("labels") or [] for name, v in found}}
 

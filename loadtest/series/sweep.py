@@ -57,6 +57,8 @@ def stop_reason(done: list[LevelResult], r: LevelResult, settings: LevelSettings
     if broken:
         return f"SLO broken at level {r.level:g}: {', '.join(broken)}"
     m = r.metrics
+    if (r.summary.get("verdict") or {}).get("schedule_missed"):
+        return f"schedule missed at level {r.level:g}: " + "; ".join(r.summary["verdict"]["reasons"])
     if (r.summary.get("verdict") or {}).get("server_saturated"):
         return f"saturated at {r.level:g} req/s: " + "; ".join(r.summary["verdict"]["reasons"])
     ok = [d for d in done if d.exit_code == 0 and d.metrics.get("requests_per_s")]

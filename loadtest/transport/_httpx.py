@@ -13,6 +13,7 @@ import httpx
 from loadtest import __version__
 from loadtest.transport._giveup import GiveUp
 from loadtest.transport.base import (
+    CLIENT_LIMIT,
     CONNECT,
     DISCONNECT,
     PROTOCOL,
@@ -21,6 +22,7 @@ from loadtest.transport.base import (
     Exchange,
     is_limit_header,
     mark_abandoned,
+    out_of_files,
     runaway_message,
     with_query,
 )
@@ -85,7 +87,8 @@ class HttpxTransport:
             else:
                 ex.error_kind, ex.error = TIMEOUT, f"no complete response within {timeout_s:g} s"
         except httpx.ConnectError as exc:
-            ex.error_kind, ex.error = CONNECT, str(exc) or "connection failed"
+            limit = out_of_files(exc)
+            ex.error_kind, ex.error = (CLIENT_LIMIT, limit) if limit else (CONNECT, str(exc) or "connection failed")
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             kind = DISCONNECT if ex.status is not None or "disconnect" in str(exc).lower() else PROTOCOL
             ex.error_kind, ex.error = kind, str(exc) or type(exc).__name__

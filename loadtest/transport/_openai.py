@@ -22,6 +22,7 @@ import httpx
 from loadtest.errors import ConfigError
 from loadtest.transport._giveup import GiveUp, event_hook
 from loadtest.transport.base import (
+    CLIENT_LIMIT,
     CONNECT,
     DISCONNECT,
     PROTOCOL,
@@ -30,6 +31,7 @@ from loadtest.transport.base import (
     Exchange,
     is_limit_header,
     mark_abandoned,
+    out_of_files,
     runaway_message,
 )
 
@@ -133,7 +135,8 @@ class OpenAITransport:
         except openai.APIConnectionError as exc:
             cause = exc.__cause__
             kind = DISCONNECT if ex.status is not None or isinstance(cause, httpx.RemoteProtocolError) else CONNECT
-            ex.error_kind, ex.error = kind, str(cause or exc) or type(exc).__name__
+            limit = out_of_files(exc)
+            ex.error_kind, ex.error = (CLIENT_LIMIT, limit) if limit else (kind, str(cause or exc) or type(exc).__name__)
         except openai.OpenAIError as exc:  # the SDK's own stream errors (an `error` event, bad JSON)
             ex.error_kind, ex.error = PROTOCOL, f"{type(exc).__name__}: {exc}"
         return ex

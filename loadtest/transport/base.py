@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ DISCONNECT = "disconnect"    # the server closed the connection before the respo
 PROTOCOL = "protocol"        # the bytes were not valid HTTP/1.1
 RUNAWAY = "runaway"          # the response outgrew its hard limit (see response_limits)
 ABANDONED = "abandoned"      # the client let go on purpose (--cancel-rate): an outcome, not a failure
+CLIENT_LIMIT = "client_limit"  # the client ran out of open files (EMFILE/ENFILE): its limit, not the server
 
 
 def response_limits(max_tokens: int) -> tuple[int, int]:
@@ -182,8 +184,31 @@ def normalize_base_url(endpoint: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def out_of_files(exc: BaseException | None) -> str | None:
+    """The one-line cause when ``exc`` (or what it wraps) is the client running out of open files."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            which = "this process's" if exc.errno == errno.EMFILE else "the system's"
+            limit = ""
+            if exc.errno == errno.EMFILE:
+                try:
+                    import resource
+
+                    limit = f" ({resource.getrlimit(resource.RLIMIT_NOFILE)[0]:,})"
+                except (ImportError, OSError):
+                    pass
+            return (f"too many open files: {which} limit{limit} reached; raise it (ulimit -n) "
+                    "or lower the concurrency")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 def describe_os_error(exc: BaseException) -> tuple[str, str]:
     """Map a connection-time exception to (kind, one-line message)."""
+    limit = out_of_files(exc)
+    if limit is not None:
+        return CLIENT_LIMIT, limit
     if isinstance(exc, socket.gaierror):
         return CONNECT, f"DNS lookup failed: {exc.strerror or exc}"
     if isinstance(exc, ssl.SSLError):

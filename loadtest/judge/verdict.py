@@ -7,6 +7,8 @@
   more than DISTURBED_CORES cores on average: their load, not the server's, may be in the numbers.
 - server_saturated: an open loop's server completed under SATURATED_SHARE of the rate asked:
   queues grew during the run, and the latencies depend on its length.
+- worker_lost: a scaled-out run (--workers, --on-worker-failure continue) went on after a worker
+  died: from then on it offered less load than asked, so its numbers are not those of that load.
 
 Thresholds are documented in docs/load-shapes.md ("Verdicts") and written into each verdict.
 """
@@ -66,6 +68,19 @@ def worker_reasons(workers: list[dict[str, Any]], span: float | None) -> list[st
     return out
 
 
+def worker_lost(run: dict[str, Any]) -> list[str]:
+    """Scale-out: each worker that died while the run went on (--on-worker-failure continue; with
+    stop the run failed anyway). Its share of the load was missing from then on."""
+    scale_out = run.get("scale_out") or {}
+    out = []
+    for f in scale_out.get("failed") or []:
+        at = f.get("died_at_s")
+        when = f"{max(at, 0.0):.1f} s into the run" if isinstance(at, (int, float)) else "before the run started"
+        out.append(f"worker {f.get('name')} of {scale_out.get('workers')} died {when} ({f.get('recorded')} of its "
+                   f"requests recorded, {f.get('lost_in_flight')} lost in flight): less load than asked after it")
+    return out
+
+
 def judge(summary: dict[str, Any]) -> dict[str, Any]:
     m, run, cfg = summary["metrics"], summary["run"], summary["config"]
     mon = run.get("monitors") or {}
@@ -94,13 +109,15 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
     ok, why = kept_up(m, cfg.get("request_rate"), kept_share(summary.get("counts") or {}))
     if not ok:
         saturated.append(why)
+    lost = worker_lost(run)
     labels = [name for name, why in (("client-bound", client), ("disturbed", disturbed),
-                                     ("server-saturated", saturated)) if why]
+                                     ("server-saturated", saturated), ("worker-lost", lost)) if why]
     return {
-        "valid": not client and not disturbed,
+        "valid": not client and not disturbed and not lost,
         "labels": labels,
         "client_bound": bool(client), "disturbed": bool(disturbed) if not notes else None,
-        "server_saturated": bool(saturated), "reasons": client + disturbed + saturated, "notes": notes,
+        "server_saturated": bool(saturated), "worker_lost": bool(lost),
+        "reasons": client + disturbed + saturated + lost, "notes": notes,
         "client_cores": cores,
         "server_cores": host.get("server_cores_mean"), "others_cores": others,
         "thresholds": THRESHOLDS,

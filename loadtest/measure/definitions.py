@@ -284,10 +284,15 @@ DEFINITIONS: dict[str, str] = {
         "Whether the measurement is valid. client_bound: open-loop send_lag_s p99 > 10 ms, event_loop_delay "
         "p99 > 10 ms, or client CPU (client_cpu_s / window_s; scaled out: each worker's) > 0.9 cores. disturbed: host_cpu others mean "
         "> 0.5 cores (null when the host was not sampled). server_saturated: open loop, requests_per_s < 0.9 "
-        "x the lower of the target rate and achieved_rate_per_s x the share of requests not abandoned."),
+        "x the lower of the target rate and achieved_rate_per_s x the share of requests not abandoned. "
+        "worker_lost: scaled out, a worker died and the run went on (--on-worker-failure continue): less "
+        "load than asked from then on (not valid)."),
     "scale_out": (
         "run.scale_out (--workers N, --ray-address): the worker count, backend (processes or ray), "
-        "--on-worker-failure, worker_failures (each dead worker by name, pid, exit code and last error) "
+        "--on-worker-failure, worker_failures (each dead worker by name, pid, exit code, last error, seconds "
+        "into the run, its requests recorded and lost in flight: one line each), failed (the same as objects: "
+        "name, pid, died_at_s, exit_code, signal, reason, started, recorded, lost_in_flight: started and never "
+        "recorded, in flight or finished with its record not yet written) "
         "and the clocks: every per-request duration is measured inside one worker (monotonic); run-level "
         "windows are the coordinator's (--duration, else the merged records' first measured start to last "
         "end); workers start together at a wall-clock instant the coordinator names (start barrier). All "

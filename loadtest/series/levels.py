@@ -27,20 +27,35 @@ AUTO_LEVELS = 10
 
 
 def parse_levels(text: str, *, integer: bool, flag: str) -> list[float]:
-    """'1,2,4' -> [1, 2, 4] (sorted, unique); each > 0 and finite."""
+    """'1,2,4' -> [1, 2, 4] (sorted, unique); each > 0 and finite; an empty item ('1,,2') is a typo,
+    refused rather than skipped. A concurrency level holds that many connections open at once: one
+    past what this process may open (the hard open-files limit) could never run, and is refused
+    before the first level rather than when the sweep reaches it."""
     values: list[float] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    limit = open_files_limit() if integer else None
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            raise ConfigError(f"{flag}: an empty level in {text!r} (give a comma-separated list, e.g. 1,2,4)")
         try:
-            v = float(part)
+            v = float(part) if not integer or not part.isdigit() else int(part)
         except ValueError:
             raise ConfigError(f"{flag}: {part!r} is not a number (give a comma-separated list, e.g. 1,2,4)") from None
         if not (math.isfinite(v) and v > 0) or (integer and v != int(v)):
             raise ConfigError(f"{flag}: each level must be a {'whole number' if integer else 'finite number'} > 0, "
                               f"got {part!r}")
+        if limit is not None and v > limit:
+            raise ConfigError(f"{flag}: level {part} needs that many connections open at once, more than this "
+                              f"process may open ({limit:,}, the hard limit of ulimit -n)")
         values.append(int(v) if integer else v)
-    if not values:
-        raise ConfigError(f"{flag}: no levels given")
     return sorted(set(values))
+
+
+def open_files_limit() -> int:
+    """The hard limit of open files (2^63-1 where unlimited: the largest integer a summary holds)."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 2 ** 63 - 1 if hard == resource.RLIM_INFINITY else hard
 
 
 def auto_rates(sync_rps: float, max_rps: float, n: int = AUTO_LEVELS) -> list[float]:

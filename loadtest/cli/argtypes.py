@@ -207,14 +207,24 @@ def header_name(text: str) -> str:
     return text
 
 
+MAX_SIZE_TOKENS = 10_000_000
+"""The most tokens a prompt or a reply of ``tokens`` asks for: past any model's context (the
+longest, 10M), and a prompt that size is built in memory before it is sent."""
+
+
 def sizes(text: str) -> list[int]:
-    """'16,128,512' -> [16, 128, 512] (sorted, unique), each >= 1."""
+    """'16,128,512' -> [16, 128, 512] (sorted, unique), each 1 .. MAX_SIZE_TOKENS; an empty item
+    ('16,,128') is a typo, refused rather than skipped."""
+    parts = [x.strip() for x in text.split(",")]
     try:
-        values = sorted({int(x) for x in text.split(",") if x.strip()})
+        values = sorted({int(x) for x in parts})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated token counts, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts (e.g. 16,128), got {text!r}") from None
     if not values or values[0] < 1:
         raise argparse.ArgumentTypeError(f"token counts must be >= 1, got {text!r}")
+    if values[-1] > MAX_SIZE_TOKENS:
+        raise argparse.ArgumentTypeError(f"token counts must be at most {MAX_SIZE_TOKENS:,} (longer than any "
+                                         f"model's context), got {values[-1]}")
     return values
 
 
@@ -239,6 +249,14 @@ def output_dir(text: str) -> Path:
     if resolved == Path(resolved.anchor):
         raise argparse.ArgumentTypeError(f"{text!r} is the filesystem root: name a directory for the results")
     return path
+
+
+def input_path(text: str) -> Path:
+    """A file or directory to read (RUN_DIR, BASELINE, DIR, FILE, --resume): not empty, which
+    Path('') reads as the current directory (``report ''`` reported whatever run was there)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name a file or directory")
+    return Path(text).expanduser()
 
 
 def output_file(text: str) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from loadtest.cli import argtypes, options
@@ -31,8 +30,8 @@ def add_parsers(sub: Any) -> None:
                                    "significance test (adjusted for testing many metrics at once) and a verdict. "
                                    "--fail-if turns it into a CI gate: exit 3 when a significant change is beyond "
                                    "a threshold.")
-    p.add_argument("baseline", type=Path, metavar="BASELINE", help="the reference: a run directory, a repeat group, a vllm bench serve result or AIPerf records")
-    p.add_argument("candidate", type=Path, metavar="CANDIDATE", help="the run (group, or other tool's result) to judge against it")
+    p.add_argument("baseline", type=argtypes.input_path, metavar="BASELINE", help="the reference: a run directory, a repeat group, a vllm bench serve result or AIPerf records")
+    p.add_argument("candidate", type=argtypes.input_path, metavar="CANDIDATE", help="the run (group, or other tool's result) to judge against it")
     p.add_argument("--fail-if", dest="fail_if", action="append", type=fail_rule, default=[], metavar="RULE",
                    help="exit 3 when this change is significant and beyond the threshold, e.g. 'ttft:p99>+5%%' "
                         "or 'output_tokens_per_s<-3%%' (repeatable; error_rate in points: 'error_rate>+1pp')")

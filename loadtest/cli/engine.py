@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from loadtest.cli import options
+from loadtest.cli import argtypes, options
 from loadtest.launch import ENV_ENGINES
 
 
@@ -18,7 +17,7 @@ def add_parsers(sub: Any) -> None:
     engine_sub = engine.add_subparsers(dest="action", required=True, metavar="ACTION")
     inst = engine_sub.add_parser("install", help="create ENGINE's own virtualenv (llamacpp, transformers, vllm)")
     inst.add_argument("engines", nargs="+", metavar="ENGINE", choices=ENV_ENGINES)
-    inst.add_argument("--dir", type=Path, help="where the environments go (default: $LOADTEST_HOME/engines, else "
+    inst.add_argument("--dir", type=argtypes.input_path, help="where the environments go (default: $LOADTEST_HOME/engines, else "
                                                "the per-user data directory)")
     inst.add_argument("--force", action="store_true", help="reinstall even if already installed")
     inst.add_argument("--latest", action="store_true",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from loadtest.cli import argtypes, options
@@ -16,7 +15,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("report", help="compare saved runs: tables, plots, an HTML page",
                        description="Compare saved runs (directories with summary.json, or folders holding them) as "
                                    "tables, Markdown, CSV, JSON or one self-contained HTML page.")
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+    p.add_argument("runs", nargs="+", type=argtypes.input_path, metavar="RUN_DIR",
                    help="saved runs (directories with summary.json), or folders holding them (a matrix output)")
     p.add_argument("--by", default="engine,model",
                    help="group by these keys: engine, model, command, variant, run, or a config/server field "

@@ -13,10 +13,9 @@ import argparse
 import os
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from loadtest.cli import configs, options
+from loadtest.cli import argtypes, configs, options
 from loadtest.errors import ConfigError
 
 KEPT = ("help", "directory")
@@ -28,7 +27,7 @@ def add_parsers(sub: Any) -> None:
                        description=help_text + ", against the same server or another (--endpoint); a --repeat "
                                                "group runs again as a group. Every option here overrides the "
                                                "saved run's; the API key is never saved, so give it again.")
-    p.add_argument("directory", type=Path, metavar="DIR",
+    p.add_argument("directory", type=argtypes.input_path, metavar="DIR",
                    help="a run directory (summary.json, or config.json of a run that crashed) or a --repeat group")
     options.endpoint(p, timeout_s=None, limits=False)
     options.output(p)

@@ -34,7 +34,7 @@ def add_parsers(sub: Any) -> None:
         options.run_options(p, command=command, amount_options=amount)
         workloads.sessions(p, command=command)
         workloads.tools(p)
-        p.add_argument("--resume", type=Path, metavar="DIR",
+        p.add_argument("--resume", type=argtypes.input_path, metavar="DIR",
                        help="continue the interrupted or crashed run in DIR (same options; done prompts are skipped)")
         options.repeat(p, command=command)
         if command == "throughput":
@@ -83,6 +83,13 @@ def configure(ns: argparse.Namespace) -> tuple[RunConfig, Invocation]:
     workers, ray = getattr(ns, "workers", 1), getattr(ns, "ray_address", None)
     if (workers > 1 or ray) and ns.resume is not None:
         raise ConfigError("--resume does not combine with --workers / --ray-address")
+    if workers > 1 or ray:  # the share each worker gets, checked before a run directory is made
+        from loadtest.scaleout.share import check
+
+        try:
+            check(cfg, workers)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return cfg, Invocation(launch=configs.launch_spec(ns), resume=ns.resume is not None, overwrite=ns.overwrite,
                            objectives=tuple(objectives), attainment=attainment, workers=workers, ray_address=ray,
                            on_worker_failure=getattr(ns, "on_worker_failure", "stop"), wandb=ns.wandb,

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from loadtest.cli import options
+from loadtest.cli import argtypes, options
 from loadtest.errors import LoadtestError
 
 EXIT_INVALID = 2
@@ -33,7 +32,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", type=Path, metavar="FILE", help="the scenario file (.toml, or .yaml/.yml)")
+    p.add_argument("scenario", type=argtypes.input_path, metavar="FILE", help="the scenario file (.toml, or .yaml/.yml)")
     p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="OPTION",
                    help="options that override the file's in every run (e.g. --endpoint URL --concurrency 8)")
     options.debug(p)

@@ -30,7 +30,7 @@ def add_parsers(sub: Any) -> None:
     for engine in ENGINES:
         ep = serve_sub.add_parser(engine, help=f"start {engine} and print its endpoint until Ctrl-C")
         options.model(ep, "model path or id (default: the embedded SmolLM2 GGUF)")
-        ep.add_argument("--log-dir", type=Path, default=Path("results") / "servers", help="where the engine log goes")
+        ep.add_argument("--log-dir", type=argtypes.input_path, default=Path("results") / "servers", help="where the engine log goes")
         options.launch(ep, engine_option=False)
         ep.set_defaults(run=serve_engine, own_signals=True)
 

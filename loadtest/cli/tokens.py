@@ -20,8 +20,8 @@ def add_parsers(sub: Any) -> None:
                    help="prompt processing sizes (default 16,128,512,1024,4096,16384)")
     p.add_argument("--gen-tokens", type=argtypes.sizes, default=argtypes.sizes("16,128,512,1024,4096"),
                    help="text generation sizes (default 16,128,512,1024,4096)")
-    p.add_argument("--repeat", type=argtypes.integer, default=5, help="requests per scenario: mean +- sd over them (default 5)")
-    p.add_argument("--timeout-scale", type=float, default=1.0, help="stretch every scenario's timeout (default 1)")
+    p.add_argument("--repeat", type=argtypes.positive_int, default=5, help="requests per scenario: mean +- sd over them (default 5)")
+    p.add_argument("--timeout-scale", type=argtypes.positive_float, default=1.0, help="stretch every scenario's timeout (default 1)")
     options.warmup(p, default=1, timed=False)
     options.ignore_eos(p, default=True)
     options.prompt_source(p, dataset=False)

@@ -1,4 +1,4 @@
-"""Was the measurement valid? Three questions, answered from the summary after every run:
+"""Was the measurement valid? The questions, answered from the summary after every run:
 
 - client_bound: the client, not the server, limited the load: it sent late (open-loop send lag
   p99 above CLIENT_LAG_P99_S), its event loop stalled (delay p99 above LOOP_DELAY_P99_S), or it
@@ -10,6 +10,8 @@
 - schedule_missed: the client could not issue an open loop's schedule: starts were dropped (every
   --max-concurrency slot busy and the backlog full, scheduler/phases.py) or a start went out more
   than SCHEDULE_LAG_MAX_S late. The load the server saw was not the one asked.
+- worker_lost: a scaled-out run (--workers, --on-worker-failure continue) went on after a worker
+  died: from then on it offered less load than asked, so its numbers are not those of that load.
 
 A CPU share, a host's load and a completion rate are divided by time: over less than
 MIN_JUDGE_S (or fewer than MIN_HOST_SAMPLES host samples) they are mostly a run's fixed costs
@@ -106,6 +108,19 @@ def schedule_reasons(summary: dict[str, Any]) -> list[str]:
     return out
 
 
+def worker_lost(run: dict[str, Any]) -> list[str]:
+    """Scale-out: each worker that died while the run went on (--on-worker-failure continue; with
+    stop the run failed anyway). Its share of the load was missing from then on."""
+    scale_out = run.get("scale_out") or {}
+    out = []
+    for f in scale_out.get("failed") or []:
+        at = f.get("died_at_s")
+        when = f"{max(at, 0.0):.1f} s into the run" if isinstance(at, (int, float)) else "before the run started"
+        out.append(f"worker {f.get('name')} of {scale_out.get('workers')} died {when} ({f.get('recorded')} of its "
+                   f"requests recorded, {f.get('lost_in_flight')} lost in flight): less load than asked after it")
+    return out
+
+
 def judge(summary: dict[str, Any]) -> dict[str, Any]:
     m, run, cfg = summary["metrics"], summary["run"], summary["config"]
     mon = run.get("monitors") or {}
@@ -148,15 +163,17 @@ def judge(summary: dict[str, Any]) -> dict[str, Any]:
     elif not ok:
         saturated.append(why)
     schedule = schedule_reasons(summary)
+    lost = worker_lost(run)
     labels = [name for name, why in (("client-bound", client), ("disturbed", disturbed),
-                                     ("server-saturated", saturated), ("schedule-missed", schedule)) if why]
-    flagged = bool(client or disturbed or schedule)
+                                     ("server-saturated", saturated), ("schedule-missed", schedule),
+                                     ("worker-lost", lost)) if why]
+    flagged = bool(client or disturbed or schedule or lost)
     return {
         "valid": False if flagged else None if cannot else True,
         "labels": labels,
         "client_bound": bool(client), "disturbed": bool(disturbed) if not notes and others is not None else None,
-        "server_saturated": bool(saturated), "schedule_missed": bool(schedule),
-        "reasons": client + disturbed + saturated + schedule, "notes": cannot + notes,
+        "server_saturated": bool(saturated), "schedule_missed": bool(schedule), "worker_lost": bool(lost),
+        "reasons": client + disturbed + saturated + schedule + lost, "notes": cannot + notes,
         "client_cores": cores,
         "server_cores": host.get("server_cores_mean"), "others_cores": others,
         "thresholds": THRESHOLDS,

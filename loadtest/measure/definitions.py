@@ -296,10 +296,11 @@ DEFINITIONS: dict[str, str] = {
         "> 0.5 cores (null when the host was not sampled). server_saturated: open loop, requests_per_s < 0.9 "
         "x the lower of the target rate and achieved_rate_per_s x the share of requests not abandoned. "
         "schedule_missed: the client could not issue the open loop's schedule: starts were dropped "
-        "(schedule.dropped > 0) or send_lag_s max > 1 s. A part divided by time needs 1 s to judge (client CPU: "
+        "(schedule.dropped > 0) or send_lag_s max > 1 s. worker_lost: scaled out, a worker died and the run "
+        "went on (--on-worker-failure continue): less load than asked from then on. A part divided by time needs 1 s to judge (client CPU: "
         "client_cpu_span_s; saturation: window_s) and disturbed 4 host samples; a shorter run says \"cannot judge "
-        "...\" for that part in notes (disturbed then null). valid: false when client_bound, disturbed or "
-        "schedule_missed; null when nothing was flagged but a part could not be judged; else true."),
+        "...\" for that part in notes (disturbed then null). valid: false when client_bound, disturbed, "
+        "schedule_missed or worker_lost; null when nothing was flagged but a part could not be judged; else true."),
     "schedule": (
         "Open loop: what became of its starts. due: starts whose time came (taken from the schedule); sent; "
         "waited: starts that found every --max-concurrency slot busy and waited (queue_s); waiting_max: the "
@@ -311,7 +312,10 @@ DEFINITIONS: dict[str, str] = {
         "the whole schedule, warm-up and cooldown included."),
     "scale_out": (
         "run.scale_out (--workers N, --ray-address): the worker count, backend (processes or ray), "
-        "--on-worker-failure, worker_failures (each dead worker by name, pid, exit code and last error) "
+        "--on-worker-failure, worker_failures (each dead worker by name, pid, exit code, last error, seconds "
+        "into the run, its requests recorded and lost in flight: one line each), failed (the same as objects: "
+        "name, pid, died_at_s, exit_code, signal, reason, started, recorded, lost_in_flight: started and never "
+        "recorded, in flight or finished with its record not yet written) "
         "and the clocks: every per-request duration is measured inside one worker (monotonic); run-level "
         "windows are the coordinator's (--duration, else the merged records' first measured start to last "
         "end); workers start together at a wall-clock instant the coordinator names (start barrier). All "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loadtest.report.load import SavedRun, dig
+from loadtest.report.load import SavedRun
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def run_cost(run: SavedRun, prices: Prices) -> dict[str, float | None]:
         tps, rpm = run.metric("output_tokens_per_s"), run.metric("requests_per_min")
         return {"usd_per_1m_output_tokens": prices.per_hour / (tps * 3600) * 1e6 if tps else None,
                 "usd_per_1k_requests": prices.per_hour / (rpm * 60) * 1000 if rpm else None}
-    completed = dig(run.summary, "counts", "completed", default=0)
+    completed = run.count("completed")
     out_tokens = run.metric("completion_tokens_total")
     in_tokens = run.metric("prompt_tokens_total")
     if not completed or not out_tokens:

@@ -138,6 +138,12 @@ class SavedRun:
             v = dig(v, stat)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
+    def count(self, name: str) -> int | None:
+        """counts.NAME: a non-negative integer, else None (not measured): a string, a list, a
+        boolean or a negative number in a hand-edited or foreign summary is never read as a count."""
+        v = dig(self.summary, "counts", name)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
     @property
     def peak_memory_mb(self) -> float | None:
         """Peak memory of the engine: GPU memory when a GPU was sampled, else the process tree's RSS."""

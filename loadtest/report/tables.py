@@ -126,12 +126,14 @@ def _mean(values: list[float | None]) -> float | None:
 
 def group_stats(group: Group) -> dict[str, Any]:
     runs = group.runs
-    completed = sum(int(dig(r.summary, "counts", "completed", default=0)) for r in runs)
-    failed = sum(int(dig(r.summary, "counts", "failed", default=0)) for r in runs)
+    # requests and errors only from runs whose both counts are integers: a count that is missing or
+    # of the wrong type is not measured ('-'), never 0
+    counted = [(c, f) for r in runs if (c := r.count("completed")) is not None and (f := r.count("failed")) is not None]
+    completed, failed = sum(c for c, _ in counted), sum(f for _, f in counted)
     peaks = [p for r in runs if (p := r.peak_memory_mb) is not None]
     return {
         "runs": len(runs),
-        "requests": completed + failed,
+        "requests": completed + failed if counted else None,
         "tokens_per_s_mean": _pooled(group, "tokens_per_s", "mean"),
         "tokens_per_s_p50": _pooled(group, "tokens_per_s", "p50"),
         "requests_per_min": _mean([r.metric("requests_per_min") for r in runs]),

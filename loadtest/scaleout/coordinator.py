@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,7 @@ class Worker:
     done: dict[str, Any] | None = None
     error: str | None = None
     last_record_error: str | None = None
+    started: int = 0  # requests it told us it started (wire.STARTED), warm-up included
     sent: int = 0
     completed: int = 0
     failed: int = 0
@@ -88,6 +91,13 @@ class Worker:
             if end is not None:
                 self.span[1] = max(self.span[1], end)
         return rec
+
+
+def _signal_name(code: Any) -> str | None:
+    """SIGKILL for a process's exit code -9 (killed by that signal); None for an ordinary exit."""
+    if not isinstance(code, int) or code >= 0:
+        return None
+    return signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
 
 
 class _Group:
@@ -129,6 +139,8 @@ class Coordinator:
         self.stop = asyncio.Event()
         self.interrupted = False
         self.failures: list[str] = []
+        self.failed: list[dict[str, Any]] = []  # each dead worker: when, why, what it recorded and lost
+        self._go_ns: int | None = None  # the common start instant on our perf_counter clock
         self._stopping = False
         self._fh: Any = None
         self._texts: retokenize.TextLog | None = None
@@ -157,6 +169,9 @@ class Coordinator:
 
     def _handle(self, w: Worker, msg: bytes) -> None:
         tag, body = wire.split(msg)
+        if tag == wire.STARTED:
+            w.started += 1
+            return
         if tag == wire.RECORD_WITH_TEXTS:  # chunk texts for the post-run /tokenize pass, then the record
             entry, body = wire.texts_and_record(body)
             if self._texts is not None:
@@ -187,7 +202,8 @@ class Coordinator:
             at_wall = time.time() + START_DELAY_S
             self._broadcast(wire.go(at_wall))
             # The workers' records count from that instant: the scraper's clock starts there too.
-            self._server_side.set_origin(time.perf_counter_ns() + int((at_wall - time.time()) * 1e9))
+            self._go_ns = time.perf_counter_ns() + int((at_wall - time.time()) * 1e9)
+            self._server_side.set_origin(self._go_ns)
             if not self.cfg.quiet:
                 total = None if self.cfg.duration_s else (self.cfg.num_prompts or 0) + self.cfg.warmup
                 self._progress = asyncio.ensure_future(live.show(self.live, self.cfg.command, total=total,
@@ -220,15 +236,31 @@ class Coordinator:
             w.proc.join(timeout=5)
             code, w.pid = w.proc.exitcode, w.proc.pid
         if w.done is None:
-            why = w.error or (f"last failed request: {w.last_record_error}" if w.last_record_error
-                              else "no error reported (killed?)")
-            self.failures.append(redact(f"worker {w.name} (pid {w.pid}) died (exit code {code}): {why}"))
-            if self.on_failure == "stop":
-                self._halt()
+            self._died(w, code)
         self._barriers()
         if all(x.closed for x in self.workers):
             assert self._all_closed is not None
             self._all_closed.set()
+
+    def _died(self, w: Worker, code: Any) -> None:
+        """A worker ended without its done message: name it at once on the console (the run may go
+        on without it), and keep when, why, and how many of its requests were recorded or lost."""
+        at_s = (time.perf_counter_ns() - self._go_ns) / 1e9 if self._go_ns is not None else None
+        sig = _signal_name(code)
+        why = redact(w.error or (f"last failed request: {w.last_record_error}" if w.last_record_error
+                                 else f"killed by {sig}" if sig else "no error reported"))
+        lost = max(0, w.started - w.sent)
+        self.failed.append({"name": w.name, "pid": w.pid, "died_at_s": at_s, "exit_code": code, "signal": sig,
+                            "reason": why, "started": w.started, "recorded": w.sent, "lost_in_flight": lost})
+        when = f"{max(at_s, 0.0):.1f} s into the run" if at_s is not None else "before the run started"
+        said = (f"worker {w.name} (pid {w.pid}) died (exit code {code}): {why}; {when}, {w.sent} of its requests "
+                f"recorded, {lost} lost in flight")
+        self.failures.append(said)
+        if self.on_failure == "stop":
+            self._halt()  # the run fails with this line (outcome.failure): said once, at its end
+        elif alive := sum(not x.closed for x in self.workers):  # said now: the run goes on for a while
+            print(f"\nloadtest: {said}; the run goes on with {alive} of {len(self.workers)} workers "
+                  "(--on-worker-failure continue): less load than asked from here on", file=sys.stderr, flush=True)
 
     # -- the run ------------------------------------------------------------------------------
     async def _spawn(self) -> None:
@@ -339,7 +371,7 @@ class Coordinator:
                         startup_cpu_s=sum(startup) + self._startup_cpu_s if startup else None,
                         cpu_span_s=max(cpu_spans) if cpu_spans else None)
         run["scale_out"] = {"workers": len(self.workers), "backend": self.backend, "on_worker_failure": self.on_failure,
-                            "worker_failures": self.failures, "clocks": CLOCKS}
+                            "worker_failures": self.failures, "failed": self.failed, "clocks": CLOCKS}
         run["workers"] = [self._worker_row(w) for w in self.workers]
         abort = aborted[0]["message"] if aborted else None
         stopped_by = (self.failures[0] + " (--on-worker-failure stop: the others were stopped)"
@@ -362,6 +394,7 @@ class Coordinator:
             "concurrency": w.share.concurrency if self.cfg.request_rate is None else None,
             "scheduled": len(w.share.offsets) if self.cfg.request_rate is not None else None,
             "max_concurrency": w.share.max_concurrency, "sent": w.sent, "completed": w.completed, "failed": w.failed,
+            "lost_in_flight": max(0, w.started - w.sent) if w.done is None else 0,
             "ended": done.get("ended", "died"), "client_cpu_s": done.get("client_cpu_s"),
             "client_cpu_span_s": done.get("client_cpu_span_s"),
             "dropped": (done.get("schedule") or {}).get("dropped"),

@@ -16,6 +16,9 @@ from loadtest.scheduler import phases as shaping
 from loadtest.scheduler.loops import Backlog, run_closed_loop, run_open_loop
 from loadtest.scheduler.shapes import ClosedLoop
 
+MAX_DEALT_STARTS = 10_000_000
+"""The most open-loop starts dealt to workers up front (two floats and an int each: ~1 GB at this
+many across the shares and their copies); more is refused, not built until memory runs out."""
 FAR_S = 1e9
 """A start time beyond any run's end (about 31 years)."""
 
@@ -31,9 +34,9 @@ def open_schedule(cfg: RunConfig) -> list[float]:
     or every start due before the end of a timed one (warm-up + duration + cooldown)."""
     shape = shaping.open_loop_shape(cfg)
     assert shape is not None
+    end_s = shaping.Phases.of(cfg).total_s() or 0.0
     if cfg.duration_s is None:
         return [float(t) for t in shape.times((cfg.num_prompts or 0) + cfg.warmup)]
-    end_s = shaping.Phases.of(cfg).total_s() or 0.0
     if math.isinf(shape.rate):
         raise ValueError("--request-rate inf with --duration has no finite schedule to deal to workers")
     out: list[float] = []
@@ -61,8 +64,9 @@ class Share:
         """This worker's first global index of a pass starting at ``first_index``."""
         return first_index + (self.worker - first_index) % self.workers
 
-    def closed_indices(self, first_index: int, count: int) -> list[int]:
-        return list(range(self.first(first_index), first_index + count, self.workers))
+    def closed_indices(self, first_index: int, count: int) -> range:
+        """A range, never a list: --num-prompts 10^12 is counted, not held in memory."""
+        return range(self.first(first_index), first_index + count, self.workers)
 
     async def run_shape(self, cfg: RunConfig, job: shaping.Job, *, count: int | None, deadline_ns: int | None,
                         stop: asyncio.Event, first_index: int = 0, origin_ns: int, with_warmup: bool = False,
@@ -90,19 +94,36 @@ class Share:
                                    indices=indices, backlog=held)
 
 
-def deal(cfg: RunConfig, workers: int) -> list[Share]:
-    """Every worker's share of the run: closed-loop concurrency divided (remainders spread);
-    an open loop's one schedule dealt round-robin, start by start; --max-concurrency divided."""
+def check(cfg: RunConfig, workers: int) -> None:
+    """What ``deal`` refuses, found from the options alone (before a run directory is made), without
+    building the schedule: ValueError with the one line to say."""
     if cfg.request_rate is None:
         if cfg.concurrency < workers:
             raise ValueError(f"--concurrency {cfg.concurrency} is fewer than --workers {workers}: "
                              "each worker needs at least one request in flight")
+        return
+    if cfg.max_concurrency and cfg.max_concurrency < workers:
+        raise ValueError(f"--max-concurrency {cfg.max_concurrency} is fewer than --workers {workers}")
+    shape = shaping.open_loop_shape(cfg)
+    end_s = shaping.Phases.of(cfg).total_s() or 0.0
+    rate = shape.rate if shape is not None else 0.0
+    starts = ((cfg.num_prompts or 0) + cfg.warmup if cfg.duration_s is None
+              else rate * end_s if math.isfinite(rate) else 0)
+    if starts > MAX_DEALT_STARTS:
+        raise ValueError(f"--workers deals an open loop's whole schedule before the run: {starts:,.0f} starts "
+                         f"is more than {MAX_DEALT_STARTS:,} (use fewer --num-prompts, a shorter --duration, "
+                         "or no --workers)")
+
+
+def deal(cfg: RunConfig, workers: int) -> list[Share]:
+    """Every worker's share of the run: closed-loop concurrency divided (remainders spread);
+    an open loop's one schedule dealt round-robin, start by start; --max-concurrency divided."""
+    check(cfg, workers)
+    if cfg.request_rate is None:
         return [Share(w, workers, c) for w, c in enumerate(split(cfg.concurrency, workers))]
     times = open_schedule(cfg)
     caps: list[int | None] = [None] * workers
     if cfg.max_concurrency:
-        if cfg.max_concurrency < workers:
-            raise ValueError(f"--max-concurrency {cfg.max_concurrency} is fewer than --workers {workers}")
         caps = list(split(cfg.max_concurrency, workers))
     return [Share(w, workers, 1, indices=list(range(w, len(times), workers)), offsets=times[w::workers],
                   max_concurrency=caps[w]) for w in range(workers)]

@@ -3,6 +3,8 @@ protocol in one small module): two one-way byte channels (a multiprocessing pipe
 Ray actor's buffer and calls), each message one tag byte and a payload.
 
 Worker -> coordinator:
+  ``S``                   a request started (so that a worker that dies is known to have lost
+                          those started and never recorded: started - records = lost in flight)
   ``R`` + record          a finished request: its requests.jsonl line
   ``P`` + texts \\n record the same, with its chunk texts for the post-run /tokenize pass
   ``Y``                   ready: connections open, waiting at the start barrier
@@ -21,9 +23,9 @@ from typing import Any
 
 import orjson
 
-RECORD, RECORD_WITH_TEXTS, READY, WARM, DONE, ERROR = b"R", b"P", b"Y", b"W", b"D", b"E"
+STARTED, RECORD, RECORD_WITH_TEXTS, READY, WARM, DONE, ERROR = b"S", b"R", b"P", b"Y", b"W", b"D", b"E"
 GO, MEASURED, STOP = b"G", b"M", b"X"
-"""Tags; a bare tag (READY, WARM, MEASURED, STOP) is a whole message."""
+"""Tags; a bare tag (STARTED, READY, WARM, MEASURED, STOP) is a whole message."""
 
 
 def split(message: bytes) -> tuple[bytes, bytes]:

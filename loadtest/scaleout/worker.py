@@ -97,7 +97,16 @@ class WorkerHooks(Hooks):
         return self.texts
 
     async def run_shape(self, cfg: RunConfig, job: phases.Job, **kwargs: Any) -> str:
-        return await self.share.run_shape(cfg, job, **kwargs)
+        """This share of the shape; each start is told to the coordinator (one tag byte) before the
+        request goes out, so that if this process dies the requests it had in flight are counted as
+        lost, not silently missing."""
+        send = self.send
+
+        async def counted(index: int, scheduled_ns: int | None, queue_ns: int) -> None:
+            send(wire.STARTED)
+            await job(index, scheduled_ns, queue_ns)
+
+        return await self.share.run_shape(cfg, counted, **kwargs)
 
     async def open(self) -> None:
         """Listen to the coordinator from here on (a reader thread: the pipe's reads block)."""

@@ -22,24 +22,33 @@ from loadtest.run.execute import Signals, command_signals, execute
 from loadtest.run.output import prepare_output_dir
 from loadtest.run.postrun import judge
 
+INT_LIMIT = 2 ** 63 - 1
+"""The largest level a summary holds (an integer past it was an internal error)."""
+
 RATE, CONCURRENCY = "rate", "concurrency"
 AUTO_LEVELS = 10
 
 
 def parse_levels(text: str, *, integer: bool, flag: str) -> list[float]:
-    """'1,2,4' -> [1, 2, 4] (sorted, unique); each > 0 and finite."""
+    """'1,2,4' -> [1, 2, 4] (sorted, unique); each > 0 and finite; an empty item ('1,,2') is a typo,
+    refused rather than skipped. A level past 64 bits is refused here; one past what this process
+    may open (the open-files limit) is refused by the sweep before its first level
+    (run/openfiles.py), with the ulimit -n to ask for."""
     values: list[float] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    limit = INT_LIMIT if integer else None
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            raise ConfigError(f"{flag}: an empty level in {text!r} (give a comma-separated list, e.g. 1,2,4)")
         try:
-            v = float(part)
+            v = float(part) if not integer or not part.isdigit() else int(part)
         except ValueError:
             raise ConfigError(f"{flag}: {part!r} is not a number (give a comma-separated list, e.g. 1,2,4)") from None
         if not (math.isfinite(v) and v > 0) or (integer and v != int(v)):
             raise ConfigError(f"{flag}: each level must be a {'whole number' if integer else 'finite number'} > 0, "
                               f"got {part!r}")
+        if limit is not None and v > limit:
+            raise ConfigError(f"{flag}: level {part} is past 64 bits ({limit:,} at most)")
         values.append(int(v) if integer else v)
-    if not values:
-        raise ConfigError(f"{flag}: no levels given")
     return sorted(set(values))
 
 

@@ -72,7 +72,7 @@ def test_a_failed_larger_size_skips_the_ones_above_it(sim: Any, tmp_path: Path) 
     ([], "--endpoint is required"),
     (["--endpoint", "http://127.0.0.1:9/v1", "--prompt-tokens", "16,x"], "expected comma-separated token counts"),
     (["--endpoint", "http://127.0.0.1:9/v1", "--gen-tokens", "0"], "token counts must be >= 1"),
-    (["--endpoint", "http://127.0.0.1:9/v1", "--repeat", "0"], "--repeat must be >= 1"),
+    (["--endpoint", "http://127.0.0.1:9/v1", "--repeat", "0"], "argument --repeat: must be >= 1"),
 ])
 def test_bad_options_are_one_line(args: list[str], text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     try:

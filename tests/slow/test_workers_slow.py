@@ -79,9 +79,26 @@ def test_a_killed_worker_is_named_and_its_records_kept(sim, tmp_path, policy):
         assert proc.returncode == 2 and summary["run"]["ended"] == "worker_failed"
         assert f"worker {dead['name']}" in stderr and "died" in stderr
         assert alive["ended"] == "interrupted"  # stopped cleanly, its in-flight requests recorded as cancelled
+        assert stderr.count(f"worker {dead['name']}") == 1  # the failing line only, not said twice
     else:
         assert proc.returncode == 0, stderr
         assert alive["ended"] == "deadline" and summary["metrics"]["window_s"] == 4.0
+        # said on the console when it happened: which worker, when, why, what was recorded and lost
+        said = [line for line in stderr.splitlines() if f"worker {dead['name']} (pid {victim}) died" in line]
+        assert len(said) == 1 and "killed by SIGKILL" in said[0] and "the run goes on with 1 of 2 workers" in said[0]
+        assert f"{dead['sent']} of its requests recorded, {dead['lost_in_flight']} lost in flight" in said[0]
+        lost = summary["verdict"]
+        assert not lost["valid"] and lost["worker_lost"] and "worker-lost" in lost["labels"]
+        assert "WORKER-LOST" in stdout and f"worker {dead['name']} of 2 died" in stdout
+    [record] = summary["run"]["scale_out"]["failed"]
+    assert record["name"] == dead["name"] and record["pid"] == victim and record["exit_code"] == -9
+    assert record["signal"] == "SIGKILL" and record["recorded"] == dead["sent"]
+    assert 0 < record["died_at_s"] < 4.0
+    # a closed loop keeps its share's concurrency in flight (plus any finished whose record was still
+    # to be written): those died with it, started and never recorded
+    assert record["lost_in_flight"] == dead["lost_in_flight"] >= dead["concurrency"] == 2
+    assert record["started"] == record["recorded"] + record["lost_in_flight"]
+    assert alive["lost_in_flight"] == 0
 
 
 def test_ctrl_c_stops_every_worker_and_writes_the_summary(sim, tmp_path):

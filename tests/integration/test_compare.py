@@ -76,7 +76,9 @@ def ttft_pair(sim: Any, tmp_path: Path) -> tuple[Path, Path, float]:
     runs, medians = [], []
     for name, ttft in (("base", 50), ("cand", 55)):
         log = tmp_path / f"{name}.jsonl"
-        s = sim(ttft_ms=ttft, tpot_ms=2, jitter=0.1, log_chunks=str(log))
+        # TPOT 10 ms, not 2: the client's own scheduling noise on a loaded machine is then far
+        # below the TPOT, which must read "no significant difference"
+        s = sim(ttft_ms=ttft, tpot_ms=10, jitter=0.1, log_chunks=str(log))
         runs.append(run(s, tmp_path / name, n=80, concurrency=8, max_tokens=8))
         medians.append(float(np.median(server_ttft_ms(truth(log, 80)))))
     return runs[0], runs[1], (medians[1] / medians[0] - 1) * 100
@@ -196,7 +198,10 @@ def test_sim_jitter_is_seeded_and_is_what_the_client_measures(sim: Any, tmp_path
         rows = truth(log, 12)
         server = server_ttft_ms(rows)
         client = np.array([json.loads(x)["ttft_s"] * 1e3 for x in (out / "requests.jsonl").read_text().splitlines()])
-        assert np.all(client - server > -0.05) and np.all(client - server < 5)  # the client sees the server's draw
+        # the client sees the server's draw: never before it, and following it request by request (a
+        # bound on each difference failed 1 run in 5 on a loaded 2-core machine: one late wake-up)
+        assert np.all(client - server > -0.05) and np.median(client - server) < 2
+        assert np.corrcoef(client, server)[0, 1] > 0.9
         assert server.std() > 2 and np.isclose(np.median(server), 20, rtol=0.3)
         draws.append(np.round(server, 1))
     assert np.allclose(draws[0], draws[1], atol=0.3)  # same seed, same order of replies: the same draws

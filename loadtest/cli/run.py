@@ -210,10 +210,12 @@ def _repeat(cfg: RunConfig, how: Invocation, prompts: list[Any], tokenizer: Any,
         return outcome
 
     group = run_group(cfg, how.repeat, one, signals, overwrite=how.overwrite)
-    if group.runs:
+    if "repeat" in group.summary:  # the group's summary was written (also when a signal stopped rep 1)
         print(render_group(group.summary))
-        print(f"\nresults: {group.directory}/summary.json (the group), {group.directory}/rep-1 .. "
-              f"rep-{len(group.runs)} (each run)")
+        reps = [*group.summary["repeat"]["dirs"], *filter(None, [group.summary["repeat"].get("stopped")])]
+        print(f"\nresults: {group.directory}/summary.json (the group)"
+              + (f", {group.directory}/{reps[0]}" + (f" .. {reps[-1]}" if len(reps) > 1 else "") + " (each run)"
+                 if reps else ""))
     if group.message:
         print(f"loadtest: error: {redact(group.message)}", file=sys.stderr)
     if how.wandb and group.runs:

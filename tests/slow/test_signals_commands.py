@@ -120,8 +120,9 @@ def test_first_signal_stops_each_command_and_writes_what_completed(sim, tmp_path
     done = summaries(out)
     assert {str(d.relative_to(out)) for d in runs_of(out)} <= set(done), done.keys()  # every run has its summary
     ended = {name: (doc.get("run") or {}).get("ended") for name, doc in done.items()}
-    if command == "repeat":  # rep-1 stopped: not a measurement, no rep-2
-        assert ended == {"rep-1": "interrupted"} and not (out / "rep-2").exists(), ended
+    if command == "repeat":  # rep-1 stopped: not a measurement, no rep-2; the group says so
+        assert ended == {".": "interrupted", "rep-1": "interrupted"} and not (out / "rep-2").exists(), ended
+        assert (done["."]["repeat"]["runs"], done["."]["repeat"]["stopped"]) == (0, "rep-1")
         assert "outside the statistics" in err
     elif command == "suite":  # run a stopped; b and c never started
         assert ended == {"a": "interrupted"} and not (out / "b").exists(), ended

@@ -29,7 +29,7 @@ from typing import Any
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 from loadtest.measure.repeats import CONFIDENCE, converged, interval, intervals, lookup, pooled
-from loadtest.run.execute import Interrupted, Signals
+from loadtest.run.execute import Interrupted, NothingMeasured, Signals, remove_unmeasured
 from loadtest.run.outcome import EXIT_FAILED, EXIT_INTERRUPTED, RunOutcome
 from loadtest.run.output import build_summary, prepare_output_dir, write_summary
 
@@ -134,6 +134,13 @@ def run_group(base: RunConfig, settings: RepeatSettings, run_one: Callable[[RunC
             prepare_output_dir(cfg.output_dir, overwrite=True)  # the group's directory was checked first
             try:
                 last = run_one(cfg)
+            except NothingMeasured:  # stopped before its first request: its directory is gone
+                if not done:  # nor was anything measured before it: no group either
+                    remove_unmeasured(root)
+                    raise
+                ended = "interrupted"
+                _say(f"{k}/{settings.n}: interrupted before it sent a request")
+                break
             except Interrupted:
                 stopped = rep_name(k)
                 raise

@@ -106,6 +106,7 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     from loadtest.prompts.sources import load_prompts
     from loadtest.redact import redact
     from loadtest.run.console import render_table
+    from loadtest.run.execute import Interrupted
     from loadtest.run.launched import launched
     from loadtest.run.output import prepare_output_dir
     from loadtest.run.postrun import judge_and_say
@@ -120,12 +121,17 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     prompts = ([] if synthetic else load_sessions(cfg.dataset, recorded=cfg.history == "recorded") if cfg.multi_turn
                else load_prompts(cfg.dataset))
     tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
-    with launched(how.launch, cfg) as (cfg, server):
-        if tokenizer is None and server is not None:  # the launched model's own, when it has one
-            tokenizer = launched_tokenizer(server.info.get("model") or {})
-        if how.repeat is not None:
-            return _repeat(cfg, how, prompts, tokenizer, server)
-        outcome = measure(cfg, how, prompts, tokenizer, server)
+    try:
+        with launched(how.launch, cfg) as (cfg, server):
+            if tokenizer is None and server is not None:  # the launched model's own, when it has one
+                tokenizer = launched_tokenizer(server.info.get("model") or {})
+            if how.repeat is not None:
+                return _repeat(cfg, how, prompts, tokenizer, server)
+            outcome = measure(cfg, how, prompts, tokenizer, server)
+    except Interrupted:  # stopped before a run began (an engine starting): the directory made for it goes
+        with contextlib.suppress(OSError):  # when empty (never a record: a second signal's stay; an engine's log)
+            cfg.output_dir.rmdir()
+        raise
     print(render_table(outcome.summary))
     judge_and_say(outcome.directory, outcome.summary, list(how.objectives), how.attainment)
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")

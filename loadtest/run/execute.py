@@ -109,6 +109,9 @@ class Signals:
     measured: bool = False
     """A run has begun: a first signal outside a run is noted (what completed is being written),
     not acted on at once."""
+    completed: bool = False
+    """A run of this command ended with records (a series writes them whatever the next run does): a
+    signal before the next run's first request still has what completed to write."""
     _active: tuple[asyncio.AbstractEventLoop, Runnable | None, asyncio.Task[Any]] | None = None
     _installed: bool = False
     _abortable: int = 0
@@ -181,7 +184,7 @@ class Signals:
         if run is None:  # not a run (a model listing): nothing to write, it ends now
             self._first(sig, graceful=False)
             task.cancel()
-        elif self._first(sig, graceful=getattr(run, "measuring", True)) or not run.stop.is_set():
+        elif self._first(sig, graceful=self.completed or getattr(run, "measuring", True)) or not run.stop.is_set():
             # (no request sent yet: the run quits at once, writes nothing, and says so in one line)
             run.interrupted = True
             run.stop.set()
@@ -246,6 +249,7 @@ def execute(run: Runnable, signals: Signals | None = None, *, handle_signals: bo
         received = signals.received or signal.SIGINT
         raise NothingMeasured(f"interrupted ({received.name}) before anything was measured",
                               signals.exit_code or EXIT_INTERRUPTED)
+    signals.completed = True
     if outcome.exit_code == EXIT_INTERRUPTED and signals.exit_code is not None:
         outcome.exit_code = signals.exit_code
     return outcome

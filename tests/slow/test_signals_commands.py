@@ -262,3 +262,4 @@ def test_a_ray_address_that_does_not_answer_fails_in_bounded_time_and_stops_on_a
     got, _, err, took = stop([*args[:-1], "30", "--output", str(tmp_path / "b")], signal.SIGINT, after(2.5))
     assert got == 130 and took < 5 and "Traceback" not in err, (got, err)
     assert f"interrupted while joining the Ray cluster at {where}" in err
+    assert "writing the summary" not in err and not (tmp_path / "b").exists()  # nothing was measured, nor written

@@ -113,6 +113,7 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     from loadtest.prompts.sources import load_prompts
     from loadtest.redact import redact
     from loadtest.run.console import render_table
+    from loadtest.run.execute import Interrupted
     from loadtest.run.launched import launched
     from loadtest.run.output import prepare_output_dir
     from loadtest.run.postrun import judge_and_say
@@ -141,12 +142,17 @@ def run_command(cfg: RunConfig, how: Invocation) -> int:
     prompts = ([] if synthetic else load_sessions(cfg.dataset, recorded=cfg.history == "recorded") if cfg.multi_turn
                else load_prompts(cfg.dataset))
     tokenizer = load_tokenizer(cfg.tokenizer, cfg.model) if cfg.tokenizer else None
-    with launched(how.launch, cfg) as (cfg, server):
-        if tokenizer is None and server is not None:  # the launched model's own, when it has one
-            tokenizer = launched_tokenizer(server.info.get("model") or {})
-        if how.repeat is not None:
-            return _repeat(cfg, how, prompts, tokenizer, server)
-        outcome = measure(cfg, how, prompts, tokenizer, server)
+    try:
+        with launched(how.launch, cfg) as (cfg, server):
+            if tokenizer is None and server is not None:  # the launched model's own, when it has one
+                tokenizer = launched_tokenizer(server.info.get("model") or {})
+            if how.repeat is not None:
+                return _repeat(cfg, how, prompts, tokenizer, server)
+            outcome = measure(cfg, how, prompts, tokenizer, server)
+    except Interrupted:  # stopped before a run began (an engine starting): the directory made for it goes
+        with contextlib.suppress(OSError):  # when empty (never a record: a second signal's stay; an engine's log)
+            cfg.output_dir.rmdir()
+        raise
     print(render_table(outcome.summary))
     judge_and_say(outcome.directory, outcome.summary, list(how.objectives), how.attainment)
     print(f"\nresults: {outcome.directory}/summary.json, {outcome.directory}/requests.jsonl")
@@ -231,10 +237,12 @@ def _repeat(cfg: RunConfig, how: Invocation, prompts: list[Any], tokenizer: Any,
         return outcome
 
     group = run_group(cfg, how.repeat, one, signals, overwrite=how.overwrite)
-    if group.runs:
+    if "repeat" in group.summary:  # the group's summary was written (also when a signal stopped rep 1)
         print(render_group(group.summary))
-        print(f"\nresults: {group.directory}/summary.json (the group), {group.directory}/rep-1 .. "
-              f"rep-{len(group.runs)} (each run)")
+        reps = [*group.summary["repeat"]["dirs"], *filter(None, [group.summary["repeat"].get("stopped")])]
+        print(f"\nresults: {group.directory}/summary.json (the group)"
+              + (f", {group.directory}/{reps[0]}" + (f" .. {reps[-1]}" if len(reps) > 1 else "") + " (each run)"
+                 if reps else ""))
     if group.message:
         print(f"loadtest: error: {redact(group.message)}", file=sys.stderr)
     if how.wandb and group.runs:

@@ -269,4 +269,7 @@ def _method_notes(results: list[Result], tested: list[Result], alpha: float, res
     for side in (baseline, candidate):
         if side.left_out:
             notes.append(f"{side.role}: {', '.join(side.left_out)} left out (no summary.json: unfinished)")
+        if side.stopped:
+            notes.append(f"{side.role}: {', '.join(side.stopped)} left out (interrupted by a signal: partial, not a "
+                         "measurement)")
     return notes

@@ -60,6 +60,8 @@ class Side:
     runs: list[SavedRun]
     group: bool
     left_out: list[str] = field(default_factory=list)  # repeats without a summary.json
+    stopped: list[str] = field(default_factory=list)  # repeats a signal stopped: partial, never a measurement
+    interrupted: str | None = None  # why this side as a whole is not a full measurement (a signal stopped it)
     foreign: Foreign | None = None  # another tool's result (compare/foreign.py)
 
     @property
@@ -99,7 +101,7 @@ class Side:
 
     def contamination(self) -> list[str]:
         """Runs whose own verdict says their numbers are not to be trusted, each with why."""
-        out = []
+        out = [f"interrupted ({self.interrupted})"] if self.interrupted else []
         for r in self.runs:
             v = r.summary.get("verdict")
             if not isinstance(v, dict):
@@ -138,14 +140,31 @@ def load_side(path: Path, role: str) -> Side:
     reps = sorted((d for d in path.iterdir() if d.is_dir() and REP.fullmatch(d.name)),
                   key=lambda d: int(REP.fullmatch(d.name).group(1)))  # type: ignore[union-attr]
     if reps:
-        done = [d for d in reps if (d / "summary.json").is_file()]
+        finished = [load_run(d, path) for d in reps if (d / "summary.json").is_file()]
+        done = [r for r in finished if not _stopped(r.summary)]
+        stopped = [r.path.name for r in finished if _stopped(r.summary)]
         if not done:
-            raise ConfigError(f"{role} {path}: a repeat group with no finished repeat (no rep-*/summary.json)")
-        return Side(role, path, [load_run(d, path) for d in done], group=True,
-                    left_out=[d.name for d in reps if d not in done])
+            raise ConfigError(f"{role} {path}: a repeat group with no finished repeat " + (
+                f"({', '.join(stopped)} interrupted by a signal: partial, not a measurement)" if stopped
+                else "(no rep-*/summary.json)"))
+        group = load_run(path) if (path / "summary.json").is_file() else None
+        interrupted = None
+        if stopped or (group is not None and dig(group.summary, "repeat", "interrupted")):
+            n = dig(group.summary, "repeat", "n") if group is not None else None
+            interrupted = (f"{len(done)}{f' of {n}' if n else ''} repeats completed" + (
+                f"; {', '.join(stopped)} stopped by a signal, left out" if stopped else ""))
+        return Side(role, path, done, group=True, left_out=[d.name for d in reps if not (d / "summary.json").is_file()],
+                    stopped=stopped, interrupted=interrupted)
     if (path / "summary.json").is_file():
-        return Side(role, path, [load_run(path)], group=False)
+        run = load_run(path)
+        why = f"stopped by a signal after {len(run.records):,} requests" if _stopped(run.summary) else None
+        return Side(role, path, [run], group=False, interrupted=why)
     return _foreign_side(path, role)
+
+
+def _stopped(summary: dict[str, Any]) -> bool:
+    """A run a signal stopped: what it measured is partial (ended early, its last requests cut)."""
+    return dig(summary, "run", "ended") == "interrupted"
 
 
 FOREIGN_SETTINGS = ("model", "num_prompts", "load", "output_tokens")

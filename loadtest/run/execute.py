@@ -7,9 +7,11 @@ one signal policy.
   matrix) starts no further run; the command exits with 130 (SIGINT) or 143 (SIGTERM).
 - Second signal: quit now. The run is cancelled where it stands (requests.jsonl keeps every record
   written so far) and ``Interrupted`` is raised, which the CLI turns into one line and 130/143.
-- Before anything was measured (discovery, prompts, an engine starting, a Ray cluster joined)
-  and in the waits a command marks ``abortable()``: the first signal quits at once with one line,
-  as there is nothing completed to write.
+- Before anything was measured (discovery, prompts, an engine starting, a Ray cluster joined,
+  connections opened, the scraper's first sample: no request sent yet) and in the waits a command
+  marks ``abortable()``: the first signal quits at once with one line, as there is nothing
+  completed to write; a run stopped so leaves no directory behind (``NothingMeasured``), and says
+  nothing of a summary it will not write.
 
 The command holds one ``Signals`` for all its runs (``command_signals()``: the CLI begins one per
 command, a ``loadtest run`` suite one for all its commands), so a signal between two runs is not
@@ -38,11 +40,15 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Runnable(Protocol):
-    """A run (runner.Run) or anything run-shaped (scaleout's coordinator)."""
+    """A run (runner.Run) or anything run-shaped (scaleout's coordinator). ``measuring``: a request
+    was sent (there will be records to write a summary of); before that, a signal is told so."""
 
     stop: asyncio.Event
     interrupted: bool
     directory: Path
+
+    @property
+    def measuring(self) -> bool: ...
 
     async def execute(self) -> RunOutcome: ...
 
@@ -53,6 +59,42 @@ class Interrupted(LoadtestError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class NothingMeasured(Interrupted):
+    """A signal stopped a run before it sent a request: its directory is removed (a directory that
+    holds no run is never left behind) and the command quits with one line."""
+
+
+RUN_OWN_FILES = ("requests.jsonl", "config.json", "summary.json", "summary.json.tmp", "server_metrics.jsonl",
+                 ".chunk_texts.jsonl")
+"""What a run itself writes in its directory (output.py, resume.py, the scraper, the chunk texts):
+removed when it measured nothing. Anything else there (a launched engine's log) is left, and so is
+the directory then."""
+
+
+def remove_unmeasured(directory: Path) -> None:
+    """Remove a run that measured nothing: its own files, then its directory when that is empty."""
+    for name in RUN_OWN_FILES:
+        try:
+            (directory / name).unlink()
+        except OSError:
+            pass
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+def _nothing_written(run: Runnable, outcome: RunOutcome) -> bool:
+    """A signal stopped the run before any record (a resumed run's earlier ones count): nothing to
+    keep."""
+    if (outcome.summary.get("run") or {}).get("ended") != "interrupted":
+        return False
+    try:
+        return (run.directory / "requests.jsonl").stat().st_size == 0
+    except OSError:
+        return True
 
 
 @dataclass
@@ -67,6 +109,9 @@ class Signals:
     measured: bool = False
     """A run has begun: a first signal outside a run is noted (what completed is being written),
     not acted on at once."""
+    completed: bool = False
+    """A run of this command ended with records (a series writes them whatever the next run does): a
+    signal before the next run's first request still has what completed to write."""
     _active: tuple[asyncio.AbstractEventLoop, Runnable | None, asyncio.Task[Any]] | None = None
     _installed: bool = False
     _abortable: int = 0
@@ -139,7 +184,8 @@ class Signals:
         if run is None:  # not a run (a model listing): nothing to write, it ends now
             self._first(sig, graceful=False)
             task.cancel()
-        elif self._first(sig) or not run.stop.is_set():
+        elif self._first(sig, graceful=self.completed or getattr(run, "measuring", True)) or not run.stop.is_set():
+            # (no request sent yet: the run quits at once, writes nothing, and says so in one line)
             run.interrupted = True
             run.stop.set()
         else:
@@ -198,6 +244,12 @@ def execute(run: Runnable, signals: Signals | None = None, *, handle_signals: bo
         except asyncio.CancelledError:
             raise Interrupted(f"interrupted; records so far are in {run.directory / 'requests.jsonl'}",
                               signals.exit_code or EXIT_INTERRUPTED) from None
+    if handle_signals and _nothing_written(run, outcome):  # (a worker's run is its coordinator's to judge)
+        remove_unmeasured(run.directory)
+        received = signals.received or signal.SIGINT
+        raise NothingMeasured(f"interrupted ({received.name}) before anything was measured",
+                              signals.exit_code or EXIT_INTERRUPTED)
+    signals.completed = True
     if outcome.exit_code == EXIT_INTERRUPTED and signals.exit_code is not None:
         outcome.exit_code = signals.exit_code
     return outcome

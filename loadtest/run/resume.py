@@ -51,15 +51,6 @@ def start(directory: Path, cfg: RunConfig) -> ResumePlan:
     return ResumePlan(next_index=cfg.warmup)
 
 
-def remove_empty_run(directory: Path) -> None:
-    """Undo a start that measured nothing (the endpoint was unreachable...): no empty run is left."""
-    for name in ("requests.jsonl", CONFIG_FILE):
-        with contextlib.suppress(OSError):
-            (directory / name).unlink()
-    with contextlib.suppress(OSError):
-        directory.rmdir()  # only when nothing else is in it
-
-
 def plan_resume(directory: Path, cfg: RunConfig) -> ResumePlan:
     saved_path = directory / CONFIG_FILE
     if not saved_path.is_file():

@@ -40,6 +40,7 @@ from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
 from loadtest.run import live
 from loadtest.run import resume as resuming
+from loadtest.run.execute import remove_unmeasured
 from loadtest.run.gctimer import collect_garbage
 from loadtest.run.hooks import MEASURED, START, Hooks
 from loadtest.run.livestats import LiveStats
@@ -123,6 +124,11 @@ class Run:
         # whose record ids then step by the most turns as a session's do (no two records share an id).
         self._trace_sessions = cfg.trace is not None and any(p.turns is not None for p in prompts)
         self._id_stride = stride(prompts) if self._trace_sessions else 1
+
+    @property
+    def measuring(self) -> bool:
+        """A request was sent (or a resumed run holds earlier ones): a stop has records to write."""
+        return self.resume or self.live.sent > 0
 
     # -- one request ----------------------------------------------------------------------
     async def _job(self, i: int, scheduled_ns: int | None = None, queue_ns: int = 0) -> None:
@@ -285,6 +291,7 @@ class Run:
         server_side = ServerSide(cfg if self.hooks.samples_server else replace(cfg, server_metrics=()),
                                  self.directory, self.live)
         server_side.start()  # a child process: its first samples come while the run gets ready
+        empty = False
         try:
             if self._model is None:
                 self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url,
@@ -331,9 +338,7 @@ class Run:
         except BaseException:
             if self._texts is not None:
                 self._texts.discard()
-            if not self.resume and self._writer.count == 0:
-                self._writer.close()
-                resuming.remove_empty_run(self.directory)  # a failed start leaves no empty run behind
+            empty = not self.resume and self._writer.count == 0
             raise
         finally:
             if monitored is None:
@@ -349,6 +354,8 @@ class Run:
             gc.unfreeze()
             if gc_was_enabled:
                 gc.enable()
+            if empty:  # a failed start leaves no empty run behind (the scraper stopped first: its file too)
+                remove_unmeasured(self.directory)
 
         if self._abort is not None or self._writer.failed is not None:
             ended = "aborted"

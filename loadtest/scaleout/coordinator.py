@@ -36,6 +36,7 @@ from loadtest.run import live
 from loadtest.run import resume as resuming
 from loadtest.run.livestats import LiveStats
 from loadtest.run.outcome import RunOutcome, conclude, run_block, timestamp
+from loadtest.run.execute import remove_unmeasured
 from loadtest.run.serverside import ServerSide
 from loadtest.run.output import client_info
 from loadtest.scaleout import wire
@@ -147,6 +148,7 @@ class Coordinator:
         self._all_closed: asyncio.Event | None = None
         self._host = HostMonitor(cfg.base_url)
         self._started = False
+        self._go_at: float | None = None  # when the workers start sending (wall clock, as they are told)
         self._measured = False
         self.live = LiveStats()
         self._progress: asyncio.Future[None] | None = None
@@ -154,6 +156,12 @@ class Coordinator:
         self._server_side = ServerSide(cfg, directory, self.live)
 
     # -- messages ---------------------------------------------------------------------------
+    @property
+    def measuring(self) -> bool:
+        """The workers' start time has come (requests may be in flight) or records came: a stop has
+        what completed to write. Before (workers starting, a Ray cluster joined) it has nothing."""
+        return (self._go_at is not None and time.time() >= self._go_at) or any(w.sent for w in self.workers)
+
     def _broadcast(self, message: bytes) -> None:
         for w in self.workers:
             if not w.closed and w.tx is not None:  # (a worker that never started has no channel)
@@ -199,7 +207,7 @@ class Coordinator:
         running = [w for w in self.workers if not w.closed]
         if not self._started and running and all(w.ready for w in running):
             self._started = True
-            at_wall = time.time() + START_DELAY_S
+            at_wall = self._go_at = time.time() + START_DELAY_S
             self._broadcast(wire.go(at_wall))
             # The workers' records count from that instant: the scraper's clock starts there too.
             self._go_ns = time.perf_counter_ns() + int((at_wall - time.time()) * 1e9)
@@ -293,6 +301,7 @@ class Coordinator:
         self._host.start()
         self._server_side.start()  # one scraper for the run, in the coordinator (workers sample nothing)
         watcher: asyncio.Task[None] | None = None
+        empty = False
         try:
             await self._spawn()
             try:
@@ -311,9 +320,7 @@ class Coordinator:
         except BaseException:
             if self._texts is not None:
                 self._texts.discard()
-            if not any(w.sent for w in self.workers):  # a failed start leaves no empty run behind
-                self._fh.close()
-                resuming.remove_empty_run(self.directory)
+            empty = not self.measuring
             raise
         finally:
             for task in (watcher, self._progress):
@@ -328,6 +335,8 @@ class Coordinator:
             self._fh.close()
             self._server_side.stop_now()
             await self._cleanup()
+            if empty:  # a failed start leaves no empty run behind (the scraper stopped first: its file too)
+                remove_unmeasured(self.directory)
         host = self._host.stop()
         return await self._finish(started_at, host)
 

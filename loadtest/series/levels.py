@@ -18,7 +18,7 @@ import numpy as np
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 from loadtest.judge import slo as slos
-from loadtest.run.execute import Signals, command_signals, execute
+from loadtest.run.execute import NothingMeasured, Signals, command_signals, execute, remove_unmeasured
 from loadtest.run.output import prepare_output_dir
 from loadtest.run.postrun import judge
 
@@ -185,12 +185,18 @@ class LevelRunner:
         directory = self.root / (name or level_name(by, level))
         prepare_output_dir(directory, overwrite=True)
         cfg = self.config(level, directory, by)
-        if self.settings.repeat is not None:  # the level is a group of reps; its row their summary
-            from loadtest.series.repeat import run_group
+        try:
+            if self.settings.repeat is not None:  # the level is a group of reps; its row their summary
+                from loadtest.series.repeat import run_group
 
-            group = run_group(cfg, self.settings.repeat, self._run_one, self.signals, overwrite=True)
-            return LevelResult(by, level, directory, group.summary, group.exit_code, group.message)
-        outcome = self._run_one(cfg)
+                group = run_group(cfg, self.settings.repeat, self._run_one, self.signals, overwrite=True)
+                return LevelResult(by, level, directory, group.summary, group.exit_code, group.message)
+            outcome = self._run_one(cfg)
+        except NothingMeasured as exc:  # stopped before its first request: no directory, not a row
+            remove_unmeasured(directory)  # (a --repeat level's own directory, when no rep is left in it)
+            return LevelResult(by, level, directory, {"run": {"ended": "interrupted"}, "metrics": {},
+                                                      "counts": {"requests": 0, "completed": 0, "failed": 0}},
+                               exc.exit_code, None)
         return LevelResult(by, level, directory, outcome.summary, outcome.exit_code, outcome.message)
 
     def _run_one(self, cfg: RunConfig) -> Any:

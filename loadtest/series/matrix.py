@@ -26,7 +26,7 @@ from typing import Any
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, LoadtestError
 from loadtest.launch.spec import LaunchSpec
-from loadtest.run.execute import Interrupted, Signals, command_signals, execute
+from loadtest.run.execute import Interrupted, NothingMeasured, Signals, command_signals, execute
 
 
 @dataclass(frozen=True)
@@ -174,8 +174,9 @@ def run_matrix(mc: MatrixConfig) -> int:
             try:
                 line = run_pair(mc, variant, model, pair_dir, prompts, signals)
                 print(f"matrix: {name}: {line} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
-            except Interrupted:  # a signal while its engine started: the pairs done still get their report
-                print(f"matrix: {name}: interrupted while its engine started", file=sys.stderr, flush=True)
+            except Interrupted as exc:  # a signal while its engine started, or before its first request
+                why = "while its engine started" if not isinstance(exc, NothingMeasured) else "before it sent a request"
+                print(f"matrix: {name}: interrupted {why}", file=sys.stderr, flush=True)  # the pairs done: reported
                 break
             except (LoadtestError, OSError) as exc:
                 failures += 1

@@ -29,7 +29,7 @@ from loadtest.config import RunConfig
 from loadtest.errors import ConfigError, RunAborted
 from loadtest.redact import redact_tree
 from loadtest.run.console import render_rows
-from loadtest.run.execute import Signals, command_signals, execute
+from loadtest.run.execute import NothingMeasured, Signals, command_signals, execute
 from loadtest.run.output import prepare_output_dir, writable_dir
 from loadtest.run.postrun import annotate_prompts
 
@@ -140,6 +140,10 @@ class Sweep:
             outcome = execute(run, self.signals)
         except RunAborted as exc:
             sc.update(status="failed", reason=str(exc))
+            return
+        except NothingMeasured:  # stopped before its first request: no directory, nothing to say of it
+            sc.update(status="interrupted", reason=f"{self.signals.received.name if self.signals.received else 'a signal'}"
+                      ": stopped before it sent a request")
             return
         if self.signals.received is not None:
             sc.update(status="interrupted", reason=f"{self.signals.received.name}: what completed is in {out}",

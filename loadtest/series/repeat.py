@@ -14,7 +14,8 @@ percent of its mean (after MIN_RUNS reps at least), and says whether it got ther
 
 Every rep runs through run/execute.py under the command's one ``Signals``: a signal during rep k
 stops that rep (its directory is kept, marked interrupted, and left out of the statistics) and the
-group, whose summary then holds the reps completed before it and says it was interrupted.
+group, whose summary is written all the same: it holds the reps completed before k (none when k is
+1), says ``repeat.interrupted`` and names rep k in ``repeat.stopped``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from loadtest.config import RunConfig
 from loadtest.errors import ConfigError
 from loadtest.measure.repeats import CONFIDENCE, converged, interval, intervals, lookup, pooled
-from loadtest.run.execute import Interrupted, Signals
+from loadtest.run.execute import Interrupted, NothingMeasured, Signals, remove_unmeasured
 from loadtest.run.outcome import EXIT_FAILED, EXIT_INTERRUPTED, RunOutcome
 from loadtest.run.output import build_summary, prepare_output_dir, write_summary
 
@@ -108,13 +109,21 @@ def check_group_dir(root: Path, *, overwrite: bool) -> None:
 def run_group(base: RunConfig, settings: RepeatSettings, run_one: Callable[[RunConfig], RunOutcome],
               signals: Signals, *, overwrite: bool = False) -> GroupOutcome:
     """Run the reps one after another (``run_one`` runs and judges one, under ``signals``), stop on
-    a signal, a failed rep or convergence, and write the group's summary.json."""
+    a signal, a failed rep or convergence, and write the group's summary.json.
+
+    A signal (first or second) during rep k: rep k is kept in its directory, marked interrupted,
+    and never pooled; no later rep starts; the group's summary is written all the same, with the
+    reps completed before k (none, when k is 1: then it measures nothing), ``repeat.interrupted``
+    true and ``repeat.stopped`` naming rep k, so that report and compare read a group, never a lone
+    partial rep. Only when nothing at all is on disk (rep k stopped before it measured anything and
+    left no directory) is there no group either."""
     root = base.output_dir
     assert root is not None
     check_group_dir(root, overwrite=overwrite)
     done: list[RunOutcome] = []
     last: RunOutcome | None = None
     ended, message, converged_after = "done", None, None
+    stopped: str | None = None  # the rep a signal stopped (kept on disk, outside the statistics)
     try:
         for k in range(1, settings.n + 1):
             if signals.received is not None:
@@ -123,9 +132,20 @@ def run_group(base: RunConfig, settings: RepeatSettings, run_one: Callable[[RunC
             cfg = rep_config(base, settings, k)
             assert cfg.output_dir is not None
             prepare_output_dir(cfg.output_dir, overwrite=True)  # the group's directory was checked first
-            last = run_one(cfg)
-            if last.summary.get("run", {}).get("ended") == "interrupted" or signals.received is not None:
+            try:
+                last = run_one(cfg)
+            except NothingMeasured:  # stopped before its first request: its directory is gone
+                if not done:  # nor was anything measured before it: no group either
+                    remove_unmeasured(root)
+                    raise
                 ended = "interrupted"
+                _say(f"{k}/{settings.n}: interrupted before it sent a request")
+                break
+            except Interrupted:
+                stopped = rep_name(k)
+                raise
+            if last.summary.get("run", {}).get("ended") == "interrupted" or signals.received is not None:
+                ended, stopped = "interrupted", rep_name(k)
                 _say(f"{k}/{settings.n}: interrupted; its partial results stay in {last.directory}, outside the "
                      "statistics")
                 break
@@ -146,27 +166,43 @@ def run_group(base: RunConfig, settings: RepeatSettings, run_one: Callable[[RunC
                     _say(f"converged after {k} runs: {settings.ci_metric} +/- {block['half_width_pct']:.2f}% "
                          f"< {settings.until_ci_pct:g}%")
                     break
-    except Interrupted:  # the second signal: the reps done so far still get their group summary
-        if done:
-            write_summary(root, group_summary(base, settings, done, "interrupted", None, converged_after))
+    except Interrupted:  # the second signal: the group still gets its summary of the reps done so far
+        if done or _on_disk(root, stopped):
+            write_summary(root, group_summary(base, settings, done, "interrupted", None, converged_after,
+                                              stopped=stopped, context=last))
         raise
-    if not done:  # nothing to pool: the rep's own outcome says what happened
-        assert last is not None or signals.received is not None
-        summary = last.summary if last is not None else {"run": {"ended": "interrupted"}}
-        code = (signals.exit_code or EXIT_INTERRUPTED) if ended == "interrupted" else EXIT_FAILED
-        return GroupOutcome(summary, root, code, message, [])
+    if ended == "interrupted":
+        code = signals.exit_code or EXIT_INTERRUPTED
+        if not done and not _on_disk(root, stopped):  # stopped before anything was measured: no group
+            return GroupOutcome({"run": {"ended": "interrupted"}, "counts": {"requests": 0, "failed": 0}},
+                                root, code, None, [])
+        summary = group_summary(base, settings, done, ended, None, converged_after, stopped=stopped, context=last)
+        write_summary(root, summary)
+        return GroupOutcome(summary, root, code, None, done)
+    if not done:  # a failed first rep: nothing to pool, the rep's own outcome says what happened
+        assert last is not None
+        return GroupOutcome(last.summary, root, EXIT_FAILED, message, [])
     summary = group_summary(base, settings, done, ended, message, converged_after)
     write_summary(root, summary)
-    code = 0 if ended == "done" else (signals.exit_code or EXIT_INTERRUPTED) if ended == "interrupted" else EXIT_FAILED
-    return GroupOutcome(summary, root, code, message, done)
+    return GroupOutcome(summary, root, 0 if ended == "done" else EXIT_FAILED, message, done)
+
+
+def _on_disk(root: Path, rep: str | None) -> bool:
+    """The stopped rep left a run directory behind (a rep stopped before it measured anything
+    leaves none: run/runner.py removes it)."""
+    return rep is not None and (root / rep / "requests.jsonl").is_file()
 
 
 def group_summary(base: RunConfig, settings: RepeatSettings, done: list[RunOutcome], ended: str,
-                  message: str | None, converged_after: int | None) -> dict[str, Any]:
-    """The group's summary.json: a run summary's blocks over all reps, and the ``repeat`` block."""
+                  message: str | None, converged_after: int | None, *, stopped: str | None = None,
+                  context: RunOutcome | None = None) -> dict[str, Any]:
+    """The group's summary.json: a run summary's blocks over the completed reps (``done``), and the
+    ``repeat`` block. ``stopped``: the rep a signal stopped, named but never pooled. With no rep
+    completed (a signal during rep 1), ``context`` (the stopped rep) gives the model, the client
+    and the server, and the statistics are empty (None: not measured)."""
     runs = [o.summary for o in done]
-    first = runs[0]
-    config = {**first.get("config", {}), "output_dir": str(base.output_dir), "seed": base.seed}
+    first = runs[0] if runs else (context.summary if context is not None else {})
+    config = {**(first.get("config") or base.to_json()), "output_dir": str(base.output_dir), "seed": base.seed}
     run = {"started_at": (first.get("run") or {}).get("started_at"), "ended": ended,
            "model": (first.get("run") or {}).get("model"), "error": message,
            "repeats": [o.directory.name for o in done]}
@@ -184,7 +220,7 @@ def group_summary(base: RunConfig, settings: RepeatSettings, done: list[RunOutco
         "converged": None if settings.until_ci_pct is None else converged_after is not None,
         "converged_after": converged_after,
         "ci_half_width_pct": (ci_block or {}).get("half_width_pct"),
-        "interrupted": ended == "interrupted", "failed": message,
+        "interrupted": ended == "interrupted", "stopped": stopped, "failed": message,
         "metrics": metrics,
     }
     verdict = merged_verdict(done)
@@ -272,7 +308,8 @@ def render_group(summary: dict[str, Any]) -> str:
     head = (f"{summary.get('command')} x{rep['runs']}" + (f" of {rep['n']}" if rep["runs"] != rep["n"] else "")
             + f": {counts.get('completed', 0)}/{counts.get('requests', 0)} requests completed over all runs"
             + (", seeds " + ", ".join(map(str, rep["seeds"])) if rep["vary_seed"] else ", identical runs"))
-    lines = [head, render_rows(rows, ["metric (mean over runs)", "mean", "+/- 95% CI", "CV", "runs"])]
+    lines = [head] + ([render_rows(rows, ["metric (mean over runs)", "mean", "+/- 95% CI", "CV", "runs"])]
+                      if rows else [])
     if rep["until_ci_pct"] is not None:
         got = rep["ci_half_width_pct"]
         got_text = "-" if got is None else f"+/- {got:.2f}%"
@@ -280,7 +317,9 @@ def render_group(summary: dict[str, Any]) -> str:
             f"converged after {rep['converged_after']} runs ({got_text})" if rep["converged"]
             else f"NOT converged after {rep['runs']} runs ({got_text})"))
     if rep["interrupted"]:
-        lines.append(f"interrupted: the statistics hold the {rep['runs']} runs completed before it")
+        stopped = f" ({rep['stopped']}'s partial results are kept outside them)" if rep.get("stopped") else ""
+        lines.append(f"interrupted: the statistics hold the {rep['runs']} runs completed before it{stopped}"
+                     if rep["runs"] else f"interrupted: no run completed, the group measured nothing{stopped}")
     if summary.get("verdict"):
         lines.append(line(summary["verdict"]))
     return "\n".join(lines)

@@ -149,7 +149,8 @@ def run_sweep(sc: SweepConfig) -> int:
         for level in levels if reason is None else []:
             r = runner.run(level)
             if r.interrupted:  # never a measurement: its files stay, its row does not
-                reason = f"interrupted at {by} {level:g} (its partial results are in {r.directory})"
+                reason = f"interrupted at {by} {level:g}" + (f" (its partial results are in {r.directory})"
+                                                             if r.directory.is_dir() else " before it sent a request")
                 break
             results.append(r)
             latency = "e2e" if sc.base.pooled else "ttft"  # embeddings, rerank: no TTFT

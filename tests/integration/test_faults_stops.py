@@ -120,3 +120,55 @@ def test_before_anything_was_measured_a_signal_quits_at_once():
                 time.sleep(0.01)
         timer.join()
     assert time.monotonic() - t0 < 5 and stopped.value.exit_code == 130 and signals.received == signal.SIGINT
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """A server that accepts connections and never says a word (its /models, its /metrics)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        listener.close()
+        for c in held:
+            c.close()
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("phase", ["discovery", "preconnect", "scaleout"])
+def test_a_run_stopped_before_its_first_request_leaves_no_directory_and_says_so(
+        tmp_path, capsys, silent, full_backlog, phase, sig, code):
+    """It said 'writing the summary of what completed' and left a directory holding an empty
+    requests.jsonl, config.json, server_metrics.jsonl and a summary of nothing (discovery,
+    preconnect), or only server_metrics.jsonl (a scaled-out run whose workers were still opening
+    their connections)."""
+    from loadtest.run.execute import command
+
+    out = tmp_path / "out"
+    args = {"discovery": ["--endpoint", silent],  # the model asked of a server that never answers
+            "preconnect": ["--endpoint", f"http://127.0.0.1:{full_backlog}/v1", "--model", "m"],
+            "scaleout": ["--endpoint", f"http://127.0.0.1:{full_backlog}/v1", "--model", "m", "--workers", "2"],
+            }[phase]
+    with command():
+        timer = _signal_soon(sig, 1.0)
+        t0 = time.monotonic()
+        got = main(["throughput", *args, "--concurrency", "2", "--num-prompts", "4", "--timeout", "30",
+                    "--server-metrics", "auto", "--output", str(out)])
+        timer.join()
+    err = capsys.readouterr().err
+    assert got == code and time.monotonic() - t0 < 6, (got, err)
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"loadtest: interrupted ({sig.name}) before anything was measured"], err
+    assert not out.exists(), sorted(p.name for p in out.iterdir())

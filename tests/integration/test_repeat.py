@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from loadtest.cli.main import main
+from loadtest.compare.sides import load_side
+from loadtest.errors import ConfigError
 from loadtest.stats.dist import t_ppf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +164,50 @@ def test_a_signal_during_a_rep_stops_the_group_and_keeps_the_reps_done(sim, tmp_
     assert group["repeat"]["runs"] == 1 and group["repeat"]["interrupted"] is True
     assert group["run"]["ended"] == "interrupted" and group["counts"]["requests"] == 8
     assert load(out / "rep-2")["run"]["ended"] == "interrupted"
+    assert group["repeat"]["dirs"] == ["rep-1"] and group["repeat"]["stopped"] == "rep-2"
     assert not (out / "rep-3").exists()
+    # compare reads the group as its completed reps only, and says it was interrupted
+    side = load_side(out, "candidate")
+    assert [r.path.name for r in side.runs] == ["rep-1"] and side.stopped == ["rep-2"]
+    assert side.contamination()[0] == "interrupted (1 of 4 repeats completed; rep-2 stopped by a signal, left out)"
+
+
+def stopped_in_rep_1(s, out: Path, sig: signal.Signals) -> tuple[int, str, str]:
+    """``single --repeat 3`` signalled once rep-1 holds records: (exit code, stdout, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "loadtest", "single", "--endpoint", s.base_url, "--model",
+                             "sim-model", "--num-prompts", "20", "--max-tokens", "10", "--repeat", "3",
+                             "--output", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    first = out / "rep-1" / "requests.jsonl"
+    deadline = time.monotonic() + 60
+    while not (first.is_file() and first.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    got, err = proc.communicate(timeout=60)
+    return proc.returncode, got, err
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_rep_1_still_writes_the_group_which_measured_nothing(sim, tmp_path, capsys, sig, code):
+    """It wrote no group summary at all: report then showed rep-1's partial numbers as the group's
+    and compare took rep-1 as a repeat."""
+    s = sim(ttft_ms=5, tpot_ms=20)
+    out = tmp_path / "g"
+    got, stdout, err = stopped_in_rep_1(s, out, sig)
+    assert got == code and "Traceback" not in err, err
+    group, rep1 = load(out), load(out / "rep-1")
+    assert rep1["run"]["ended"] == "interrupted" and rep1["counts"]["requests"] >= 1
+    assert group["run"]["ended"] == "interrupted" and group["repeat"]["interrupted"] is True
+    assert (group["repeat"]["runs"], group["repeat"]["dirs"], group["repeat"]["stopped"]) == (0, [], "rep-1")
+    assert group["counts"]["requests"] == 0 and group["metrics"]["output_tokens_per_s"] is None  # not measured
+    assert group["repeat"]["metrics"] == {} and not (out / "rep-2").exists()
+    assert "interrupted: no run completed, the group measured nothing" in stdout
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0  # the group stands for its reps: one row, 0 requests
+    table = capsys.readouterr().out
+    assert "sim-model" in table and " 0 " in table
+    with pytest.raises(ConfigError, match="no finished repeat .rep-1 interrupted by a signal"):
+        load_side(out, "candidate")
 
 
 def test_the_api_key_is_in_no_file_of_the_group(sim, tmp_path, capsys):

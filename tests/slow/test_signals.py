@@ -63,7 +63,9 @@ def test_first_signal_stops_the_series_and_writes_what_completed(sim, tmp_path, 
     # every run that started has its summary: the one the signal stopped, and none after it
     assert set(summaries) == {p.name for p in out.iterdir() if p.is_dir()}
     ended = [summary["run"]["ended"] for summary in summaries.values()]
-    assert ended.count("interrupted") == 1 and set(ended) <= {"done", "interrupted"}, ended
+    # the run the signal stopped: interrupted, or (the signal landed before it sent a request, as
+    # between two runs) no directory at all, never an empty run
+    assert ended.count("interrupted") <= 1 and set(ended) <= {"done", "interrupted"}, ended
     doc = json.loads((out / f"{command}.json").read_text())
     assert doc["interrupted"] is True
     if command == "sweep":  # an interrupted level is never a measurement: not a row

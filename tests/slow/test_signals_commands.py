@@ -120,8 +120,9 @@ def test_first_signal_stops_each_command_and_writes_what_completed(sim, tmp_path
     done = summaries(out)
     assert {str(d.relative_to(out)) for d in runs_of(out)} <= set(done), done.keys()  # every run has its summary
     ended = {name: (doc.get("run") or {}).get("ended") for name, doc in done.items()}
-    if command == "repeat":  # rep-1 stopped: not a measurement, no rep-2
-        assert ended == {"rep-1": "interrupted"} and not (out / "rep-2").exists(), ended
+    if command == "repeat":  # rep-1 stopped: not a measurement, no rep-2; the group says so
+        assert ended == {".": "interrupted", "rep-1": "interrupted"} and not (out / "rep-2").exists(), ended
+        assert (done["."]["repeat"]["runs"], done["."]["repeat"]["stopped"]) == (0, "rep-1")
         assert "outside the statistics" in err
     elif command == "suite":  # run a stopped; b and c never started
         assert ended == {"a": "interrupted"} and not (out / "b").exists(), ended
@@ -214,11 +215,11 @@ def test_a_signal_while_the_server_is_asked_its_model(silent, tmp_path, what, si
             if what == "discovery" else ["models", "--endpoint", silent])
     got, _, err, took = stop(args, sig, after(1.5))
     assert got == code and took < 5 and "Traceback" not in err, (got, err)
-    if what == "models":  # nothing to write: one line
-        assert [line for line in err.splitlines() if line.strip()] == [
-            f"loadtest: interrupted ({sig.name}) before anything was measured"]
-    else:
-        assert json.loads((out / "summary.json").read_text())["run"]["ended"] == "interrupted"
+    # nothing to write: one line, and no run directory (discovery left one holding an empty run and
+    # said it was "writing the summary of what completed")
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"loadtest: interrupted ({sig.name}) before anything was measured"]
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("sig,code", CODES)
@@ -261,3 +262,4 @@ def test_a_ray_address_that_does_not_answer_fails_in_bounded_time_and_stops_on_a
     got, _, err, took = stop([*args[:-1], "30", "--output", str(tmp_path / "b")], signal.SIGINT, after(2.5))
     assert got == 130 and took < 5 and "Traceback" not in err, (got, err)
     assert f"interrupted while joining the Ray cluster at {where}" in err
+    assert "writing the summary" not in err and not (tmp_path / "b").exists()  # nothing was measured, nor written

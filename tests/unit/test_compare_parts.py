@@ -207,6 +207,26 @@ def test_a_contaminated_side_is_flagged(tmp_path: Path) -> None:
     assert "CONTAMINATED candidate: disturbed" in made.text and made.summary_line().endswith("contaminated: candidate")
 
 
+def test_an_interrupted_run_is_flagged_and_an_interrupted_rep_is_left_out(tmp_path: Path) -> None:
+    """A run a signal stopped was compared as if it were whole, and a group's interrupted rep was
+    taken as one of its repeats."""
+    a = write_run(tmp_path / "a", lognormal(1, 30, 0.05))
+    b = write_run(tmp_path / "b", lognormal(2, 30, 0.05))
+    summary = json.loads((b / "summary.json").read_text())
+    (b / "summary.json").write_text(json.dumps({**summary, "run": {"ended": "interrupted"}}))
+    made = make_comparison(a, b)
+    assert made.comparison.contaminated == {"candidate": ["interrupted (stopped by a signal after 31 requests)"]}
+    g = tmp_path / "g"
+    for k in (1, 2):
+        write_run(g / f"rep-{k}", lognormal(1, 30, 0.05))
+    shutil.copytree(b, g / "rep-3")
+    side = load_side(g, "baseline")
+    assert [r.path.name for r in side.runs] == ["rep-1", "rep-2"] and side.stopped == ["rep-3"]
+    assert side.contamination() == ["interrupted (2 repeats completed; rep-3 stopped by a signal, left out)"]
+    made = make_comparison(g, a)
+    assert "baseline: rep-3 left out (interrupted by a signal: partial, not a measurement)" in made.comparison.notes
+
+
 # -- --fail-if -----------------------------------------------------------------------------------------
 def test_fail_if_grammar() -> None:
     r = parse_rule("ttft:p99>+5%")

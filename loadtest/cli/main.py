@@ -77,9 +77,9 @@ def _main(ns: argparse.Namespace) -> int:
         prefix = "" if isinstance(exc, Interrupted) else "error: "
         print(f"loadtest: {prefix}{redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("loadtest: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # QuitNow (run/execute.py): a second signal
+        print(f"loadtest: {exc or 'interrupted'}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     except OSError as exc:  # the OS refused (disk full, a file gone) where nothing above expected it
         if debug:
             raise

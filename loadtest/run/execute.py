@@ -61,6 +61,18 @@ class Interrupted(LoadtestError):
         self.exit_code = exit_code
 
 
+class QuitNow(KeyboardInterrupt):
+    """A second signal while the first one's graceful stop is under way: raised from the signal
+    handler itself, wherever the main thread stands, because the stop may be seconds of work that
+    never yields to the event loop (the metrics of a large run, its summary). A KeyboardInterrupt,
+    so asyncio lets it through instead of logging it; ``finally`` blocks still run (a launched
+    engine is stopped), and every record already written is whole (one write each)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class NothingMeasured(Interrupted):
     """A signal stopped a run before it sent a request: its directory is removed (a directory that
     holds no run is never left behind) and the command quits with one line."""
@@ -163,6 +175,10 @@ class Signals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         sig = signal.Signals(signum)
+        if self._active is not None and self.received is not None and self._active[1] is not None \
+                and self._active[1].stop.is_set():  # the second signal: not another turn of the loop
+            raise QuitNow(f"interrupted again ({sig.name}): quit at once; the records written so far are in "
+                          f"{self._active[1].directory / 'requests.jsonl'}", self.exit_code or EXIT_INTERRUPTED)
         if self._active is not None:
             loop = self._active[0]
             try:  # the loop acts on it at its next turn, never in the middle of its own work

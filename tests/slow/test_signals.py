@@ -81,11 +81,11 @@ def test_first_signal_stops_the_series_and_writes_what_completed(sim, tmp_path, 
 
 def test_the_policy_itself_first_stops_second_quits() -> None:
     """Signals without processes: in a run, the first signal stops it (graceful) and the second
-    cancels it; between runs, the first is noted and the second quits at once (Interrupted, 130);
+    quits from the handler (QuitNow), or cancels the run when both came before the loop acted; between runs, the first is noted and the second quits at once (Interrupted, 130);
     before anything was measured, or in an abortable wait, the first quits at once."""
     import asyncio
 
-    from loadtest.run.execute import Interrupted, Signals
+    from loadtest.run.execute import Interrupted, QuitNow, Signals
 
     class Loop:  # runs what the handler hands it at once, as the real loop's next turn would
         def call_soon_threadsafe(self, fn, *args):
@@ -98,14 +98,20 @@ def test_the_policy_itself_first_stops_second_quits() -> None:
             self.cancelled = True
 
     class Run:
-        stop, interrupted = asyncio.Event(), False
+        stop, interrupted, directory = asyncio.Event(), False, Path("run")
 
     signals, run, task = Signals(), Run(), Task()
     signals._active = (Loop(), run, task)  # type: ignore[assignment]
     signals._handle(int(signal.SIGTERM), None)
     assert signals.received == signal.SIGTERM and run.stop.is_set() and run.interrupted and not task.cancelled
-    signals._handle(int(signal.SIGINT), None)
-    assert task.cancelled and signals.exit_code == 143  # the first signal names the exit code
+    with pytest.raises(QuitNow) as again:  # the second, while the stop is under way: from the handler itself
+        signals._handle(int(signal.SIGINT), None)
+    assert again.value.exit_code == 143 and "run/requests.jsonl" in str(again.value)  # the first names the code
+    queued = Signals()  # two signals before the loop acted on the first: the second cancels the run
+    queued._active = (Loop(), type("R", (), {"stop": asyncio.Event(), "interrupted": False})(), task)  # type: ignore
+    queued._in_loop(signal.SIGINT)
+    queued._in_loop(signal.SIGINT)
+    assert task.cancelled
     between = Signals(measured=True)  # a run completed: its results are being written
     between._handle(int(signal.SIGINT), None)
     assert between.exit_code == 130

@@ -16,11 +16,6 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
-try:
-    import resource
-except ImportError:  # Windows: the CPU split is then not measured
-    resource = None  # type: ignore[assignment]
-
 from loadtest.client.abandon import abandonment
 from loadtest.client.aborts import abort_message
 from loadtest.client.auth import auth_hint, build_auth, open_transport
@@ -40,6 +35,7 @@ from loadtest.prompts.order import PromptOrder
 from loadtest.prompts.sources import Prompt
 from loadtest.run import live
 from loadtest.run import resume as resuming
+from loadtest.run.clientcpu import ClientCpu
 from loadtest.run.execute import remove_unmeasured
 from loadtest.run.gctimer import collect_garbage
 from loadtest.run.hooks import MEASURED, START, Hooks
@@ -54,18 +50,6 @@ from loadtest.scheduler.loops import until_stopped
 from loadtest.tokens import Tokenizer
 from loadtest.transport import Exchange, Transport
 from loadtest.transport.base import CONNECT, response_limits
-
-
-def _rusage() -> Any:
-    return resource.getrusage(resource.RUSAGE_SELF) if resource is not None else None
-
-
-def _cpu_split(before: Any, after: Any) -> tuple[float, float] | None:
-    """(user, system) CPU seconds between two rusage samples. The system share is mostly the
-    kernel's per-token socket reads: what no user-space speed-up can remove."""
-    if before is None or after is None:
-        return None
-    return after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
 
 
 class Run:
@@ -284,8 +268,7 @@ class Run:
         collector = asyncio.create_task(collect_garbage())
         ended = "done"
         duration_s = plan.remaining_s if plan.remaining_s is not None else cfg.duration_s
-        cpu_measured = startup_cpu = cpu_span = None
-        cpu_split: tuple[float, float] | None = None
+        cpu = ClientCpu()
         monitored: dict[str, Any] | None = None
         monitor = RunMonitor(cfg.base_url).start()
         server_side = ServerSide(cfg if self.hooks.samples_server else replace(cfg, server_metrics=()),
@@ -319,9 +302,7 @@ class Run:
             if not self.stop.is_set():
                 monitor.begin()
                 measured_t0 = self._phase_t0_ns = perf_counter_ns()
-                startup_cpu = cpu0 = time.process_time()
-                wall0 = perf_counter_ns()
-                rusage0 = _rusage()
+                cpu.begin()
                 deadline = phases.run_deadline_ns(cfg, measured_t0, duration_s)
                 if plan.todo is not None:  # resumed: only the prompts not done yet, by their own ids
                     todo = plan.todo
@@ -331,9 +312,7 @@ class Run:
                                                  deadline_ns=deadline, first_index=plan.next_index, with_warmup=True)
                 self._drain()  # interpreting the records is part of the client's cost
                 monitored = monitor.stop()
-                cpu_measured = time.process_time() - cpu0
-                cpu_span = (perf_counter_ns() - wall0) / 1e9
-                cpu_split = _cpu_split(rusage0, _rusage())
+                cpu.end()
                 await server_side.stop(final=not self.interrupted and self._abort is None)
         except BaseException:
             if self._texts is not None:
@@ -377,9 +356,9 @@ class Run:
         run = run_block(cfg, started_at=pieces[0]["started_at"], ended=ended, model=self._model,
                         clock_origin_ns=self._t0_ns, warmup_requests=self._warmup_count, pieces=pieces,
                         monitors=monitored, sender=self._sender.run_info(), chunk_info=chunk_info,
-                        tokenizer=self.tokenizer.name if self.tokenizer else None, cpu_s=cpu_measured,
-                        cpu_split=cpu_split, completion_tokens=result["metrics"]["completion_tokens_total"],
-                        startup_cpu_s=startup_cpu, preopened=self._preopened, cpu_span_s=cpu_span)
+                        tokenizer=self.tokenizer.name if self.tokenizer else None, cpu_s=cpu.cpu_s,
+                        cpu_split=cpu.split, completion_tokens=result["metrics"]["completion_tokens_total"],
+                        startup_cpu_s=cpu.startup_s, preopened=self._preopened, cpu_span_s=cpu.span_s)
         abort = None
         if self._writer.failed is not None:
             abort = write_failure_line(self._writer.path, self._writer.failed, self._writer.count) + (

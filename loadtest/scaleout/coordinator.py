@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,7 +38,8 @@ from loadtest.run.execute import remove_unmeasured
 from loadtest.run.serverside import ServerSide
 from loadtest.run.output import client_info
 from loadtest.scaleout import wire
-from loadtest.scaleout.share import Share, deal
+from loadtest.scaleout.share import deal
+from loadtest.scaleout.workerview import ProcessGroup, Worker, signal_name
 from loadtest.scheduler import phases
 
 START_DELAY_S = 0.25
@@ -53,72 +52,6 @@ CLOCKS = {
     "start": "one wall-clock instant named by the coordinator after every worker is ready (start barrier); "
              "records' start_s/end_s are seconds from each worker's own start at that instant",
 }
-
-
-@dataclass
-class Worker:
-    name: str
-    share: Share
-    proc: Any = None
-    pid: int | None = None
-    host: str | None = None
-    rx: Any = None
-    tx: Any = None
-    ready: bool = False
-    warm: bool = False
-    closed: bool = False
-    done: dict[str, Any] | None = None
-    error: str | None = None
-    last_record_error: str | None = None
-    started: int = 0  # requests it told us it started (wire.STARTED), warm-up included
-    sent: int = 0
-    completed: int = 0
-    failed: int = 0
-    span: list[float] = field(default_factory=list)  # measured [first start, last end]
-
-    def take(self, line: bytes) -> dict[str, Any]:
-        rec = orjson.loads(line)
-        self.sent += 1
-        if rec["ok"]:
-            self.completed += 1
-        elif rec.get("error_kind") != "abandoned":  # let go on purpose (--cancel-rate): not a failure
-            self.failed += 1
-            self.last_record_error = rec.get("error")
-        if not rec.get("warmup"):
-            start, end = rec["start_s"], rec.get("end_s")
-            if not self.span:
-                self.span = [start, end if end is not None else start]
-            self.span[0] = min(self.span[0], start)
-            if end is not None:
-                self.span[1] = max(self.span[1], end)
-        return rec
-
-
-def _signal_name(code: Any) -> str | None:
-    """SIGKILL for a process's exit code -9 (killed by that signal); None for an ordinary exit."""
-    if not isinstance(code, int) or code >= 0:
-        return None
-    return signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
-
-
-class _Group:
-    """psutil-like cpu_times() of the coordinator and its workers together (the 'client' of the
-    host monitor, so that workers are not counted as other processes disturbing the host)."""
-
-    def __init__(self, pids: list[int]) -> None:
-        import psutil
-
-        self.procs = [psutil.Process(), *(psutil.Process(p) for p in pids)]
-
-    def cpu_times(self) -> Any:
-        user = system = 0.0
-        for p in self.procs:
-            try:
-                t = p.cpu_times()
-                user, system = user + t.user, system + t.system
-            except Exception:  # gone: its time so far stays in the earlier samples
-                continue
-        return SimpleNamespace(user=user, system=system)
 
 
 class Coordinator:
@@ -254,7 +187,7 @@ class Coordinator:
         """A worker ended without its done message: name it at once on the console (the run may go
         on without it), and keep when, why, and how many of its requests were recorded or lost."""
         at_s = (time.perf_counter_ns() - self._go_ns) / 1e9 if self._go_ns is not None else None
-        sig = _signal_name(code)
+        sig = signal_name(code)
         why = redact(w.error or (f"last failed request: {w.last_record_error}" if w.last_record_error
                                  else f"killed by {sig}" if sig else "no error reported"))
         lost = max(0, w.started - w.sent)
@@ -305,7 +238,7 @@ class Coordinator:
         try:
             await self._spawn()
             try:
-                self._host._sampler.me = _Group([w.pid for w in self.workers if w.pid])  # type: ignore[union-attr]
+                self._host._sampler.me = ProcessGroup([w.pid for w in self.workers if w.pid])  # type: ignore[union-attr]
             except Exception:  # no sampler, or a worker on another host
                 pass
 

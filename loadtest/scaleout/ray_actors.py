@@ -23,7 +23,8 @@ from typing import Any
 from loadtest.errors import ConfigError
 from loadtest.run.execute import Interrupted
 from loadtest.run.outcome import EXIT_INTERRUPTED
-from loadtest.scaleout.coordinator import Coordinator, Worker
+from loadtest.scaleout.coordinator import Coordinator
+from loadtest.scaleout.workerview import Worker
 from loadtest.scheduler.loops import until_stopped
 
 POLL_S = 0.02

@@ -9,13 +9,13 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+import faultserver
 from loadtest.cli.main import main
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,26 +31,9 @@ def test_a_malformed_ray_address_is_one_line_before_anything_runs(refused, tmp_p
 
 @pytest.fixture
 def full_backlog() -> Iterator[int]:
-    """A port whose listener never accepts and whose backlog is full: connects never complete."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(s)
-    try:
-        yield port
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
+    """A port whose backlog is full (tests/faultserver.py)."""
+    with faultserver.full_backlog() as where:
+        yield where
 
 
 def test_preconnect_to_a_full_backlog_is_bounded_by_the_duration_and_not_claimed(tmp_path, capsys, full_backlog):
@@ -124,26 +107,9 @@ def test_before_anything_was_measured_a_signal_quits_at_once():
 
 @pytest.fixture
 def silent() -> Iterator[str]:
-    """A server that accepts connections and never says a word (its /models, its /metrics)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    finally:
-        listener.close()
-        for c in held:
-            c.close()
+    """A server that never says a word (tests/faultserver.py)."""
+    with faultserver.silent_server() as where:
+        yield where
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import faultserver
 from faultserver import NGINX_502, SSE_HEAD, FaultServer, chunk, event, hold, ok_stream, reset, response, serve
 from loadtest.cli.main import main
 from test_faults import TIMEOUT_S, _start, b_endless, b_never_answer, check_files, run_main
@@ -135,20 +136,7 @@ def test_scripted_fault(name, behaviour, args, code, kinds, ended, transport, tm
 def test_duration_deadline_cancels_connects_to_a_full_backlog(tmp_path, capsys):
     """A listener that never accepts and whose backlog is full: connects hang in SYN retries,
     preconnect included; the deadline still ends the run at once."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(s)
-    try:
+    with faultserver.full_backlog() as port:
         endpoint = ["--endpoint", f"http://127.0.0.1:{port}/v1", "--model", "m", "--concurrency", "2", "--duration", "1"]
         # Without preconnect the window starts at once; its connects are cancelled at the deadline.
         got, took, err = run_main(["throughput", *endpoint, "--no-preconnect", "--timeout", "30"], tmp_path / "np", capsys)
@@ -159,10 +147,6 @@ def test_duration_deadline_cancels_connects_to_a_full_backlog(tmp_path, capsys):
         # never come, then the window runs.
         got, took, err = run_main(["throughput", *endpoint], tmp_path / "pre", capsys)
         assert took < TIMEOUT_S + 1 + 2 and got == 2, (took, err)
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
 
 
 # -- the server killed mid-run, then the run resumed ------------------------------------------

@@ -11,11 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import faultserver
 import pytest
 
 LOADTEST = [sys.executable, "-m", "loadtest"]
@@ -186,28 +186,9 @@ def test_a_second_signal_quits_at_once_with_the_records_whole(sim, tmp_path, sig
 
 @pytest.fixture
 def silent() -> Iterator[str]:
-    """A server that accepts connections and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stopping = threading.Event()
-
-    def accept() -> None:
-        while not stopping.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    finally:
-        stopping.set()
-        listener.close()
-        for c in held:
-            c.close()
+    """A server that never says a word (tests/faultserver.py)."""
+    with faultserver.silent_server() as where:
+        yield where
 
 
 @pytest.mark.parametrize("sig,code", CODES)

@@ -53,7 +53,8 @@ def start(directory: Path, cfg: RunConfig) -> ResumePlan:
 
 def remove_empty_run(directory: Path) -> None:
     """Undo a start that measured nothing (the endpoint was unreachable...): no empty run is left."""
-    for name in ("requests.jsonl", CONFIG_FILE):
+    # server_metrics.jsonl: a scrape of a run that measured nothing (a /models that stalled left it, empty)
+    for name in ("requests.jsonl", CONFIG_FILE, "server_metrics.jsonl"):
         with contextlib.suppress(OSError):
             (directory / name).unlink()
     with contextlib.suppress(OSError):

@@ -287,8 +287,8 @@ class Run:
         server_side.start()  # a child process: its first samples come while the run gets ready
         try:
             if self._model is None:
-                self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url,
-                                                                            hint=auth_hint(cfg)))
+                self._model = await until_stopped(self.stop, discover_model(
+                    self._transport, cfg.base_url, min(10.0, cfg.timeout_s), hint=auth_hint(cfg)))
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
                 if cfg.preconnect:
@@ -333,6 +333,7 @@ class Run:
                 self._texts.discard()
             if not self.resume and self._writer.count == 0:
                 self._writer.close()
+                server_side.stop_now()  # its child writes server_metrics.jsonl: stopped before the run goes
                 resuming.remove_empty_run(self.directory)  # a failed start leaves no empty run behind
             raise
         finally:

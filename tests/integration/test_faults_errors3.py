@@ -4,9 +4,14 @@ not scenarios, corrupt recipes for rerun, and report formats over wrong-typed su
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 
 import pytest
+
+from faultserver import hold, response, serve
+from loadtest.cli.main import main
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,3 +59,93 @@ def test_serve_sim_on_a_port_in_use(refused, tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         refused(["serve", "sim", "--port", str(port)], tmp_path / "out", f"cannot listen on 127.0.0.1:{port}")
+
+
+# -- loadtest models and discovery against hostile /models answers ------------------------------
+
+def _answer(body: bytes, status: int = 200, content_type: str = "application/json"):
+    def behaviour(server, sock, n, head):
+        sock.sendall(response(status, body, content_type))
+    return behaviour
+
+
+def _redirect_loop(server, sock, n, head):
+    sock.sendall(f"HTTP/1.1 301 Moved\r\nLocation: http://127.0.0.1:{server.port}/v1/models\r\n"
+                 f"Content-Length: 0\r\n\r\n".encode())
+
+
+NESTED_OWNER = b'{"data":[{"id":"m","owned_by":' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b"}]}"
+
+
+@pytest.mark.parametrize("behaviour, says", [
+    (_answer(b'{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}"), "did not answer an OpenAI model list"),
+    (_answer(b"<html><body><h1>500 Internal Server Error</h1></body></html>", 500, "text/html"),
+     "answered HTTP 500: HTML page: 500 Internal Server Error"),
+    (_redirect_loop, "answered HTTP 301"),
+    (_answer(b'{"data":{"id":"a"}}'), "did not answer an OpenAI model list"),
+    (_answer(b"[1, 2]"), "did not answer an OpenAI model list"),
+    (_answer(b'{"data":[{"id":"\xff\xfe"}]}'), "did not answer an OpenAI model list"),
+])
+def test_models_of_an_answer_that_is_not_a_list(refused, tmp_path, behaviour, says):
+    with serve(behaviour) as server:
+        refused(["models", "--endpoint", server.base_url, "--timeout", "5"], tmp_path / "out", says)
+        refused(["single", "--endpoint", server.base_url, "--timeout", "5", "--num-prompts", "1", "--quiet",
+                 "--output", str(tmp_path / "out")], tmp_path / "out", "lists no model")
+
+
+@pytest.mark.parametrize("data, shown", [
+    ([{"id": "a"}, {"id": "a"}, {"id": "b"}], ["a", "b"]),  # a duplicate was listed twice
+    ([{"id": "a", "owned_by": [1, 2]}, {"id": "b", "owned_by": {"x": 1}}, {"id": "c", "owned_by": 7}], ["a", "b", "c"]),
+    ([{"id": 1}, {"id": None}, {"id": [1]}, {"id": {"a": 1}}, {"id": True}, 5, "x", None], []),
+    ([{"id": "a\x1b[2Jb\nc"}, {"id": "x" * 5000}, {"id": "ok"}], ["ok"]),  # an escape sequence; a 5,000-char id
+])
+def test_models_lists_only_ids_that_are_names(capsys, data, shown):
+    with serve(_answer(json.dumps({"data": data}).encode())) as server:
+        assert main(["models", "--endpoint", server.base_url, "--timeout", "5"]) == 0
+    out = capsys.readouterr().out
+    if not shown:
+        assert "lists no model" in out
+        return
+    rows = [line.split()[0] for line in out.splitlines()[2:]]
+    assert rows == shown
+    assert "[1, 2]" not in out and "{" not in out and "\x1b" not in out  # owned_by not a string: '-'
+
+
+def test_models_of_a_deeply_nested_owner(capsys):
+    """owned_by nested 1,000 deep: an internal error (RecursionError) when the table showed it."""
+    with serve(_answer(NESTED_OWNER)) as server:
+        assert main(["models", "--endpoint", server.base_url, "--timeout", "5"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[2].split() == ["m", "-"] and not err
+
+
+def test_models_of_a_huge_list_is_cut_in_the_table(capsys):
+    """200,000 models: the table shows the first 1,000 and says how many more (3,000,000 took 37 s)."""
+    body = b'{"data":[' + b",".join(b'{"id":"m%d"}' % i for i in range(200_000)) + b"]}"
+    with serve(_answer(body)) as server:
+        assert main(["models", "--endpoint", server.base_url, "--timeout", "20"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 2 + 1000 + 1
+    assert "and 199,000 more models (200,000 in all; --json prints the whole answer)" in out
+
+
+def test_a_stalled_models_answer_is_bounded_by_timeout(refused, tmp_path):
+    """Discovery for a run waited 10 s whatever --timeout said; now the smaller of the two."""
+    with serve(lambda server, sock, n, head: hold(server)) as server:
+        for argv in (["models"], ["single", "--num-prompts", "1", "--quiet", "--output", str(tmp_path / "out")]):
+            t0 = time.monotonic()
+            refused([*argv, "--endpoint", server.base_url, "--timeout", "1"], tmp_path / "out",
+                    "no complete response within 1 s")
+            assert time.monotonic() - t0 < 4
+
+
+def test_a_reply_nested_too_deep_is_a_malformed_record(tmp_path, capsys):
+    """A 200 body nested 1,000 deep: msgspec's RecursionError was an internal error (2 requests) or
+    a run of '0/0 requests' with exit 0 (1 request); now each request is recorded as malformed."""
+    with serve(_answer(NESTED_OWNER)) as server:
+        code = main(["single", "--endpoint", server.base_url, "--model", "m", "--num-prompts", "2", "--quiet",
+                     "--output", str(tmp_path / "run")])
+    records = [json.loads(line) for line in (tmp_path / "run" / "requests.jsonl").read_text().splitlines()]
+    assert code == 2 and [r["error_kind"] for r in records] == ["malformed", "malformed"]
+    assert "nested too deep" in records[0]["error"]
+    assert "internal error" not in capsys.readouterr().err

@@ -149,3 +149,62 @@ def test_a_reply_nested_too_deep_is_a_malformed_record(tmp_path, capsys):
     assert code == 2 and [r["error_kind"] for r in records] == ["malformed", "malformed"]
     assert "nested too deep" in records[0]["error"]
     assert "internal error" not in capsys.readouterr().err
+
+
+# -- loadtest engine: refusals only (nothing here installs) ---------------------------------------
+
+def test_engine_install_refuses_a_directory_it_cannot_use(refused, tmp_path, monkeypatch):
+    """--dir a file was 'File exists' (exit 1) after the recipe was chosen; now checked first."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    refused(["engine", "install", "bogus"], tmp_path / "out", "argument ENGINE: invalid choice: 'bogus'")
+    refused(["engine", "install", "--dir", str(a_file), "llamacpp"], tmp_path / "out", "is a file, not a directory")
+    refused(["engine", "install", "--dir", str(a_file / "sub"), "vllm"], tmp_path / "out",
+            "is not a writable directory: Not a directory")
+    monkeypatch.setenv("LOADTEST_HOME", str(a_file))
+    refused(["engine", "install", "transformers"], tmp_path / "out",
+            f"the engines directory {a_file}/engines is not a writable directory")
+
+
+# -- scenario files that are not scenarios ------------------------------------------------------
+
+def _bomb() -> str:
+    text, prev = 'command: single\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n', "a"
+    for name in "bcdefghi":
+        text += f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]\n"
+        prev = name
+    return text + f"endpoint: *{prev}\n"
+
+
+@pytest.mark.parametrize("name, content, says", [
+    ("bomb.yaml", _bomb(), "expands to more than 100,000 values (a YAML alias bomb?)"),
+    ("loop.yaml", "command: single\nendpoint: &a [*a]\n", "nested more than 32 levels deep"),
+    ("huge.toml", 'command = "single"\nendpoint = "' + "x" * 10_000_000 + '"\n', "over 1,048,576 bytes"),
+    ("long.toml", 'command = "single"\nendpoint = "' + "x" * 500_000 + '"\n',
+     "endpoint: a text of 500,000 characters (at most 100,000)"),
+    ("nested.toml", 'command = "single"\nx = ' + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deep to read"),
+    ("nested.yaml", "command: single\nx: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deep to read"),
+    ("tables.toml", 'command = "single"\n[' + ".".join(["a"] * 100) + "]\nb = 1\n", "nested more than 32 levels"),
+    ("intkey.yaml", "command: single\n1: 2\n", "1: a key must be a name, not int"),
+    ("null.yaml", "command: single\nendpoint: null\n", "endpoint: null is not a value"),
+    ("binary.toml", bytes(range(256)).decode("latin-1"), "not valid TOML"),
+    ("empty.toml", "", "command: missing"),
+    ("empty.yaml", "", "the top level must be a table of options"),
+    ("date.yaml", "command: single\nmax-tokens: 2001-12-14\n", "max-tokens: '2001-12-14' is not an integer"),
+    ("pyobj.yaml", 'command: !!python/object/apply:os.system ["echo no"]\n', "not valid YAML"),
+])
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_scenario_files_that_are_not_scenarios(refused, tmp_path, name, content, says, command):
+    """An alias bomb ran until stopped (60 s and on), 100,000 brackets and an integer key were
+    internal errors, a 10 MB value passed validate ('Argument list too long' when run), a YAML null
+    became '--endpoint None'."""
+    path = tmp_path / name
+    path.write_bytes(content.encode("latin-1" if name == "binary.toml" else "utf-8"))
+    refused([command, str(path), "--output", str(tmp_path / "out")], tmp_path / "out", says)
+
+
+def test_scenario_file_that_is_a_directory_or_not_utf8(refused, tmp_path):
+    (tmp_path / "dir.toml").mkdir()
+    refused(["validate", str(tmp_path / "dir.toml")], tmp_path / "out", "cannot read it (Is a directory)")
+    (tmp_path / "bad.toml").write_bytes(b'command = "single"\nendpoint = "\xff\xfe"\n')
+    refused(["run", str(tmp_path / "bad.toml")], tmp_path / "out", "not valid TOML")

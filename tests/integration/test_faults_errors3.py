@@ -208,3 +208,26 @@ def test_scenario_file_that_is_a_directory_or_not_utf8(refused, tmp_path):
     refused(["validate", str(tmp_path / "dir.toml")], tmp_path / "out", "cannot read it (Is a directory)")
     (tmp_path / "bad.toml").write_bytes(b'command = "single"\nendpoint = "\xff\xfe"\n')
     refused(["run", str(tmp_path / "bad.toml")], tmp_path / "out", "not valid TOML")
+
+
+# -- rerun of a recipe whose options have the wrong types ------------------------------------------
+
+@pytest.mark.parametrize("key, value, says", [
+    ("num_prompts", "x", "option num_prompts is 'x', not int"),
+    ("max_tokens", None, "option max_tokens is None"),
+    ("max_tokens", [1], "option max_tokens is [1]"),
+    ("concurrency", {"a": 1}, "option concurrency is {'a': 1}"),
+    ("stream", 3, "option stream is 3, not bool"),
+    ("timeout_s", "x", "option timeout_s is 'x'"),
+])
+def test_rerun_of_a_recipe_with_wrong_types(refused, sim, tmp_path, key, value, says):
+    """Each was an internal error (TypeError) in the run."""
+    s = sim(ttft_ms=1, tpot_ms=1, output_tokens=2)
+    run = tmp_path / "run"
+    assert main(["single", "--endpoint", s.base_url, "--model", "sim-model", "--num-prompts", "1",
+                 "--max-tokens", "2", "--quiet", "--output", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    summary["config"][key] = value
+    (run / "summary.json").write_text(json.dumps(summary))
+    refused(["rerun", str(run), "--endpoint", s.base_url, "--output", str(tmp_path / "out")],
+            tmp_path / "out", says)

@@ -30,10 +30,16 @@ def add_parsers(sub: Any) -> None:
 
 
 def install(ns: argparse.Namespace) -> int:
+    from loadtest.launch.install import default_install_dir
     from loadtest.launch.install import install as install_engine
+    from loadtest.run.output import writable_dir
 
+    # Checked before any engine: a --dir that is a file, lies under a file or cannot be written was
+    # an OSError (exit 1) after the recipe was chosen, or a half-made environment for a later engine.
+    directory = (ns.dir or default_install_dir()).expanduser().resolve()
+    writable_dir(directory, "--dir" if ns.dir else "the engines directory")
     for name in ns.engines:
-        install_engine(name, ns.dir, force=ns.force, latest=ns.latest)
+        install_engine(name, directory, force=ns.force, latest=ns.latest)
     return 0
 
 

@@ -54,29 +54,77 @@ class BadValue(Exception):
     """A key's value that cannot be its option's (the message says why)."""
 
 
+MAX_FILE_BYTES = 1 << 20
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+MAX_TEXT_CHARS = 100_000
+"""A scenario file holds options, not data: past these it is refused before it is turned into a
+command line (a 10 MB value passed validate and then could not be given to a child process,
+"Argument list too long"; a YAML alias bomb expanded without end; 100,000 nested brackets were
+an internal error, RecursionError)."""
+
+
 def read(path: Path) -> dict[str, Any]:
     """The file's top-level table; ConfigError (one line) when it cannot be read."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: over {MAX_FILE_BYTES:,} bytes: a scenario file holds options, not data")
+    try:
+        data = _load(path, raw)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deep to read (at most {MAX_DEPTH} levels)") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a table of options")
+    _check_shape(path, data)
+    return data
+
+
+def _load(path: Path, raw: bytes) -> Any:
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
             raise ConfigError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write it as TOML") from None
         try:
-            data = yaml.safe_load(raw)
+            return yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    else:
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a table of options")
-    return data
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _check_shape(path: Path, data: dict[str, Any]) -> None:
+    """Walk the values as they would be expanded (YAML aliases count each time they are used),
+    without recursion, stopping at the first value past a bound: keys are names, no null (YAML's
+    ``endpoint: null`` became ``--endpoint None``), texts fit on a command line."""
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    seen = 0
+    while stack:
+        where, value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(f"{path}: expands to more than {MAX_VALUES:,} values (a YAML alias bomb?): "
+                              "a scenario file holds options, not data")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{path}: {where}: nested more than {MAX_DEPTH} levels deep")
+        if value is None:
+            raise ConfigError(f"{path}: {where or 'the file'}: null is not a value (leave the key out)")
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            raise ConfigError(f"{path}: {where}: a text of {len(value):,} characters (at most {MAX_TEXT_CHARS:,})")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ConfigError(f"{path}: {where + '.' if where else ''}{key!r}: a key must be a name, "
+                                      f"not {type(key).__name__}")
+                stack.append((f"{where}.{key}" if where else key, item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item, depth + 1) for i, item in enumerate(value))
 
 
 def parse(parser: argparse.ArgumentParser, command: str, argv: list[str]) -> argparse.Namespace:

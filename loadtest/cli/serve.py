@@ -44,6 +44,8 @@ def serve_sim(ns: argparse.Namespace) -> int:
         run_sim(config, announce=announce, exit_on_stdin_eof=ns.exit_on_stdin_eof)
     except OSError as exc:  # typically the port is taken
         raise ConfigError(f"test server: cannot listen on {config.host}:{config.port}: {exc}") from None
+    except UnicodeError:  # the resolver's IDNA codec on 'bad..host'
+        raise ConfigError(f"test server: --host {config.host!r} is not a host name or address") from None
     return 0
 
 

@@ -25,9 +25,25 @@ def models_in(ex: Exchange) -> list[str] | None:
 
 def _entries(data: list[object]) -> list[dict[str, object]]:
     """The entries of a model list that name a model: an object whose ``id`` is a non-empty
-    string. Others (a number, null, a list as the id; an id missing) are left out, so an id is
-    never sent as a model or joined into a message as something that is not text."""
-    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"].strip()]
+    string of at most 1,024 characters with no control character, each id once. Others (a number,
+    null, a list as the id; an id missing; a 5 MB id; an escape sequence that would redraw the
+    terminal) are left out, so an id is never sent as a model or joined into a message as
+    something that is not a name; a duplicate was listed twice."""
+    seen: set[str] = set()
+    entries = []
+    for m in data:
+        if isinstance(m, dict) and _is_name(m.get("id")) and m["id"] not in seen:
+            seen.add(m["id"])
+            entries.append(m)
+    return entries
+
+
+def _is_name(value: object) -> bool:
+    return (isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and bool(value.strip())
+            and value.isprintable())
+
+
+MAX_ID_CHARS = 1024
 
 
 async def list_models(transport: Transport, timeout_s: float = 10.0) -> list[str] | None:

@@ -154,6 +154,8 @@ def _decode_one(data: bytes) -> tuple[Chunk | None, str | None]:
         return None, f"unexpected chunk shape ({exc}): {data[:80]!r}"
     except msgspec.DecodeError:
         return None, f"invalid JSON: {data[:80]!r}"
+    except RecursionError:  # msgspec's own depth limit: a hostile body nested ~1000 deep
+        return None, f"JSON nested too deep to read: {data[:80]!r}"
 
 
 class Stream:
@@ -190,7 +192,7 @@ class Stream:
             return
         try:
             chunks = _BATCH.decode(array)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # RecursionError: nested past msgspec's depth
             chunks = None
         if chunks is None or len(chunks) != n_json:  # a malformed chunk, or [DONE] mid-stream
             self.read_events(parse_stream(pieces))
@@ -205,7 +207,7 @@ class Stream:
             return
         try:
             chunks = _BATCH.decode(b"[" + b",".join([d for _, d in items]) + b"]")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # RecursionError: nested past msgspec's depth
             chunks = None
         bad = None
         if chunks is None or len(chunks) != len(items):

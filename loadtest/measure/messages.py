@@ -108,7 +108,7 @@ def take_message_body(s: _Stream, t_ns: int, body: bytes) -> None:
     """A non-streamed reply: its blocks arrive whole, now (thinking, then text and tool input)."""
     try:
         m = _MESSAGE.decode(body)
-    except msgspec.DecodeError as exc:  # a message whose fields have unexpected types
+    except (msgspec.DecodeError, RecursionError) as exc:  # a message whose fields have unexpected types
         s.error_kind, s.error = "malformed", f"unexpected message shape ({exc}): {body[:80]!r}"
         return
     if s.response_id is None and m.id is not None:

@@ -91,7 +91,7 @@ class Facts(NamedTuple):
 def read_answer(body: bytes, req: PooledRequest) -> Facts:
     try:
         a = _ANSWER.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         return Facts(None, None, None, None, f"not an {req.api} answer ({exc}): {body[:80]!r}")
     if isinstance(a, list):
         a = _Answer(results=a)

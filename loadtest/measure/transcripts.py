@@ -69,7 +69,7 @@ def take_transcript_body(s: _Sink, t_ns: int, body: bytes) -> None:
     of another shape (no ``text``) is left alone."""
     try:
         t = _BODY.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return
     if not isinstance(t.text, str):
         return

@@ -118,10 +118,31 @@ def config_from_json(saved: dict[str, Any]) -> tuple[RunConfig, list[str], list[
         d["tools"] = load_tools(d["tools_source"])
     if not isinstance(d.get("extra_body"), dict):
         d["extra_body"] = {}
+    for f in fields(RunConfig):
+        if f.name in d and not _fits(d[f.name], str(f.type)):
+            raise ConfigError(f"the saved run's option {f.name} is {d[f.name]!r}, not {f.type}: "
+                              "the recipe was changed or is corrupt")
     try:
         return RunConfig(**d), notes, masked
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # ValueError: RunConfig's own checks (concurrency -5)
         raise ConfigError(f"the saved run's options cannot be read back: {exc}") from None
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a saved value has its field's type, for the plain annotations (``int``,
+    ``float | None``...; others are left to RunConfig): a string num_prompts or max_tokens was an
+    internal error (TypeError) deep in the run, a null num_prompts a run without end."""
+    parts = [p.strip() for p in annotation.split("|")]
+    if not all(p in _SCALARS or p == "None" for p in parts):
+        return True
+    if value is None:
+        return "None" in parts
+    if isinstance(value, bool):
+        return "bool" in parts
+    return any(isinstance(value, _SCALARS[p]) for p in parts if p != "None")
 
 
 def objectives_of(block: Any) -> tuple[list[slo.Objective], float]:

@@ -277,8 +277,8 @@ class Run:
         empty = False
         try:
             if self._model is None:
-                self._model = await until_stopped(self.stop, discover_model(self._transport, cfg.base_url,
-                                                                            hint=auth_hint(cfg)))
+                self._model = await until_stopped(self.stop, discover_model(
+                    self._transport, cfg.base_url, min(10.0, cfg.timeout_s), hint=auth_hint(cfg)))
             if not self.stop.is_set():
                 self._base = base_body(cfg, self._model)  # type: ignore[arg-type]
                 if cfg.preconnect:

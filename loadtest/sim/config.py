@@ -20,6 +20,19 @@ METRICS_FAMILIES = ("vllm", "llamacpp", "dcgm")
 """What GET /metrics can serve (sim/metrics.py): vLLM's and llama.cpp's names, and DCGM's GPU fields."""
 
 
+_DAY_MS = 86_400_000
+_TOKENS = 10_000_000  # as ``tokens`` sizes: past it no prompt exists and sums near 64 bits
+_UPPER_BOUNDS: dict[str, int | float] = {
+    "ttft_ms": _DAY_MS, "tpot_ms": _DAY_MS, "metrics_delay_ms": _DAY_MS, "retry_after_s": 86_400,
+    "output_tokens": _TOKENS, "reasoning_tokens": _TOKENS, "template_tokens": _TOKENS, "image_tokens": _TOKENS,
+    "n_ctx": 1_000_000_000, "prefix_cache_tokens": 1_000_000_000, "kv_cache_tokens": 1_000_000_000_000,
+    "embedding_dim": 65_536, "tool_call_rounds": 1_000, "tool_calls_per_round": 1_000,
+    "metrics_extra_series": 100_000, "audio_tokens_per_s": 100_000, "transcript_words_per_s": 1_000,
+    "prefill_tokens_per_s": 1e12,
+}
+"""The largest value each option takes (``_check_bounds``)."""
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """Everything that shapes the simulated server's replies; times in ms, counts in tokens."""
@@ -127,6 +140,8 @@ class SimConfig:
             raise ConfigError(f"sim: port must be 0..65535, got {self.port}")
         if not self.model:
             raise ConfigError("sim: model name must not be empty")
+        if not self.host.strip():
+            raise ConfigError("sim: host must not be empty (0.0.0.0 listens on every address)")
         if not (math.isfinite(self.ttft_ms) and math.isfinite(self.tpot_ms)):
             raise ConfigError("sim: ttft_ms and tpot_ms must be finite numbers")
         if self.ttft_ms < 0 or self.tpot_ms < 0:
@@ -173,6 +188,19 @@ class SimConfig:
             raise ConfigError("sim: embedding_dim must be >= 1")
         self._check_metrics()
         self._check_media()
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        """Upper bounds: a value past them was accepted, then each request overflowed a timer
+        (``prefill_tokens_per_s 1e-300``: a 400 'callback error'), built a reply until memory ran out
+        (``tool_calls_per_round 10^12``, ``metrics_extra_series 10^12``: the server died) or sent a
+        count past 64 bits. None of them is a server anyone tests against."""
+        for name, most in _UPPER_BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and value > most:
+                raise ConfigError(f"sim: {name} must be at most {most:,}, got {value:,}")
+        if self.prefill_tokens_per_s is not None and self.prefill_tokens_per_s < 0.001:
+            raise ConfigError(f"sim: prefill_tokens_per_s must be at least 0.001, got {self.prefill_tokens_per_s}")
 
     def _check_metrics(self) -> None:
         if not isinstance(self.metrics, tuple):  # a list from a caller would not survive to_args

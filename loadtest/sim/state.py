@@ -11,6 +11,8 @@ from typing import IO, Any, Protocol
 
 import orjson
 
+from loadtest.errors import ConfigError
+
 from loadtest.sim.config import SimConfig
 from loadtest.sim.engine import Engine
 
@@ -99,7 +101,7 @@ class SimState:
         self.tokens_per_chunk = config.tokens_per_chunk
         self.chunk_tokens_max = config.chunk_tokens_max
         self.eol2 = b"\r\n\r\n" if config.crlf else b"\n\n"
-        self.chunk_log: IO[bytes] | None = open(config.log_chunks, "ab") if config.log_chunks else None
+        self.chunk_log: IO[bytes] | None = _open_log(config.log_chunks) if config.log_chunks else None
         self.log_header: bytes | None = config.log_header.lower().encode() if config.log_header else None
         self.engine = Engine(config, self.stats, self.ttft_ns, self.tpot_ns)
 
@@ -148,3 +150,12 @@ def _logged_message(m: dict[str, Any]) -> list[Any]:
 def content_hash(content: Any) -> str:
     text = content if isinstance(content, str) else orjson.dumps(content).decode()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _open_log(path: str) -> IO[bytes]:
+    """The chunk log, opened before the server listens: a path that cannot be appended to was
+    reported as "cannot listen on HOST:PORT" (the OSError looked like a taken port)."""
+    try:
+        return open(path, "ab")
+    except OSError as exc:
+        raise ConfigError(f"sim: log_chunks {path}: cannot append to it: {exc.strerror or exc}") from None

@@ -307,7 +307,8 @@ DEFINITIONS: dict[str, str] = {
         "most waiting at once; dropped: starts due while backlog_bound starts already waited, never sent "
         "(backlog_bound = max(C, min(rate x 1 s, 10,000)); scaled out, each worker's own bound from its share of C and "
         "of the rate, summed, and waiting_max the most one worker held); unsent_at_end: still "
-        "waiting when the deadline or a stop ended the run. overflow: drop, or wait (--request-rate inf: the "
+        "waiting when the deadline or a stop ended the run, or started at that instant and cancelled before it "
+        "was sent (no record); sent = due - dropped - unsent_at_end, one record each. overflow: drop, or wait (--request-rate inf: the "
         "schedule is read only as slots free, all at once up to the cap; nothing is dropped). Counts cover "
         "the whole schedule, warm-up and cooldown included."),
     "scale_out": (

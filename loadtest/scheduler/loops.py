@@ -100,7 +100,8 @@ class Backlog:
     nothing waits beyond the start at hand and nothing is dropped. Filled in by run_open_loop:
     ``due`` starts taken from the schedule (sent, waited or dropped), ``dropped``, ``waited``
     (starts that waited for a slot), ``waiting_max`` (the most waiting at once) and ``unsent``
-    (still waiting when a deadline or a stop ended the run)."""
+    (still waiting when a deadline or a stop ended the run, or launched at that instant and
+    cancelled before its job began: never sent, no record)."""
 
     bound: int | None = None
     drop: bool = True
@@ -143,7 +144,11 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
     tasks: set[asyncio.Task[None]] = set()
     failure: list[BaseException] = []
 
+    launched = begun = 0  # a task cancelled before its first step (launched at the deadline) never sent
+
     async def one(i: int, scheduled_ns: int, queue_ns: int) -> None:
+        nonlocal begun
+        begun += 1
         try:
             await job(i, scheduled_ns, queue_ns)
         finally:
@@ -157,6 +162,8 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
             stop.set()
 
     def launch(i: int, at: int, queue_ns: int) -> None:
+        nonlocal launched
+        launched += 1
         task = loop.create_task(one(i, at, queue_ns))
         tasks.add(task)
         task.add_done_callback(finished)
@@ -257,6 +264,7 @@ async def run_open_loop(times: Iterator[float], job: Callable[[int, int, int], A
         for t in pending:
             t.cancel()
         await asyncio.gather(dispatcher, *pending, return_exceptions=True)
+        backlog.unsent += launched - begun  # their job never began: no request, no record
     if failure:
         raise failure[0]  # a job's exception: a bug, not a failed request
     if completed and not stop.is_set():

@@ -136,4 +136,6 @@ def test_ctrl_c_during_model_discovery_is_prompt(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     assert time.monotonic() - t0 < 2 and proc.returncode == 130, err
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["run"]["ended"] == "interrupted"
+    # nothing was measured: one line, and no run directory left behind (there is no run to resume)
+    assert err.strip().endswith("interrupted (SIGINT) before anything was measured"), err
+    assert not (tmp_path / "out").exists()

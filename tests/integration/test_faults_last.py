@@ -93,3 +93,30 @@ def test_rerun_ignores_a_corrupt_requests_file(served_run, tmp_path):
     (copy / "requests.jsonl").write_bytes(b'{"bad\n\x00garbage')
     assert main(["rerun", str(copy), "--endpoint", s.base_url, "--quiet", "--output", str(tmp_path / "again")]) == 0
     assert json.loads((tmp_path / "again" / "summary.json").read_text())["counts"]["completed"] == 3
+
+
+# -- --api transcriptions against hostile usage ------------------------------------------------------
+
+@pytest.mark.parametrize("usage, field", [
+    ({"type": "tokens", "input_tokens": 12, "output_tokens": "ten", "total_tokens": 22}, "usage.output_tokens"),
+    ({"type": "tokens", "input_tokens": 12, "output_tokens": -3, "total_tokens": 9}, "usage.output_tokens"),
+    ({"type": "tokens", "input_tokens": 10 ** 30, "output_tokens": 4, "total_tokens": 4}, "usage.input_tokens"),
+])
+def test_transcriptions_with_hostile_usage_complete_and_say_so(cli, tmp_path, usage, field):
+    """A non-streamed transcription whose usage holds a count that is not one: the run completes,
+    each record names the field in usage_invalid, and the count is not taken (None, never the raw value)."""
+    from faultserver import response, serve
+
+    body = json.dumps({"text": "hello there world", "usage": usage}).encode()
+
+    def behaviour(server, sock, n, head):
+        sock.sendall(response(200, body))
+
+    with serve(behaviour) as server:
+        code, summary, rows = cli(["single", "--endpoint", server.base_url, "--model", "whisper", "--api",
+                                   "transcriptions", "--no-stream", "--audio-seconds", "1", "--num-prompts", "3"],
+                                  tmp_path / "out")
+    assert code == 0 and summary["counts"]["completed"] == 3
+    assert all(r["ok"] and field in (r["usage_invalid"] or {}) for r in rows), rows
+    key = {"usage.output_tokens": "completion_tokens", "usage.input_tokens": "prompt_tokens"}[field]
+    assert all(key in r and r[key] != usage[field.split(".")[1]] for r in rows)

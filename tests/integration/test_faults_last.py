@@ -120,3 +120,30 @@ def test_transcriptions_with_hostile_usage_complete_and_say_so(cli, tmp_path, us
     assert all(r["ok"] and field in (r["usage_invalid"] or {}) for r in rows), rows
     key = {"usage.output_tokens": "completion_tokens", "usage.input_tokens": "prompt_tokens"}[field]
     assert all(key in r and r[key] != usage[field.split(".")[1]] for r in rows)
+
+
+# -- report --format csv|markdown|json|html over wrong-typed summary fields ----------------------------
+
+@pytest.mark.parametrize("section, name, value", [
+    ("metrics", "ttft_s", "x"), ("metrics", "e2e_s", [1]), ("counts", "completed", None),
+    ("counts", "failed", {"a": 1}), ("run", "model", [1]), ("config", "concurrency", "x"),
+])
+def test_report_formats_survive_a_wrong_typed_field(served_run, tmp_path, section, name, value):
+    """The renderers in-process (the slow test runs the table over every field): each format gives
+    its text, or one ConfigError line, never an internal error."""
+    import shutil
+
+    from loadtest.errors import LoadtestError
+    from loadtest.report.make import make_report
+
+    _, run = served_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary[section][name] = value
+    (copy / "summary.json").write_text(json.dumps(summary))
+    for fmt in ("csv", "markdown", "json", "html"):
+        try:
+            assert make_report([copy], by=["model"], fmt=fmt, output=None, plots=None)
+        except LoadtestError:
+            pass

@@ -46,6 +46,7 @@ def main(ns: argparse.Namespace) -> int:
     given = vars(ns)
     recipe = load_recipe(ns.directory)
     cfg = recipe.cfg
+    check_ranges(cfg)
     if "endpoint" in given:
         base_url = configs.normalized(ns.endpoint)
     elif recipe.engine:
@@ -71,6 +72,34 @@ def main(ns: argparse.Namespace) -> int:
         print("loadtest: warning: the saved run sent an API key, which is never saved: give --api-key, "
               "--api-key-env NAME or $OPENAI_API_KEY", file=sys.stderr)
     return _run(cfg, recipe, overwrite=bool(given.get("overwrite")))
+
+
+def check_ranges(cfg: Any) -> None:
+    """Each numeric option of a saved run through its command-line option's own type (cli/argtypes.py),
+    before anything starts: a recipe edited to concurrency -5, duration_s 0 or max_tokens 0 is refused
+    with the rule and message that option gives, the ranges written once (a negative concurrency ran
+    nothing and reported 0 requests; a zero timeout failed every request)."""
+    from dataclasses import fields
+
+    from loadtest.cli.main import build_parser
+    from loadtest.run.recipe import RERUNNABLE
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    names = {f.name for f in fields(cfg)}
+    checked: set[str] = set()
+    # the run's own command first; then the other's, for a field its command has no option for (a
+    # single run's concurrency, a duration_s written into a single run's recipe)
+    for action in (a for command in (cfg.command, *RERUNNABLE) for a in sub.choices[command]._actions):
+        name = action.dest if action.dest in names else action.dest + "_s"
+        value = getattr(cfg, name, None) if name in names and name not in checked else None
+        if not callable(action.type) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        checked.add(name)
+        try:
+            action.type(str(value))
+        except argparse.ArgumentTypeError as exc:
+            option = action.option_strings[-1] if action.option_strings else name
+            raise ConfigError(f"the saved run's option {name} ({option}) is {value!r}: {exc}") from None
 
 
 def _headers(saved: tuple[tuple[str, str], ...], given: list[tuple[str, str]],

@@ -122,9 +122,12 @@ def config_from_json(saved: dict[str, Any]) -> tuple[RunConfig, list[str], list[
         if f.name in d and not _fits(d[f.name], str(f.type)):
             raise ConfigError(f"the saved run's option {f.name} is {d[f.name]!r}, not {f.type}: "
                               "the recipe was changed or is corrupt")
+    if d.get("num_prompts", 100) is None and d.get("duration_s") is None:
+        raise ConfigError("the saved run has neither num_prompts nor duration_s: a recipe must describe a bounded "
+                          "run (the recipe was changed or is corrupt)")
     try:
         return RunConfig(**d), notes, masked
-    except (TypeError, ValueError) as exc:  # ValueError: RunConfig's own checks (concurrency -5)
+    except (TypeError, ValueError) as exc:  # TypeError: a field of a richer type that does not fit
         raise ConfigError(f"the saved run's options cannot be read back: {exc}") from None
 
 

@@ -33,7 +33,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from loadtest.config import RunConfig
-from loadtest.measure.record import OnReply, RequestRecord
+from loadtest.measure.record import OnReply, RequestRecord, take_attempts
 from loadtest.prompts.sources import Prompt
 from loadtest.run.tracehold import Hold, tag_trace_turn, turn_max_tokens
 from loadtest.scheduler.loops import sleep_until
@@ -164,8 +164,9 @@ class SessionLoop:
         t_start = perf_counter_ns()
         try:
             ex = await self.send(prompt, task.headers, task.sid)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             rec = self.cancelled(rid, task.prompt_id, task.warmup, t_start)
+            take_attempts(rec, getattr(exc, "attempt_info", None))  # stopped during a retry wait: its 429s
             self._tag(rec, task, rnd, wait, None)
             self.emit(rec)
             raise

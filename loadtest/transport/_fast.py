@@ -19,21 +19,9 @@ import httptools
 
 from loadtest import __version__
 from loadtest._accel import speedups
-from loadtest.transport.base import (
-    DISCONNECT,
-    PROTOCOL,
-    RUNAWAY,
-    RUNAWAY_CHECK_S,
-    TIMEOUT,
-    Exchange,
-    StampedPieces,
-    abandon_delay_s,
-    describe_os_error,
-    is_limit_header,
-    mark_abandoned,
-    runaway_message,
-    with_query,
-)
+from loadtest.transport.base import (DISCONNECT, PROTOCOL, RUNAWAY, RUNAWAY_CHECK_S, TIMEOUT, Exchange, StampedPieces,
+                                     abandon_delay_s, describe_os_error, is_limit_header, mark_abandoned,
+                                     runaway_message, with_query)
 
 _MAX_HEAD = 65536  # headers larger than this are left to httptools alone
 

@@ -236,15 +236,7 @@ class MessagesStream(Stream):
                 out.append(self._delta(1 if r else 0, b"text_delta", b"text", text))
             self.sent = end
             self._generated(start, end, now)
-        if plan.fault is not None and self.sent == plan.fault_after:
-            self._fault(out, now)
-        elif self.sent >= plan.n_tokens:
-            self._finish_stream(out, now)
-        else:
-            self.conn.write(b"".join(out))
-            self.next_end = self._end_after(self.sent)
-            self.due = self.recv_ns + sim.ttft_ns + (self.next_end - 1) * self.tpot_ns
-            sim.scheduler.push(self.due, self)
+        self._end_step(out, now)
 
     def _finish_stream(self, out: list[bytes], now: int) -> None:
         r = self.plan.reasoning_tokens

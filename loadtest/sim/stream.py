@@ -207,6 +207,12 @@ class Stream:
                 self.log_ns.append(now)  # type: ignore[union-attr]
             if self.first_ns is None:
                 self.first_ns = now
+        self._end_step(out, now)
+
+    def _end_step(self, out: list[bytes], now: int) -> None:
+        """How every step ends, whatever frames its dialect wrote: the fault due at this token, the
+        reply's end, or the frames out and the next step scheduled."""
+        plan, sim = self.plan, self.sim
         if plan.fault is not None and self.sent == plan.fault_after:
             self._fault(out, now)
         elif self.sent >= plan.n_tokens:

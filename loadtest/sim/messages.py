@@ -215,10 +215,7 @@ class MessagesStream(Stream):
         now = monotonic_ns()
         sim, plan = self.sim, self.plan
         stats = sim.stats
-        late = now - self.due
-        stats.late_sum_ns += late
-        stats.late_count += 1
-        stats.late_max_ns = max(stats.late_max_ns, late)
+        stats.late(now - self.due)
         if not plan.stream:
             self._finish_plain(now)
             return

@@ -132,10 +132,7 @@ class PoolingReply(Stream):
         now = monotonic_ns()
         sim, plan = self.sim, self.plan
         stats, engine = sim.stats, sim.engine
-        late = now - self.due
-        stats.late_sum_ns += late
-        stats.late_count += 1
-        stats.late_max_ns = max(stats.late_max_ns, late)
+        stats.late(now - self.due)
         prefill_ns = self.recv_ns - self.slot_ns
         engine.prompt_tokens += plan.prompt_tokens  # /metrics: prompt tokens processed, no generation
         engine.lc_prompt_tokens += plan.prompt_tokens

@@ -58,6 +58,13 @@ class Stats:
         self.late_count = 0
         self.max_active = self.active
 
+    def late(self, late_ns: int) -> None:
+        """A step ran ``late_ns`` after it was due (the server's own lateness, in its stats)."""
+        self.late_sum_ns += late_ns
+        self.late_count += 1
+        if late_ns > self.late_max_ns:
+            self.late_max_ns = late_ns
+
     def received(self, recv_ns: int) -> None:
         self.requests_received += 1
         if self.first_recv_ns is None:

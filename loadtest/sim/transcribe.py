@@ -167,10 +167,7 @@ class TranscriptionStream(Stream):
     def step(self) -> None:
         now = monotonic_ns()
         sim, plan, stats = self.sim, self.plan, self.sim.stats
-        late = now - self.due
-        stats.late_sum_ns += late
-        stats.late_count += 1
-        stats.late_max_ns = max(stats.late_max_ns, late)
+        stats.late(now - self.due)
         if not plan.stream:
             self.sent = plan.n_tokens
             stats.tokens_sent += plan.n_tokens

@@ -21,6 +21,7 @@ lost, and the command's exit code is 130/143 whatever it would have been otherwi
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -188,6 +189,12 @@ class Signals:
                 self._active = None
         at_once = not self.measured or self._abortable > 0
         if not self._first(sig, graceful=not at_once) or at_once:
+            if not self.measured and not self._abortable and _in_import(frame):
+                # raised inside an import, the exception becomes an ImportError (numpy's "PLEASE READ
+                # THIS"), a silent fallback (`except ImportError`) or a crash in a C extension's
+                # initialisation; nothing was measured and no engine is waited for: quit right here
+                print(f"loadtest: {self._why(sig)}", file=sys.stderr, flush=True)
+                os._exit(self.exit_code or EXIT_INTERRUPTED)
             raise Interrupted(self._why(sig), self.exit_code or EXIT_INTERRUPTED)
 
     def _why(self, sig: signal.Signals) -> str:
@@ -206,6 +213,15 @@ class Signals:
             run.stop.set()
         else:
             task.cancel()
+
+
+def _in_import(frame: Any) -> bool:
+    """Whether the main thread was stopped inside an import (the handler's frame and its callers)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 _command: Signals | None = None

@@ -213,9 +213,8 @@ class MessagesStream(Stream):
 
     def step(self) -> None:
         now = monotonic_ns()
-        sim, plan = self.sim, self.plan
-        stats = sim.stats
-        stats.late(now - self.due)
+        plan = self.plan
+        self.sim.stats.late(now - self.due)
         if not plan.stream:
             self._finish_plain(now)
             return

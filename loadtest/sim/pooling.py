@@ -131,8 +131,8 @@ class PoolingReply(Stream):
     def step(self) -> None:
         now = monotonic_ns()
         sim, plan = self.sim, self.plan
-        stats, engine = sim.stats, sim.engine
-        stats.late(now - self.due)
+        engine = sim.engine
+        sim.stats.late(now - self.due)
         prefill_ns = self.recv_ns - self.slot_ns
         engine.prompt_tokens += plan.prompt_tokens  # /metrics: prompt tokens processed, no generation
         engine.lc_prompt_tokens += plan.prompt_tokens

@@ -220,8 +220,9 @@ class Stream:
             sim.scheduler.push(self.due, self)
 
     def _generated(self, start: int, end: int, now: int) -> None:
-        """Tool pieces start..end-1 went out now: the counters, the engine and the log hear of it
-        (the text path does the same inline: it runs per token)."""
+        """Pieces start..end-1 went out now (tool calls, Messages, transcripts): the counters, the
+        engine and the log hear of it (the chat/completions text path does the same inline: it runs
+        per token)."""
         self.sim.stats.tokens_sent += end - start
         self.sim.engine.generated(self, start, end)
         if self.log_tokens is not None and self.disconnect_ns is None:  # what really went out

@@ -187,19 +187,11 @@ class TranscriptionStream(Stream):
             usage = self._usage() if plan.continuous_usage else b""
             out = [self._frame(self.head + b',"choices":[{"delta":{"content":"%b"},"finish_reason":null,'
                                            b'"stop_reason":null}]%b}' % (text, usage))]
-        stats.tokens_sent += end - start
-        sim.engine.generated(self, start, end)
-        if self.log_tokens is not None and self.disconnect_ns is None:
-            self.log_tokens.append(end - start)
-            self.log_ns.append(now)  # type: ignore[union-attr]
-        if self.first_ns is None:
-            self.first_ns = now
-        if self.sent < plan.n_tokens:
-            self.conn.write(b"".join(out))
-            self.next_end = self._end_after(self.sent)
-            self.due = self.recv_ns + sim.ttft_ns + (self.next_end - 1) * sim.tpot_ns
-            sim.scheduler.push(self.due, self)
-            return
+        self._generated(start, end, now)
+        self._end_step(out, now)
+
+    def _finish_stream(self, out: list[bytes], now: int) -> None:
+        sim, plan = self.sim, self.plan
         if self._openai:
             usage = b',"usage":' + self._token_usage() if sim.config.usage else b""
             out.append(self._frame(b'{"type":"transcript.text.done","text":"%b","logprobs":null%b}'

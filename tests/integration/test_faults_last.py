@@ -5,8 +5,12 @@ against hostile usage. Against the test server on loopback."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+
+from loadtest.errors import LoadtestError
+from loadtest.report.make import make_report
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -131,11 +135,6 @@ def test_transcriptions_with_hostile_usage_complete_and_say_so(cli, tmp_path, us
 def test_report_formats_survive_a_wrong_typed_field(served_run, tmp_path, section, name, value):
     """The renderers in-process (the slow test runs the table over every field): each format gives
     its text, or one ConfigError line, never an internal error."""
-    import shutil
-
-    from loadtest.errors import LoadtestError
-    from loadtest.report.make import make_report
-
     _, run = served_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
